@@ -1,0 +1,110 @@
+# Reliable serial link on top of framing: stop-and-wait ARQ with 8-bit sequence
+# numbers, acks and retransmit. Sans-IO: the owner feeds received bytes, asks
+# poll(now_ms) for bytes to write and recv() for delivered payloads. Clock
+# arithmetic comes from the owner (time.ticks_diff on a board: ticks wrap).
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+from wire.framing import (FLAG_FIRST, KIND_ACK, KIND_DATA, FrameDecoder,
+                          encode_frame)
+
+_KIND_MASK = const(0x7F)
+
+
+def _diff(a, b):
+    return a - b
+
+
+class Link:
+    def __init__(self, rto_ms=200, max_tries=8, max_queue=32, diff=_diff):
+        self.decoder = FrameDecoder()
+        self.rto_ms = rto_ms
+        self.max_tries = max_tries
+        self.max_queue = max_queue
+        self._diff = diff
+        self._txq = []
+        self._inflight = None
+        self._inflight_seq = 0
+        self._sent_at = 0
+        self._tries = 0
+        self._tx_seq = 0
+        self._first = True
+        self._rx_seq = -1
+        self._acks = []
+        self._rx = []
+        # Counters: sent/resent/gave_up/dup/rx/queue_full (+ decoder drops).
+        self.stats = {"tx": 0, "retx": 0, "giveup": 0, "rx": 0, "dup": 0,
+                      "queue_full": 0, "stray_ack": 0}
+
+    def send(self, payload):
+        """Queue one payload; False (counted) when the queue is full."""
+        if len(self._txq) >= self.max_queue:
+            self.stats["queue_full"] += 1
+            return False
+        self._txq.append(payload)
+        return True
+
+    def idle(self):
+        return self._inflight is None and not self._txq and not self._acks
+
+    def receive(self, data):
+        self.decoder.feed(data)
+        while True:
+            fr = self.decoder.next()
+            if fr is None:
+                return
+            kind, seq, payload = fr
+            k = kind & _KIND_MASK
+            if k == KIND_ACK:
+                if self._inflight is not None and seq == self._inflight_seq:
+                    self._inflight = None
+                else:
+                    self.stats["stray_ack"] += 1
+            elif k == KIND_DATA:
+                self._acks.append(seq)
+                if (kind & FLAG_FIRST) or seq != self._rx_seq:
+                    self._rx_seq = seq
+                    self._rx.append(payload)
+                    self.stats["rx"] += 1
+                else:
+                    # Our ack was lost and the peer resent: ack again, deliver once.
+                    self.stats["dup"] += 1
+
+    def recv(self):
+        if self._rx:
+            return self._rx.pop(0)
+        return None
+
+    def poll(self, now):
+        """Bytes to write now, or None. Call until None after each event."""
+        if self._acks:
+            return encode_frame(KIND_ACK, self._acks.pop(0))
+        if self._inflight is not None:
+            if self._diff(now, self._sent_at) < self.rto_ms:
+                return None
+            if self._tries >= self.max_tries:
+                # The message layer above re-sends what matters (journaled events).
+                self.stats["giveup"] += 1
+                self._inflight = None
+            else:
+                self._tries += 1
+                self._sent_at = now
+                self.stats["retx"] += 1
+                return self._inflight
+        if self._inflight is None and self._txq:
+            payload = self._txq.pop(0)
+            kind = KIND_DATA
+            if self._first:
+                kind |= FLAG_FIRST
+                self._first = False
+            self._tx_seq = (self._tx_seq + 1) & 0xFF
+            self._inflight_seq = self._tx_seq
+            self._inflight = encode_frame(kind, self._tx_seq, payload)
+            self._sent_at = now
+            self._tries = 1
+            self.stats["tx"] += 1
+            return self._inflight
+        return None

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a fresh machine, idempotently:
+# system packages (Mosquitto, socat) when missing and we may install them,
+# then a virtual environment in .venv with the project and its dev tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto mosquitto-clients)
+command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+if [ "${HUIMIN_WITH_BROWSER:-0}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+  if command -v apt-get >/dev/null 2>&1 && { [ -z "$SUDO" ] || sudo -n true 2>/dev/null; }; then
+    echo "bootstrap: installing ${need_apt[*]} (apt)" >&2
+    $SUDO apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "bootstrap: please install ${need_apt[*]} (no permission to do it here); continuing" >&2
+  fi
+fi
+
+stamp=.venv/.huimin-installed
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "bootstrap: installing Python packages into .venv" >&2
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  touch "$stamp"
+fi
