@@ -14,12 +14,11 @@ except ImportError:  # CPython
 
 from wire.crc16 import crc16
 
-SOF0 = const(0xA5)
-SOF1 = const(0x5A)
-HEADER = const(6)
-TRAILER = const(2)
+_SOF0 = const(0xA5)
+_SOF1 = const(0x5A)
+_HEADER = const(6)
+_TRAILER = const(2)
 MAX_PAYLOAD = const(1024)
-MAX_FRAME = const(1032)  # HEADER + MAX_PAYLOAD + TRAILER
 
 KIND_DATA = const(0x01)
 KIND_ACK = const(0x02)
@@ -50,17 +49,17 @@ def encode_frame(kind, seq, payload=b""):
         raise FrameError("payload too large: %d > %d" % (n, MAX_PAYLOAD))
     if kind & _KIND_MASK not in (KIND_DATA, KIND_ACK):
         raise FrameError("bad kind %d" % kind)
-    out = bytearray(HEADER + n + TRAILER)
-    out[0] = SOF0
-    out[1] = SOF1
+    out = bytearray(_HEADER + n + _TRAILER)
+    out[0] = _SOF0
+    out[1] = _SOF1
     out[2] = kind
     out[3] = seq & 0xFF
     out[4] = n >> 8
     out[5] = n & 0xFF
-    out[HEADER:HEADER + n] = payload
-    c = crc16(out, 2, HEADER + n)
-    out[HEADER + n] = c >> 8
-    out[HEADER + n + 1] = c & 0xFF
+    out[_HEADER:_HEADER + n] = payload
+    c = crc16(out, 2, _HEADER + n)
+    out[_HEADER + n] = c >> 8
+    out[_HEADER + n + 1] = c & 0xFF
     return bytes(out)
 
 
@@ -68,7 +67,7 @@ class FrameDecoder:
     """feed(bytes) then next() until None; each frame is (kind, seq, payload)."""
 
     def __init__(self, max_payload=MAX_PAYLOAD):
-        self._cap = HEADER + max_payload + TRAILER
+        self._cap = _HEADER + max_payload + _TRAILER
         self._max = max_payload
         self._buf = bytearray(self._cap)
         self._mv = memoryview(self._buf)
@@ -119,10 +118,10 @@ class FrameDecoder:
         return True
 
     def _complete_frame_at_head(self):
-        if self._n < HEADER or self._buf[0] != SOF0 or self._buf[1] != SOF1:
+        if self._n < _HEADER or self._buf[0] != _SOF0 or self._buf[1] != _SOF1:
             return False
         ln = (self._buf[4] << 8) | self._buf[5]
-        return ln <= self._max and self._n >= HEADER + ln + TRAILER
+        return ln <= self._max and self._n >= _HEADER + ln + _TRAILER
 
     def _resync(self):
         # Skip to the next preamble; a lone trailing A5 may start one.
@@ -131,7 +130,7 @@ class FrameDecoder:
             return
         i = self._buf.find(_PREAMBLE, 0, n)
         if i < 0:
-            keep = 1 if self._buf[n - 1] == SOF0 else 0
+            keep = 1 if self._buf[n - 1] == _SOF0 else 0
             if n - keep:
                 self._drop(DROP_NOISE, n - keep)
             self._discard(n - keep)
@@ -149,7 +148,7 @@ class FrameDecoder:
         while True:
             self._resync()
             n = self._n
-            if n < HEADER:
+            if n < _HEADER:
                 return None
             b = self._buf
             ln = (b[4] << 8) | b[5]
@@ -162,15 +161,15 @@ class FrameDecoder:
                 self._drop(DROP_KIND)
                 self._discard(2)
                 continue
-            end = HEADER + ln
-            if n < end + TRAILER:
+            end = _HEADER + ln
+            if n < end + _TRAILER:
                 return None
             c = crc16(b, 2, end)
             if c != ((b[end] << 8) | b[end + 1]):
                 self._drop(DROP_CRC)
                 self._discard(2)
                 continue
-            frame = (kind, b[3], bytes(self._mv[HEADER:end]))
-            self._discard(end + TRAILER)
+            frame = (kind, b[3], bytes(self._mv[_HEADER:end]))
+            self._discard(end + _TRAILER)
             self.frames += 1
             return frame

@@ -19,8 +19,8 @@ def _diff(a, b):
 
 
 class Link:
-    def __init__(self, rto_ms=200, max_tries=8, max_queue=32, diff=_diff):
-        self.decoder = FrameDecoder()
+    def __init__(self, rto_ms=200, max_tries=8, max_queue=32, diff=_diff, max_payload=1024):
+        self.decoder = FrameDecoder(max_payload)
         self.rto_ms = rto_ms
         self.max_tries = max_tries
         self.max_queue = max_queue

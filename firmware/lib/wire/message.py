@@ -36,22 +36,16 @@ SLOT_CHARS = "ELUFXDB"
 EVENTS = (RENTED, RETURNED, FAULT)
 OPS = ("unlock", "set_slot", "reboot", "hello")
 
-# type -> ((field, kind, required), ...); kinds: s=str i=int b=bool
-_S = "s"
-_I = "i"
-_B = "b"
+# type -> fields; prefix "#" int, "?" bool, none str; suffix "~" optional.
+# Kept as strings: tuples of tuples cost several KiB of a device's heap.
 SCHEMA = {
-    HELLO: (("dev", _S, 1), ("kind", _S, 1), ("fw", _S, 1), ("slots", _I, 1),
-            ("boot", _I, 1), ("epoch", _S, 1)),
-    STATE: (("dev", _S, 1), ("boot", _I, 1), ("n", _I, 1), ("slots", _S, 1),
-            ("up", _I, 0)),
-    EVENT: (("dev", _S, 1), ("epoch", _S, 1), ("seq", _I, 1), ("ev", _S, 1),
-            ("slot", _I, 1), ("bike", _S, 0), ("code", _S, 0), ("up", _I, 0)),
-    STATUS: (("dev", _S, 1), ("online", _B, 1), ("boot", _I, 0)),
-    COMMAND: (("id", _I, 1), ("op", _S, 1), ("slot", _I, 0), ("enabled", _B, 0)),
-    ACK: (("epoch", _S, 1), ("seq", _I, 1)),
-    RESULT: (("dev", _S, 1), ("id", _I, 1), ("ok", _B, 1), ("err", _S, 0),
-             ("slot", _I, 0)),
+    HELLO: "dev kind fw #slots #boot epoch",
+    STATE: "dev #boot #n slots #up~",
+    EVENT: "dev epoch #seq ev #slot bike~ code~ #up~",
+    STATUS: "dev ?online #boot~",
+    COMMAND: "#id op #slot~ ?enabled~",
+    ACK: "epoch #seq",
+    RESULT: "dev #id ?ok err~ #slot~",
 }
 
 # Decode failure reasons (counted by the receiver).
@@ -68,11 +62,11 @@ class DecodeError(ValueError):
 
 
 def _kind_ok(v, k):
-    if k == _S:
-        return isinstance(v, str) and len(v) <= 200
-    if k == _B:
+    if k == "#":
+        return isinstance(v, int) and not isinstance(v, bool) and -(1 << 53) < v < (1 << 53)
+    if k == "?":
         return isinstance(v, bool)
-    return isinstance(v, int) and not isinstance(v, bool) and -(1 << 53) < v < (1 << 53)
+    return isinstance(v, str) and len(v) <= 200
 
 
 def check(msg):
@@ -83,12 +77,17 @@ def check(msg):
     spec = SCHEMA.get(t) if isinstance(t, str) else None
     if spec is None:
         raise DecodeError(E_TYPE, str(t)[:20])
-    for name, kind, required in spec:
+    for field in spec.split(" "):
+        k = field[0]
+        name = field[1:] if k in "#?" else field
+        optional = name[-1] == "~"
+        if optional:
+            name = name[:-1]
         v = msg.get(name)
         if v is None:
-            if required:
+            if not optional:
                 raise DecodeError(E_FIELD, "%s.%s missing" % (t, name))
-        elif not _kind_ok(v, kind):
+        elif not _kind_ok(v, k):
             raise DecodeError(E_FIELD, "%s.%s" % (t, name))
     if t == EVENT and msg["ev"] not in EVENTS:
         raise DecodeError(E_FIELD, "ev.ev")

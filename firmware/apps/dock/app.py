@@ -1,0 +1,182 @@
+# The dock app: wires the slot state machine (slots.py) to pins, tag readers,
+# the on-flash journal and the uplink. Everything here is plumbing; rent and
+# return logic lives in slots.py alone.
+import asyncio
+import gc
+
+import hal
+import log
+from apps.dock.slots import Dock
+from drivers.tag_reader import TagReaders
+from journal import Journal
+
+_log = log.get("dock")
+FW_VERSION = "0.1.0"
+_IO_MS = 20  # sensor scan period: a bike push or bolt move lasts far longer
+
+
+class DockApp:
+    def __init__(self, cfg, board, boot):
+        self.cfg = cfg
+        self.boot = boot
+        # Import the uplink before allocating buffers: loading code into a
+        # fragmented heap is what runs a 64K device out of memory.
+        if cfg["link"] == "mqtt":
+            from uplink.mqtt import MqttUplink as _Up
+        else:
+            from uplink.serial import SerialUplink as _Up
+        gc.collect()
+        n = cfg["slots"]
+        pins = board["slots"]
+        if n > len(pins["lock"]):
+            raise ValueError("board %s has %d slots, config asks %d" % (board["name"], len(pins["lock"]), n))
+        self.io = hal.SlotIO(pins, n)
+        self.tags = TagReaders(hal.tag_port(n), n, self._on_tag)
+        self.dock = Dock(n, hal.ticks_diff, cfg["tag_ms"], cfg["lock_ms"], cfg["take_ms"])
+        self.journal = Journal(cfg["journal"])
+        self._lock_written = bytearray(b"\xff" * n)
+        self._state_n = 0
+        self._sent_version = -1
+        self._sent_at = 0
+        self._resend_prev = []
+        self.wdt = hal.WDT(8000)
+        if cfg["link"] == "mqtt":
+            self.uplink = _Up(cfg["mqtt"], cfg["dev"], cfg["site"], boot,
+                              self._on_message, self._on_connect)
+        else:
+            self.uplink = _Up(hal.uart("edge", cfg), self._on_message, self._on_connect)
+    # -- messages ----------------------------------------------------------
+    def _hello(self):
+        return {"t": "hello", "dev": self.cfg["dev"], "kind": "dock", "fw": FW_VERSION,
+                "slots": self.cfg["slots"], "boot": self.boot, "epoch": self.journal.epoch}
+
+    def _send_state(self, now):
+        self._state_n += 1
+        self._sent_version = self.dock.version
+        self._sent_at = now
+        self.uplink.send({"t": "state", "dev": self.cfg["dev"], "boot": self.boot,
+                          "n": self._state_n, "slots": self.dock.codes(),
+                          "up": hal.ticks_ms() // 1000})
+
+    def _on_connect(self):
+        self.uplink.send(self._hello())
+        self._send_state(hal.ticks_ms())
+        for ev in self.journal.read_pending(8):
+            self.uplink.send(ev)
+
+    def _on_tag(self, slot, tag):
+        self.dock.tag(slot, tag, hal.ticks_ms())
+
+    def _on_message(self, msg):
+        t = msg["t"]
+        if t == "ack":
+            self.journal.ack(msg["epoch"], msg["seq"])
+        elif t == "cmd":
+            self._command(msg)
+
+    def _command(self, msg):
+        op = msg["op"]
+        cid = msg["id"]
+        now = hal.ticks_ms()
+        slot = msg.get("slot")
+        _log.info("command %d %s slot=%r", cid, op, slot)
+        if op == "unlock":
+            self.dock.unlock(-1 if slot is None else slot, cid, now)
+        elif op == "set_slot":
+            ok = slot is not None and self.dock.set_enabled(slot, msg.get("enabled", True), now)
+            self._result(cid, ok, None if ok else "bad_slot", slot)
+        elif op == "hello":
+            self._on_connect()
+            self._result(cid, True, None, None)
+        elif op == "reboot":
+            self._result(cid, True, None, None)
+            asyncio.create_task(self._reboot())
+
+    async def _reboot(self):
+        await asyncio.sleep_ms(500)  # let the result leave first
+        hal.reset()
+
+    def _result(self, cid, ok, err, slot):
+        m = {"t": "res", "dev": self.cfg["dev"], "id": cid, "ok": ok}
+        if err:
+            m["err"] = err
+        if slot is not None and slot >= 0:
+            m["slot"] = slot
+        self.uplink.send(m)
+
+    # -- loops -------------------------------------------------------------
+    async def _io_loop(self):
+        d = self.dock
+        n = d.n
+        read = self.io.read
+        while True:
+            try:
+                now = hal.ticks_ms()
+                for i in range(n):
+                    present, latched = read(i)
+                    d.sense(i, present, latched, now)
+                d.tick(now)
+                self._flush(now)
+                self.wdt.feed()
+            except Exception as e:  # log and keep scanning: a dock must stay up
+                _log.exc(e, "io loop")
+            await asyncio.sleep_ms(_IO_MS)
+
+    def _flush(self, now):
+        d = self.dock
+        out = d.lock_out
+        for i in range(len(out)):
+            if out[i] != self._lock_written[i]:
+                self.io.set_lock(i, out[i])
+                self._lock_written[i] = out[i]
+        while d.events:
+            ev, slot, bike, code = d.events.pop(0)
+            m = {"t": "ev", "dev": self.cfg["dev"], "ev": ev, "slot": slot,
+                 "up": now // 1000}
+            if bike:
+                m["bike"] = bike
+            if code:
+                m["code"] = code
+            # Durable first, then sent: a power cut between the two only delays it.
+            self.uplink.send(self.journal.append(m))
+            _log.info("event %s slot=%d bike=%s seq=%d", ev, slot, bike, m["seq"])
+        while d.results:
+            cid, ok, err, slot = d.results.pop(0)
+            self._result(cid, ok, err, slot)
+        if d.version != self._sent_version and hal.ticks_diff(now, self._sent_at) >= self.cfg["state_min_ms"]:
+            self._send_state(now)
+
+    async def _heartbeat(self):
+        period = self.cfg["heartbeat_s"] * 1000
+        while True:
+            await asyncio.sleep_ms(period)
+            self._send_state(hal.ticks_ms())
+
+    async def _resender(self):
+        # Events still pending after a full period are sent again (the edge
+        # drops duplicates by epoch and sequence number).
+        while True:
+            await asyncio.sleep_ms(self.cfg["resend_ms"])
+            try:
+                prev = self._resend_prev
+                self._resend_prev = self.journal.pending[:8]
+                if prev and self.uplink.connected:
+                    for ev in self.journal.read_pending(8):
+                        if ev["seq"] in prev:
+                            self.uplink.send(ev)
+            except Exception as e:
+                _log.exc(e, "resender")
+
+    async def run(self):
+        n = self.dock.n
+        levels = [self.io.read(i) for i in range(n)]
+        self.dock.boot([p for p, _ in levels], [q for _, q in levels], hal.ticks_ms())
+        gc.collect()
+        _log.info("dock %s up: fw %s, boot %d, %d slots %s, journal epoch %s, %d pending, heap free %d",
+                  self.cfg["dev"], FW_VERSION, self.boot, n, self.dock.codes(),
+                  self.journal.epoch, len(self.journal.pending), gc.mem_free())
+        tasks = [asyncio.create_task(self.tags.run())]
+        tasks.append(asyncio.create_task(self.uplink.run()))
+        tasks.append(asyncio.create_task(self._heartbeat()))
+        tasks.append(asyncio.create_task(self._resender()))
+        await self._io_loop()

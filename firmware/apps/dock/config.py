@@ -1,0 +1,58 @@
+# The dock's configuration: declared with defaults and limits, checked at boot,
+# printed once (like ESPHome's dump_config) so `huimin console` shows it.
+import json
+
+import log
+
+_log = log.get("dock")
+
+# key: (default, min, max) for numbers; (default, None, choices) for strings
+SCHEMA = {
+    "dev": (None, None, None),
+    "site": ("town", None, None),
+    "kind": ("dock", None, ("dock",)),
+    "slots": (12, 1, 32),
+    "link": ("serial", None, ("serial", "mqtt")),
+    "uart": ("", None, None),
+    "bus": ("", None, None),
+    "journal": ("journal", None, None),
+    "heartbeat_s": (30, 2, 3600),
+    "state_min_ms": (200, 0, 10000),
+    "resend_ms": (3000, 200, 600000),
+    "tag_ms": (2000, 100, 60000),
+    "lock_ms": (1500, 100, 60000),
+    "take_ms": (30000, 1000, 600000),
+}
+SECRETS = ("password",)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load(path):
+    with open(path) as f:
+        raw = json.load(f)
+    cfg = {}
+    for key, (default, lo, hi) in SCHEMA.items():
+        v = raw.get(key, default)
+        if v is None:
+            raise ConfigError("config: %s is required" % key)
+        if isinstance(default, int):
+            if not isinstance(v, int) or v < lo or v > hi:
+                raise ConfigError("config: %s=%r outside %d..%d" % (key, v, lo, hi))
+        elif hi is not None and v not in hi:
+            raise ConfigError("config: %s=%r not one of %r" % (key, v, hi))
+        cfg[key] = v
+    cfg["mqtt"] = raw.get("mqtt") or {}
+    if cfg["link"] == "serial" and not cfg["uart"]:
+        raise ConfigError("config: link=serial needs uart")
+    return cfg
+
+
+def dump(cfg):
+    for key in sorted(cfg):
+        v = cfg[key]
+        if key == "mqtt":
+            v = dict((k, "***" if k in SECRETS else x) for k, x in v.items())
+        _log.info("config %s = %r", key, v)

@@ -1,0 +1,135 @@
+# On-flash event journal: every event the device accepted is appended (and the
+# file closed, so it reaches flash) before it is sent, and stays until the edge
+# acknowledges it. Survives reboot and power cuts: a torn last line is skipped
+# (it was never sent, since sending follows the append).
+#
+# Files in `root`: meta (epoch and next sequence number), events (lines
+# "<seq> <json>"), acks (lines "<seq>"). When nothing is pending both logs are
+# dropped, so flash use is bounded by the backlog, not by history.
+import os
+import json
+import binascii
+
+import log
+
+_log = log.get("journal")
+
+
+def _exists(p):
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
+
+
+class Journal:
+    def __init__(self, root):
+        self.root = root
+        if not _exists(root):
+            os.mkdir(root)
+        self._meta = root + "/meta"
+        self._events = root + "/events"
+        self._acks = root + "/acks"
+        self.epoch = None
+        self.next_seq = 1
+        self.pending = []  # sequence numbers not yet acknowledged, oldest first
+        self.torn = 0
+        self._load()
+
+    def _load(self):
+        if _exists(self._meta):
+            with open(self._meta) as f:
+                parts = f.read().split()
+            if len(parts) == 2:
+                self.epoch = parts[0]
+                self.next_seq = int(parts[1])
+        if not self.epoch:
+            # A new journal (new flash): a fresh epoch tells the edge that
+            # sequence numbers restart, so they are not taken for duplicates.
+            self.epoch = binascii.hexlify(os.urandom(4)).decode()
+            self._write_meta()
+        acked = set()
+        if _exists(self._acks):
+            with open(self._acks) as f:
+                for line in f:
+                    try:
+                        acked.add(int(line))
+                    except ValueError:
+                        self.torn += 1
+        if _exists(self._events):
+            with open(self._events) as f:
+                for line in f:
+                    seq = self._seq_of(line)
+                    if seq is None:
+                        self.torn += 1
+                        continue
+                    if seq >= self.next_seq:
+                        self.next_seq = seq + 1
+                    if seq not in acked:
+                        self.pending.append(seq)
+        if self.torn:
+            _log.warning("skipped %d torn journal lines", self.torn)
+        if not self.pending:
+            self._compact()
+
+    @staticmethod
+    def _seq_of(line):
+        sp = line.find(" ")
+        if sp <= 0 or not line.endswith("\n"):
+            return None
+        try:
+            seq = int(line[:sp])
+            json.loads(line[sp + 1:])
+        except ValueError:
+            return None
+        return seq
+
+    def _write_meta(self):
+        tmp = self._meta + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%s %d\n" % (self.epoch, self.next_seq))
+        os.rename(tmp, self._meta)
+
+    def _compact(self):
+        self._write_meta()
+        for p in (self._events, self._acks):
+            if _exists(p):
+                os.remove(p)
+
+    def append(self, ev):
+        """Stamp ev with epoch+seq, store it durably, return it."""
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        ev["epoch"] = self.epoch
+        ev["seq"] = seq
+        with open(self._events, "a") as f:
+            f.write("%d %s\n" % (seq, json.dumps(ev)))
+        self.pending.append(seq)
+        return ev
+
+    def ack(self, epoch, seq):
+        if epoch != self.epoch or seq not in self.pending:
+            return False
+        self.pending.remove(seq)
+        if self.pending:
+            with open(self._acks, "a") as f:
+                f.write("%d\n" % seq)
+        else:
+            self._compact()
+        return True
+
+    def read_pending(self, limit):
+        """Up to `limit` pending events, oldest first (read back from flash)."""
+        out = []
+        if not self.pending or not _exists(self._events):
+            return out
+        want = self.pending[:limit]
+        with open(self._events) as f:
+            for line in f:
+                seq = self._seq_of(line)
+                if seq is not None and seq in want:
+                    out.append(json.loads(line[line.find(" ") + 1:]))
+                    if len(out) >= len(want):
+                        break
+        return out

@@ -1,0 +1,239 @@
+# A small asyncio MQTT 3.1.1 client for the devices: connect (with Last Will,
+# credentials, clean or persistent session), QoS 0/1 publish with DUP
+# retransmit, subscribe, keepalive. No reconnect here: uplink/mqtt.py wraps it
+# (as mqtt_as and umqtt.robust wrap their cores). Every network await has a
+# timeout; b"" from the socket is a disconnect (a connect to a closed port
+# "succeeds" on this stack).
+import asyncio
+import struct
+import time
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+_CONNECT = const(0x10)
+_CONNACK = const(0x20)
+_PUBLISH = const(0x30)
+_PUBACK = const(0x40)
+_SUBSCRIBE = const(0x82)
+_SUBACK = const(0x90)
+_PINGREQ = const(0xC0)
+_PINGRESP = const(0xD0)
+_DISCONNECT = const(0xE0)
+
+
+class MQTTError(OSError):
+    pass
+
+
+def _varlen(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return out
+
+
+def _str(s):
+    if isinstance(s, str):
+        s = s.encode()
+    return struct.pack("!H", len(s)) + s
+
+
+class MQTTClient:
+    def __init__(self, client_id, host, port=1883, user=None, password=None,
+                 keepalive=30, will=None, clean=True, timeout_ms=5000, on_message=None):
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self.user = user
+        self.password = password
+        self.keepalive = keepalive
+        self.will = will  # (topic, payload, retain, qos)
+        self.clean = clean
+        self.timeout = timeout_ms / 1000
+        self.on_message = on_message
+        self._r = None
+        self._w = None
+        self._pid = 0
+        self._acked = {}
+        self._ack_ev = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._last_rx = 0
+        self._last_tx = 0
+        self.dead = asyncio.Event()
+        self._tasks = []
+
+    def _next_pid(self):
+        self._pid = self._pid % 65535 + 1
+        return self._pid
+
+    async def _read(self, n):
+        data = await asyncio.wait_for(self._r.readexactly(n), self.timeout)
+        if len(data) < n:
+            raise MQTTError("connection closed")
+        return data
+
+    async def _send(self, pkt):
+        async with self._lock:
+            self._w.write(pkt)
+            await asyncio.wait_for(self._w.drain(), self.timeout)
+            self._last_tx = time.ticks_ms()
+
+    async def connect(self):
+        self._r, self._w = await asyncio.wait_for(
+            asyncio.open_connection(self.host, self.port), self.timeout)
+        flags = 0x02 if self.clean else 0
+        body = bytearray(b"\x00\x04MQTT\x04")
+        payload = bytearray(_str(self.client_id))
+        if self.will:
+            topic, msg, retain, qos = self.will
+            flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
+            payload += _str(topic) + _str(msg)
+        if self.user:
+            flags |= 0x80
+            payload += _str(self.user)
+            if self.password:
+                flags |= 0x40
+                payload += _str(self.password)
+        body.append(flags)
+        body += struct.pack("!H", self.keepalive)
+        body += payload
+        pkt = bytearray((_CONNECT,)) + _varlen(len(body)) + body
+        await self._send(pkt)
+        try:
+            resp = await self._read(4)
+        except EOFError:
+            raise MQTTError("no broker")
+        if resp[0] != _CONNACK:
+            raise MQTTError("bad CONNACK")
+        if resp[3]:
+            # 4 = bad credentials, 5 = not authorised
+            raise MQTTError("connection refused, code %d" % resp[3])
+        self._last_rx = time.ticks_ms()
+        self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._pinger())]
+        return resp[2] & 1  # session present
+
+    async def _reader(self):
+        try:
+            while True:
+                h = await self._r.readexactly(1)  # idle waits are the pinger's business
+                if not h:
+                    raise MQTTError("closed")
+                n = 0
+                shift = 0
+                while True:
+                    b = (await self._read(1))[0]
+                    n |= (b & 0x7F) << shift
+                    shift += 7
+                    if not b & 0x80:
+                        break
+                body = await self._read(n) if n else b""
+                self._last_rx = time.ticks_ms()
+                t = h[0] & 0xF0
+                if t == _PUBLISH:
+                    await self._on_publish(h[0], body)
+                elif t == _PUBACK or t == _SUBACK:
+                    self._acked[(body[0] << 8) | body[1]] = True
+                    self._ack_ev.set()
+        except Exception as e:  # any failure ends this connection; the wrapper reconnects
+            self._die(e)
+
+    async def _on_publish(self, h, body):
+        tl = (body[0] << 8) | body[1]
+        topic = bytes(body[2:2 + tl]).decode()
+        pos = 2 + tl
+        qos = (h >> 1) & 3
+        if qos:
+            pid = (body[pos] << 8) | body[pos + 1]
+            pos += 2
+        msg = bytes(body[pos:])
+        if self.on_message:
+            self.on_message(topic, msg)
+        if qos == 1:
+            # Ack after the handler ran: a crash before this leaves it to redelivery.
+            await self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
+
+    async def _pinger(self):
+        ka = self.keepalive * 1000
+        try:
+            while True:
+                await asyncio.sleep_ms(ka // 4)
+                now = time.ticks_ms()
+                if time.ticks_diff(now, self._last_rx) > ka * 3 // 2:
+                    raise MQTTError("broker silent")
+                if time.ticks_diff(now, self._last_tx) >= ka // 4:
+                    await self._send(bytes((_PINGREQ, 0)))
+        except Exception as e:
+            self._die(e)
+
+    def _die(self, e):
+        if not self.dead.is_set():
+            self.error = e
+            self.dead.set()
+
+    async def _await_ack(self, pid, pkt, tries=3):
+        for i in range(tries):
+            if i:
+                pkt[0] |= 0x08  # DUP on retransmit
+            self._acked.pop(pid, None)
+            await self._send(pkt)
+            t0 = time.ticks_ms()
+            while not self._acked.pop(pid, False):
+                if self.dead.is_set():
+                    raise MQTTError("connection lost")
+                left = self.timeout * 1000 - time.ticks_diff(time.ticks_ms(), t0)
+                if left <= 0:
+                    break
+                self._ack_ev.clear()
+                try:
+                    await asyncio.wait_for_ms(self._ack_ev.wait(), int(left))
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                return
+        raise MQTTError("no ack for %d" % pid)
+
+    async def publish(self, topic, msg, retain=False, qos=0):
+        if isinstance(msg, str):
+            msg = msg.encode()
+        body = bytearray(_str(topic))
+        pid = 0
+        if qos:
+            pid = self._next_pid()
+            body += struct.pack("!H", pid)
+        body += msg
+        pkt = bytearray((_PUBLISH | (qos << 1) | (1 if retain else 0),)) + _varlen(len(body)) + body
+        if qos:
+            await self._await_ack(pid, pkt)
+        else:
+            await self._send(pkt)
+
+    async def subscribe(self, topic, qos=1):
+        pid = self._next_pid()
+        body = struct.pack("!H", pid) + _str(topic) + bytes((qos,))
+        pkt = bytearray((_SUBSCRIBE,)) + _varlen(len(body)) + body
+        await self._await_ack(pid, pkt)
+
+    async def close(self):
+        for t in self._tasks:
+            t.cancel()
+        self._tasks = []
+        if self._w is not None:
+            try:
+                if not self.dead.is_set():
+                    self._w.write(bytes((_DISCONNECT, 0)))
+                    await asyncio.wait_for(self._w.drain(), 1)
+            except Exception:
+                pass
+            try:
+                self._w.close()
+                await self._w.wait_closed()
+            except Exception:
+                pass
+            self._w = None

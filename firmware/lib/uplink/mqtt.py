@@ -1,0 +1,113 @@
+# Device side of the MQTT link: keeps one MQTTClient connected (first connect
+# retried too, backoff with jitter), publishes wire.message objects on the
+# device's topics and hands the edge's messages to the app.
+#   up:   huimin/<site>/<dev>/{hello,state,event,result,status}
+#   down: huimin/<site>/<dev>/down
+# hello and state are retained, status is retained and is the Last Will
+# (online: false, with the boot counter so a stale will is recognisable).
+import asyncio
+import random
+
+import log
+from mqtt.client import MQTTClient
+from wire import message
+
+_log = log.get("uplink")
+
+# message type -> (topic leaf, qos, retain)
+_ROUTES = {
+    message.HELLO: ("hello", 1, True),
+    message.STATE: ("state", 0, True),
+    message.EVENT: ("event", 1, False),
+    message.RESULT: ("result", 1, False),
+    message.STATUS: ("status", 1, True),
+}
+_MAX_QUEUE = 24
+
+
+class MqttUplink:
+    def __init__(self, cfg, dev, site, boot, on_message, on_connect=None):
+        self.cfg = cfg
+        self.dev = dev
+        self.base = "huimin/%s/%s/" % (site, dev)
+        self.boot = boot
+        self.on_message = on_message
+        self.on_connect = on_connect
+        self.connected = False
+        self.bad = 0
+        self.dropped = 0
+        self.reconnects = 0
+        self._q = []
+        self._wake = asyncio.Event()
+
+    def send(self, msg):
+        data = message.encode(msg)
+        if len(self._q) >= _MAX_QUEUE:
+            # Only state/results can be lost here: events live in the journal and
+            # are re-sent until the edge acks them.
+            self.dropped += 1
+            return False
+        self._q.append((msg["t"], data))
+        self._wake.set()
+        return True
+
+    def _incoming(self, topic, payload):
+        try:
+            msg = message.decode(payload)
+        except ValueError as e:
+            self.bad += 1
+            _log.warning("dropped message on %s: %s", topic, e)
+            return
+        self.on_message(msg)
+
+    async def run(self):
+        delay = 500
+        while True:
+            c = self._client()
+            try:
+                await c.connect()
+                await c.subscribe(self.base + "down", 1)
+                await c.publish(self.base + "status", self._status(True), True, 1)
+                self.connected = True
+                delay = 500
+                _log.info("mqtt connected to %s:%d", c.host, c.port)
+                if self.on_connect:
+                    self.on_connect()
+                await self._pump(c)
+            except Exception as e:
+                _log.warning("mqtt down: %s %s", type(e).__name__, e)
+            finally:
+                self.connected = False
+                await c.close()
+            self.reconnects += 1
+            # Backoff with jitter so a town's docks don't reconnect in lockstep.
+            await asyncio.sleep_ms(delay + random.getrandbits(8) * delay // 256)
+            delay = min(delay * 2, 30000)
+
+    def _status(self, online):
+        return message.encode({"t": "status", "dev": self.dev, "online": online,
+                               "boot": self.boot})
+
+    def _client(self):
+        cfg = self.cfg
+        return MQTTClient(
+            self.dev, cfg.get("host", "127.0.0.1"), cfg.get("port", 1883),
+            cfg.get("user"), cfg.get("password"), cfg.get("keepalive", 30),
+            (self.base + "status", self._status(False), True, 1),
+            clean=False, on_message=self._incoming)
+
+    async def _pump(self, c):
+        while not c.dead.is_set():
+            if not self._q:
+                self._wake.clear()
+                # Wake on new messages or to notice a dead connection.
+                try:
+                    await asyncio.wait_for_ms(self._wake.wait(), 1000)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            t, data = self._q[0]
+            leaf, qos, retain = _ROUTES[t]
+            await c.publish(self.base + leaf, data, retain, qos)
+            self._q.pop(0)  # only once the broker has it (QoS 1) or it left (QoS 0)
+        raise c.error

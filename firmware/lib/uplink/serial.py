@@ -1,0 +1,80 @@
+# Device side of the serial link to the edge: wire.link (frames, acks,
+# retransmit) over a HAL UART, carrying wire.message objects. The app sees
+# messages only: send(msg) and an on_message(msg) callback.
+import asyncio
+import time
+
+import log
+from wire import message
+from wire.link import Link
+
+_log = log.get("uplink")
+_GAP_MS = 100  # a partial frame older than this is abandoned
+
+
+class SerialUplink:
+    def __init__(self, uart, on_message, on_connect=None):
+        self.uart = uart
+        self.on_message = on_message
+        self.on_connect = on_connect
+        # Device messages stay well under 512 bytes; the frame buffer is sized to match.
+        self.link = Link(max_queue=16, diff=time.ticks_diff, max_payload=512)
+        self.bad = 0  # undecodable messages from the edge
+        self._buf = bytearray(64)
+        self._wake = asyncio.Event()
+        self._last_rx = 0
+        self.connected = True  # a serial line has no session; frames are retried
+
+    def send(self, msg):
+        ok = self.link.send(message.encode(msg))
+        self._wake.set()
+        return ok
+
+    async def run(self):
+        if self.on_connect:
+            self.on_connect()
+        await asyncio.gather(self._reader(), self._writer(), self._ticker())
+
+    async def _reader(self):
+        buf = self._buf
+        mv = memoryview(buf)
+        link = self.link
+        while True:
+            n = await self.uart.read_some(buf)
+            self._last_rx = time.ticks_ms()
+            link.receive(mv[:n])
+            while True:
+                payload = link.recv()
+                if payload is None:
+                    break
+                try:
+                    msg = message.decode(payload)
+                except ValueError as e:
+                    self.bad += 1
+                    _log.warning("dropped message from edge: %s", e)
+                    continue
+                try:
+                    self.on_message(msg)
+                except Exception as e:  # the app's bug must not kill the link
+                    _log.exc(e, "on_message")
+            self._wake.set()
+
+    async def _writer(self):
+        link = self.link
+        while True:
+            out = link.poll(time.ticks_ms())
+            if out is not None:
+                await self.uart.write(out)
+                continue
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _ticker(self):
+        # Retransmit timers and the inter-byte gap need a clock; idle links sleep.
+        link = self.link
+        while True:
+            await asyncio.sleep_ms(link.rto_ms // 2)
+            if link.decoder.pending() and time.ticks_diff(time.ticks_ms(), self._last_rx) > _GAP_MS:
+                link.decoder.gap()
+            if not link.idle():
+                self._wake.set()

@@ -1,0 +1,86 @@
+# Hardware layer, ESP32-S3 dock controller (pins from hardware/boards/esp32s3_dock.json).
+# Same interface as ports/unix/hal.py. Not exercised by the test suite: there is
+# no board here; the unix port runs the same app code.
+import asyncio
+import time
+
+import machine
+
+BOARD = "esp32s3"
+WDT = machine.WDT
+ticks_ms = time.ticks_ms
+ticks_diff = time.ticks_diff
+_board = {}
+
+
+class _Uart:
+    def __init__(self, u):
+        self._u = u
+        self._sr = asyncio.StreamReader(u)
+
+    async def read_some(self, buf):
+        first = await self._sr.read(1)
+        buf[0] = first[0]
+        n = 1
+        k = min(self._u.any(), len(buf) - 1)
+        if k:
+            n += self._u.readinto(memoryview(buf)[1:1 + k])
+        return n
+
+    async def write(self, data):
+        self._u.write(data)
+
+
+class SlotIO:
+    def __init__(self, pins, n):
+        self.lock = [machine.Pin(p, machine.Pin.OUT, value=0) for p in pins["lock"][:n]]
+        self.latched = [machine.Pin(p, machine.Pin.IN) for p in pins["latched"][:n]]
+        self.present = [machine.Pin(p, machine.Pin.IN) for p in pins["present"][:n]]
+
+    def read(self, i):
+        return self.present[i].value(), self.latched[i].value()
+
+    def set_lock(self, i, v):
+        self.lock[i].value(v)
+
+
+class MuxTags:
+    """RDM6300 readers behind a 74HC4052: select a slot, listen, move on."""
+
+    def __init__(self, n):
+        spec = _board["uarts"]["tag"]
+        self._u = machine.UART(spec["id"], baudrate=spec.get("baud", 9600), tx=spec["tx"], rx=spec["rx"])
+        self._sel = [machine.Pin(p, machine.Pin.OUT) for p in spec.get("select", (38, 39))]
+        self._n = n
+        self._slot = 0
+        self._buf = bytearray(16)
+
+    async def read(self):
+        while True:
+            for b in range(len(self._sel)):
+                self._sel[b].value((self._slot >> b) & 1)
+            await asyncio.sleep_ms(60)  # a reader repeats its frame every ~50 ms
+            k = self._u.any()
+            slot = self._slot
+            self._slot = (self._slot + 1) % self._n
+            if k:
+                k = self._u.readinto(self._buf, min(k, 16))
+                return slot, bytes(self._buf[:k])
+
+
+async def init(board, cfg):
+    _board.update(board)
+
+
+def uart(name, cfg):
+    spec = _board["uarts"][name]
+    u = machine.UART(spec["id"], baudrate=spec.get("baud", 115200), tx=spec["tx"], rx=spec["rx"])
+    return _Uart(u)
+
+
+def tag_port(n):
+    return MuxTags(n)
+
+
+def reset():
+    machine.reset()

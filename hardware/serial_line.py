@@ -1,0 +1,70 @@
+"""A serial cable between two pseudo-terminals, in-process: each end gets a
+device path that pyserial or the MicroPython unix port opens like a UART.
+The line can be made noisy (bit flips, lost bytes) or pulled out, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import tty
+
+
+class SerialLine:
+    def __init__(self, noise: float = 0.0, loss: float = 0.0, seed: int | None = None) -> None:
+        self.noise = noise  # per-byte probability of a flipped bit
+        self.loss = loss  # per-byte probability of a lost byte
+        self.plugged = True
+        self._rng = random.Random(seed)
+        self._ends: list[tuple[int, int]] = []
+        self.paths: tuple[str, str] = ("", "")
+        self.bytes = [0, 0]
+        self.taps: list[bytearray] = [bytearray(), bytearray()]
+        self.record = False
+
+    def open(self) -> tuple[str, str]:
+        for _ in range(2):
+            master, slave = os.openpty()
+            tty.setraw(master)
+            tty.setraw(slave)
+            os.set_blocking(master, False)
+            self._ends.append((master, slave))
+        self.paths = (os.ttyname(self._ends[0][1]), os.ttyname(self._ends[1][1]))
+        loop = asyncio.get_running_loop()
+        for i in range(2):
+            loop.add_reader(self._ends[i][0], self._pump, i)
+        return self.paths
+
+    def _pump(self, i: int) -> None:
+        src = self._ends[i][0]
+        dst = self._ends[1 - i][0]
+        try:
+            data = os.read(src, 4096)
+        except (BlockingIOError, OSError):
+            return
+        if not self.plugged or not data:
+            return
+        if self.noise or self.loss:
+            out = bytearray()
+            for b in data:
+                if self._rng.random() < self.loss:
+                    continue
+                if self._rng.random() < self.noise:
+                    b ^= 1 << self._rng.randrange(8)
+                out.append(b)
+            data = bytes(out)
+        self.bytes[i] += len(data)
+        if self.record:
+            self.taps[i] += data
+        try:
+            os.write(dst, data)
+        except BlockingIOError:
+            pass  # the far end is not reading: a real line drops bytes too
+
+    def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for master, slave in self._ends:
+            loop.remove_reader(master)
+            os.close(master)
+            os.close(slave)
+        self._ends = []
