@@ -12,8 +12,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from hardware.sim_bus import GPIO, gpio_packet, uart_packet
 from wire import rdm6300
+
+from hardware.sim_bus import GPIO, gpio_packet, uart_packet
 
 log = logging.getLogger("hardware.dock")
 
@@ -54,6 +55,7 @@ class DockEmulator:
         self.connected = asyncio.Event()
         self.port = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._repeater: asyncio.Task[None] | None = None
 
     # -- server -------------------------------------------------------------
     async def start(self, host: str = "127.0.0.1") -> str:
@@ -66,8 +68,9 @@ class DockEmulator:
             self._server.close()
         if self._writer:
             self._writer.close()
-        for t in list(self._tasks):
-            t.cancel()
+        for t in [*self._tasks, self._repeater]:
+            if t is not None:
+                t.cancel()
 
     async def _serve(self, r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         if self._writer is not None:
@@ -78,8 +81,8 @@ class DockEmulator:
             levels += [(self.pin_present[i], s.present), (self.pin_latched[i], s.latched)]
         w.write(gpio_packet(levels))
         self.connected.set()
-        if not self._tasks:
-            self._spawn(self._repeat_tags())
+        if self._repeater is None:
+            self._repeater = asyncio.get_running_loop().create_task(self._repeat_tags())
         try:
             while True:
                 hdr = await r.readexactly(2)
@@ -106,7 +109,8 @@ class DockEmulator:
 
     def _set_inputs(self, i: int) -> None:
         s = self.slots[i]
-        self._send(gpio_packet([(self.pin_present[i], s.present), (self.pin_latched[i], s.latched)]))
+        levels = [(self.pin_present[i], s.present), (self.pin_latched[i], s.latched)]
+        self._send(gpio_packet(levels))
 
     def _on_output(self, pin: int, v: int) -> None:
         i = self._lock_index.get(pin)

@@ -39,6 +39,7 @@ class DockApp:
         self._sent_version = -1
         self._sent_at = 0
         self._resend_prev = []
+        self._hello_sent = False  # state reports wait for the birth message
         self.wdt = hal.WDT(8000)
         if cfg["link"] == "mqtt":
             self.uplink = _Up(cfg["mqtt"], cfg["dev"], cfg["site"], boot,
@@ -59,6 +60,7 @@ class DockApp:
                           "up": hal.ticks_ms() // 1000})
 
     def _on_connect(self):
+        self._hello_sent = True
         self.uplink.send(self._hello())
         self._send_state(hal.ticks_ms())
         for ev in self.journal.read_pending(8):
@@ -143,7 +145,7 @@ class DockApp:
         while d.results:
             cid, ok, err, slot = d.results.pop(0)
             self._result(cid, ok, err, slot)
-        if d.version != self._sent_version and hal.ticks_diff(now, self._sent_at) >= self.cfg["state_min_ms"]:
+        if self._hello_sent and d.version != self._sent_version and hal.ticks_diff(now, self._sent_at) >= self.cfg["state_min_ms"]:
             self._send_state(now)
 
     async def _heartbeat(self):

@@ -1,0 +1,166 @@
+"""Edge configuration: a TOML file, declared here with defaults and checked at
+load. `huimin sim` writes one for its simulated town; a deployment keeps one in
+/etc/huimin/edge.toml (see docs/deploy.md)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from edge.errors import ConfigError
+
+_ID = re.compile(r"^[A-Za-z0-9.@:/_-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class StationConfig:
+    id: str
+    name_zh: str
+    name_en: str
+    lat: float
+    lon: float
+    devices: tuple[str, ...]
+    address: str = ""
+
+
+@dataclass(frozen=True)
+class SerialConfig:
+    port: str
+    baud: int = 115200
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    client_id: str = "huimin-edge"
+    keepalive: int = 30
+    max_backlog: int = 100_000
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    id: str = "huimin-town"
+    name_zh: str = "惠民公共自行车"
+    name_en: str = "Huimin Public Bikes"
+    operator_zh: str = "县公共自行车服务中心"
+    operator_en: str = "County Public Bike Service Centre"
+    timezone: str = "Asia/Shanghai"
+    email: str = "bikes@example.org"
+    phone: str = ""
+    license_url: str = "https://creativecommons.org/licenses/by/4.0/"
+    opening_hours: str = "24/7"
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    site: str
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    public_url: str = ""
+    db: Path = Path("edge.db")
+    heartbeat_timeout_s: float = 90.0
+    status_ttl_s: int = 0
+    static_ttl_s: int = 300
+    system: SystemConfig = field(default_factory=SystemConfig)
+    stations: tuple[StationConfig, ...] = ()
+    serial: tuple[SerialConfig, ...] = ()
+    mqtt: MqttConfig | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.http_host}:{self.http_port}"
+
+    def device_station(self) -> dict[str, str]:
+        return {d: s.id for s in self.stations for d in s.devices}
+
+
+def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], default: Any = ...,
+         where: str = "") -> Any:
+    if key not in d:
+        if default is ...:
+            raise ConfigError(f"{where}{key} is required")
+        return default
+    v = d[key]
+    if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
+        raise ConfigError(f"{where}{key} must be {getattr(typ, '__name__', typ)}, got {v!r}")
+    return v
+
+
+def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
+    edge = _get(raw, "edge", dict, {})
+    site = _get(edge, "site", str, where="edge.")
+    if not _ID.match(site):
+        raise ConfigError(f"edge.site {site!r}: use letters, digits and . @ : / _ -")
+    port = _get(edge, "http_port", int, 8080, "edge.")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"edge.http_port {port} out of range")
+    hb = float(_get(edge, "heartbeat_timeout_s", (int, float), 90.0, "edge."))
+    if not 1 <= hb <= 3600:
+        raise ConfigError("edge.heartbeat_timeout_s must be 1..3600")
+    db = Path(_get(edge, "db", str, "edge.db", "edge."))
+    if base is not None and not db.is_absolute():
+        db = base / db
+    sysraw = _get(raw, "system", dict, {})
+    system = SystemConfig(**{k: _get(sysraw, k, str, getattr(SystemConfig, k), "system.")
+                             for k in SystemConfig.__dataclass_fields__})
+    stations = []
+    seen_dev: dict[str, str] = {}
+    for i, s in enumerate(_get(raw, "stations", list, [])):
+        w = f"stations[{i}]."
+        sid = _get(s, "id", str, where=w)
+        if not _ID.match(sid):
+            raise ConfigError(f"{w}id {sid!r} is not a printable GBFS id")
+        lat = float(_get(s, "lat", (int, float), where=w))
+        lon = float(_get(s, "lon", (int, float), where=w))
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ConfigError(f"{w}lat/lon out of range")
+        devs = tuple(_get(s, "devices", list, [], w))
+        for d in devs:
+            if not isinstance(d, str) or not _ID.match(d):
+                raise ConfigError(f"{w}devices: bad device id {d!r}")
+            if d in seen_dev:
+                raise ConfigError(f"device {d} is in stations {seen_dev[d]} and {sid}")
+            seen_dev[d] = sid
+        stations.append(StationConfig(
+            id=sid, name_zh=_get(s, "name_zh", str, where=w),
+            name_en=_get(s, "name_en", str, sid, w), lat=lat, lon=lon, devices=devs,
+            address=_get(s, "address", str, "", w)))
+    ids = [s.id for s in stations]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("station ids must be unique")
+    serial = tuple(SerialConfig(port=_get(p, "port", str, where="serial."),
+                                baud=_get(p, "baud", int, 115200, "serial."))
+                   for p in _get(raw, "serial", list, []))
+    mqtt = None
+    if "mqtt" in raw:
+        m = _get(raw, "mqtt", dict)
+        url = urlparse(_get(m, "url", str, where="mqtt."))
+        if url.scheme not in ("mqtt", "tcp") or not url.hostname:
+            raise ConfigError("mqtt.url must look like mqtt://host:1883")
+        mqtt = MqttConfig(host=url.hostname, port=url.port or 1883,
+                          username=_get(m, "username", str, None, "mqtt."),
+                          password=_get(m, "password", str, None, "mqtt."),
+                          client_id=_get(m, "client_id", str, f"huimin-edge-{site}", "mqtt."),
+                          keepalive=_get(m, "keepalive", int, 30, "mqtt."))
+    return EdgeConfig(
+        site=site, http_host=_get(edge, "http_host", str, "127.0.0.1", "edge."), http_port=port,
+        public_url=_get(edge, "public_url", str, "", "edge."), db=db, heartbeat_timeout_s=hb,
+        status_ttl_s=_get(edge, "status_ttl_s", int, 0, "edge."),
+        static_ttl_s=_get(edge, "static_ttl_s", int, 300, "edge."),
+        system=system, stations=tuple(stations), serial=serial, mqtt=mqtt)
+
+
+def load(path: Path) -> EdgeConfig:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return parse(raw, path.parent)

@@ -1,0 +1,136 @@
+"""The edge's HTTP server: GBFS v2.3 and v3.0 feeds (ETag/If-None-Match -> 304,
+Last-Modified, gzip), a JSON API of devices, stations, events and metrics, and
+the public availability page."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+from dataclasses import asdict
+from email.utils import formatdate
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from edge import gbfs
+
+if TYPE_CHECKING:
+    from edge.service import EdgeService
+
+log = logging.getLogger("edge.http")
+STATIC = Path(__file__).parent / "static"
+
+
+class _Cached:
+    __slots__ = ("body", "etag", "gz", "key", "modified")
+
+    def __init__(self, key: tuple[int, int], body: bytes, modified: float) -> None:
+        self.key = key
+        self.body = body
+        self.gz = gzip.compress(body, 5)
+        self.etag = '"' + hashlib.sha1(body).hexdigest()[:20] + '"'
+        self.modified = formatdate(modified, usegmt=True)
+
+
+class HttpServer:
+    def __init__(self, svc: EdgeService) -> None:
+        self.svc = svc
+        self.port = 0
+        self._cache: dict[tuple[str, str, str], _Cached] = {}
+        self._runner: web.AppRunner | None = None
+        app = web.Application()
+        app.add_routes([
+            web.get("/", self.page),
+            web.get("/gbfs/{version}/{feed}.json", self.feed),
+            web.get("/gbfs/{version}/{lang}/{feed}.json", self.feed),
+            web.get("/api/stations", self.api_stations),
+            web.get("/api/devices", self.api_devices),
+            web.get("/api/events", self.api_events),
+            web.get("/api/metrics", self.api_metrics),
+            web.get("/healthz", self.healthz),
+        ])
+        self.app = app
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.svc.cfg.http_host, self.svc.cfg.http_port)
+        await site.start()
+        server = site._server
+        if server is not None and getattr(server, "sockets", None):
+            self.port = server.sockets[0].getsockname()[1]
+        log.info("http on %s:%d", self.svc.cfg.http_host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- GBFS ------------------------------------------------------------------
+    def _document(self, version: str, feed: str, lang: str) -> _Cached:
+        st = self.svc.stations
+        dynamic = feed in ("station_status", "station_information")
+        key = (st.version if dynamic else 0, 0)
+        c = self._cache.get((version, feed, lang))
+        if c is not None and c.key == key:
+            return c
+        when = st.changed_at if dynamic else self.svc.started
+        doc = gbfs.build_lang(self.svc.cfg, version, feed, st.statuses(), when, lang)
+        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        c = _Cached(key, body, when)
+        self._cache[(version, feed, lang)] = c
+        return c
+
+    async def feed(self, request: web.Request) -> web.StreamResponse:
+        version = request.match_info["version"]
+        feed = request.match_info["feed"]
+        lang = request.match_info.get("lang", "zh-CN")
+        if version not in gbfs.VERSIONS or feed not in gbfs.FEEDS or lang not in ("zh-CN", "en") \
+                or (version == "3.0" and lang != "zh-CN"):
+            raise web.HTTPNotFound(text=f"no such feed: {request.path}\n")
+        c = self._document(version, feed, lang)
+        headers = {"ETag": c.etag, "Last-Modified": c.modified, "Cache-Control": "no-cache",
+                   "Access-Control-Allow-Origin": "*"}
+        if c.etag in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=headers)
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+            headers["Vary"] = "Accept-Encoding"
+            return web.Response(body=c.gz, headers=headers, content_type="application/json",
+                                charset="utf-8")
+        return web.Response(body=c.body, headers=headers, content_type="application/json",
+                            charset="utf-8")
+
+    # -- API ---------------------------------------------------------------------
+    async def api_stations(self, request: web.Request) -> web.Response:
+        names = {s.id: s for s in self.svc.cfg.stations}
+        out = []
+        for s in self.svc.stations.statuses():
+            d: dict[str, Any] = asdict(s)
+            d["name_zh"] = names[s.station_id].name_zh
+            d["name_en"] = names[s.station_id].name_en
+            out.append(d)
+        return _json({"stations": out, "version": self.svc.stations.version})
+
+    async def api_devices(self, request: web.Request) -> web.Response:
+        return _json({"devices": [d.as_json() for d in self.svc.registry.devices.values()]})
+
+    async def api_events(self, request: web.Request) -> web.Response:
+        limit = min(int(request.query.get("limit", "100")), 10_000)
+        return _json({"events": await self.svc.journal.events(limit)})
+
+    async def api_metrics(self, request: web.Request) -> web.Response:
+        return _json({"counters": self.svc.metrics.snapshot(),
+                      "inbound_backlog": self.svc.inbound.qsize()})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return _json({"ok": True, "site": self.svc.cfg.site})
+
+    async def page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+
+def _json(obj: Any) -> web.Response:
+    return web.Response(text=json.dumps(obj, ensure_ascii=False), content_type="application/json")

@@ -1,0 +1,59 @@
+"""Device registry: which devices this edge serves (from the configuration),
+and for each what it last said (firmware, slots, boot) and whether it is
+online (heartbeats, Last Will)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Device:
+    id: str
+    station: str
+    kind: str = "dock"
+    fw: str = ""
+    slots: int = 0
+    boot: int = 0
+    epoch: str = ""
+    transport: str = ""
+    online: bool = False
+    hello_seen: bool = False
+    last_seen: float = 0.0  # wall clock, s
+    last_seen_mono: float = field(default=0.0, repr=False)
+    faults: int = 0
+
+    def as_json(self) -> dict[str, object]:
+        return {"id": self.id, "station": self.station, "kind": self.kind, "fw": self.fw,
+                "slots": self.slots, "boot": self.boot, "transport": self.transport,
+                "online": self.online, "last_seen": round(self.last_seen, 3),
+                "faults": self.faults}
+
+
+class Registry:
+    def __init__(self, device_station: dict[str, str], timeout_s: float) -> None:
+        self.devices = {d: Device(d, s) for d, s in device_station.items()}
+        self.timeout_s = timeout_s
+
+    def get(self, dev: str) -> Device | None:
+        return self.devices.get(dev)
+
+    def seen(self, dev: Device, transport: str, now: float) -> bool:
+        """Mark heard from; returns True if it just came online."""
+        dev.last_seen = now
+        dev.last_seen_mono = time.monotonic()
+        dev.transport = transport
+        came = not dev.online
+        dev.online = True
+        return came
+
+    def expire(self) -> list[Device]:
+        """Devices silent for longer than the timeout go offline; returns them."""
+        now = time.monotonic()
+        gone = []
+        for d in self.devices.values():
+            if d.online and now - d.last_seen_mono > self.timeout_s:
+                d.online = False
+                gone.append(d)
+        return gone

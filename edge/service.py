@@ -1,0 +1,214 @@
+"""The edge service: owns the transports, the registry, the journal, the live
+station state and the HTTP server, each a named task in one TaskGroup, and
+routes every inbound message to the part that handles it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from typing import Any
+
+from wire import message
+
+from edge.config import EdgeConfig
+from edge.errors import Rejected
+from edge.journal import EventRecord, Journal, StateRecord
+from edge.metrics import Metrics
+from edge.model import Inbound, Reply
+from edge.registry import Registry
+from edge.stations import Stations
+from edge.transports.mqtt import MqttTransport
+from edge.transports.serial import SerialTransport
+
+log = logging.getLogger("edge")
+
+
+class EdgeService:
+    def __init__(self, cfg: EdgeConfig) -> None:
+        self.cfg = cfg
+        self.started = time.time()
+        self.metrics = Metrics()
+        self.registry = Registry(cfg.device_station(), cfg.heartbeat_timeout_s)
+        self.stations = Stations(cfg.stations, self.started)
+        self.journal = Journal(cfg.db)
+        self.inbound: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=10_000)
+        self._acks: asyncio.Queue[tuple[asyncio.Future[bool], Inbound]] = asyncio.Queue()
+        self.transports: list[SerialTransport | MqttTransport] = [
+            SerialTransport(p, self.inbound, self.metrics) for p in cfg.serial]
+        if cfg.mqtt is not None:
+            self.transports.append(MqttTransport(cfg.mqtt, cfg.site, self.inbound, self.metrics))
+        self._routes: dict[str, Reply] = {}
+        self._cmd_ids = itertools.count(int(time.time()) % 1_000_000 * 1000)
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.ready = asyncio.Event()
+        self.http_port = cfg.http_port
+        self.listeners: list[Any] = []  # callables(kind, payload) for the bridge
+
+    # -- lifecycle -----------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        from edge.http import HttpServer
+
+        await self.journal.open()
+        for s in await self.journal.states():
+            self.stations.restore(s.device, s.boot, s.n, s.slots, s.reported)
+        http = HttpServer(self)
+        await http.start()
+        self.http_port = http.port
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(self.journal.run(), name="journal-writer"),
+                         tg.create_task(self._dispatch(), name="dispatch"),
+                         tg.create_task(self._acker(), name="acker"),
+                         tg.create_task(self._offline_check(), name="offline-check")]
+                tasks += [tg.create_task(t.run(), name=t.name) for t in self.transports]
+                self.ready.set()
+                log.info("edge %s up: %d stations, %d devices, %d transports, http :%d",
+                         self.cfg.site, len(self.cfg.stations), len(self.registry.devices),
+                         len(self.transports), self.http_port)
+                await stop.wait()
+                # Let stored events be acked before the transports go.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._acks.join(), 2)
+                for t in tasks:
+                    t.cancel()
+        finally:
+            await http.stop()
+            await self.journal.close()
+            log.info("edge %s stopped", self.cfg.site)
+
+    # -- inbound -----------------------------------------------------------------
+    async def _dispatch(self) -> None:
+        while True:
+            item = await self.inbound.get()
+            try:
+                self.handle(item)
+            except Rejected as exc:
+                self.metrics.inc("rx.rejected", exc.reason)
+                log.warning("rejected %s from %s via %s: %s", item.msg.get("t"), item.device,
+                            item.transport, exc)
+            except Exception:  # a bug here must not stop the edge
+                self.metrics.inc("rx.error")
+                log.exception("error handling %s from %s", item.msg.get("t"), item.device)
+
+    def handle(self, item: Inbound) -> None:
+        msg = item.msg
+        dev = self.registry.get(item.device)
+        if dev is None:
+            raise Rejected("unregistered", f"device {item.device!r} is not in the configuration")
+        if msg.get("dev", item.device) != item.device:
+            raise Rejected("device_mismatch", f"message says {msg.get('dev')!r}")
+        t = msg["t"]
+        self.metrics.inc("rx", t)
+        if t == message.STATUS:
+            if msg["online"]:
+                return
+            if msg.get("boot", dev.boot) < dev.boot:
+                self.metrics.inc("rx.stale_will")
+                return  # a will from an older connection, overtaken by a new birth
+            dev.online = False
+            self.stations.set_online(dev.id, False, item.received)
+            log.info("device %s offline (last will)", dev.id)
+            return
+        came = self.registry.seen(dev, item.transport, item.received)
+        self._routes[dev.id] = item.reply
+        if came:
+            log.info("device %s online via %s", dev.id, item.transport)
+            self.stations.set_online(dev.id, True, item.received)
+        if t == message.HELLO:
+            dev.hello_seen = True
+            dev.kind, dev.fw, dev.slots = msg["kind"], msg["fw"], msg["slots"]
+            dev.boot, dev.epoch = msg["boot"], msg["epoch"]
+            log.info("device %s hello: %s fw %s, %d slots, boot %d", dev.id, dev.kind, dev.fw,
+                     dev.slots, dev.boot)
+        elif not dev.hello_seen:
+            # We have not heard its birth (edge restarted): ask for it again.
+            dev.hello_seen = True
+            self._send_later(dev.id, {"t": "cmd", "id": next(self._cmd_ids), "op": "hello"})
+        if t == message.STATE:
+            if self.stations.apply_state(dev.id, msg["boot"], msg["n"], msg["slots"],
+                                         item.received):
+                self.journal.submit(StateRecord(dev.id, msg["boot"], msg["n"], msg["slots"],
+                                                item.received))
+                self._notify("state", {"station": dev.station})
+        elif t == message.EVENT:
+            rec = EventRecord(dev.id, msg["epoch"], msg["seq"], dev.station, msg["ev"],
+                              msg["slot"], msg.get("bike"), msg.get("code"), item.received)
+            if rec.kind == message.FAULT:
+                dev.faults += 1
+            self._acks.put_nowait((self.journal.submit(rec), item))
+        elif t == message.RESULT:
+            fut = self._pending.pop(msg["id"], None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+        elif t in (message.COMMAND, message.ACK):
+            raise Rejected("unexpected_type", f"{t} is edge-to-device only")
+
+    def _send_later(self, dev: str, msg: dict[str, Any]) -> None:
+        self._acks.put_nowait((_done(True), Inbound(dev, msg, self._routes[dev], "", 0.0)))
+
+    async def _acker(self) -> None:
+        # Acks go out in order, each only after its event is stored on disk.
+        while True:
+            fut, item = await self._acks.get()
+            try:
+                if item.msg["t"] != message.EVENT:
+                    await item.reply(item.msg)  # a queued command (e.g. "send hello")
+                    continue
+                try:
+                    new = await fut
+                except Exception as exc:
+                    self.metrics.inc("journal.error")
+                    log.error("event from %s not stored (%s): no ack, it will be resent",
+                              item.device, exc)
+                    continue
+                m = item.msg
+                if new:
+                    self.metrics.inc("events.stored")
+                    log.info("event %s %s slot %d bike %s (seq %d)", m["dev"], m["ev"],
+                             m["slot"], m.get("bike"), m["seq"])
+                    self._notify("event", m)
+                else:
+                    self.metrics.inc("events.duplicate")
+                await item.reply({"t": "ack", "epoch": m["epoch"], "seq": m["seq"]})
+            finally:
+                self._acks.task_done()
+
+    def _notify(self, kind: str, payload: dict[str, Any]) -> None:
+        for fn in self.listeners:
+            fn(kind, payload)
+
+    async def _offline_check(self) -> None:
+        while True:
+            await asyncio.sleep(min(5.0, self.cfg.heartbeat_timeout_s / 3))
+            for d in self.registry.expire():
+                self.metrics.inc("devices.timed_out")
+                log.warning("device %s silent for %.0f s: offline", d.id,
+                            self.cfg.heartbeat_timeout_s)
+                self.stations.set_online(d.id, False, time.time())
+
+    # -- commands ----------------------------------------------------------------
+    async def command(self, dev: str, op: str, wait_s: float = 5.0,
+                      **args: Any) -> dict[str, Any]:
+        """Send a command to a device and wait for its result message."""
+        reply = self._routes.get(dev)
+        if reply is None:
+            raise Rejected("no_route", f"device {dev} has not been heard from")
+        cid = next(self._cmd_ids)
+        msg: dict[str, Any] = {"t": "cmd", "id": cid, "op": op, **args}
+        message.check(msg)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[cid] = fut
+        try:
+            await reply(msg)
+            return await asyncio.wait_for(fut, wait_s)
+        finally:
+            self._pending.pop(cid, None)
+
+
+def _done(v: bool) -> asyncio.Future[bool]:
+    f: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    f.set_result(v)
+    return f

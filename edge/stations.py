@@ -1,0 +1,116 @@
+"""Live station state: each station's docks report their slots as one
+character per slot (wire.message SLOT_*); this module turns them into the
+numbers riders see. A station whose docks went silent stops renting and
+returning: its bikes count as disabled, never as phantom available bikes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edge.config import StationConfig
+
+
+@dataclass
+class DeviceSlots:
+    boot: int = 0
+    n: int = -1
+    slots: str = ""
+    reported: float = 0.0  # wall clock of the dock's own last report
+    online: bool = False
+
+
+@dataclass(frozen=True)
+class StationStatus:
+    station_id: str
+    capacity: int
+    bikes_available: int
+    bikes_disabled: int
+    docks_available: int
+    docks_disabled: int
+    is_installed: bool
+    is_renting: bool
+    is_returning: bool
+    last_reported: float
+    online: bool
+
+
+@dataclass
+class Station:
+    cfg: StationConfig
+    devices: dict[str, DeviceSlots] = field(default_factory=dict)
+
+    def status(self, started: float) -> StationStatus:
+        bikes = bikes_off = docks = docks_off = cap = 0
+        online = False
+        last = 0.0
+        for d in self.devices.values():
+            cap += len(d.slots)
+            last = max(last, d.reported)
+            if d.online:
+                online = True
+                bikes += d.slots.count("L")
+                docks += d.slots.count("E")
+                bikes_off += d.slots.count("X") + d.slots.count("B")
+                docks_off += d.slots.count("F") + d.slots.count("D")
+            else:
+                # Silent dock: nothing is rentable or returnable there.
+                bikes_off += sum(d.slots.count(c) for c in "LXBU")
+                docks_off += sum(d.slots.count(c) for c in "EFD")
+        return StationStatus(
+            station_id=self.cfg.id, capacity=cap, bikes_available=bikes,
+            bikes_disabled=bikes_off, docks_available=docks, docks_disabled=docks_off,
+            is_installed=True, is_renting=online, is_returning=online,
+            # Never reported: the edge's start, so the field is never null.
+            last_reported=last or started, online=online)
+
+
+class Stations:
+    def __init__(self, stations: tuple[StationConfig, ...], started: float) -> None:
+        self.by_id = {s.id: Station(s, {d: DeviceSlots() for d in s.devices}) for s in stations}
+        self._dev = {d: st for st in self.by_id.values() for d in st.cfg.devices}
+        self.started = started
+        self.version = 0  # bumped on every change riders could see
+        self.changed_at = started
+
+    def _bump(self, now: float) -> None:
+        self.version += 1
+        self.changed_at = max(self.changed_at, now)
+
+    def apply_state(self, dev: str, boot: int, n: int, slots: str, reported: float) -> bool:
+        """A dock's slot report; stale reports (older boot/sequence) are ignored."""
+        st = self._dev.get(dev)
+        if st is None:
+            return False
+        d = st.devices[dev]
+        if (boot, n) <= (d.boot, d.n) and d.n >= 0:
+            return False
+        d.boot, d.n, d.slots, d.reported = boot, n, slots, reported
+        d.online = True
+        self._bump(reported)
+        return True
+
+    def restore(self, dev: str, boot: int, n: int, slots: str, reported: float) -> None:
+        """State saved before a restart: known, but offline until the dock speaks."""
+        st = self._dev.get(dev)
+        if st is not None:
+            st.devices[dev] = DeviceSlots(boot, n, slots, reported, online=False)
+
+    def set_online(self, dev: str, online: bool, now: float) -> None:
+        st = self._dev.get(dev)
+        if st is None:
+            return
+        d = st.devices[dev]
+        if d.online != online:
+            d.online = online
+            if online:
+                d.reported = max(d.reported, now)
+            self._bump(now)
+
+    def touch(self, dev: str, now: float) -> None:
+        """The dock spoke (any message): it is alive as of now."""
+        st = self._dev.get(dev)
+        if st is not None:
+            st.devices[dev].reported = max(st.devices[dev].reported, now)
+
+    def statuses(self) -> list[StationStatus]:
+        return [s.status(self.started) for s in self.by_id.values()]

@@ -1,0 +1,115 @@
+"""MQTT transport (aiomqtt): subscribes to the devices' topics, turns each
+publish into an inbound message, and publishes replies on the device's down
+topic. aiomqtt has no reconnect of its own: this supervisor reconnects with
+backoff and subscribes again. A persistent session (clean_session off, fixed
+client id) and QoS 1 let the broker keep device events while the edge is
+away; the broker's queue limits are set in tools/mosquitto.conf so it never
+drops them silently (docs/protocol.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import Any
+
+import aiomqtt
+from wire import message
+
+from edge.config import MqttConfig
+from edge.metrics import Metrics
+from edge.model import Inbound
+
+log = logging.getLogger("edge.mqtt")
+
+UP_LEAVES = ("hello", "state", "event", "result", "status")
+_EXPECTED = {"hello": message.HELLO, "state": message.STATE, "event": message.EVENT,
+             "result": message.RESULT, "status": message.STATUS}
+
+
+class MqttTransport:
+    def __init__(self, cfg: MqttConfig, site: str, inbound: asyncio.Queue[Inbound],
+                 metrics: Metrics) -> None:
+        self.cfg = cfg
+        self.site = site
+        self.name = "mqtt"
+        self.inbound = inbound
+        self.metrics = metrics
+        self.client: aiomqtt.Client | None = None
+        self.connected = asyncio.Event()
+        # The edge's presence, retained, for devices and bridges to wait on.
+        self._status_topic = f"huimin/{site}/_edge/status"
+
+    def _client(self) -> aiomqtt.Client:
+        c = self.cfg
+        return aiomqtt.Client(
+            c.host, c.port, identifier=c.client_id, username=c.username, password=c.password,
+            keepalive=c.keepalive, clean_session=False, timeout=10,
+            will=aiomqtt.Will(self._status_topic, b'{"online":false}', qos=1, retain=True))
+
+    async def run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with self._client() as client:
+                    self.client = client
+                    for leaf in UP_LEAVES:
+                        await client.subscribe(f"huimin/{self.site}/+/{leaf}", qos=1)
+                    await client.publish(self._status_topic, b'{"online":true}', qos=1,
+                                         retain=True)
+                    self.connected.set()
+                    delay = 0.5
+                    log.info("mqtt: connected to %s:%d", self.cfg.host, self.cfg.port)
+                    async for m in client.messages:
+                        await self._on_message(str(m.topic), m.payload)
+            except aiomqtt.MqttError as exc:
+                self.metrics.inc("mqtt.disconnects")
+                log.warning("mqtt: %s; reconnecting in %.1f s", exc, delay)
+            finally:
+                self.client = None
+                self.connected.clear()
+            await asyncio.sleep(delay * (1 + random.random() / 2))
+            delay = min(delay * 2, 30.0)
+
+    async def _on_message(self, topic: str, payload: Any) -> None:
+        parts = topic.split("/")
+        if len(parts) != 4 or parts[3] not in _EXPECTED:
+            self.metrics.inc("rx.rejected", "bad_topic")
+            log.warning("mqtt: message on unexpected topic %s", topic)
+            return
+        dev, leaf = parts[2], parts[3]
+        if dev == "_edge":
+            return  # our own retained presence
+        if not isinstance(payload, bytes | bytearray):
+            self.metrics.inc("rx.rejected", "bad_payload")
+            return
+        if not payload:
+            return  # a cleared retained message
+        try:
+            msg: dict[str, Any] = message.decode(bytes(payload))
+        except message.DecodeError as exc:
+            self.metrics.inc("rx.rejected", exc.reason)
+            log.warning("mqtt: dropped message on %s: %s", topic, exc)
+            return
+        if msg["t"] != _EXPECTED[leaf]:
+            self.metrics.inc("rx.rejected", "wrong_topic")
+            log.warning("mqtt: %s message on %s", msg["t"], topic)
+            return
+        await self.inbound.put(Inbound(dev, msg, self._replier(dev), self.name, time.time()))
+
+    def _replier(self, dev: str) -> Any:
+        topic = f"huimin/{self.site}/{dev}/down"
+
+        async def reply(msg: dict[str, Any]) -> None:
+            client = self.client
+            if client is None:
+                self.metrics.inc("tx.dropped", "mqtt_down")
+                return
+            try:
+                await client.publish(topic, message.encode(msg), qos=1)
+            except aiomqtt.MqttError as exc:
+                self.metrics.inc("tx.dropped", "mqtt_error")
+                log.warning("mqtt: reply to %s failed: %s", dev, exc)
+
+        return reply

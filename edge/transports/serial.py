@@ -1,0 +1,145 @@
+"""Serial transport: one port, one (or, on RS-485, several) devices, framed
+with the shared wire.link (CRC, sequence numbers, acks, retransmit). Opens the
+port, pumps bytes, puts decoded messages on the edge's inbound queue, and
+reopens the port with backoff when it goes away (a re-plugged USB adapter)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import serial
+import serial_asyncio_fast
+from wire import message
+from wire.link import Link
+
+from edge.config import SerialConfig
+from edge.metrics import Metrics
+from edge.model import Inbound
+
+log = logging.getLogger("edge.serial")
+_GAP_S = 0.1  # a partial frame older than this is abandoned
+
+
+def _ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+class SerialTransport:
+    def __init__(self, cfg: SerialConfig, inbound: asyncio.Queue[Inbound], metrics: Metrics,
+                 ) -> None:
+        self.cfg = cfg
+        self.name = f"serial:{cfg.port}"
+        self.inbound = inbound
+        self.metrics = metrics
+        self.link: Link | None = None
+        self._wake = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                reader, writer = await serial_asyncio_fast.open_serial_connection(
+                    url=self.cfg.port, baudrate=self.cfg.baud)
+            except (OSError, serial.SerialException) as exc:
+                self.metrics.inc("serial.open_failed")
+                log.warning("%s: cannot open (%s); retrying in %.1f s", self.name, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            delay = 0.5
+            log.info("%s: open at %d baud", self.name, self.cfg.baud)
+            self.link = Link(rto_ms=200, max_tries=10, max_queue=256)
+            self.connected.set()
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._read(reader), name=f"{self.name}:read")
+                    tg.create_task(self._write(writer), name=f"{self.name}:write")
+                    tg.create_task(self._tick(), name=f"{self.name}:tick")
+            except* (OSError, serial.SerialException, EOFError) as eg:
+                self.metrics.inc("serial.lost")
+                log.warning("%s: lost (%s); reopening", self.name, eg.exceptions[0])
+            finally:
+                self.connected.clear()
+                self._count_link()
+                writer.close()
+            await asyncio.sleep(delay)
+
+    def _count_link(self) -> None:
+        if self.link is None:
+            return
+        for reason, n in self.link.decoder.drops.items():
+            self.metrics.inc("serial.frame_dropped", reason, n)
+        self.link.decoder.drops.clear()
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        link = self.link
+        assert link is not None
+        last = time.monotonic()
+        while True:
+            try:
+                data = await asyncio.wait_for(reader.read(4096), _GAP_S)
+            except TimeoutError:
+                if link.decoder.pending() and time.monotonic() - last > _GAP_S:
+                    link.decoder.gap()
+                    self._count_link()
+                continue
+            if not data:
+                raise EOFError("port closed")
+            last = time.monotonic()
+            link.receive(data)
+            if link.decoder.drops:
+                self._count_link()
+            now = time.time()
+            while (payload := link.recv()) is not None:
+                await self._deliver(payload, now)
+            self._wake.set()
+
+    async def _deliver(self, payload: bytes, now: float) -> None:
+        try:
+            msg: dict[str, Any] = message.decode(payload)
+        except message.DecodeError as exc:
+            self.metrics.inc("rx.rejected", exc.reason)
+            log.warning("%s: dropped message: %s", self.name, exc)
+            return
+        dev = msg.get("dev")
+        if not isinstance(dev, str):
+            self.metrics.inc("rx.rejected", "no_device")
+            log.warning("%s: dropped %s message without a device id", self.name, msg["t"])
+            return
+        await self.inbound.put(Inbound(dev, msg, self.reply, self.name, now))
+
+    async def reply(self, msg: dict[str, Any]) -> None:
+        link = self.link
+        if link is None or not self.connected.is_set():
+            self.metrics.inc("tx.dropped", "serial_down")
+            return
+        if not link.send(message.encode(msg)):
+            self.metrics.inc("tx.dropped", "serial_queue_full")
+        self._wake.set()
+
+    async def _write(self, writer: asyncio.StreamWriter) -> None:
+        link = self.link
+        assert link is not None
+        while True:
+            out = link.poll(_ms())
+            if out is not None:
+                writer.write(out)
+                await writer.drain()
+                continue
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _tick(self) -> None:
+        link = self.link
+        assert link is not None
+        while True:
+            await asyncio.sleep(link.rto_ms / 2000)
+            if not link.idle():
+                self._wake.set()
+            if link.stats["giveup"]:
+                self.metrics.inc("serial.giveup", n=link.stats["giveup"])
+                link.stats["giveup"] = 0

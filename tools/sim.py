@@ -1,0 +1,77 @@
+"""`huimin sim`: run a simulated town until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from tools.town import Town
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("sim", help="run a simulated town (docks under MicroPython, edge, GBFS)",
+                       description="Start a private MQTT broker, the edge service and N bike "
+                       "docks whose firmware runs under the MicroPython unix port with emulated "
+                       "slots, locks and tag readers; random riders rent and return bikes. "
+                       "Runs until Ctrl-C.")
+    p.add_argument("--docks", type=int, default=6, help="number of docks/stations (default 6)")
+    p.add_argument("--slots", type=int, default=12, help="slots per dock (default 12)")
+    p.add_argument("--port", type=int, default=8080, help="edge HTTP port (default 8080; 0 = any)")
+    p.add_argument("--mqtt-share", type=float, default=0.5,
+                   help="share of docks on MQTT, the rest on serial lines (default 0.5)")
+    p.add_argument("--dir", type=Path, default=Path(".sim"),
+                   help="working folder for device flash, logs and the journal (default .sim)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for a repeatable town")
+    p.add_argument("--no-riders", action="store_true", help="no simulated riders")
+    p.add_argument("--duration", type=float, default=0,
+                   help="stop after this many seconds (default: run until Ctrl-C)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 1 <= args.docks <= 200 or not 1 <= args.slots <= 32:
+        raise SystemExit("huimin sim: --docks must be 1..200 and --slots 1..32")
+    return asyncio.run(_main(args))
+
+
+async def _main(args: argparse.Namespace) -> int:
+    log = logging.getLogger("sim")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    town = Town(args.dir.resolve(), docks=args.docks, slots=args.slots,
+                mqtt_share=args.mqtt_share, http_port=args.port, seed=args.seed)
+    print(f"Starting a town of {args.docks} docks x {args.slots} slots "
+          "(firmware under MicroPython)...", flush=True)
+    async with town:
+        try:
+            await town.wait_online(30)
+        except TimeoutError:
+            log.warning("not every dock came online; see %s/devices/*/console.log", args.dir)
+        base = f"http://127.0.0.1:{town.http_port}"
+        n_serial = sum(1 for d in town.docks if d.link == "serial")
+        print(f"Docks: {n_serial} on serial lines, {len(town.docks) - n_serial} on MQTT"
+              + (f" ({town.broker.url})" if town.broker else " (no Mosquitto installed)"))
+        print(f"Status: {base}/")
+        print(f"GBFS: {base}/gbfs/3.0/gbfs.json")
+        print(f"GBFS 2.3: {base}/gbfs/2.3/gbfs.json")
+        print(f"API: {base}/api/stations")
+        print(f"Logs: {args.dir}/devices/<dock>/console.log")
+        print("Press Ctrl-C to stop.", flush=True)
+        riders = None if args.no_riders else asyncio.create_task(town.riders(), name="riders")
+        try:
+            if args.duration:
+                await asyncio.wait_for(stop.wait(), args.duration)
+            else:
+                await stop.wait()
+        except TimeoutError:
+            pass
+        if riders is not None:
+            riders.cancel()
+        print("Stopping...", flush=True)
+    print("Stopped.")
+    return 0
