@@ -139,10 +139,10 @@ class DockEmulator:
 
     async def _repeat_tags(self) -> None:
         while True:
-            await asyncio.sleep(TAG_REPEAT)
             for i, s in enumerate(self.slots):
                 if s.present and s.bike is not None and s.tag_fault is None:
                     self._send(uart_packet(i + 1, rdm6300.encode(s.bike)))
+            await asyncio.sleep(TAG_REPEAT)
 
     # -- what tests and riders do ---------------------------------------------
     def insert_bike(self, slot: int, bike: str) -> None:

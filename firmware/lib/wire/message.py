@@ -57,7 +57,7 @@ E_FIELD = "bad_field"
 
 class DecodeError(ValueError):
     def __init__(self, reason, detail=""):
-        ValueError.__init__(self, reason + (": " + detail if detail else ""))
+        super().__init__(reason + (": " + detail if detail else ""))
         self.reason = reason
 
 

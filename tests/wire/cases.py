@@ -1,0 +1,286 @@
+# Table-driven cases for the shared sans-IO code (wire/*, the dock's slot state
+# machine). Plain asserts, no pytest: this file runs under MicroPython (see
+# test_both_interpreters.py) and under CPython, and must pass the same way.
+from wire import framing, message, rdm6300
+from wire.crc16 import crc16
+from wire.framing import KIND_ACK, KIND_DATA, FrameDecoder, encode_frame
+from wire.link import Link
+
+
+def _all(dec):
+    out = []
+    while True:
+        f = dec.next()
+        if f is None:
+            return out
+        out.append(f)
+
+
+def case_crc_check_value():
+    assert crc16(b"123456789") == 0x29B1
+
+
+def case_frame_roundtrip_chunked():
+    frames = [encode_frame(KIND_DATA, i, b"x" * i) for i in range(0, 40, 7)]
+    stream = b"".join(frames)
+    for chunk in (1, 2, 5, 64, len(stream)):
+        dec = FrameDecoder()
+        got = []
+        for i in range(0, len(stream), chunk):
+            dec.feed(stream[i:i + chunk])
+            got += _all(dec)
+        assert [g[2] for g in got] == [b"x" * i for i in range(0, 40, 7)], chunk
+        assert not dec.drops
+
+
+def case_frame_garbage_and_bad_crc_resync():
+    good = encode_frame(KIND_DATA, 1, b"hello")
+    bad = bytearray(encode_frame(KIND_DATA, 2, b"world"))
+    bad[-1] ^= 0xFF
+    dec = FrameDecoder()
+    dec.feed(b"\x00\xffnoise\xa5" + bytes(bad) + good)
+    got = _all(dec)
+    assert [g[2] for g in got] == [b"hello"]
+    assert dec.drops.get("crc") == 1
+    assert dec.drops.get("noise", 0) >= 7
+
+
+def case_frame_oversize_length_and_bad_kind():
+    dec = FrameDecoder(max_payload=64)
+    dec.feed(b"\xa5\x5a\x01\x00\x10\x00" + encode_frame(KIND_ACK, 9))
+    assert _all(dec) == [(KIND_ACK, 9, b"")]
+    assert dec.drops.get("length") == 1
+    dec.feed(b"\xa5\x5a\x09\x00\x00\x00\x00\x00" + encode_frame(KIND_DATA, 3, b"z"))
+    assert [g[2] for g in _all(dec)] == [b"z"]
+    assert dec.drops.get("kind") == 1
+
+
+def case_frame_truncated_then_gap():
+    dec = FrameDecoder()
+    f = encode_frame(KIND_DATA, 5, b"abcdef")
+    dec.feed(f[:7])
+    assert dec.next() is None
+    dec.gap()
+    dec.feed(f)
+    assert [g[2] for g in _all(dec)] == [b"abcdef"]
+    assert dec.drops.get("gap") == 1
+
+
+def case_frame_flood_never_sticks():
+    dec = FrameDecoder(max_payload=32)
+    for _ in range(50):
+        dec.feed(b"\xa5\x5a\x01\x00\x20" + b"\xa5" * 60)
+        _all(dec)
+    dec.gap()
+    dec.feed(encode_frame(KIND_DATA, 1, b"ok"))
+    assert [g[2] for g in _all(dec)] == [b"ok"]
+
+
+def case_frame_local_misuse_raises():
+    try:
+        encode_frame(KIND_DATA, 0, b"x" * (framing.MAX_PAYLOAD + 1))
+    except framing.FrameError:
+        return
+    assert False, "oversize payload accepted"
+
+
+def _pair():
+    a = Link(rto_ms=100)
+    b = Link(rto_ms=100)
+    return a, b
+
+
+def _shuttle(a, b, now, drop_a=0, drop_b=0):
+    """Move bytes both ways; drop the first N frames from a (or b)."""
+    moved = 1
+    while moved:
+        moved = 0
+        out = a.poll(now)
+        while out is not None:
+            moved = 1
+            if drop_a:
+                drop_a -= 1
+            else:
+                b.receive(out)
+            out = a.poll(now)
+        out = b.poll(now)
+        while out is not None:
+            moved = 1
+            if drop_b:
+                drop_b -= 1
+            else:
+                a.receive(out)
+            out = b.poll(now)
+    return drop_a, drop_b
+
+
+def _drain(link):
+    out = []
+    while True:
+        p = link.recv()
+        if p is None:
+            return out
+        out.append(p)
+
+
+def case_link_delivers_in_order():
+    a, b = _pair()
+    for i in range(5):
+        assert a.send(b"m%d" % i)
+    _shuttle(a, b, 0)
+    assert _drain(b) == [b"m0", b"m1", b"m2", b"m3", b"m4"]
+    assert a.idle()
+
+
+def case_link_retransmits_lost_frame_and_lost_ack_delivers_once():
+    a, b = _pair()
+    a.send(b"one")
+    _shuttle(a, b, 0, drop_a=1)  # the data frame is lost
+    assert _drain(b) == []
+    _shuttle(a, b, 150)  # timer fires: resend
+    assert _drain(b) == [b"one"]
+    a.send(b"two")
+    _shuttle(a, b, 200, drop_b=1)  # b's ack is lost
+    assert _drain(b) == [b"two"]
+    _shuttle(a, b, 400)  # a resends; b acks again but delivers once
+    assert _drain(b) == []
+    assert b.stats["dup"] == 1 and a.idle()
+
+
+def case_link_peer_restart_is_not_a_duplicate():
+    a, b = _pair()
+    a.send(b"x")
+    _shuttle(a, b, 0)
+    _drain(b)
+    a2 = Link()  # the peer rebooted: its first frame carries FLAG_FIRST, seq 1 again
+    a2.send(b"y")
+    _shuttle(a2, b, 0)
+    assert _drain(b) == [b"y"]
+
+
+def case_link_queue_bound():
+    a = Link(max_queue=2)
+    assert a.send(b"1") and a.send(b"2") and not a.send(b"3")
+    assert a.stats["queue_full"] == 1
+
+
+def case_message_roundtrip_and_errors():
+    ev = {"t": "ev", "dev": "dock-1", "epoch": "ab12", "seq": 3, "ev": "rented", "slot": 2,
+          "bike": "0A0000BEEF"}
+    assert message.decode(message.encode(ev)) == ev
+    bad = [
+        (b"{nope", message.E_JSON),
+        (b"\xff\xfe", message.E_JSON),
+        (b'"just a string"', message.E_FIELD),
+        (b'{"t":"teleport"}', message.E_TYPE),
+        (b'{"dev":"x"}', message.E_TYPE),
+        (b'{"t":"ev","dev":"d","epoch":"e","seq":"1","ev":"rented","slot":1}', message.E_FIELD),
+        (b'{"t":"ev","dev":"d","epoch":"e","seq":1,"ev":"stolen","slot":1}', message.E_FIELD),
+        (b'{"t":"ev","dev":"d","epoch":"e","seq":true,"ev":"rented","slot":1}', message.E_FIELD),
+        (b'{"t":"state","dev":"d","boot":1,"n":1,"slots":"LLQ"}', message.E_FIELD),
+        (b'{"t":"cmd","id":1,"op":"selfdestruct"}', message.E_FIELD),
+        (b'{"t":"ack","epoch":"e"}', message.E_FIELD),
+        (b'{"t":"ack","epoch":"e","seq":1,"pad":"' + b"x" * 1100 + b'"}', message.E_SIZE),
+    ]
+    for data, reason in bad:
+        try:
+            message.decode(data)
+        except message.DecodeError as e:
+            assert e.reason == reason, (data, e.reason)
+        else:
+            assert False, data
+
+
+def case_rdm6300_frames():
+    p = rdm6300.TagParser()
+    frame = rdm6300.encode("0A0000BEEF")
+    assert len(frame) == 14 and frame[0] == 2 and frame[-1] == 3
+    got = [p.feed(c) for c in b"\x00junk" + frame]
+    assert [g for g in got if g] == ["0A0000BEEF"]
+    for c in rdm6300.encode("0A0000BEEF", corrupt=True):
+        assert p.feed(c) is None
+    assert p.bad == 1
+    # A frame cut short by a new STX resyncs on the new frame.
+    got = [p.feed(c) for c in frame[:6] + frame]
+    assert [g for g in got if g] == ["0A0000BEEF"] and p.bad == 2
+
+
+def _dock(n=3):
+    from apps.dock.slots import Dock
+    return Dock(n, tag_ms=100, lock_ms=100, take_ms=1000)
+
+
+def case_slots_return_then_rent():
+    d = _dock()
+    d.boot([0, 0, 0], [0, 0, 0], 0)
+    assert d.codes() == "EEE"
+    d.sense(1, 1, 0, 10)  # bike pushed in
+    d.tag(1, "0A00000001", 20)
+    assert d.lock_out[1] == 1 and d.codes() == "EUE"
+    d.sense(1, 1, 1, 60)  # bolt closed
+    assert d.codes() == "ELE"
+    assert d.events == [("returned", 1, "0A00000001", None)]
+    d.events.clear()
+    d.unlock(1, 77, 100)
+    assert d.lock_out[1] == 0
+    d.sense(1, 1, 0, 150)  # bolt open
+    assert d.results == [(77, True, None, 1)]
+    d.sense(1, 0, 0, 400)  # bike taken
+    assert d.events == [("rented", 1, "0A00000001", None)] and d.codes() == "EEE"
+
+
+def case_slots_refusals_and_faults():
+    d = _dock()
+    d.boot([1, 0, 1], [1, 0, 1], 0)
+    d.unlock(1, 1, 0)
+    d.unlock(9, 2, 0)
+    assert d.results == [(1, False, "no_bike", 1), (2, False, "bad_slot", 9)]
+    d.results.clear()
+    d.unlock(0, 3, 0)  # the bolt never opens: jammed
+    d.tick(200)
+    assert d.results == [(3, False, "lock_jammed", 0)] and d.codes()[0] == "X"
+    assert d.events[-1] == ("fault", 0, None, "lock_jammed")
+    d.unlock(0, 4, 300)
+    assert d.results[-1] == (4, False, "fault", 0)
+    assert d.set_enabled(0, True, 400) and d.codes()[0] == "L"  # operator clears it
+    d.sense(1, 1, 0, 500)  # a bike whose tag cannot be read
+    d.tick(700)
+    assert d.events[-1] == ("fault", 1, None, "tag_unreadable") and d.codes()[1] == "X"
+    d.sense(1, 0, 0, 800)  # the rider takes it back
+    assert d.codes()[1] == "F"
+    assert d.set_enabled(2, False, 900) and d.codes()[2] == "B"
+    d.unlock(2, 5, 900)
+    assert d.results[-1] == (5, False, "disabled", 2)
+
+
+def case_slots_untaken_rental_relocks_without_event():
+    d = _dock(1)
+    d.boot([1], [1], 0)
+    d.tag(0, "0A00000002", 0)  # the docked bike's tag, read after boot
+    d.unlock(0, 1, 0)
+    d.sense(0, 1, 0, 50)
+    d.tick(2000)  # rider never took it
+    assert d.lock_out[0] == 1
+    d.sense(0, 1, 1, 2050)
+    assert d.codes() == "L" and d.events == []
+
+
+CASES = [v for k, v in sorted(globals().items()) if k.startswith("case_")]
+
+
+def run_all():
+    failed = 0
+    for fn in CASES:
+        try:
+            fn()
+            print("ok", fn.__name__)
+        except Exception as e:
+            failed += 1
+            print("FAIL", fn.__name__, repr(e))
+    print("%d passed, %d failed" % (len(CASES) - failed, failed))
+    return failed
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(1 if run_all() else 0)
