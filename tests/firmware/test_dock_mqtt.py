@@ -30,8 +30,9 @@ def test_rent_return_and_last_will_over_mqtt(tmp_path: Path) -> None:
             town.give_back(d, bike)
             assert await until(lambda: _len(both, 2)) and await both() == [
                 ("rented", bike), ("returned", bike)]
-            st = edge.stations.statuses()[0]
-            assert st.is_renting
+            await until(lambda: edge.stations.statuses()[0].bikes_available
+                        == d.emulator.locked_bikes())
+            assert edge.stations.statuses()[0].is_renting
             # The dock dies without a goodbye: the broker publishes its Last Will.
             assert d.proc is not None
             d.proc.send_signal(signal.SIGKILL)
