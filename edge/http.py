@@ -59,7 +59,7 @@ class HttpServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.svc.cfg.http_host, self.svc.cfg.http_port)
         await site.start()
-        server = site._server
+        server: Any = site._server  # aiohttp has no public "bound port" for port 0
         if server is not None and getattr(server, "sockets", None):
             self.port = server.sockets[0].getsockname()[1]
         log.info("http on %s:%d", self.svc.cfg.http_host, self.port)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from wire import rdm6300
 
@@ -76,7 +78,7 @@ class DockEmulator:
         if self._writer is not None:
             self._writer.close()  # a rebooted firmware replaces the old link
         self._writer = w
-        levels = []
+        levels: list[tuple[int, int | bool]] = []
         for i, s in enumerate(self.slots):
             levels += [(self.pin_present[i], s.present), (self.pin_latched[i], s.latched)]
         w.write(gpio_packet(levels))
@@ -102,8 +104,8 @@ class DockEmulator:
         if self._writer is not None:
             self._writer.write(data)
 
-    def _spawn(self, coro: object) -> None:
-        t = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        t = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)
 

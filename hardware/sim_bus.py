@@ -7,11 +7,13 @@ UART n (tag reader of slot n-1, RDM6300 frames)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 GPIO = 0
 MAX_PAYLOAD = 255
 
 
-def gpio_packet(levels: list[tuple[int, int]]) -> bytes:
+def gpio_packet(levels: Sequence[tuple[int, int | bool]]) -> bytes:
     out = bytearray()
     for start in range(0, len(levels), MAX_PAYLOAD // 3):
         chunk = levels[start:start + MAX_PAYLOAD // 3]

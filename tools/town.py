@@ -26,8 +26,9 @@ from tools.firmware import build, micropython_path
 log = logging.getLogger("sim")
 
 # Stations around Anji's town centre (fictional names, plausible coordinates).
-PLACES = [("递铺街道", "Dipu"), ("昌硕广场", "Changshuo Square"), ("天荒坪路", "Tianhuangping Rd"),
-          ("竹博园", "Bamboo Expo Park"), ("汽车站", "Bus Station"), ("人民医院", "People's Hospital"),
+PLACES = [("递铺街道", "Dipu"), ("昌硕广场", "Changshuo Square"),
+          ("天荒坪路", "Tianhuangping Rd"), ("竹博园", "Bamboo Expo Park"),
+          ("汽车站", "Bus Station"), ("人民医院", "People's Hospital"),
           ("灵峰寺", "Lingfeng Temple"), ("浒溪公园", "Huxi Park"), ("县政府", "County Hall"),
           ("体育中心", "Sports Centre"), ("凤凰山", "Fenghuang Hill"), ("万达广场", "Wanda Plaza")]
 CENTRE = (30.638, 119.681)
@@ -115,7 +116,8 @@ class Town:
         for i in range(self.n_docks):
             dev = f"dock-{i + 1:03d}"
             link = "mqtt" if i >= self.n_docks - n_mqtt else "serial"
-            bikes = {s: self._new_bike() for s in range(self.slots) if self.rng.random() < self.fill}
+            bikes = {s: self._new_bike() for s in range(self.slots)
+                     if self.rng.random() < self.fill}
             emu = DockEmulator(dev, self.slots, bikes)
             d = SimDock(dev, f"anji-{i + 1:03d}", link, self.slots, emu,
                         self.dir / "devices" / dev)
@@ -135,7 +137,7 @@ class Town:
             await self._start_dock(d)
 
     async def _start_dock(self, d: SimDock) -> None:
-        bus = d.emulator.port and f"127.0.0.1:{d.emulator.port}" or await d.emulator.start()
+        bus = (d.emulator.port and f"127.0.0.1:{d.emulator.port}") or await d.emulator.start()
         d.flash.mkdir(parents=True, exist_ok=True)
         d.config = {"dev": d.dev, "site": "anji", "kind": "dock", "slots": d.slots,
                     "link": d.link, "bus": bus, "heartbeat_s": self.heartbeat_s,
@@ -149,7 +151,7 @@ class Town:
     async def _supervise(self, d: SimDock) -> None:
         """Run the firmware; restart it when it exits (its watchdog/reset on unix)."""
         while not self._stop.is_set():
-            with open(d.log_path, "ab") as out:
+            with open(d.log_path, "ab") as out:  # noqa: ASYNC230 (opening a log is instant)
                 d.proc = await asyncio.create_subprocess_exec(
                     micropython_path(), "-X", f"heapsize={self.heap}",
                     str(self.firmware / "main.py"), cwd=d.flash, stdout=out, stderr=out)
@@ -160,11 +162,16 @@ class Town:
             log.warning("%s firmware exited (%s); restarting", d.dev, rc)
             await asyncio.sleep(0.5)
 
-    async def wait_online(self, timeout: float = 20.0) -> None:
+    async def wait_online(self, limit_s: float = 20.0) -> None:
         assert self.edge is not None
-        async with asyncio.timeout(timeout):
-            while not all(d.online and d.hello_seen for d in self.edge.registry.devices.values()):
+        async with asyncio.timeout(limit_s):
+            # Polling the registry: simpler than an event per device, and bounded.
+            while not self._all_online():
                 await asyncio.sleep(0.05)
+
+    def _all_online(self) -> bool:
+        assert self.edge is not None
+        return all(d.online and d.hello_seen for d in self.edge.registry.devices.values())
 
     async def stop(self) -> None:
         self._stop.set()

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import serial
+from wire import message
+from wire.framing import KIND_DATA, encode_frame
+from wire.link import Link
 
 from edge.config import parse
 from edge.service import EdgeService
 from hardware.serial_line import SerialLine
 from tests.conftest import needs_mosquitto, run, until
 from tools.broker import Broker
-from wire import message
-from wire.framing import KIND_DATA, encode_frame
-from wire.link import Link
 
 
 def _cfg(tmp: Path, serial_port: str | None = None, mqtt: str | None = None) -> dict[str, object]:

@@ -1,0 +1,35 @@
+"""House rules that tools check: ruff on everything in CPython, mypy --strict
+on the edge, bridge, hardware and tools, and every firmware file accepted by
+mpy-cross (it is MicroPython, not CPython)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tools.firmware import mpy_cross_path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def test_ruff_clean() -> None:
+    r = subprocess.run([str(BIN / "ruff"), "check", "edge", "hardware", "tools", "cloud_bridge",
+                        "tests"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_strict_clean() -> None:
+    r = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_every_firmware_file_compiles_with_mpy_cross(tmp_path: Path) -> None:
+    bad = []
+    for src in sorted((ROOT / "firmware").rglob("*.py")):
+        r = subprocess.run([mpy_cross_path(), "-o", str(tmp_path / "x.mpy"), str(src)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            bad.append(f"{src.relative_to(ROOT)}: {r.stderr.strip()}")
+    assert not bad, "\n".join(bad)
