@@ -166,7 +166,7 @@ class Town:
         assert self.edge is not None
         async with asyncio.timeout(limit_s):
             # Polling the registry: simpler than an event per device, and bounded.
-            while not self._all_online():
+            while not self._all_online():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
 
     def _all_online(self) -> bool:

@@ -153,6 +153,8 @@ async def init(board, cfg):
     bus = cfg.get("bus")
     if bus:
         _bus = Bus(bus)
+        # Tag frames sent at power-on must wait for the app, not be dropped.
+        _bus.tags = BusTags()
         await _bus.start()
         await asyncio.wait_for(_bus.ready.wait(), 5)
 
@@ -163,7 +165,6 @@ def uart(name, cfg):
 
 
 def tag_port(n):
-    _bus.tags = BusTags()
     return _bus.tags
 
 
