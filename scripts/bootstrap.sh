@@ -30,6 +30,10 @@ fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "bootstrap: installing Python packages into .venv" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  if ! .venv/bin/python -m pip install -q -e ".[dev]" > .venv/pip.log 2>&1; then
+    cat .venv/pip.log >&2
+    echo "bootstrap: pip install failed (log above)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
