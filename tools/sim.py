@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import signal
 from pathlib import Path
@@ -34,7 +35,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.docks <= 200 or not 1 <= args.slots <= 32:
         raise SystemExit("huimin sim: --docks must be 1..200 and --slots 1..32")
-    return asyncio.run(_main(args))
+    try:
+        return asyncio.run(_main(args))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(f"huimin sim: port {args.port} is in use; "
+                             "pick another with --port (0 = any free port)") from exc
+        raise
 
 
 async def _main(args: argparse.Namespace) -> int:

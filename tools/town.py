@@ -132,7 +132,12 @@ class Town:
         self.cfg = edge_config.load(self.dir / "edge.toml")
         self.edge = EdgeService(self.cfg)
         self._edge_task = asyncio.create_task(self.edge.run(self._stop), name="edge")
-        await self.edge.ready.wait()
+        ready = asyncio.create_task(self.edge.ready.wait(), name="edge-ready")
+        await asyncio.wait({ready, self._edge_task}, return_when=asyncio.FIRST_COMPLETED)
+        if self._edge_task.done():
+            ready.cancel()
+            task, self._edge_task = self._edge_task, None
+            task.result()  # the edge failed to start (e.g. port in use): raise it here
         for d in self.docks:
             await self._start_dock(d)
 
