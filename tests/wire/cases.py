@@ -95,27 +95,27 @@ def _pair():
     return a, b
 
 
+def _move(src, dst, now, drop):
+    """Send everything src has for dst, losing the first `drop` frames."""
+    moved = False
+    out = src.poll(now)
+    while out is not None:
+        moved = True
+        if drop:
+            drop -= 1
+        else:
+            dst.receive(out)
+        out = src.poll(now)
+    return moved, drop
+
+
 def _shuttle(a, b, now, drop_a=0, drop_b=0):
-    """Move bytes both ways; drop the first N frames from a (or b)."""
-    moved = 1
+    """Move bytes both ways until quiet; drop the first N frames from a (or b)."""
+    moved = True
     while moved:
-        moved = 0
-        out = a.poll(now)
-        while out is not None:
-            moved = 1
-            if drop_a:
-                drop_a -= 1
-            else:
-                b.receive(out)
-            out = a.poll(now)
-        out = b.poll(now)
-        while out is not None:
-            moved = 1
-            if drop_b:
-                drop_b -= 1
-            else:
-                a.receive(out)
-            out = b.poll(now)
+        ma, drop_a = _move(a, b, now, drop_a)
+        mb, drop_b = _move(b, a, now, drop_b)
+        moved = ma or mb
     return drop_a, drop_b
 
 

@@ -8,11 +8,7 @@
 #   _LOCKED --unlock--> _RELEASING --bolt open--> _UNLOCKING --bike out--> _EMPTY (rented)
 #   _UNLOCKING --not taken in time--> _LOCKING (relock, no event)
 #   any timeout on the bolt or the tag --> _FAULT (fault event)
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 _EMPTY = const(0)
 _READING = const(1)  # bike pushed in, waiting for its tag

@@ -8,11 +8,7 @@ import asyncio
 import struct
 import time
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 _CONNECT = const(0x10)
 _CONNACK = const(0x20)

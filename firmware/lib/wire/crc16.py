@@ -1,10 +1,6 @@
 # CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF): the CRC most UART/RS-485 device
 # protocols use; table built once so the per-byte cost is one lookup.
-try:
-    from micropython import const
-except ImportError:  # CPython: the edge imports this same file
-    def const(x):
-        return x
+from micropython import const
 
 _POLY = const(0x1021)
 

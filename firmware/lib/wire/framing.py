@@ -6,11 +6,7 @@
 # The CRC (CRC-16/CCITT-FALSE) covers kind..payload. A decoder never gets stuck:
 # every frame has a size cap, a bad length or CRC resyncs on the next preamble,
 # and the owner calls gap() when the line went quiet mid-frame.
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 from wire.crc16 import crc16
 

@@ -2,11 +2,7 @@
 # numbers, acks and retransmit. Sans-IO: the owner feeds received bytes, asks
 # poll(now_ms) for bytes to write and recv() for delivered payloads. Clock
 # arithmetic comes from the owner (time.ticks_diff on a board: ticks wrap).
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 from wire.framing import (FLAG_FIRST, KIND_ACK, KIND_DATA, FrameDecoder,
                           encode_frame)

@@ -1,11 +1,7 @@
 # The one message model between devices and the edge (docs/protocol.md).
 # JSON objects with a type field "t"; decode() validates shape and size and
 # raises DecodeError(reason) on anything else, so callers count and drop.
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 import json
 

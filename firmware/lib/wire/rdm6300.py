@@ -1,11 +1,7 @@
 # 125 kHz tag reader frames, RDM6300 style: STX, 10 ASCII-hex chars (version
 # byte + 4-byte tag id), 2 ASCII-hex chars of XOR checksum over those 5 bytes,
 # ETX. Sans-IO: feed() one byte at a time, get the 10-char tag id or None.
-try:
-    from micropython import const
-except ImportError:  # CPython
-    def const(x):
-        return x
+from micropython import const
 
 STX = const(0x02)
 ETX = const(0x03)
