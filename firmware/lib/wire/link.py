@@ -47,7 +47,17 @@ class Link:
         return self._inflight is None and not self._txq and not self._acks
 
     def receive(self, data):
-        self.decoder.feed(data)
+        # The decoder holds one frame at most: feed what fits, take frames out,
+        # repeat, so a burst longer than a frame loses nothing.
+        mv = memoryview(data)
+        off = 0
+        while True:
+            off += self.decoder.feed(mv[off:])
+            self._take_frames()
+            if off >= len(data):
+                return
+
+    def _take_frames(self):
         while True:
             fr = self.decoder.next()
             if fr is None:
