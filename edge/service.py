@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from wire import message
+from wire import message, names
 
 from edge.config import EdgeConfig
 from edge.errors import Rejected
@@ -102,7 +102,7 @@ class EdgeService:
             raise Rejected("device_mismatch", f"message says {msg.get('dev')!r}")
         t = msg["t"]
         self.metrics.inc("rx", t)
-        if t == message.STATUS:
+        if t == names.STATUS:
             if msg["online"]:
                 return
             if msg.get("boot", dev.boot) < dev.boot:
@@ -117,7 +117,7 @@ class EdgeService:
         if came:
             log.info("device %s online via %s", dev.id, item.transport)
             self.stations.set_online(dev.id, True, item.received)
-        if t == message.HELLO:
+        if t == names.HELLO:
             dev.hello_seen = True
             dev.kind, dev.fw, dev.slots = msg["kind"], msg["fw"], msg["slots"]
             dev.boot, dev.epoch = msg["boot"], msg["epoch"]
@@ -127,23 +127,25 @@ class EdgeService:
             # We have not heard its birth (edge restarted): ask for it again.
             dev.hello_seen = True
             self._send_later(dev.id, {"t": "cmd", "id": next(self._cmd_ids), "op": "hello"})
-        if t == message.STATE:
+        if t == names.STATE:
+            if "mem" in msg:
+                dev.heap_free = msg["mem"]
             if self.stations.apply_state(dev.id, msg["boot"], msg["n"], msg["slots"],
                                          item.received):
                 self.journal.submit(StateRecord(dev.id, msg["boot"], msg["n"], msg["slots"],
                                                 item.received))
                 self._notify("state", {"station": dev.station})
-        elif t == message.EVENT:
+        elif t == names.EVENT:
             rec = EventRecord(dev.id, msg["epoch"], msg["seq"], dev.station, msg["ev"],
                               msg["slot"], msg.get("bike"), msg.get("code"), item.received)
-            if rec.kind == message.FAULT:
+            if rec.kind == names.FAULT:
                 dev.faults += 1
             self._acks.put_nowait((self.journal.submit(rec), item))
-        elif t == message.RESULT:
+        elif t == names.RESULT:
             fut = self._pending.pop(msg["id"], None)
             if fut is not None and not fut.done():
                 fut.set_result(msg)
-        elif t in (message.COMMAND, message.ACK):
+        elif t in (names.COMMAND, names.ACK):
             raise Rejected("unexpected_type", f"{t} is edge-to-device only")
 
     def _send_later(self, dev: str, msg: dict[str, Any]) -> None:
@@ -154,7 +156,7 @@ class EdgeService:
         while True:
             fut, item = await self._acks.get()
             try:
-                if item.msg["t"] != message.EVENT:
+                if item.msg["t"] != names.EVENT:
                     await item.reply(item.msg)  # a queued command (e.g. "send hello")
                     continue
                 try:

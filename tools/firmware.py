@@ -48,9 +48,15 @@ def _sources(port: str) -> list[tuple[Path, str]]:
     out: list[tuple[Path, str]] = []
     for folder in ("lib", "drivers", "apps"):
         for src in sorted((FIRMWARE / folder).rglob("*.py")):
+            if src.name == "__init__.py" and not src.read_text().strip():
+                # Empty package markers are for CPython tools; MicroPython imports
+                # folders as namespace packages, and each module object costs heap.
+                continue
             rel = src.relative_to(FIRMWARE).as_posix()
             out.append((src, rel))
-    out.append((FIRMWARE / "ports" / port / "hal.py", "hal.py"))
+    # The board's port (hal.py and its helpers) sits at the top of the image.
+    for src in sorted((FIRMWARE / "ports" / port).glob("*.py")):
+        out.append((src, src.name))
     return out
 
 
@@ -67,8 +73,10 @@ def build(board: str = "unix", out: Path | None = None) -> Path:
         target = dest / (rel[:-3] + ".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists() or target.stat().st_mtime < src.stat().st_mtime:
-            # -s: the source name the device prints in tracebacks
-            r = subprocess.run([mpyc, "-O3", "-s", rel, "-o", str(target), str(src)],
+            # Source name = the dotted module name, which the device interns for
+            # the import anyway: tracebacks stay readable at no extra heap.
+            modname = rel.removeprefix("lib/").removesuffix(".py").replace("/", ".")
+            r = subprocess.run([mpyc, "-O3", "-s", modname, "-o", str(target), str(src)],
                                capture_output=True, text=True)
             if r.returncode:
                 raise BuildError(f"mpy-cross failed on {rel}: {r.stderr.strip()}")

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 import aiomqtt
-from wire import message
+from wire import message, names
 
 from edge.config import MqttConfig
 from edge.metrics import Metrics
@@ -24,8 +24,8 @@ from edge.model import Inbound
 log = logging.getLogger("edge.mqtt")
 
 UP_LEAVES = ("hello", "state", "event", "result", "status")
-_EXPECTED = {"hello": message.HELLO, "state": message.STATE, "event": message.EVENT,
-             "result": message.RESULT, "status": message.STATUS}
+_EXPECTED = {"hello": names.HELLO, "state": names.STATE, "event": names.EVENT,
+             "result": names.RESULT, "status": names.STATUS}
 
 
 class MqttTransport:

@@ -12,40 +12,22 @@ import log
 _log = log.get("main")
 
 
-def _boot_count():
-    try:
-        with open("boot") as f:
-            n = int(f.read()) + 1
-    except (OSError, ValueError):
-        n = 1
-    with open("boot", "w") as f:
-        f.write(str(n))
-    return n
-
-
 def _on_loop_error(loop, ctx):
     _log.error("unhandled: %r", ctx.get("exception"))
 
 
-def _load_config(cfg_path):
-    with open(cfg_path) as f:
-        kind = json.load(f).get("kind", "dock")
-    if kind != "dock":
-        raise ValueError("unknown device kind %r" % kind)
+async def _amain(here, cfg_path):
+    # Config is read and checked once (its "kind" picks the app), then its code
+    # is dropped so the app gets the heap.
     from apps.dock import config
 
     cfg = config.load(cfg_path)
     config.dump(cfg)
-    # Config is read once: drop its code so the app gets the heap.
+    del config
     sys.modules.pop("apps.dock.config", None)
     import apps.dock
 
     apps.dock.__dict__.pop("config", None)
-    return cfg
-
-
-async def _amain(here, cfg_path):
-    cfg = _load_config(cfg_path)
     gc.collect()
     # Load all code before allocating buffers: code loaded into a fragmented
     # heap is what runs a 64K device out of memory.
@@ -55,7 +37,14 @@ async def _amain(here, cfg_path):
         import uplink.serial  # noqa: F401
     from apps.dock.app import DockApp
 
-    boot = _boot_count()
+    # Boot counter: in hello and the Last Will, so a stale will is recognised.
+    try:
+        with open("boot") as f:
+            boot = int(f.read()) + 1
+    except (OSError, ValueError):
+        boot = 1
+    with open("boot", "w") as f:
+        f.write(str(boot))
     with open(here + "/board.json") as f:
         board = json.load(f)
     # Keep only the pins this dock uses: the board file lists the maximum.
@@ -66,6 +55,8 @@ async def _amain(here, cfg_path):
     gc.collect()
     _log.info("heap free before app: %d", gc.mem_free())
     app = DockApp(cfg, board, boot)
+    del board  # the pin map is in the app's objects now; 1K back for the heap
+    gc.collect()
     await app.run()
 
 

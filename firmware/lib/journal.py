@@ -28,48 +28,53 @@ class Journal:
         self.root = root
         if not _exists(root):
             os.mkdir(root)
-        self._meta = root + "/meta"
-        self._events = root + "/events"
-        self._acks = root + "/acks"
         self.epoch = None
         self.next_seq = 1
         self.pending = []  # sequence numbers not yet acknowledged, oldest first
-        self.torn = 0
         self._load()
 
     def _load(self):
-        if _exists(self._meta):
-            with open(self._meta) as f:
+        torn = 0
+        if _exists(self.root + "/meta"):
+            with open(self.root + "/meta") as f:
                 parts = f.read().split()
             if len(parts) == 2:
                 self.epoch = parts[0]
                 self.next_seq = int(parts[1])
+        if not self.epoch and _exists(self.root + "/events"):
+            # Meta lost but events kept: they carry their epoch; keep it, or
+            # the edge's acks (which quote it) would never match them.
+            with open(self.root + "/events") as f:
+                for line in f:
+                    if self._seq_of(line) is not None:
+                        self.epoch = json.loads(line[line.find(" ") + 1:])["epoch"]
+                        break
         if not self.epoch:
             # A new journal (new flash): a fresh epoch tells the edge that
             # sequence numbers restart, so they are not taken for duplicates.
             self.epoch = binascii.hexlify(os.urandom(4)).decode()
-            self._write_meta()
+            self._compact()
         acked = set()
-        if _exists(self._acks):
-            with open(self._acks) as f:
+        if _exists(self.root + "/acks"):
+            with open(self.root + "/acks") as f:
                 for line in f:
                     try:
                         acked.add(int(line))
                     except ValueError:
-                        self.torn += 1
-        if _exists(self._events):
-            with open(self._events) as f:
+                        torn += 1
+        if _exists(self.root + "/events"):
+            with open(self.root + "/events") as f:
                 for line in f:
                     seq = self._seq_of(line)
                     if seq is None:
-                        self.torn += 1
+                        torn += 1
                         continue
                     if seq >= self.next_seq:
                         self.next_seq = seq + 1
                     if seq not in acked:
                         self.pending.append(seq)
-        if self.torn:
-            _log.warning("skipped %d torn journal lines", self.torn)
+        if torn:
+            _log.warning("skipped %d torn journal lines", torn)
         if not self.pending:
             self._compact()
 
@@ -85,15 +90,13 @@ class Journal:
             return None
         return seq
 
-    def _write_meta(self):
-        tmp = self._meta + ".tmp"
+    def _compact(self):
+        # Meta first (atomically, by rename), then the logs it makes redundant.
+        tmp = self.root + "/meta.tmp"
         with open(tmp, "w") as f:
             f.write("%s %d\n" % (self.epoch, self.next_seq))
-        os.rename(tmp, self._meta)
-
-    def _compact(self):
-        self._write_meta()
-        for p in (self._events, self._acks):
+        os.rename(tmp, self.root + "/meta")
+        for p in (self.root + "/events", self.root + "/acks"):
             if _exists(p):
                 os.remove(p)
 
@@ -103,7 +106,7 @@ class Journal:
         self.next_seq = seq + 1
         ev["epoch"] = self.epoch
         ev["seq"] = seq
-        with open(self._events, "a") as f:
+        with open(self.root + "/events", "a") as f:
             f.write("%d %s\n" % (seq, json.dumps(ev)))
         self.pending.append(seq)
         return ev
@@ -113,19 +116,19 @@ class Journal:
             return False
         self.pending.remove(seq)
         if self.pending:
-            with open(self._acks, "a") as f:
+            with open(self.root + "/acks", "a") as f:
                 f.write("%d\n" % seq)
         else:
             self._compact()
         return True
 
-    def read_pending(self, limit):
-        """Up to `limit` pending events, oldest first (read back from flash)."""
+    def read_pending(self, n):
+        """Up to `n` pending events, oldest first (read back from flash)."""
         out = []
-        if not self.pending or not _exists(self._events):
+        if not self.pending or not _exists(self.root + "/events"):
             return out
-        want = self.pending[:limit]
-        with open(self._events) as f:
+        want = self.pending[:n]
+        with open(self.root + "/events") as f:
             for line in f:
                 seq = self._seq_of(line)
                 if seq is not None and seq in want:

@@ -1,39 +1,33 @@
 # Tiny logger for the devices (MicroPython has no logging module). One line per
-# record, "LEVEL name: text", on the console a technician reads with `huimin console`.
+# record, "LEVEL ticks name: text", on the console a technician reads. Kept to
+# one small class: on a 64K device every method and name costs heap.
 import time
 
-DEBUG = 10
-INFO = 20
-WARNING = 30
-ERROR = 40
-level = INFO
-_NAMES = {DEBUG: "D", INFO: "I", WARNING: "W", ERROR: "E"}
+try:
+    _ms = time.ticks_ms
+except AttributeError:  # CPython, where tests run device code such as the journal
+    def _ms():
+        return int(time.monotonic() * 1000)
 
 
 class Logger:
     def __init__(self, name):
         self.name = name
 
-    def _log(self, lvl, fmt, args):
-        if lvl < level:
-            return
-        msg = fmt % args if args else fmt
-        print("%s %d %s: %s" % (_NAMES[lvl], time.ticks_ms(), self.name, msg))
+    def _out(self, t, msg, args):
+        print(t, _ms(), self.name + ":", msg % args if args else msg)
 
-    def debug(self, fmt, *args):
-        self._log(DEBUG, fmt, args)
+    def info(self, msg, *args):
+        self._out("I", msg, args)
 
-    def info(self, fmt, *args):
-        self._log(INFO, fmt, args)
+    def warning(self, msg, *args):
+        self._out("W", msg, args)
 
-    def warning(self, fmt, *args):
-        self._log(WARNING, fmt, args)
+    def error(self, msg, *args):
+        self._out("E", msg, args)
 
-    def error(self, fmt, *args):
-        self._log(ERROR, fmt, args)
-
-    def exc(self, e, where):
-        self._log(ERROR, "%s: %s %r", (where, type(e).__name__, e))
+    def exc(self, e, name):
+        self._out("E", "%s: %s %r", (name, type(e).__name__, e))
 
 
 def get(name):

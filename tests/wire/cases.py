@@ -1,9 +1,8 @@
 # Table-driven cases for the shared sans-IO code (wire/*, the dock's slot state
 # machine). Plain asserts, no pytest: this file runs under MicroPython (see
 # test_both_interpreters.py) and under CPython, and must pass the same way.
-from wire import framing, message, rdm6300
-from wire.crc16 import crc16
-from wire.framing import KIND_ACK, KIND_DATA, FrameDecoder, encode_frame
+from wire import framing, message, names, rdm6300
+from wire.framing import KIND_ACK, KIND_DATA, FrameDecoder, crc16, encode_frame
 from wire.link import Link
 
 
@@ -158,6 +157,14 @@ def case_link_peer_restart_is_not_a_duplicate():
     assert _drain(b) == [b"y"]
 
 
+def case_link_burst_longer_than_a_frame_loses_nothing():
+    b = Link(max_payload=200)
+    frames = b"".join(encode_frame(KIND_DATA | 0x80 * (i == 0), i + 1, b"p" * 180)
+                      for i in range(4))
+    b.receive(frames)  # one read holding four frames, the decoder holds one
+    assert len(_drain(b)) == 4 and not b.decoder.drops
+
+
 def case_link_queue_bound():
     a = Link(max_queue=2)
     assert a.send(b"1") and a.send(b"2") and not a.send(b"3")
@@ -169,18 +176,18 @@ def case_message_roundtrip_and_errors():
           "bike": "0A0000BEEF"}
     assert message.decode(message.encode(ev)) == ev
     bad = [
-        (b"{nope", message.E_JSON),
-        (b"\xff\xfe", message.E_JSON),
-        (b'"just a string"', message.E_FIELD),
-        (b'{"t":"teleport"}', message.E_TYPE),
-        (b'{"dev":"x"}', message.E_TYPE),
-        (b'{"t":"ev","dev":"d","epoch":"e","seq":"1","ev":"rented","slot":1}', message.E_FIELD),
-        (b'{"t":"ev","dev":"d","epoch":"e","seq":1,"ev":"stolen","slot":1}', message.E_FIELD),
-        (b'{"t":"ev","dev":"d","epoch":"e","seq":true,"ev":"rented","slot":1}', message.E_FIELD),
-        (b'{"t":"state","dev":"d","boot":1,"n":1,"slots":"LLQ"}', message.E_FIELD),
-        (b'{"t":"cmd","id":1,"op":"selfdestruct"}', message.E_FIELD),
-        (b'{"t":"ack","epoch":"e"}', message.E_FIELD),
-        (b'{"t":"ack","epoch":"e","seq":1,"pad":"' + b"x" * 1100 + b'"}', message.E_SIZE),
+        (b"{nope", names.E_JSON),
+        (b"\xff\xfe", names.E_JSON),
+        (b'"just a string"', names.E_FIELD),
+        (b'{"t":"teleport"}', names.E_TYPE),
+        (b'{"dev":"x"}', names.E_TYPE),
+        (b'{"t":"ev","dev":"d","epoch":"e","seq":"1","ev":"rented","slot":1}', names.E_FIELD),
+        (b'{"t":"ev","dev":"d","epoch":"e","seq":1,"ev":"stolen","slot":1}', names.E_FIELD),
+        (b'{"t":"ev","dev":"d","epoch":"e","seq":true,"ev":"rented","slot":1}', names.E_FIELD),
+        (b'{"t":"state","dev":"d","boot":1,"n":1,"slots":"LLQ"}', names.E_FIELD),
+        (b'{"t":"cmd","id":1,"op":"selfdestruct"}', names.E_FIELD),
+        (b'{"t":"ack","epoch":"e"}', names.E_FIELD),
+        (b'{"t":"ack","epoch":"e","seq":1,"pad":"' + b"x" * 1100 + b'"}', names.E_SIZE),
     ]
     for data, reason in bad:
         try:
@@ -195,14 +202,22 @@ def case_rdm6300_frames():
     p = rdm6300.TagParser()
     frame = rdm6300.encode("0A0000BEEF")
     assert len(frame) == 14 and frame[0] == 2 and frame[-1] == 3
-    got = [p.feed(c) for c in b"\x00junk" + frame]
+    got = [p.feed(0, c) for c in b"\x00junk" + frame]
     assert [g for g in got if g] == ["0A0000BEEF"]
     for c in rdm6300.encode("0A0000BEEF", corrupt=True):
-        assert p.feed(c) is None
+        assert p.feed(0, c) is None
     assert p.bad == 1
     # A frame cut short by a new STX resyncs on the new frame.
-    got = [p.feed(c) for c in frame[:6] + frame]
+    got = [p.feed(0, c) for c in frame[:6] + frame]
     assert [g for g in got if g] == ["0A0000BEEF"] and p.bad == 2
+    # Readers of different slots interleave without mixing their frames.
+    multi = rdm6300.TagParser(3)
+    other = rdm6300.encode("0B00000002")
+    got = []
+    for i in range(14):
+        got.append(multi.feed(2, frame[i]))
+        got.append(multi.feed(0, other[i]))
+    assert [g for g in got if g] == ["0A0000BEEF", "0B00000002"] and multi.bad == 0
 
 
 def _dock(n=3):
@@ -263,6 +278,56 @@ def case_slots_untaken_rental_relocks_without_event():
     assert d.lock_out[0] == 1
     d.sense(0, 1, 1, 2050)
     assert d.codes() == "L" and d.events == []
+
+
+def _rmtree(d):
+    import os
+    try:
+        names = os.listdir(d)
+    except OSError:
+        return
+    for n in names:
+        os.remove(d + "/" + n)
+    os.rmdir(d)
+
+
+def case_journal_keeps_events_until_acked_across_reboots():
+    from journal import Journal
+    d = "jr_case"
+    _rmtree(d)
+    j = Journal(d)
+    epoch = j.epoch
+    a = j.append({"t": "ev", "dev": "d", "ev": "returned", "slot": 1})
+    b = j.append({"t": "ev", "dev": "d", "ev": "rented", "slot": 2})
+    assert (a["seq"], b["seq"]) == (1, 2) and a["epoch"] == epoch
+    assert j.ack(epoch, 1) and not j.ack("other-epoch", 2) and not j.ack(epoch, 9)
+    j2 = Journal(d)  # reboot
+    assert j2.epoch == epoch and j2.pending == [2] and j2.next_seq == 3
+    assert [e["slot"] for e in j2.read_pending(8)] == [2]
+    with open(d + "/events", "a") as f:
+        f.write('3 {"t":"ev","dev"')  # power cut mid-write
+    j3 = Journal(d)
+    assert j3.pending == [2]
+    assert j3.ack(epoch, 2) and j3.pending == []
+    j4 = Journal(d)  # everything acked: logs gone, numbering goes on
+    assert j4.pending == [] and j4.append({"t": "ev", "dev": "d", "ev": "fault", "slot": 0,
+                                           "code": "x"})["seq"] == 3
+    _rmtree(d)
+
+
+def case_journal_meta_lost_keeps_the_events_epoch():
+    import os
+
+    from journal import Journal
+    d = "jr_case2"
+    _rmtree(d)
+    j = Journal(d)
+    j.append({"t": "ev", "dev": "d", "ev": "returned", "slot": 1})
+    epoch = j.epoch
+    os.remove(d + "/meta")
+    j2 = Journal(d)
+    assert j2.epoch == epoch and j2.pending == [1] and j2.ack(epoch, 1)
+    _rmtree(d)
 
 
 CASES = [v for k, v in sorted(globals().items()) if k.startswith("case_")]

@@ -5,35 +5,38 @@ pytest test) and under the real MicroPython interpreter running the shipped
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.wire import cases
-from tools.firmware import build, micropython_path
+from tools.firmware import build, micropython_path, mpy_cross_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("case", cases.CASES, ids=lambda f: f.__name__[5:])
-def test_cpython(case):  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(ROOT / "firmware"))  # apps.dock.slots for the state-machine cases
-    try:
-        case()
-    finally:
-        sys.path.remove(str(ROOT / "firmware"))
+def test_cpython(case, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    # apps.dock.slots, journal and log for the device-side cases; files in tmp_path
+    for p in (ROOT / "firmware", ROOT / "firmware" / "lib"):
+        monkeypatch.syspath_prepend(str(p))
+    monkeypatch.chdir(tmp_path)
+    case()
 
 
 def test_micropython_runs_every_case(tmp_path: Path) -> None:
     fw = build("unix")
+    # The cases ship as .mpy too: compiling them from source would need more
+    # than the 64K heap the code under test is held to.
+    subprocess.run([mpy_cross_path(), "-o", str(tmp_path / "cases.mpy"),
+                    str(ROOT / "tests" / "wire" / "cases.py")], check=True)
     script = tmp_path / "run.py"
     script.write_text(
         "import sys\n"
-        f"sys.path[:0] = [{str(fw / 'lib')!r}, {str(fw)!r}, {str(ROOT / 'tests' / 'wire')!r}]\n"
+        f"sys.path[:0] = [{str(fw / 'lib')!r}, {str(fw)!r}, {str(tmp_path)!r}]\n"
         "import cases\n"
         "sys.exit(1 if cases.run_all() else 0)\n")
     r = subprocess.run([micropython_path(), "-X", "heapsize=64K", str(script)],
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{len(cases.CASES)} passed, 0 failed" in r.stdout

@@ -4,6 +4,8 @@
 import asyncio
 import gc
 
+from micropython import const
+
 import hal
 import log
 from apps.dock.slots import Dock
@@ -11,8 +13,8 @@ from drivers.tag_reader import TagReaders
 from journal import Journal
 
 _log = log.get("dock")
-FW_VERSION = "0.1.0"
-_IO_MS = 20  # sensor scan period: a bike push or bolt move lasts far longer
+# Firmware version: reported in hello and the boot line.
+_IO_MS = const(20)  # sensor scan period: a bike push or bolt move lasts far longer
 
 
 class DockApp:
@@ -48,7 +50,7 @@ class DockApp:
             self.uplink = _Up(hal.uart("edge", cfg), self._on_message, self._on_connect)
     # -- messages ----------------------------------------------------------
     def _hello(self):
-        return {"t": "hello", "dev": self.cfg["dev"], "kind": "dock", "fw": FW_VERSION,
+        return {"t": "hello", "dev": self.cfg["dev"], "kind": "dock", "fw": "0.1.0",
                 "slots": self.cfg["slots"], "boot": self.boot, "epoch": self.journal.epoch}
 
     def _send_state(self, now):
@@ -57,7 +59,7 @@ class DockApp:
         self._sent_at = now
         self.uplink.send({"t": "state", "dev": self.cfg["dev"], "boot": self.boot,
                           "n": self._state_n, "slots": self.dock.codes(),
-                          "up": hal.ticks_ms() // 1000})
+                          "up": hal.ticks_ms() // 1000, "mem": gc.mem_free()})
 
     def _on_connect(self):
         self._hello_sent = True
@@ -106,11 +108,16 @@ class DockApp:
             m["slot"] = slot
         self.uplink.send(m)
 
-    # -- loops -------------------------------------------------------------
+    # -- the loop ------------------------------------------------------------
+    # One task scans sensors, runs the state machine and all of the app's timers
+    # (heartbeat, journal resend, the link's retransmit clock): each extra task
+    # would cost heap that a 64K dock does not have.
     async def _io_loop(self):
         d = self.dock
         n = d.n
         read = self.io.read
+        cfg = self.cfg
+        hb_at = resend_at = hal.ticks_ms()
         while True:
             try:
                 now = hal.ticks_ms()
@@ -119,6 +126,14 @@ class DockApp:
                     d.sense(i, present, latched, now)
                 d.tick(now)
                 self._flush(now)
+                self.uplink.tick(now)
+                if hal.ticks_diff(now, hb_at) >= cfg["heartbeat_s"] * 1000:
+                    hb_at = now
+                    gc.collect()  # a quiet point; the heartbeat then reports live heap
+                    self._send_state(now)
+                if hal.ticks_diff(now, resend_at) >= cfg["resend_ms"]:
+                    resend_at = now
+                    self._resend()
                 self.wdt.feed()
             except Exception as e:  # log and keep scanning: a dock must stay up
                 _log.exc(e, "io loop")
@@ -145,29 +160,19 @@ class DockApp:
         while d.results:
             cid, ok, err, slot = d.results.pop(0)
             self._result(cid, ok, err, slot)
-        if self._hello_sent and d.version != self._sent_version and hal.ticks_diff(now, self._sent_at) >= self.cfg["state_min_ms"]:
+        if (self._hello_sent and d.version != self._sent_version
+                and hal.ticks_diff(now, self._sent_at) >= self.cfg["state_min_ms"]):
             self._send_state(now)
 
-    async def _heartbeat(self):
-        period = self.cfg["heartbeat_s"] * 1000
-        while True:
-            await asyncio.sleep_ms(period)
-            self._send_state(hal.ticks_ms())
-
-    async def _resender(self):
+    def _resend(self):
         # Events still pending after a full period are sent again (the edge
         # drops duplicates by epoch and sequence number).
-        while True:
-            await asyncio.sleep_ms(self.cfg["resend_ms"])
-            try:
-                prev = self._resend_prev
-                self._resend_prev = self.journal.pending[:8]
-                if prev and self.uplink.connected:
-                    for ev in self.journal.read_pending(8):
-                        if ev["seq"] in prev:
-                            self.uplink.send(ev)
-            except Exception as e:
-                _log.exc(e, "resender")
+        prev = self._resend_prev
+        self._resend_prev = self.journal.pending[:8]
+        if prev and self.uplink.connected:
+            for ev in self.journal.read_pending(8):
+                if ev["seq"] in prev:
+                    self.uplink.send(ev)
 
     async def run(self):
         n = self.dock.n
@@ -175,10 +180,8 @@ class DockApp:
         self.dock.boot([p for p, _ in levels], [q for _, q in levels], hal.ticks_ms())
         gc.collect()
         _log.info("dock %s up: fw %s, boot %d, %d slots %s, journal epoch %s, %d pending, heap free %d",
-                  self.cfg["dev"], FW_VERSION, self.boot, n, self.dock.codes(),
+                  self.cfg["dev"], "0.1.0", self.boot, n, self.dock.codes(),
                   self.journal.epoch, len(self.journal.pending), gc.mem_free())
-        tasks = [asyncio.create_task(self.tags.run())]
-        tasks.append(asyncio.create_task(self.uplink.run()))
-        tasks.append(asyncio.create_task(self._heartbeat()))
-        tasks.append(asyncio.create_task(self._resender()))
+        asyncio.create_task(self.tags.run())
+        asyncio.create_task(self.uplink.run())
         await self._io_loop()

@@ -23,11 +23,6 @@ SCHEMA = {
     "lock_ms": (1500, 100, 60000),
     "take_ms": (30000, 1000, 600000),
 }
-SECRETS = ("password",)
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def load(path):
@@ -37,16 +32,16 @@ def load(path):
     for key, (default, lo, hi) in SCHEMA.items():
         v = raw.get(key, default)
         if v is None:
-            raise ConfigError("config: %s is required" % key)
+            raise ValueError("config: %s is required" % key)
         if isinstance(default, int):
             if not isinstance(v, int) or v < lo or v > hi:
-                raise ConfigError("config: %s=%r outside %d..%d" % (key, v, lo, hi))
+                raise ValueError("config: %s=%r outside %d..%d" % (key, v, lo, hi))
         elif hi is not None and v not in hi:
-            raise ConfigError("config: %s=%r not one of %r" % (key, v, hi))
+            raise ValueError("config: %s=%r not one of %r" % (key, v, hi))
         cfg[key] = v
     cfg["mqtt"] = raw.get("mqtt") or {}
     if cfg["link"] == "serial" and not cfg["uart"]:
-        raise ConfigError("config: link=serial needs uart")
+        raise ValueError("config: link=serial needs uart")
     return cfg
 
 
@@ -54,5 +49,5 @@ def dump(cfg):
     for key in sorted(cfg):
         v = cfg[key]
         if key == "mqtt":
-            v = dict((k, "***" if k in SECRETS else x) for k, x in v.items())
+            v = dict((k, "*" if k == "password" else x) for k, x in v.items())
         _log.info("config %s = %r", key, v)

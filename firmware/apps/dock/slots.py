@@ -170,10 +170,10 @@ class Dock:
             self.lock_out[i] = 1
             self._set(i, _LOCKING, now, self.lock_ms)
 
-    def unlock(self, i, cmd_id, now):
+    def unlock(self, i, cid, now):
         """Start a rental; the result lands in `results` (at once if refused)."""
         if i < 0 or i >= self.n:
-            self.results.append((cmd_id, False, "bad_slot", i))
+            self.results.append((cid, False, "bad_slot", i))
             return
         st = self.state[i]
         if st != _LOCKED:
@@ -184,9 +184,9 @@ class Dock:
                 err = "fault"
             elif st == _EMPTY:
                 err = "no_bike"
-            self.results.append((cmd_id, False, err, i))
+            self.results.append((cid, False, err, i))
             return
-        self.cmd[i] = cmd_id
+        self.cmd[i] = cid
         self.lock_out[i] = 0
         self._set(i, _RELEASING, now, self.lock_ms)
 

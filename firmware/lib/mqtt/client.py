@@ -82,6 +82,11 @@ class MQTTClient:
             self._last_tx = time.ticks_ms()
 
     async def connect(self):
+        # One client object lives for the device's life and reconnects in
+        # place: rebuilding it each time fragments a small heap.
+        self._acked.clear()
+        self.dead.clear()
+        self.error = None
         self._r, self._w = await asyncio.wait_for(
             asyncio.open_connection(self.host, self.port), self.timeout)
         flags = 0x02 if self.clean else 0

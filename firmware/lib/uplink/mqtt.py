@@ -8,6 +8,8 @@
 import asyncio
 import random
 
+from micropython import const
+
 import log
 from mqtt.client import MQTTClient
 from wire import message
@@ -16,13 +18,13 @@ _log = log.get("uplink")
 
 # message type -> (topic leaf, qos, retain)
 _ROUTES = {
-    message.HELLO: ("hello", 1, True),
-    message.STATE: ("state", 0, True),
-    message.EVENT: ("event", 1, False),
-    message.RESULT: ("result", 1, False),
-    message.STATUS: ("status", 1, True),
+    "hello": ("hello", 1, True),
+    "state": ("state", 0, True),
+    "ev": ("event", 1, False),
+    "res": ("result", 1, False),
+    "status": ("status", 1, True),
 }
-_MAX_QUEUE = 24
+_MAX_QUEUE = const(24)
 
 
 class MqttUplink:
@@ -39,6 +41,7 @@ class MqttUplink:
         self.reconnects = 0
         self._q = []
         self._wake = asyncio.Event()
+        self._c = None
 
     def send(self, msg):
         data = message.encode(msg)
@@ -51,6 +54,13 @@ class MqttUplink:
         self._wake.set()
         return True
 
+    def tick(self, now):
+        # Called by the app's loop: a dead connection wakes the pump, which
+        # then needs no timer of its own (each timeout allocates).
+        c = self._c
+        if c is not None and c.dead.is_set():
+            self._wake.set()
+
     def _incoming(self, topic, payload):
         try:
             msg = message.decode(payload)
@@ -62,8 +72,8 @@ class MqttUplink:
 
     async def run(self):
         delay = 500
+        c = self._c = self._client()
         while True:
-            c = self._client()
             try:
                 await c.connect()
                 await c.subscribe(self.base + "down", 1)
@@ -100,11 +110,7 @@ class MqttUplink:
         while not c.dead.is_set():
             if not self._q:
                 self._wake.clear()
-                # Wake on new messages or to notice a dead connection.
-                try:
-                    await asyncio.wait_for_ms(self._wake.wait(), 1000)
-                except asyncio.TimeoutError:
-                    pass
+                await self._wake.wait()  # new message, or tick() saw the link die
                 continue
             t, data = self._q[0]
             leaf, qos, retain = _ROUTES[t]

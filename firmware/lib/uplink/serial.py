@@ -4,12 +4,14 @@
 import asyncio
 import time
 
+from micropython import const
+
 import log
 from wire import message
 from wire.link import Link
 
 _log = log.get("uplink")
-_GAP_MS = 100  # a partial frame older than this is abandoned
+_GAP_MS = const(100)  # a partial frame older than this is abandoned
 
 
 class SerialUplink:
@@ -17,8 +19,9 @@ class SerialUplink:
         self.uart = uart
         self.on_message = on_message
         self.on_connect = on_connect
-        # Device messages stay well under 512 bytes; the frame buffer is sized to match.
-        self.link = Link(max_queue=16, diff=time.ticks_diff, max_payload=512)
+        # The edge sends the device only commands and acks (under 100 bytes):
+        # a 256-byte receive buffer is plenty. The edge accepts up to 1024.
+        self.link = Link(max_queue=16, diff=time.ticks_diff, max_payload=256)
         self.bad = 0  # undecodable messages from the edge
         self._buf = bytearray(64)
         self._wake = asyncio.Event()
@@ -33,14 +36,15 @@ class SerialUplink:
     async def run(self):
         if self.on_connect:
             self.on_connect()
-        await asyncio.gather(self._reader(), self._writer(), self._ticker())
+        asyncio.create_task(self._writer())
+        await self._reader()
 
     async def _reader(self):
         buf = self._buf
         mv = memoryview(buf)
         link = self.link
         while True:
-            n = await self.uart.read_some(buf)
+            n = await self.uart.readinto(buf)
             self._last_rx = time.ticks_ms()
             link.receive(mv[:n])
             while True:
@@ -69,12 +73,10 @@ class SerialUplink:
             self._wake.clear()
             await self._wake.wait()
 
-    async def _ticker(self):
-        # Retransmit timers and the inter-byte gap need a clock; idle links sleep.
+    def tick(self, now):
+        """Called by the app's loop: retransmit timers and the inter-byte gap."""
         link = self.link
-        while True:
-            await asyncio.sleep_ms(link.rto_ms // 2)
-            if link.decoder.pending() and time.ticks_diff(time.ticks_ms(), self._last_rx) > _GAP_MS:
-                link.decoder.gap()
-            if not link.idle():
-                self._wake.set()
+        if link.decoder.pending() and time.ticks_diff(now, self._last_rx) > _GAP_MS:
+            link.decoder.gap()
+        if not link.idle():
+            self._wake.set()

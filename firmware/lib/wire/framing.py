@@ -8,8 +8,6 @@
 # and the owner calls gap() when the line went quiet mid-frame.
 from micropython import const
 
-from wire.crc16 import crc16
-
 _SOF0 = const(0xA5)
 _SOF1 = const(0x5A)
 _HEADER = const(6)
@@ -23,15 +21,40 @@ KIND_ACK = const(0x02)
 FLAG_FIRST = const(0x80)
 _KIND_MASK = const(0x7F)
 
-_PREAMBLE = b"\xa5\x5a"
 
-# Drop reasons, counted by the decoder (all "remote" errors: garbage from the peer).
-DROP_NOISE = "noise"  # bytes outside any frame
-DROP_LENGTH = "length"  # declared length over MAX_PAYLOAD
-DROP_KIND = "kind"  # unknown frame kind
-DROP_CRC = "crc"  # checksum mismatch
-DROP_GAP = "gap"  # partial frame abandoned after an inter-byte gap
-DROP_OVERFLOW = "overflow"  # caller fed more than the buffer holds before reading
+# Drop reasons counted in `drops` (all "remote" errors: garbage from the peer):
+# "noise" bytes outside any frame, "length" declared length over the cap,
+# "kind" unknown frame kind, "crc" checksum mismatch, "gap" partial frame
+# abandoned after an inter-byte gap, "overflow" a full buffer with no frame.
+
+# CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF): the CRC most UART/RS-485 device
+# protocols use; table built once so the per-byte cost is one lookup.
+_POLY = const(0x1021)
+
+
+def _make_table():
+    # 512 bytes (hi, lo per entry): a tuple of ints would take 2 KiB of heap.
+    t = bytearray(512)
+    for i in range(256):
+        c = i << 8
+        for _ in range(8):
+            c = ((c << 1) ^ _POLY) if c & 0x8000 else (c << 1)
+        t[2 * i] = (c >> 8) & 0xFF
+        t[2 * i + 1] = c & 0xFF
+    return t
+
+
+_TABLE = _make_table()
+
+
+def crc16(data, start=0, end=None, crc=0xFFFF):
+    if end is None:
+        end = len(data)
+    t = _TABLE
+    for i in range(start, end):
+        j = (((crc >> 8) ^ data[i]) & 0xFF) << 1
+        crc = (((crc << 8) & 0xFFFF) ^ (t[j] << 8)) ^ t[j + 1]
+    return crc
 
 
 class FrameError(ValueError):
@@ -69,7 +92,6 @@ class FrameDecoder:
         self._mv = memoryview(self._buf)
         self._n = 0
         self.drops = {}
-        self.frames = 0
 
     def _drop(self, reason, count=1):
         self.drops[reason] = self.drops.get(reason, 0) + count
@@ -87,57 +109,37 @@ class FrameDecoder:
         return self._n
 
     def feed(self, data):
-        """Append bytes; returns how many were taken (all, unless the buffer is full)."""
-        taken = 0
-        total = len(data)
-        while taken < total:
-            room = self._cap - self._n
-            if room == 0:
-                # Make room by parsing; a full buffer with no frame is garbage.
-                if not self._make_room():
-                    break
-                continue
-            k = min(room, total - taken)
-            self._mv[self._n:self._n + k] = data[taken:taken + k]
-            self._n += k
-            taken += k
-        return taken
+        """Append what fits (at most one frame's worth); returns bytes taken.
+        Take frames with next() and feed the rest (wire.link.Link.receive)."""
+        k = min(self._cap - self._n, len(data))
+        self._mv[self._n:self._n + k] = data[:k]
+        self._n += k
+        return k
 
-    def _make_room(self):
-        # Called only when the buffer is full and the caller did not read frames.
-        # Frames that are complete stay for next(); otherwise drop the head.
-        if self._complete_frame_at_head():
-            return False
-        self._drop(DROP_OVERFLOW)
+    def overflow(self):
+        """The buffer is full and next() found no frame: drop a byte, resync."""
+        self._drop("overflow")
         self._discard(1)
-        self._resync()
-        return True
-
-    def _complete_frame_at_head(self):
-        if self._n < _HEADER or self._buf[0] != _SOF0 or self._buf[1] != _SOF1:
-            return False
-        ln = (self._buf[4] << 8) | self._buf[5]
-        return ln <= self._max and self._n >= _HEADER + ln + _TRAILER
 
     def _resync(self):
         # Skip to the next preamble; a lone trailing A5 may start one.
         n = self._n
         if n == 0:
             return
-        i = self._buf.find(_PREAMBLE, 0, n)
+        i = self._buf.find(b"\xa5\x5a", 0, n)
         if i < 0:
             keep = 1 if self._buf[n - 1] == _SOF0 else 0
             if n - keep:
-                self._drop(DROP_NOISE, n - keep)
+                self._drop("noise", n - keep)
             self._discard(n - keep)
         elif i > 0:
-            self._drop(DROP_NOISE, i)
+            self._drop("noise", i)
             self._discard(i)
 
     def gap(self):
         """The line was idle mid-frame: abandon the partial frame (if any)."""
         if self._n:
-            self._drop(DROP_GAP)
+            self._drop("gap")
             self._n = 0
 
     def next(self):
@@ -149,12 +151,12 @@ class FrameDecoder:
             b = self._buf
             ln = (b[4] << 8) | b[5]
             if ln > self._max:
-                self._drop(DROP_LENGTH)
+                self._drop("length")
                 self._discard(2)
                 continue
             kind = b[2]
             if kind & _KIND_MASK not in (KIND_DATA, KIND_ACK):
-                self._drop(DROP_KIND)
+                self._drop("kind")
                 self._discard(2)
                 continue
             end = _HEADER + ln
@@ -162,10 +164,9 @@ class FrameDecoder:
                 return None
             c = crc16(b, 2, end)
             if c != ((b[end] << 8) | b[end + 1]):
-                self._drop(DROP_CRC)
+                self._drop("crc")
                 self._discard(2)
                 continue
             frame = (kind, b[3], bytes(self._mv[_HEADER:end]))
             self._discard(end + _TRAILER)
-            self.frames += 1
             return frame

@@ -52,32 +52,37 @@ class Link:
         mv = memoryview(data)
         off = 0
         while True:
-            off += self.decoder.feed(mv[off:])
-            self._take_frames()
+            took = self.decoder.feed(mv[off:])
+            off += took
+            got = self._take_frames()
             if off >= len(data):
                 return
+            if not took and not got:
+                self.decoder.overflow()  # cannot happen with a sane decoder; never spin
 
     def _take_frames(self):
+        """Handle every complete frame in the decoder; returns how many."""
+        got = 0
         while True:
             fr = self.decoder.next()
             if fr is None:
-                return
+                return got
+            got += 1
             kind, seq, payload = fr
-            k = kind & _KIND_MASK
-            if k == KIND_ACK:
+            if kind & _KIND_MASK == KIND_ACK:
                 if self._inflight is not None and seq == self._inflight_seq:
                     self._inflight = None
                 else:
                     self.stats["stray_ack"] += 1
-            elif k == KIND_DATA:
-                self._acks.append(seq)
-                if (kind & FLAG_FIRST) or seq != self._rx_seq:
-                    self._rx_seq = seq
-                    self._rx.append(payload)
-                    self.stats["rx"] += 1
-                else:
-                    # Our ack was lost and the peer resent: ack again, deliver once.
-                    self.stats["dup"] += 1
+                continue
+            self._acks.append(seq)
+            if (kind & FLAG_FIRST) or seq != self._rx_seq:
+                self._rx_seq = seq
+                self._rx.append(payload)
+                self.stats["rx"] += 1
+            else:
+                # Our ack was lost and the peer resent: ack again, deliver once.
+                self.stats["dup"] += 1
 
     def recv(self):
         if self._rx:

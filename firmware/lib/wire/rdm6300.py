@@ -1,11 +1,11 @@
-# 125 kHz tag reader frames, RDM6300 style: STX, 10 ASCII-hex chars (version
+# 125 kHz tag reader frames, RDM6300 style: _STX, 10 ASCII-hex chars (version
 # byte + 4-byte tag id), 2 ASCII-hex chars of XOR checksum over those 5 bytes,
-# ETX. Sans-IO: feed() one byte at a time, get the 10-char tag id or None.
+# _ETX. Sans-IO: feed() one byte at a time, get the 10-char tag id or None.
 from micropython import const
 
-STX = const(0x02)
-ETX = const(0x03)
-FRAME_LEN = const(14)
+_STX = const(0x02)
+_ETX = const(0x03)
+_FRAME_LEN = const(14)
 
 _HEX = b"0123456789ABCDEF"
 
@@ -34,45 +34,50 @@ def encode(tag, corrupt=False):
         x ^= (hi << 4) | lo
     if corrupt:
         x ^= 0x5A
-    return bytes((STX,)) + raw + bytes((_HEX[x >> 4], _HEX[x & 15], ETX))
+    return bytes((_STX,)) + raw + bytes((_HEX[x >> 4], _HEX[x & 15], _ETX))
 
 
 class TagParser:
-    def __init__(self):
-        self._buf = bytearray(FRAME_LEN)
-        self._n = 0
+    """One parser for n readers (one per slot): feed(slot, byte). A single
+    buffer for all slots keeps a 12-slot dock's heap small."""
+
+    def __init__(self, n=1):
+        self._buf = bytearray(_FRAME_LEN * n)
+        self._pos = bytearray(n)
         self.bad = 0  # frames dropped: bad hex, checksum or framing
 
-    def feed(self, c):
+    def feed(self, slot, c):
         b = self._buf
-        if self._n == 0:
-            if c == STX:
-                b[0] = c
-                self._n = 1
+        base = slot * _FRAME_LEN
+        n = self._pos[slot]
+        if n == 0:
+            if c == _STX:
+                b[base] = c
+                self._pos[slot] = 1
             return None
-        b[self._n] = c
-        self._n += 1
-        if self._n < FRAME_LEN:
-            if c == STX:  # a new frame started inside this one: resync
+        b[base + n] = c
+        n += 1
+        if n < _FRAME_LEN:
+            if c == _STX:  # a new frame started inside this one: resync
                 self.bad += 1
-                b[0] = c
-                self._n = 1
+                n = 1
+            self._pos[slot] = n
             return None
-        self._n = 0
-        if c != ETX:
+        self._pos[slot] = 0
+        if c != _ETX:
             self.bad += 1
             return None
         x = 0
-        for i in range(1, 13, 2):
+        for i in range(base + 1, base + 13, 2):
             hi = _nib(b[i])
             lo = _nib(b[i + 1])
             if hi < 0 or lo < 0:
                 self.bad += 1
                 return None
             v = (hi << 4) | lo
-            if i < 11:
+            if i < base + 11:
                 x ^= v
             elif v != x:
                 self.bad += 1
                 return None
-        return bytes(b[1:11]).decode().upper()
+        return bytes(b[base + 1:base + 11]).decode().upper()

@@ -6,7 +6,6 @@ import time
 
 import machine
 
-BOARD = "esp32s3"
 WDT = machine.WDT
 ticks_ms = time.ticks_ms
 ticks_diff = time.ticks_diff
@@ -18,7 +17,7 @@ class _Uart:
         self._u = u
         self._sr = asyncio.StreamReader(u)
 
-    async def read_some(self, buf):
+    async def readinto(self, buf):
         first = await self._sr.read(1)
         buf[0] = first[0]
         n = 1

@@ -5,117 +5,111 @@
 #   channel n >= 1 = the bytes of UART n (a tag reader).
 import asyncio
 import select
+import socket
 import sys
 import time
 
 import log
+from micropython import const
 
 _log = log.get("hal")
-BOARD = "unix"
+_MAX_PIN = const(400)  # the unix board's pins are below 400 (hardware/boards)
 
 ticks_ms = time.ticks_ms
 ticks_diff = time.ticks_diff
 
 
 class PtyUart:
-    """A serial device path opened raw; read_some() returns as soon as bytes arrive."""
+    """A serial device path opened raw; readinto() returns as soon as bytes arrive."""
 
     def __init__(self, path):
         import termios
 
-        self._f = open(path, "r+b")
-        termios.setraw(self._f.fileno())
+        self._s = open(path, "r+b")
+        termios.setraw(self._s.fileno())
         self._poll = select.poll()
-        self._poll.register(self._f, select.POLLIN)
-        self._sr = asyncio.StreamReader(self._f)
+        self._poll.register(self._s, select.POLLIN)
+        self._r = asyncio.StreamReader(self._s)
 
-    async def read_some(self, buf):
+    async def readinto(self, buf):
         # read(n) on a POSIX fd blocks for all n bytes: take one, drain the rest.
-        first = await self._sr.read(1)
+        first = await self._r.read(1)
         if not first:
             raise OSError("uart closed")
         buf[0] = first[0]
         n = 1
         mv = memoryview(buf)
         while n < len(buf) and self._poll.poll(0):
-            if not self._f.readinto(mv[n:n + 1]):
+            if not self._s.readinto(mv[n:n + 1]):
                 break
             n += 1
         return n
 
     async def write(self, data):
-        self._f.write(data)
+        self._s.write(data)
 
 
 class BusTags:
     """All slots' tag readers (bus channels 1..n); read() -> (slot, bytes)."""
 
     def __init__(self):
-        self._q = []
-        self._ev = asyncio.Event()
+        self._buf = []
+        self._wake = asyncio.Event()
 
     def _push(self, ch, data):
-        if len(self._q) < 8:  # a reader that falls behind loses frames, as a UART FIFO does
-            self._q.append((ch - 1, data))
-        self._ev.set()
+        if len(self._buf) < 8:  # a reader that falls behind loses frames, as a UART FIFO does
+            self._buf.append((ch - 1, data))
+        self._wake.set()
 
     async def read(self):
-        while not self._q:
-            self._ev.clear()
-            await self._ev.wait()
-        return self._q.pop(0)
+        while not self._buf:
+            self._wake.clear()
+            await self._wake.wait()
+        return self._buf.pop(0)
 
 
 class Bus:
+    # One reader task and direct non-blocking sends: a loopback socket to the
+    # emulator needs no write queue, and every task and stream costs heap.
     def __init__(self, addr):
         host, port = addr.rsplit(":", 1)
-        self.host = host
-        self.port = int(port)
-        self.inputs = {}
+        s = socket.socket()
+        s.connect(socket.getaddrinfo(host, int(port))[0][-1])
+        s.setblocking(False)
+        self._s = s
+        self._r = asyncio.StreamReader(s)
+        self._buf = bytearray(b"\x00\x03\x00\x00\x00")
+        self.inputs = bytearray(_MAX_PIN)  # level per pin number: a dict costs 4x
         self.tags = None
-        self._out = bytearray()
-        self._wake = asyncio.Event()
         self.ready = asyncio.Event()
 
     async def start(self):
-        self._r, self._w = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), 5)
         asyncio.create_task(self._reader())
-        asyncio.create_task(self._writer())
 
     async def _reader(self):
-        hdr = bytearray(2)
         try:
             while True:
                 h = await self._r.readexactly(2)
-                hdr[0] = h[0]
-                hdr[1] = h[1]
-                payload = await self._r.readexactly(hdr[1]) if hdr[1] else b""
-                ch = hdr[0]
-                if ch == 0:
+                payload = await self._r.readexactly(h[1]) if h[1] else b""
+                if h[0] == 0:
                     for j in range(0, len(payload) - 2, 3):
-                        self.inputs[(payload[j] << 8) | payload[j + 1]] = payload[j + 2]
+                        pin = (payload[j] << 8) | payload[j + 1]
+                        if pin < _MAX_PIN:
+                            self.inputs[pin] = payload[j + 2]
                     self.ready.set()
                 elif self.tags is not None:
-                    self.tags._push(ch, payload)
+                    self.tags._push(h[0], payload)
         except (EOFError, OSError) as e:
             # The emulator is the hardware: without it the device is dead.
             _log.error("bus lost: %r", e)
             sys.exit(3)
 
-    async def _writer(self):
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._out:
-                data = bytes(self._out)
-                self._out = bytearray()
-                self._w.write(data)
-                await self._w.drain()
-
     def set_pin(self, pin, v):
-        self._out += bytes((0, 3, pin >> 8, pin & 0xFF, 1 if v else 0))
-        self._wake.set()
+        p = self._buf
+        p[2] = pin >> 8
+        p[3] = pin & 0xFF
+        p[4] = 1 if v else 0
+        self._s.send(p)
 
 
 _bus = None
@@ -131,7 +125,7 @@ class SlotIO:
 
     def read(self, i):
         inp = _bus.inputs
-        return inp.get(self.present[i], 0), inp.get(self.latched[i], 0)
+        return inp[self.present[i]], inp[self.latched[i]]
 
     def set_lock(self, i, v):
         _bus.set_pin(self.lock[i], v)
@@ -141,11 +135,10 @@ class WDT:
     # The unix port has no hardware watchdog; the simulator's supervisor restarts
     # a process that exits. Feeding is kept so the app code is the same.
     def __init__(self, timeout=8000):
-        self.timeout = timeout
-        self.last = time.ticks_ms()
+        pass
 
     def feed(self):
-        self.last = time.ticks_ms()
+        pass
 
 
 async def init(board, cfg):

@@ -1,0 +1,23 @@
+# Names for the message model's literals (wire/message.py), for the edge and
+# tests. Devices never import this module: on a 64K heap every global costs,
+# so the firmware writes the protocol's literals directly.
+
+# message types ("t")
+HELLO = "hello"
+STATE = "state"
+EVENT = "ev"
+STATUS = "status"
+COMMAND = "cmd"
+ACK = "ack"
+RESULT = "res"
+
+# events ("ev")
+RENTED = "rented"
+RETURNED = "returned"
+FAULT = "fault"
+
+# decode failure reasons (DecodeError.reason)
+E_SIZE = "oversize"
+E_JSON = "json"
+E_TYPE = "unknown_type"
+E_FIELD = "bad_field"
