@@ -17,6 +17,10 @@ def _on_loop_error(loop, ctx):
 
 
 async def _amain(here, cfg_path):
+    # asyncio loads its parts on first use and grows its namespace then (a
+    # 752-byte dict resize): do it now, while the heap still has large holes.
+    _ = (asyncio.wait_for, asyncio.wait_for_ms, asyncio.open_connection,
+         asyncio.StreamReader, asyncio.StreamWriter, asyncio.Event, asyncio.Lock)
     # Config is read and checked once (its "kind" picks the app), then its code
     # is dropped so the app gets the heap.
     from apps.dock import config

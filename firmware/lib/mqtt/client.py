@@ -58,7 +58,6 @@ class MQTTClient:
         self._w = None
         self._pid = 0
         self._acked = {}
-        self._ack_ev = asyncio.Event()
         self._lock = asyncio.Lock()
         self._last_rx = 0
         self._last_tx = 0
@@ -81,14 +80,10 @@ class MQTTClient:
             await asyncio.wait_for(self._w.drain(), self.timeout)
             self._last_tx = time.ticks_ms()
 
-    async def connect(self):
-        # One client object lives for the device's life and reconnects in
-        # place: rebuilding it each time fragments a small heap.
-        self._acked.clear()
-        self.dead.clear()
-        self.error = None
-        self._r, self._w = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout)
+    def _connect_packet(self):
+        # A plain function, not part of the coroutine: a coroutine's frame is
+        # one heap block sized for all its locals, and a small heap has few
+        # large holes.
         flags = 0x02 if self.clean else 0
         body = bytearray(b"\x00\x04MQTT\x04")
         payload = bytearray(_str(self.client_id))
@@ -105,8 +100,17 @@ class MQTTClient:
         body.append(flags)
         body += struct.pack("!H", self.keepalive)
         body += payload
-        pkt = bytearray((_CONNECT,)) + _varlen(len(body)) + body
-        await self._send(pkt)
+        return bytearray((_CONNECT,)) + _varlen(len(body)) + body
+
+    async def connect(self):
+        # One client object lives for the device's life and reconnects in
+        # place: rebuilding it each time fragments a small heap.
+        self._acked.clear()
+        self.dead.clear()
+        self.error = None
+        self._r, self._w = await asyncio.wait_for(
+            asyncio.open_connection(self.host, self.port), self.timeout)
+        await self._send(self._connect_packet())
         try:
             resp = await self._read(4)
         except EOFError:
@@ -141,7 +145,6 @@ class MQTTClient:
                     await self._on_publish(h[0], body)
                 elif t == _PUBACK or t == _SUBACK:
                     self._acked[(body[0] << 8) | body[1]] = True
-                    self._ack_ev.set()
         except Exception as e:  # any failure ends this connection; the wrapper reconnects
             self._die(e)
 
@@ -185,17 +188,14 @@ class MQTTClient:
             self._acked.pop(pid, None)
             await self._send(pkt)
             t0 = time.ticks_ms()
+            # Poll in 10 ms steps: wait_for would build a task per publish,
+            # and a full 64K heap has no room for that at the wrong moment.
             while not self._acked.pop(pid, False):
                 if self.dead.is_set():
                     raise MQTTError("connection lost")
-                left = self.timeout * 1000 - time.ticks_diff(time.ticks_ms(), t0)
-                if left <= 0:
+                if time.ticks_diff(time.ticks_ms(), t0) >= self.timeout * 1000:
                     break
-                self._ack_ev.clear()
-                try:
-                    await asyncio.wait_for_ms(self._ack_ev.wait(), int(left))
-                except asyncio.TimeoutError:
-                    pass
+                await asyncio.sleep_ms(10)
             else:
                 return
         raise MQTTError("no ack for %d" % pid)

@@ -6,6 +6,7 @@
 # hello and state are retained, status is retained and is the Last Will
 # (online: false, with the boot counter so a stale will is recognisable).
 import asyncio
+import gc
 import random
 
 from micropython import const
@@ -75,6 +76,7 @@ class MqttUplink:
         c = self._c = self._client()
         while True:
             try:
+                gc.collect()  # a quiet point: connecting needs a few larger blocks
                 await c.connect()
                 await c.subscribe(self.base + "down", 1)
                 await c.publish(self.base + "status", self._status(True), True, 1)
