@@ -45,6 +45,20 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class UplinkConfig:
+    """One way to the city's backend (cloud_bridge): a signed HTTPS webhook or
+    an MQTT broker (a city cluster, or a local Mosquitto bridged there)."""
+    name: str
+    kind: str  # "webhook" or "mqtt"
+    url: str
+    secret: str = ""  # webhook: HMAC-SHA256 key
+    batch: int = 100
+    timeout_s: float = 10.0
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass(frozen=True)
 class SystemConfig:
     id: str = "huimin-town"
     name_zh: str = "惠民公共自行车"
@@ -73,6 +87,8 @@ class EdgeConfig:
     stations: tuple[StationConfig, ...] = ()
     serial: tuple[SerialConfig, ...] = ()
     mqtt: MqttConfig | None = None
+    uplinks: tuple[UplinkConfig, ...] = ()
+    rental_timeout_s: float = 60.0
 
     @property
     def base_url(self) -> str:
@@ -150,12 +166,37 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
                           password=_get(m, "password", str, None, "mqtt."),
                           client_id=_get(m, "client_id", str, f"huimin-edge-{site}", "mqtt."),
                           keepalive=_get(m, "keepalive", int, 30, "mqtt."))
+    uplinks = []
+    for i, u in enumerate(_get(raw, "uplinks", list, [])):
+        w = f"uplinks[{i}]."
+        kind = _get(u, "kind", str, where=w)
+        if kind not in ("webhook", "mqtt"):
+            raise ConfigError(f"{w}kind must be webhook or mqtt, got {kind!r}")
+        url = _get(u, "url", str, where=w)
+        scheme = urlparse(url).scheme
+        if (kind == "webhook") != (scheme in ("http", "https")) or not urlparse(url).hostname:
+            raise ConfigError(f"{w}url {url!r} does not suit a {kind} uplink")
+        secret = _get(u, "secret", str, "", w)
+        if kind == "webhook" and len(secret) < 16:
+            raise ConfigError(f"{w}secret must be at least 16 characters (HMAC key)")
+        batch = _get(u, "batch", int, 100, w)
+        if not 1 <= batch <= 1000:
+            raise ConfigError(f"{w}batch must be 1..1000")
+        uplinks.append(UplinkConfig(
+            name=_get(u, "name", str, kind, w), kind=kind, url=url, secret=secret, batch=batch,
+            timeout_s=float(_get(u, "timeout_s", (int, float), 10.0, w)),
+            username=_get(u, "username", str, None, w),
+            password=_get(u, "password", str, None, w)))
+    if len({u.name for u in uplinks}) != len(uplinks):
+        raise ConfigError("uplink names must be unique")
     return EdgeConfig(
         site=site, http_host=_get(edge, "http_host", str, "127.0.0.1", "edge."), http_port=port,
         public_url=_get(edge, "public_url", str, "", "edge."), db=db, heartbeat_timeout_s=hb,
         status_ttl_s=_get(edge, "status_ttl_s", int, 0, "edge."),
         static_ttl_s=_get(edge, "static_ttl_s", int, 300, "edge."),
-        system=system, stations=tuple(stations), serial=serial, mqtt=mqtt)
+        system=system, stations=tuple(stations), serial=serial, mqtt=mqtt,
+        uplinks=tuple(uplinks),
+        rental_timeout_s=float(_get(edge, "rental_timeout_s", (int, float), 60.0, "edge.")))
 
 
 def load(path: Path) -> EdgeConfig:

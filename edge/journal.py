@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger("edge.journal")
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -22,6 +26,19 @@ CREATE TABLE IF NOT EXISTS events (
     station TEXT NOT NULL, kind TEXT NOT NULL, slot INTEGER NOT NULL,
     bike TEXT, code TEXT, received REAL NOT NULL,
     UNIQUE (device, epoch, seq)
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uplink TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, station TEXT,
+    body TEXT NOT NULL, created REAL NOT NULL, version INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (uplink, key)
+);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    id INTEGER PRIMARY KEY, uplink TEXT, kind TEXT, key TEXT, body TEXT,
+    reason TEXT, failed REAL
+);
+CREATE TABLE IF NOT EXISTS rentals (
+    id TEXT PRIMARY KEY, station TEXT NOT NULL, result TEXT, created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS device_state (
     device TEXT PRIMARY KEY, boot INTEGER NOT NULL, n INTEGER NOT NULL,
@@ -43,6 +60,17 @@ class EventRecord:
     bike: str | None
     code: str | None
     received: float
+    outbox: str | None = None  # JSON for the uplinks, queued in the same transaction
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """Something for the backend. Status is coalesced: one row per station and
+    uplink holds the newest; events and rental results are never dropped."""
+    kind: str  # "status", "rental"
+    key: str  # idempotency key; for status "status:<station>"
+    station: str
+    body: str
 
 
 @dataclass(frozen=True)
@@ -54,12 +82,17 @@ class StateRecord:
     reported: float
 
 
-Item = EventRecord | StateRecord
+Item = EventRecord | StateRecord | OutboxRecord
 
 
 class Journal:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, uplinks: tuple[str, ...] = ()) -> None:
         self.path = path
+        self.uplinks = uplinks
+        # One thread owns the connection: every read and write is queued on it.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        # One wake-up per uplink's sender (set when its outbox gains rows).
+        self.outbox_changed = {u: asyncio.Event() for u in uplinks}
         self._db: sqlite3.Connection | None = None
         self._q: asyncio.Queue[tuple[Item, asyncio.Future[bool]]] = asyncio.Queue()
         self.batches = 0
@@ -74,13 +107,16 @@ class Journal:
         db.executescript(SCHEMA)
         self._db = db
 
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
     async def open(self) -> None:
-        await asyncio.to_thread(self._open)
+        await self._run(self._open)
 
     async def close(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None
-            await asyncio.to_thread(db.close)
+            await self._run(db.close)
 
     def submit(self, item: Item) -> asyncio.Future[bool]:
         """Queue a write; the future is True once stored (False: a duplicate event)."""
@@ -96,7 +132,7 @@ class Journal:
             while len(batch) < _BATCH and not self._q.empty():
                 batch.append(self._q.get_nowait())
             try:
-                results = await asyncio.to_thread(self._write, [i for i, _ in batch])
+                results = await self._run(self._write, [i for i, _ in batch])
             except sqlite3.Error as exc:
                 log.error("journal write failed (%d items): %s", len(batch), exc)
                 for _, fut in batch:
@@ -104,6 +140,9 @@ class Journal:
                         fut.set_exception(exc)
                 continue
             self.batches += 1
+            if self.uplinks and any(isinstance(i, EventRecord | OutboxRecord) for i, _ in batch):
+                for ev in self.outbox_changed.values():
+                    ev.set()
             for (_, fut), ok in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(ok)
@@ -121,7 +160,22 @@ class Journal:
                         " bike, code, received) VALUES (?,?,?,?,?,?,?,?,?)",
                         (it.device, it.epoch, it.seq, it.station, it.kind, it.slot, it.bike,
                          it.code, it.received))
-                    out.append(cur.rowcount == 1)
+                    new = cur.rowcount == 1
+                    out.append(new)
+                    if new and it.outbox is not None:
+                        key = f"ev:{it.device}:{it.epoch}:{it.seq}"
+                        for up in self.uplinks:
+                            db.execute("INSERT OR IGNORE INTO outbox (uplink, kind, key, station,"
+                                       " body, created) VALUES (?,?,?,?,?,?)",
+                                       (up, "event", key, it.station, it.outbox, it.received))
+                elif isinstance(it, OutboxRecord):
+                    now = time.time()
+                    for up in self.uplinks:
+                        db.execute("INSERT INTO outbox (uplink, kind, key, station, body, created)"
+                                   " VALUES (?,?,?,?,?,?) ON CONFLICT(uplink, key) DO UPDATE SET"
+                                   " body=excluded.body, version=version+1",
+                                   (up, it.kind, it.key, it.station, it.body, now))
+                    out.append(True)
                 else:
                     db.execute(
                         "INSERT INTO device_state (device, boot, n, slots, reported)"
@@ -141,13 +195,81 @@ class Journal:
         return self._db.execute(sql, args).fetchall()
 
     async def events(self, limit: int = 1000) -> list[dict[str, Any]]:
-        rows = await asyncio.to_thread(
+        rows = await self._run(
             self._query, "SELECT device, epoch, seq, station, kind, slot, bike, code, received"
             " FROM events ORDER BY id DESC LIMIT ?", (limit,))
         keys = ("device", "epoch", "seq", "station", "kind", "slot", "bike", "code", "received")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     async def states(self) -> list[StateRecord]:
-        rows = await asyncio.to_thread(
+        rows = await self._run(
             self._query, "SELECT device, boot, n, slots, reported FROM device_state")
         return [StateRecord(*r) for r in rows]
+
+    # -- outbox (cloud_bridge) -------------------------------------------------
+    async def outbox_batch(self, uplink: str, limit: int) -> list[OutboxRow]:
+        rows = await self._run(
+            self._query, "SELECT id, version, kind, key, body, created FROM outbox"
+            " WHERE uplink = ? ORDER BY id LIMIT ?", (uplink, limit))
+        return [OutboxRow(*r) for r in rows]
+
+    def _delete(self, uplink: str, done: list[tuple[int, int]]) -> None:
+        assert self._db is not None, "journal not open"
+        # A status row updated while it was in flight has a new version: keep it.
+        with self._db:
+            self._db.executemany("DELETE FROM outbox WHERE uplink = ? AND id = ? AND version = ?",
+                                 [(uplink, i, v) for i, v in done])
+
+    async def outbox_done(self, uplink: str, done: list[tuple[int, int]]) -> None:
+        await self._run(self._delete, uplink, done)
+
+    def _dead(self, uplink: str, rows: list[OutboxRow], reason: str) -> None:
+        assert self._db is not None, "journal not open"
+        now = time.time()
+        with self._db:
+            self._db.executemany(
+                "INSERT INTO dead_letter (uplink, kind, key, body, reason, failed)"
+                " VALUES (?,?,?,?,?,?)", [(uplink, r.kind, r.key, r.body, reason, now)
+                                          for r in rows])
+            self._db.executemany("DELETE FROM outbox WHERE uplink = ? AND id = ?",
+                                 [(uplink, r.id) for r in rows])
+
+    async def outbox_dead_letter(self, uplink: str, rows: list[OutboxRow], reason: str) -> None:
+        """Rows the backend refused as malformed: kept aside for a person, not retried."""
+        await self._run(self._dead, uplink, rows, reason)
+
+    async def outbox_stats(self, uplink: str) -> tuple[int, float | None]:
+        rows = await self._run(self._query, "SELECT count(*), min(created) FROM outbox"
+                               " WHERE uplink = ?", (uplink,))
+        return int(rows[0][0]), rows[0][1]
+
+
+    # -- rentals (edge/rentals.py) ------------------------------------------------
+    def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
+        assert self._db is not None, "journal not open"
+        with self._db:
+            return self._db.execute(sql, args).rowcount
+
+    async def rental_claim(self, rental_id: str, station: str) -> tuple[bool, str | None]:
+        """(True, None) if this id is new (now claimed); else (False, stored result JSON)."""
+        n = await self._run(self._exec, "INSERT OR IGNORE INTO rentals (id, station, created)"
+                            " VALUES (?,?,?)", (rental_id, station, time.time()))
+        if n == 1:
+            return True, None
+        rows = await self._run(self._query, "SELECT result FROM rentals WHERE id = ?",
+                               (rental_id,))
+        return False, rows[0][0] if rows else None
+
+    async def rental_result(self, rental_id: str, result: str) -> None:
+        await self._run(self._exec, "UPDATE rentals SET result = ? WHERE id = ?",
+                        (result, rental_id))
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    version: int
+    kind: str
+    key: str
+    body: str
+    created: float

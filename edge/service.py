@@ -7,18 +7,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import time
+from dataclasses import asdict
 from typing import Any
 
 from wire import message, names
 
+from cloud_bridge.bridge import Bridge
 from edge.config import EdgeConfig
 from edge.errors import Rejected
-from edge.journal import EventRecord, Journal, StateRecord
+from edge.journal import EventRecord, Journal, OutboxRecord, StateRecord
 from edge.metrics import Metrics
 from edge.model import Inbound, Reply
 from edge.registry import Registry
+from edge.rentals import Rentals
 from edge.stations import Stations
 from edge.transports.mqtt import MqttTransport
 from edge.transports.serial import SerialTransport
@@ -33,7 +37,7 @@ class EdgeService:
         self.metrics = Metrics()
         self.registry = Registry(cfg.device_station(), cfg.heartbeat_timeout_s)
         self.stations = Stations(cfg.stations, self.started)
-        self.journal = Journal(cfg.db)
+        self.journal = Journal(cfg.db, tuple(u.name for u in cfg.uplinks))
         self.inbound: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=10_000)
         self._acks: asyncio.Queue[tuple[asyncio.Future[bool], Inbound]] = asyncio.Queue()
         self.transports: list[SerialTransport | MqttTransport] = [
@@ -45,7 +49,10 @@ class EdgeService:
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.ready = asyncio.Event()
         self.http_port = cfg.http_port
-        self.listeners: list[Any] = []  # callables(kind, payload) for the bridge
+        self.listeners: list[Any] = []  # callables(kind, payload), e.g. live pages
+        self.rentals = Rentals(self)
+        self.bridge = Bridge(self)
+        self._rental_tasks: set[asyncio.Task[dict[str, Any]]] = set()
 
     # -- lifecycle -----------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -64,6 +71,7 @@ class EdgeService:
                          tg.create_task(self._acker(), name="acker"),
                          tg.create_task(self._offline_check(), name="offline-check")]
                 tasks += [tg.create_task(t.run(), name=t.name) for t in self.transports]
+                tasks += self.bridge.tasks(tg)
                 self.ready.set()
                 log.info("edge %s up: %d stations, %d devices, %d transports, http :%d",
                          self.cfg.site, len(self.cfg.stations), len(self.registry.devices),
@@ -72,9 +80,10 @@ class EdgeService:
                 # Let stored events be acked before the transports go.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._acks.join(), 2)
-                for t in tasks:
+                for t in [*tasks, *self._rental_tasks]:
                     t.cancel()
         finally:
+            await self.bridge.close()
             await http.stop()
             await self.journal.close()
             log.info("edge %s stopped", self.cfg.site)
@@ -110,6 +119,7 @@ class EdgeService:
                 return  # a will from an older connection, overtaken by a new birth
             dev.online = False
             self.stations.set_online(dev.id, False, item.received)
+            self._station_changed(dev.station)
             log.info("device %s offline (last will)", dev.id)
             return
         came = self.registry.seen(dev, item.transport, item.received)
@@ -117,6 +127,7 @@ class EdgeService:
         if came:
             log.info("device %s online via %s", dev.id, item.transport)
             self.stations.set_online(dev.id, True, item.received)
+            self._station_changed(dev.station)
         if t == names.HELLO:
             dev.hello_seen = True
             dev.kind, dev.fw, dev.slots = msg["kind"], msg["fw"], msg["slots"]
@@ -134,10 +145,19 @@ class EdgeService:
                                          item.received):
                 self.journal.submit(StateRecord(dev.id, msg["boot"], msg["n"], msg["slots"],
                                                 item.received))
-                self._notify("state", {"station": dev.station})
+                self._station_changed(dev.station)
         elif t == names.EVENT:
+            rental = None
+            if msg["ev"] == names.RENTED:
+                rental = self.rentals.on_rented(dev.id, msg["slot"], msg.get("bike"))
+            body = {"type": msg["ev"], "site": self.cfg.site, "station": dev.station,
+                    "device": dev.id, "slot": msg["slot"], "bike": msg.get("bike"),
+                    "code": msg.get("code"), "epoch": msg["epoch"], "seq": msg["seq"],
+                    "at": item.received, "rental_id": rental}
             rec = EventRecord(dev.id, msg["epoch"], msg["seq"], dev.station, msg["ev"],
-                              msg["slot"], msg.get("bike"), msg.get("code"), item.received)
+                              msg["slot"], msg.get("bike"), msg.get("code"), item.received,
+                              json.dumps(body, ensure_ascii=False) if self.cfg.uplinks
+                              else None)
             if rec.kind == names.FAULT:
                 dev.faults += 1
             self._acks.put_nowait((self.journal.submit(rec), item))
@@ -178,6 +198,23 @@ class EdgeService:
             finally:
                 self._acks.task_done()
 
+    def _station_changed(self, station: str) -> None:
+        self._notify("state", {"station": station})
+        if not self.cfg.uplinks:
+            return
+        st = self.stations.by_id[station].status(self.started)
+        body = {**asdict(st), "site": self.cfg.site, "version": self.stations.version}
+        # Coalesced in the outbox: the backend gets the newest per station, in order.
+        self.journal.submit(OutboxRecord("status", f"status:{station}", station,
+                                         json.dumps(body)))
+
+    def start_rental(self, req: dict[str, Any]) -> None:
+        """Run a rental from the backend; tracked so shutdown cancels it."""
+        t = asyncio.get_running_loop().create_task(self.rentals.rent(req),
+                                                   name=f"rental:{req.get('rental_id')}")
+        self._rental_tasks.add(t)
+        t.add_done_callback(self._rental_tasks.discard)
+
     def _notify(self, kind: str, payload: dict[str, Any]) -> None:
         for fn in self.listeners:
             fn(kind, payload)
@@ -190,6 +227,7 @@ class EdgeService:
                 log.warning("device %s silent for %.0f s: offline", d.id,
                             self.cfg.heartbeat_timeout_s)
                 self.stations.set_online(d.id, False, time.time())
+                self._station_changed(d.station)
 
     # -- commands ----------------------------------------------------------------
     async def command(self, dev: str, op: str, wait_s: float = 5.0,

@@ -64,6 +64,8 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"Docks: {n_serial} on serial lines, {len(town.docks) - n_serial} on MQTT"
               + (f" ({town.broker.url})" if town.broker else " (no Mosquitto installed)"))
         print(f"Status: {base}/")
+        if town.backend_url:
+            print(f"Backend: {town.backend_url}/")
         print(f"GBFS: {base}/gbfs/3.0/gbfs.json")
         print(f"GBFS 2.3: {base}/gbfs/2.3/gbfs.json")
         print(f"API: {base}/api/stations")

@@ -11,9 +11,12 @@ import json
 import logging
 import random
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from edge import config as edge_config
 from edge.config import EdgeConfig
@@ -21,6 +24,7 @@ from edge.service import EdgeService
 from hardware.dock_emulator import DockEmulator
 from hardware.serial_line import SerialLine
 from tools.broker import Broker, free_port, mosquitto_path
+from tools.devbackend import DevBackend
 from tools.firmware import build, micropython_path
 
 log = logging.getLogger("sim")
@@ -32,6 +36,7 @@ PLACES = [("递铺街道", "Dipu"), ("昌硕广场", "Changshuo Square"),
           ("灵峰寺", "Lingfeng Temple"), ("浒溪公园", "Huxi Park"), ("县政府", "County Hall"),
           ("体育中心", "Sports Centre"), ("凤凰山", "Fenghuang Hill"), ("万达广场", "Wanda Plaza")]
 CENTRE = (30.638, 119.681)
+ROOT = Path(__file__).resolve().parent.parent
 HEAP = "64K"  # as shipped: the dock firmware must fit a 64K heap
 
 
@@ -53,8 +58,15 @@ class SimDock:
 class Town:
     def __init__(self, workdir: Path, docks: int = 6, slots: int = 12, mqtt_share: float = 0.5,
                  http_port: int = 0, heartbeat_s: int = 10, seed: int | None = None,
-                 heap: str = HEAP, use_mqtt: bool | None = None, fill: float = 0.6) -> None:
+                 heap: str = HEAP, use_mqtt: bool | None = None, fill: float = 0.6,
+                 backend: bool = True, edge_process: bool = False) -> None:
         self.dir = workdir
+        self.with_backend = backend
+        self.edge_process = edge_process  # run the edge as its own process (kill tests)
+        self.backend: DevBackend | None = None
+        self.backend_url = ""
+        self.secret = "dev-secret-" + "0123456789abcdef"
+        self.edge_proc: asyncio.subprocess.Process | None = None
         self.n_docks = docks
         self.slots = slots
         self.http_port = http_port
@@ -86,6 +98,10 @@ class Town:
                  'name_en = "Anji Public Bikes"', ""]
         if self.broker is not None:
             lines += ["[mqtt]", f'url = "{self.broker.url}"', ""]
+        if self.backend_url:
+            lines += ["[[uplinks]]", 'name = "city"', 'kind = "webhook"',
+                      f'url = "{self.backend_url}/webhook"', f'secret = "{self.secret}"',
+                      "timeout_s = 5", ""]
         for d in self.docks:
             if d.line is not None:
                 lines += ["[[serial]]", f'port = "{d.line.paths[1]}"', ""]
@@ -102,7 +118,8 @@ class Town:
 
     async def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        for stale in ("edge.db", "edge.db-wal", "edge.db-shm", "broker", "devices"):
+        for stale in ("edge.db", "edge.db-wal", "edge.db-shm", "broker", "devices", "backend.db",
+                      "backend.db-wal", "backend.db-shm"):
             p = self.dir / stale
             if p.is_dir():
                 shutil.rmtree(p)
@@ -127,9 +144,17 @@ class Town:
             self.docks.append(d)
         if self.http_port == 0:
             self.http_port = free_port()
+        if self.with_backend:
+            self.backend = DevBackend(self.dir / "backend.db", self.secret)
+            self.backend_url = await self.backend.start()
         toml = self._edge_toml()
         (self.dir / "edge.toml").write_text(toml, encoding="utf-8")
         self.cfg = edge_config.load(self.dir / "edge.toml")
+        if self.edge_process:
+            await self.start_edge_process()
+            for d in self.docks:
+                await self._start_dock(d)
+            return
         self.edge = EdgeService(self.cfg)
         self._edge_task = asyncio.create_task(self.edge.run(self._stop), name="edge")
         ready = asyncio.create_task(self.edge.ready.wait(), name="edge-ready")
@@ -140,6 +165,31 @@ class Town:
             task.result()  # the edge failed to start (e.g. port in use): raise it here
         for d in self.docks:
             await self._start_dock(d)
+
+    async def start_edge_process(self) -> None:
+        """`huimin edge` as a child process, as on a Pi; ready when /healthz answers."""
+        log_path = self.dir / "edge.log"
+        with open(log_path, "ab") as out:  # noqa: ASYNC230 (opening a log is instant)
+            self.edge_proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "tools.cli", "edge", "--config", str(self.dir / "edge.toml"),
+                stdout=out, stderr=out, cwd=ROOT)
+        url = f"http://127.0.0.1:{self.http_port}/healthz"
+        async with aiohttp.ClientSession() as s, asyncio.timeout(20):
+            while True:
+                if self.edge_proc.returncode is not None:
+                    raise RuntimeError(f"edge exited; see {log_path}")
+                try:
+                    async with s.get(url) as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+
+    async def kill_edge_process(self) -> None:
+        if self.edge_proc is not None and self.edge_proc.returncode is None:
+            self.edge_proc.kill()
+            await self.edge_proc.wait()
 
     async def _start_dock(self, d: SimDock) -> None:
         bus = (d.emulator.port and f"127.0.0.1:{d.emulator.port}") or await d.emulator.start()
@@ -194,6 +244,11 @@ class Town:
         if self._edge_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._edge_task
+        if self.edge_proc is not None and self.edge_proc.returncode is None:
+            self.edge_proc.terminate()
+            await self.edge_proc.wait()
+        if self.backend is not None:
+            await self.backend.stop()
         for d in self.docks:
             await d.emulator.close()
             if d.line is not None:

@@ -1,0 +1,96 @@
+"""HTTPS webhook uplink: batched, signed JSON posts of outbox items, each with
+its idempotency key; and a signed long-poll for rentals the backend issued."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import aiohttp
+
+from cloud_bridge.errors import UplinkError
+from cloud_bridge.signing import sign
+from edge.config import UplinkConfig
+from edge.journal import OutboxRow
+
+log = logging.getLogger("bridge.webhook")
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+class WebhookUplink:
+    def __init__(self, cfg: UplinkConfig, site: str) -> None:
+        self.cfg = cfg
+        self.site = site
+        self.name = cfg.name
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def base(self) -> str:
+        return self.cfg.url.rsplit("/", 1)[0]
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.cfg.timeout_s))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def deliver(self, rows: list[OutboxRow]) -> None:
+        """Post one batch; returns when the backend has stored it, else raises."""
+        body = json.dumps({"site": self.site, "sent_at": time.time(), "items": [
+            {"key": r.key, "kind": r.kind, "body": json.loads(r.body)} for r in rows]},
+            ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json", **sign(self.cfg.secret, body)}
+        try:
+            async with self.session().post(self.cfg.url, data=body, headers=headers) as resp:
+                text = (await resp.text())[:200]
+                if resp.status in (200, 201, 204):
+                    return
+                if resp.status in (429, 503):
+                    raise UplinkError(f"HTTP {resp.status}",
+                                      _retry_after(resp.headers.get("Retry-After")))
+                if resp.status in (400, 413, 422):
+                    raise UplinkError(f"HTTP {resp.status}: {text}", permanent=True)
+                if resp.status in (401, 403):
+                    raise UplinkError(f"HTTP {resp.status}: backend refused our credentials "
+                                      f"or signature (check the uplink secret): {text}")
+                raise UplinkError(f"HTTP {resp.status}: {text}")
+        except aiohttp.ClientSSLError as exc:
+            raise UplinkError(f"TLS error: {exc}") from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UplinkError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def poll_rentals(self, wait_s: float = 20.0) -> list[dict[str, Any]]:
+        """Long-poll the backend for rentals addressed to this site."""
+        path = f"/edge/{self.site}/rentals?wait={wait_s:g}"
+        headers = sign(self.cfg.secret, path.encode())
+        timeout = aiohttp.ClientTimeout(total=wait_s + self.cfg.timeout_s)
+        try:
+            async with self.session().get(self.base + path, headers=headers,
+                                          timeout=timeout) as resp:
+                if resp.status != 200:
+                    raise UplinkError(f"HTTP {resp.status}: {(await resp.text())[:200]}")
+                data = await resp.json()
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+            raise UplinkError(f"{type(exc).__name__}: {exc}") from exc
+        rentals = data.get("rentals") if isinstance(data, dict) else None
+        if not isinstance(rentals, list):
+            raise UplinkError("malformed rentals answer")
+        return [r for r in rentals if isinstance(r, dict)]
+
+    async def sleep(self, s: float) -> None:
+        await asyncio.sleep(s)

@@ -1,0 +1,110 @@
+"""Rentals: the backend authorises one (rental id, station, optionally a slot),
+the edge picks a slot with a bike, unlocks it, and reports the outcome:
+`rented` once the bike leaves, or a failure (no bike, lock jammed, not taken,
+unknown station, offline dock). A rental id is handled once, even when the
+backend delivers it again or the edge restarted meanwhile (SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from edge.errors import Rejected
+from edge.journal import OutboxRecord
+
+if TYPE_CHECKING:
+    from edge.service import EdgeService
+
+log = logging.getLogger("edge.rentals")
+
+
+class Rentals:
+    def __init__(self, svc: EdgeService) -> None:
+        self.svc = svc
+        # (device, slot) -> (rental id, future resolved by the dock's "rented" event)
+        self._waiting: dict[tuple[str, int], tuple[str, asyncio.Future[dict[str, Any]]]] = {}
+
+    def on_rented(self, dev: str, slot: int, bike: str | None) -> str | None:
+        """Called for each stored "rented" event; returns the rental id it completes."""
+        w = self._waiting.pop((dev, slot), None)
+        if w is None:
+            return None
+        rid, fut = w
+        if not fut.done():
+            fut.set_result({"bike": bike})
+        return rid
+
+    def _pick(self, station: str, slot: int | None) -> tuple[str, int] | str:
+        st = self.svc.stations.by_id.get(station)
+        if st is None:
+            return "unknown_station"
+        busy = {k for k in self._waiting}
+        for dev, d in st.devices.items():
+            if not d.online:
+                continue
+            if slot is not None:
+                if slot < len(d.slots) and d.slots[slot] == "L" and (dev, slot) not in busy:
+                    return dev, slot
+                continue
+            for i, c in enumerate(d.slots):
+                if c == "L" and (dev, i) not in busy:
+                    return dev, i
+        if not any(d.online for d in st.devices.values()):
+            return "station_offline"
+        return "no_bike"
+
+    async def rent(self, req: dict[str, Any]) -> dict[str, Any]:
+        rid = req.get("rental_id")
+        station = req.get("station")
+        slot = req.get("slot")
+        if not isinstance(rid, str) or not rid or not isinstance(station, str) \
+                or (slot is not None and (not isinstance(slot, int) or isinstance(slot, bool))):
+            self.svc.metrics.inc("rentals.rejected", "malformed")
+            return {"rental_id": rid if isinstance(rid, str) else "", "ok": False,
+                    "err": "malformed"}
+        new, stored = await self.svc.journal.rental_claim(rid, station)
+        if not new:
+            self.svc.metrics.inc("rentals.duplicate")
+            if stored is not None:
+                result: dict[str, Any] = json.loads(stored)
+                return result
+            return {"rental_id": rid, "ok": False, "err": "in_progress"}
+        result = await self._run(rid, station, slot)
+        self.svc.metrics.inc("rentals", "ok" if result["ok"] else result["err"])
+        log.info("rental %s at %s: %s", rid, station,
+                 f"rented slot {result.get('slot')}" if result["ok"] else result["err"])
+        body = json.dumps(result)
+        await self.svc.journal.rental_result(rid, body)
+        self.svc.journal.submit(OutboxRecord("rental", f"rental:{rid}", station, body))
+        return result
+
+    async def _run(self, rid: str, station: str, slot: int | None) -> dict[str, Any]:
+        base: dict[str, Any] = {"rental_id": rid, "station": station, "site": self.svc.cfg.site}
+        picked = self._pick(station, slot)
+        if isinstance(picked, str):
+            return {**base, "ok": False, "err": picked, "at": time.time()}
+        dev, i = picked
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[(dev, i)] = (rid, fut)
+        try:
+            try:
+                res = await self.svc.command(dev, "unlock", slot=i)
+            except (Rejected, TimeoutError) as exc:
+                return {**base, "ok": False, "err": "dock_unreachable", "slot": i,
+                        "detail": str(exc), "at": time.time()}
+            if not res.get("ok"):
+                return {**base, "ok": False, "err": res.get("err", "refused"), "slot": i,
+                        "at": time.time()}
+            try:
+                got = await asyncio.wait_for(fut, self.svc.cfg.rental_timeout_s)
+            except TimeoutError:
+                return {**base, "ok": False, "err": "not_taken", "slot": i, "at": time.time()}
+            return {**base, "ok": True, "state": "rented", "device": dev, "slot": i,
+                    "bike": got["bike"], "at": time.time()}
+        finally:
+            w = self._waiting.get((dev, i))
+            if w is not None and w[0] == rid:
+                del self._waiting[(dev, i)]

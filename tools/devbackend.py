@@ -1,0 +1,239 @@
+"""Development backend: a small, real stand-in for the city-service backend,
+used by `huimin sim` and the tests. It receives the edge's signed webhook
+(checks the HMAC and each item's idempotency key, stores everything durably
+in SQLite, refuses duplicates), serves a city-wide view and a JSON API of what
+it received, and issues rentals that edges collect by long-poll. Faults can be
+injected for tests: the next N posts fail with a status, or every answer is
+delayed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from cloud_bridge.signing import verify
+
+log = logging.getLogger("backend")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (key TEXT PRIMARY KEY, site TEXT, station TEXT, type TEXT,
+    device TEXT, slot INTEGER, bike TEXT, rental_id TEXT, body TEXT, received REAL);
+CREATE TABLE IF NOT EXISTS stations (site TEXT, station TEXT, version INTEGER, body TEXT,
+    received REAL, PRIMARY KEY (site, station));
+CREATE TABLE IF NOT EXISTS rentals (id TEXT PRIMARY KEY, site TEXT, station TEXT, slot INTEGER,
+    rider TEXT, state TEXT, result TEXT, issued REAL, delivered REAL);
+"""
+REDELIVER_S = 30.0  # a rental sent to an edge without a result is offered again after this
+
+
+class DevBackend:
+    def __init__(self, db: Path, secret: str) -> None:
+        self.db_path = db
+        self.secret = secret
+        self.db = sqlite3.connect(db, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.executescript(SCHEMA)
+        self.stats = {"posts": 0, "items": 0, "duplicates": 0, "bad_signature": 0,
+                      "malformed": 0, "stale_status": 0, "injected_failures": 0}
+        self.fail_next = 0
+        self.fail_status = 503
+        self.retry_after: float | None = None
+        self.delay_s = 0.0
+        self._rentals_changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        app = web.Application(client_max_size=4 * 1024 * 1024)
+        app.add_routes([
+            web.post("/webhook", self.webhook),
+            web.get("/edge/{site}/rentals", self.edge_rentals),
+            web.post("/api/rentals", self.new_rental),
+            web.get("/api/rentals/{id}", self.get_rental),
+            web.get("/api/events", self.api_events),
+            web.get("/api/stations", self.api_stations),
+            web.get("/api/stats", self.api_stats),
+            web.post("/_faults", self.faults),
+            web.get("/", self.page),
+        ])
+        self.app = app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server: Any = site._server
+        self.port = server.sockets[0].getsockname()[1]
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.db.close()
+
+    # -- webhook -----------------------------------------------------------------
+    async def webhook(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.stats["posts"] += 1
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            self.stats["injected_failures"] += 1
+            headers = {"Retry-After": f"{self.retry_after:g}"} if self.retry_after is not None \
+                else {}
+            return web.Response(status=self.fail_status, text="injected failure\n",
+                                headers=headers)
+        why = verify(self.secret, body, request.headers)
+        if why is not None:
+            self.stats["bad_signature"] += 1
+            log.warning("webhook refused: %s", why)
+            return web.json_response({"error": "unauthorized", "reason": why}, status=401)
+        try:
+            doc = json.loads(body)
+            site = doc["site"]
+            items = doc["items"]
+            assert isinstance(site, str) and isinstance(items, list)
+        except (ValueError, KeyError, AssertionError):
+            self.stats["malformed"] += 1
+            return web.json_response({"error": "malformed"}, status=400)
+        accepted: list[str] = []
+        dups: list[str] = []
+        now = time.time()
+        with self.db:
+            for it in items:
+                key, kind, b = it.get("key"), it.get("kind"), it.get("body")
+                if not isinstance(key, str) or not isinstance(b, dict):
+                    self.stats["malformed"] += 1
+                    return web.json_response({"error": "malformed item"}, status=400)
+                self.stats["items"] += 1
+                if kind == "event":
+                    cur = self.db.execute(
+                        "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (key, site, b.get("station"), b.get("type"), b.get("device"),
+                         b.get("slot"), b.get("bike"), b.get("rental_id"), json.dumps(b), now))
+                    (accepted if cur.rowcount else dups).append(key)
+                elif kind == "status":
+                    cur = self.db.execute(
+                        "INSERT INTO stations VALUES (?,?,?,?,?) ON CONFLICT(site, station) DO"
+                        " UPDATE SET version=excluded.version, body=excluded.body,"
+                        " received=excluded.received WHERE excluded.version > stations.version",
+                        (site, b.get("station_id"), b.get("version", 0), json.dumps(b), now))
+                    if not cur.rowcount:
+                        self.stats["stale_status"] += 1
+                    accepted.append(key)
+                elif kind == "rental":
+                    self.db.execute("UPDATE rentals SET state = ?, result = ? WHERE id = ?",
+                                    ("rented" if b.get("ok") else "failed", json.dumps(b),
+                                     b.get("rental_id")))
+                    accepted.append(key)
+                else:
+                    self.stats["malformed"] += 1
+                    return web.json_response({"error": f"unknown kind {kind!r}"}, status=422)
+        self.stats["duplicates"] += len(dups)
+        return web.json_response({"accepted": len(accepted), "duplicates": dups})
+
+    # -- rentals -----------------------------------------------------------------
+    async def new_rental(self, request: web.Request) -> web.Response:
+        try:
+            req = await request.json()
+            site, station = req["site"], req["station"]
+            slot = req.get("slot")
+        except (ValueError, KeyError):
+            return web.json_response({"error": "need site and station"}, status=400)
+        rid = req.get("rental_id") or uuid.uuid4().hex[:12]
+        with self.db:
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO rentals VALUES (?,?,?,?,?,?,?,?,?)",
+                (rid, site, station, slot, req.get("rider", ""), "issued", None, time.time(),
+                 None))
+        if not cur.rowcount:
+            return web.json_response({"error": "duplicate rental id", "rental_id": rid},
+                                     status=409)
+        async with self._rentals_changed:
+            self._rentals_changed.notify_all()
+        return web.json_response({"rental_id": rid, "state": "issued"}, status=201)
+
+    def _due(self, site: str) -> list[dict[str, Any]]:
+        now = time.time()
+        rows = self.db.execute(
+            "SELECT id, station, slot FROM rentals WHERE site = ? AND state = 'issued'"
+            " AND (delivered IS NULL OR delivered < ?)", (site, now - REDELIVER_S)).fetchall()
+        if rows:
+            with self.db:
+                self.db.executemany("UPDATE rentals SET delivered = ? WHERE id = ?",
+                                    [(now, r[0]) for r in rows])
+        return [{"rental_id": r[0], "station": r[1], "slot": r[2]} for r in rows]
+
+    async def edge_rentals(self, request: web.Request) -> web.Response:
+        if verify(self.secret, request.path_qs.encode(), request.headers) is not None:
+            self.stats["bad_signature"] += 1
+            return web.json_response({"error": "unauthorized"}, status=401)
+        site = request.match_info["site"]
+        wait = min(float(request.query.get("wait", "0")), 30.0)
+        deadline = time.monotonic() + wait
+        while True:
+            due = self._due(site)
+            left = deadline - time.monotonic()
+            if due or left <= 0:
+                return web.json_response({"rentals": due})
+            async with self._rentals_changed:
+                try:
+                    await asyncio.wait_for(self._rentals_changed.wait(), left)
+                except TimeoutError:
+                    pass
+
+    async def get_rental(self, request: web.Request) -> web.Response:
+        row = self.db.execute("SELECT id, site, station, slot, state, result FROM rentals"
+                              " WHERE id = ?", (request.match_info["id"],)).fetchone()
+        if row is None:
+            return web.json_response({"error": "unknown rental"}, status=404)
+        return web.json_response({"rental_id": row[0], "site": row[1], "station": row[2],
+                                  "slot": row[3], "state": row[4],
+                                  "result": json.loads(row[5]) if row[5] else None})
+
+    # -- views -------------------------------------------------------------------
+    def events(self) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT key, body FROM events ORDER BY received, key").fetchall()
+        return [{"key": k, **json.loads(b)} for k, b in rows]
+
+    def stations(self) -> dict[str, dict[str, Any]]:
+        rows = self.db.execute("SELECT site, station, body FROM stations").fetchall()
+        return {f"{s}/{st}": json.loads(b) for s, st, b in rows}
+
+    async def api_events(self, request: web.Request) -> web.Response:
+        return web.json_response({"events": self.events()})
+
+    async def api_stations(self, request: web.Request) -> web.Response:
+        return web.json_response({"stations": self.stations()})
+
+    async def api_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats)
+
+    async def faults(self, request: web.Request) -> web.Response:
+        f = await request.json()
+        self.fail_next = int(f.get("fail", 0))
+        self.fail_status = int(f.get("status", 503))
+        self.retry_after = f.get("retry_after")
+        self.delay_s = float(f.get("delay", 0))
+        return web.json_response({"ok": True})
+
+    async def page(self, request: web.Request) -> web.Response:
+        rows = "".join(
+            f"<tr><td>{k}</td><td>{v.get('bikes_available')}</td>"
+            f"<td>{v.get('docks_available')}</td><td>{'open' if v.get('is_renting') else 'closed'}"
+            "</td></tr>" for k, v in sorted(self.stations().items()))
+        n = self.db.execute("SELECT count(*) FROM events").fetchone()[0]
+        html = ("<!doctype html><meta charset=utf-8><title>City backend (dev)</title>"
+                "<h1>City backend (development)</h1>"
+                f"<p>{n} rent/return events received; stats: {self.stats}</p>"
+                "<table border=1><tr><th>site/station</th><th>bikes</th><th>docks</th>"
+                f"<th>state</th></tr>{rows}</table>")
+        return web.Response(text=html, content_type="text/html")
