@@ -49,6 +49,7 @@ class DevBackend:
         self.delay_s = 0.0
         self._rentals_changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
+        self._closing = False
         self.port = 0
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.add_routes([
@@ -65,7 +66,7 @@ class DevBackend:
         self.app = app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -74,6 +75,10 @@ class DevBackend:
         return f"http://{host}:{self.port}"
 
     async def stop(self) -> None:
+        # Long-polls in progress answer now instead of holding the shutdown.
+        self._closing = True
+        async with self._rentals_changed:
+            self._rentals_changed.notify_all()
         if self._runner is not None:
             await self._runner.cleanup()
         self.db.close()
@@ -182,7 +187,7 @@ class DevBackend:
         while True:
             due = self._due(site)
             left = deadline - time.monotonic()
-            if due or left <= 0:
+            if due or left <= 0 or self._closing:
                 return web.json_response({"rentals": due})
             async with self._rentals_changed:
                 try:

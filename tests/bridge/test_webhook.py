@@ -1,0 +1,135 @@
+"""The cloud bridge against the development backend: station status and every
+rent/return reach the backend once, through backend outages (503 with
+Retry-After), and a rental issued at the backend unlocks a slot in the dock
+firmware under MicroPython and comes back `rented`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import run, until
+from tools.town import Town
+
+
+async def _ride(town: Town, rounds: int) -> int:
+    """Rent at one dock, return at another; returns the number of events made."""
+    assert town.edge is not None
+    made = 0
+    for i in range(rounds):
+        d, back = town.docks[i % len(town.docks)], town.docks[(i + 1) % len(town.docks)]
+        before = town.edge.metrics.get("events.stored")
+        bike = await town.rent(d)
+        assert bike is not None
+        await until(lambda b=before: town.edge.metrics.get("events.stored") > b)
+        assert town.give_back(back, bike) is not None
+        await until(lambda b=before: town.edge.metrics.get("events.stored") > b + 1)
+        made += 2
+    return made
+
+
+def _backend_matches_edge_stations(town: Town) -> bool:
+    assert town.backend is not None and town.edge is not None
+    got = town.backend.stations()
+    return all(got.get(f"anji/{s.station_id}", {}).get("bikes_available") == s.bikes_available
+               and got[f"anji/{s.station_id}"]["docks_available"] == s.docks_available
+               for s in town.edge.stations.statuses())
+
+
+def test_events_reach_backend_exactly_once_through_an_outage(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Town(tmp_path, docks=2, slots=6, mqtt_share=0, seed=21, fill=0.5) as town:
+            await town.wait_online()
+            assert town.backend is not None and town.edge is not None
+            # The backend is down for a while and says when to come back.
+            town.backend.fail_next, town.backend.fail_status = 6, 503
+            town.backend.retry_after = 0.2
+            made = await _ride(town, 3)
+            await until(lambda: len(town.backend.events()) == made, 30)  # type: ignore[union-attr]
+            evs = town.backend.events()
+            edge_rows = await town.edge.journal.events()
+            assert len({e["key"] for e in evs}) == len(evs) == len(edge_rows) == made
+            assert {(e["device"], e["seq"]) for e in evs} == {
+                (r["device"], r["seq"]) for r in edge_rows}
+            assert town.backend.stats["injected_failures"] == 6
+            assert town.edge.metrics.get("uplink.city.failed") >= 1
+            await until(lambda: _backend_matches_edge_stations(town), 20)
+            await until(lambda: town.edge.bridge.backlog.get("city", (1, 0))[0] == 0, 10)  # type: ignore[union-attr]
+    run(main())
+
+
+async def _rental(town: Town, body: dict[str, Any]) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{town.backend_url}/api/rentals", json=body) as r:
+            assert r.status == 201, await r.text()
+            created: dict[str, Any] = await r.json()
+        rid = created["rental_id"]
+
+        async def settled() -> dict[str, Any] | None:
+            async with s.get(f"{town.backend_url}/api/rentals/{rid}") as r:
+                got: dict[str, Any] = await r.json()
+                return got if got["state"] != "issued" else None
+        for _ in range(200):
+            d = next((d for d in town.docks if d.station == body["station"]), None)
+            if d is not None and d.emulator.takeable():
+                d.emulator.take_bike(d.emulator.takeable()[0])  # the rider takes the bike
+            got = await settled()
+            if got is not None:
+                return got
+            import asyncio
+            await asyncio.sleep(0.05)
+    raise AssertionError("rental never settled")
+
+
+def test_backend_rental_unlocks_the_dock_and_reports_rented(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=4, fill=0.5) as town:
+            await town.wait_online()
+            assert town.backend is not None and town.edge is not None
+            d = town.docks[0]
+            locked = [i for i, s in enumerate(d.emulator.slots) if s.present and s.latched]
+            bike = d.emulator.slots[locked[0]].bike
+            got = await _rental(town, {"site": "anji", "station": d.station, "slot": locked[0],
+                                       "rider": "r-1"})
+            assert got["state"] == "rented", got
+            assert got["result"]["slot"] == locked[0] and got["result"]["bike"] == bike
+            await until(lambda: any(e.get("rental_id") == got["rental_id"]
+                                    for e in town.backend.events()))  # type: ignore[union-attr]
+            # Refusals come back as clear results, not silence.
+            empty = next(i for i, s in enumerate(d.emulator.slots) if not s.present)
+            got = await _rental(town, {"site": "anji", "station": d.station, "slot": empty})
+            assert got["state"] == "failed" and got["result"]["err"] == "no_bike"
+            got = await _rental(town, {"site": "anji", "station": "nowhere-9"})
+            assert got["state"] == "failed" and got["result"]["err"] == "unknown_station"
+            # The same rental id twice: handled once at the edge, the stored answer again.
+            first = await town.edge.rentals.rent({"rental_id": got["rental_id"],
+                                                  "station": d.station})
+            assert first == got["result"]
+            assert town.edge.metrics.get("rentals.duplicate") == 1
+            # A jammed lock is reported as such, and the bike stays docked.
+            locked = [i for i, s in enumerate(d.emulator.slots) if s.present and s.latched]
+            d.emulator.jam(locked[0])
+            got = await _rental(town, {"site": "anji", "station": d.station, "slot": locked[0]})
+            assert got["result"]["err"] == "lock_jammed", got
+            assert d.emulator.slots[locked[0]].present
+    run(main())
+
+
+def test_wrong_signature_is_refused_and_nothing_is_lost(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=5, fill=1.0) as town:
+            await town.wait_online()
+            assert town.backend is not None and town.edge is not None
+            town.backend.secret = "someone-else-entirely"  # the city rotated the key
+            d = town.docks[0]
+            bike = await town.rent(d)
+            assert bike is not None
+            await until(lambda: town.backend.stats["bad_signature"] >= 2)  # type: ignore[union-attr]
+            assert town.backend.events() == []
+            n, _ = await town.edge.journal.outbox_stats("city")
+            assert n >= 1  # still queued, not dropped
+            town.backend.secret = town.secret  # the key is fixed: the backlog drains
+            await until(lambda: [e["bike"] for e in town.backend.events()] == [bike], 60)  # type: ignore[union-attr]
+    run(main())
