@@ -4,7 +4,7 @@ used by `huimin sim` and the tests. It receives the edge's signed webhook
 in SQLite, refuses duplicates), serves a city-wide view and a JSON API of what
 it received, and issues rentals that edges collect by long-poll. Faults can be
 injected for tests: the next N posts fail with a status, or every answer is
-delayed."""
+delayed after the items are stored."""
 
 from __future__ import annotations
 
@@ -87,8 +87,6 @@ class DevBackend:
     async def webhook(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.stats["posts"] += 1
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
         if self.fail_next > 0:
             self.fail_next -= 1
             self.stats["injected_failures"] += 1
@@ -143,6 +141,10 @@ class DevBackend:
                     self.stats["malformed"] += 1
                     return web.json_response({"error": f"unknown kind {kind!r}"}, status=422)
         self.stats["duplicates"] += len(dups)
+        if self.delay_s:
+            # Slow after the commit: a sender that dies now never hears that
+            # its batch was stored (the hard case for exactly-once).
+            await asyncio.sleep(self.delay_s)
         return web.json_response({"accepted": len(accepted), "duplicates": dups})
 
     # -- rentals -----------------------------------------------------------------
