@@ -6,13 +6,16 @@ size and age, and (webhook) a long-poll for rentals."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
 from typing import TYPE_CHECKING
 
 from cloud_bridge.errors import UplinkError
+from cloud_bridge.mqtt_uplink import MqttUplink
 from cloud_bridge.webhook import WebhookUplink
+from edge import gbfs
 
 if TYPE_CHECKING:
     from edge.service import EdgeService
@@ -24,24 +27,53 @@ MAX_BACKOFF_S = 60.0
 class Bridge:
     def __init__(self, svc: EdgeService) -> None:
         self.svc = svc
-        self.uplinks = [WebhookUplink(u, svc.cfg.site) for u in svc.cfg.uplinks
-                        if u.kind == "webhook"]
+        self.uplinks: list[WebhookUplink | MqttUplink] = [
+            WebhookUplink(u, svc.cfg.site) if u.kind == "webhook" else MqttUplink(u, svc)
+            for u in svc.cfg.uplinks]
         self.backlog: dict[str, tuple[int, float]] = {}  # name -> (rows, age of oldest, s)
+        self._gbfs_dirty = asyncio.Event()
+        svc.listeners.append(self._on_change)
+
+    def _on_change(self, kind: str, payload: dict[str, object]) -> None:
+        if kind == "state":
+            self._gbfs_dirty.set()
 
     def tasks(self, tg: asyncio.TaskGroup) -> list[asyncio.Task[None]]:
         out = []
         for up in self.uplinks:
             out.append(tg.create_task(self._send(up), name=f"bridge:{up.name}:send"))
-            out.append(tg.create_task(self._rentals(up), name=f"bridge:{up.name}:rentals"))
+            if isinstance(up, WebhookUplink):
+                out.append(tg.create_task(self._rentals(up), name=f"bridge:{up.name}:rentals"))
+            else:
+                out.append(tg.create_task(up.run(), name=f"bridge:{up.name}:link"))
         if self.uplinks:
             out.append(tg.create_task(self._gauges(), name="bridge:gauges"))
+        if any(isinstance(up, MqttUplink) for up in self.uplinks):
+            out.append(tg.create_task(self._publish_gbfs(), name="bridge:gbfs"))
         return out
+
+    async def _publish_gbfs(self) -> None:
+        """Retained GBFS station_status per version on the city broker, on change
+        (at most once a second: a busy town changes many times a second)."""
+        st = self.svc.stations
+        while True:
+            await self._gbfs_dirty.wait()
+            self._gbfs_dirty.clear()
+            statuses = st.statuses()
+            for version in gbfs.VERSIONS:
+                doc = gbfs.build(self.svc.cfg, version, "station_status", statuses, st.changed_at)
+                body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+                for up in self.uplinks:
+                    if isinstance(up, MqttUplink):
+                        await up.publish_retained(f"gbfs/{version}/station_status", body)
+            self.svc.metrics.inc("gbfs.published")
+            await asyncio.sleep(1.0)
 
     async def close(self) -> None:
         for up in self.uplinks:
             await up.close()
 
-    async def _send(self, up: WebhookUplink) -> None:
+    async def _send(self, up: WebhookUplink | MqttUplink) -> None:
         journal = self.svc.journal
         m = self.svc.metrics
         wake = journal.outbox_changed[up.name]

@@ -59,7 +59,8 @@ class Town:
     def __init__(self, workdir: Path, docks: int = 6, slots: int = 12, mqtt_share: float = 0.5,
                  http_port: int = 0, heartbeat_s: int = 10, seed: int | None = None,
                  heap: str = HEAP, use_mqtt: bool | None = None, fill: float = 0.6,
-                 backend: bool = True, edge_process: bool = False) -> None:
+                 backend: bool = True, edge_process: bool = False,
+                 city_broker: bool = False) -> None:
         self.dir = workdir
         self.with_backend = backend
         self.edge_process = edge_process  # run the edge as its own process (kill tests)
@@ -67,6 +68,8 @@ class Town:
         self.backend_url = ""
         self.secret = "dev-secret-" + "0123456789abcdef"
         self.edge_proc: asyncio.subprocess.Process | None = None
+        self.with_city_broker = city_broker
+        self.city_broker: Broker | None = None  # the city's broker, for the MQTT uplink
         self.n_docks = docks
         self.slots = slots
         self.http_port = http_port
@@ -98,6 +101,9 @@ class Town:
                  'name_en = "Anji Public Bikes"', ""]
         if self.broker is not None:
             lines += ["[mqtt]", f'url = "{self.broker.url}"', ""]
+        if self.city_broker is not None:
+            lines += ["[[uplinks]]", 'name = "city-mqtt"', 'kind = "mqtt"',
+                      f'url = "{self.city_broker.url}"', "timeout_s = 5", ""]
         if self.backend_url:
             lines += ["[[uplinks]]", 'name = "city"', 'kind = "webhook"',
                       f'url = "{self.backend_url}/webhook"', f'secret = "{self.secret}"',
@@ -119,7 +125,7 @@ class Town:
     async def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         for stale in ("edge.db", "edge.db-wal", "edge.db-shm", "broker", "devices", "backend.db",
-                      "backend.db-wal", "backend.db-shm"):
+                      "backend.db-wal", "backend.db-shm", "city-broker"):
             p = self.dir / stale
             if p.is_dir():
                 shutil.rmtree(p)
@@ -144,6 +150,9 @@ class Town:
             self.docks.append(d)
         if self.http_port == 0:
             self.http_port = free_port()
+        if self.with_city_broker:
+            self.city_broker = Broker(self.dir / "city-broker")
+            await self.city_broker.start()
         if self.with_backend:
             self.backend = DevBackend(self.dir / "backend.db", self.secret)
             self.backend_url = await self.backend.start()
@@ -249,6 +258,8 @@ class Town:
             await self.edge_proc.wait()
         if self.backend is not None:
             await self.backend.stop()
+        if self.city_broker is not None:
+            await self.city_broker.stop()
         for d in self.docks:
             await d.emulator.close()
             if d.line is not None:
