@@ -8,8 +8,10 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto mosquitto-clients)
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
-if [ "${HUIMIN_WITH_BROWSER:-0}" = 1 ]; then
-  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+# --test: also what the test suite drives (headless Chromium for the web pages).
+if [ "${1:-}" = "--test" ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

@@ -1,0 +1,68 @@
+"""The public availability page in a real headless Chromium (Selenium): it
+renders every station with its bikes and docks, and updates by itself when a
+bike is rented at a dock running the real firmware."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run, until
+from tools.town import Town
+
+CHROMIUM = shutil.which("chromium")
+DRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
+                                reason="chromium/chromedriver not installed "
+                                "(./scripts/bootstrap.sh --test installs them)")
+
+
+def _browser():  # type: ignore[no-untyped-def]
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM  # type: ignore[assignment]
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tempfile.mkdtemp(prefix='huimin-chrome-')}"):
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(DRIVER), options=opts)
+
+
+def test_availability_page_renders_and_updates_live(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Town(tmp_path, docks=2, slots=4, mqtt_share=0, seed=6, fill=0.75,
+                        backend=False) as town:
+            await town.wait_online()
+            assert town.edge is not None
+            browser = await asyncio.to_thread(_browser)
+            try:
+                from selenium.webdriver.common.by import By
+
+                await asyncio.to_thread(browser.get, f"http://127.0.0.1:{town.http_port}/")
+                d = town.docks[0]
+
+                def cell(station: str, cls: str) -> str:
+                    rows = browser.find_elements(By.CSS_SELECTOR, f'tr[data-station="{station}"]')
+                    return rows[0].find_element(By.CLASS_NAME, cls).text if rows else ""
+
+                await until(lambda: cell(d.station, "bikes") ==
+                            str(d.emulator.locked_bikes()), 20)
+                names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "tbody tr td")]
+                assert any(town.cfg.stations[1].name_zh in n for n in names)  # type: ignore[union-attr]
+                before = d.emulator.locked_bikes()
+                assert await town.rent(d) is not None
+                await until(lambda: cell(d.station, "bikes") == str(before - 1), 20)
+                assert cell(d.station, "docks") == str(d.emulator.free_slots())
+                shot = tmp_path / "page.png"
+                await asyncio.to_thread(browser.save_screenshot, str(shot))
+                assert shot.stat().st_size > 1000
+            finally:
+                await asyncio.to_thread(browser.quit)
+    run(main())
