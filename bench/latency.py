@@ -1,0 +1,188 @@
+"""Dock event -> backend and dock event -> GBFS latency at 1,000 docks.
+
+One Python publisher speaks for 1,000 docks on their own MQTT topics (1,000
+MicroPython processes do not fit one machine; the edge cannot tell, it sees
+the same topics and messages). The edge runs with a webhook uplink to the
+development backend. Each event's publish time is compared with:
+  - backend: when the development backend stored it (its `received`),
+  - GBFS: when /gbfs/3.0/station_status.json (polled every 20 ms with ETag)
+    first showed the station's new bike count,
+  - baseline: when a plain subscriber on the same broker got the same message.
+Prints p50/p99 for each and their ratio to the baseline. Usage:
+    .venv/bin/python bench/latency.py [--docks 1000] [--seconds 20] [--rate 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import aiohttp
+import paho.mqtt.client as paho
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edge.config import parse
+from edge.service import EdgeService
+from tools.broker import Broker, free_port
+from tools.devbackend import DevBackend
+
+SECRET = "bench-secret-0123456789"
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
+
+
+async def main(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="huimin-bench-"))
+    broker = Broker(work / "broker")
+    await broker.start()
+    backend = DevBackend(work / "backend.db", SECRET)
+    burl = await backend.start()
+    n = args.docks
+    raw = {"edge": {"site": "b", "http_port": free_port(), "db": str(work / "edge.db"),
+                    "heartbeat_timeout_s": 600},
+           "mqtt": {"url": broker.url},
+           "uplinks": [{"name": "city", "kind": "webhook", "url": f"{burl}/webhook",
+                        "secret": SECRET}],
+           "stations": [{"id": f"s{i:04d}", "name_zh": f"站{i}", "lat": 30.6 + i * 1e-4,
+                         "lon": 119.6, "devices": [f"d{i:04d}"]} for i in range(n)]}
+    svc = EdgeService(parse(raw))
+    stop = asyncio.Event()
+    edge_task = asyncio.create_task(svc.run(stop))
+    await svc.ready.wait()
+    await svc.transports[0].connected.wait()
+
+    sent: dict[tuple[str, int], float] = {}  # (device, seq) -> publish time
+    gbfs_want: dict[str, tuple[int, float]] = {}  # station -> (bikes, publish time)
+    base_got: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def on_base(c: object, u: object, m: paho.MQTTMessage) -> None:
+        doc = json.loads(m.payload)
+        if doc.get("t") == "ev":
+            with lock:
+                base_got[f"{doc['dev']}:{doc['seq']}"] = time.time()
+
+    base = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-baseline")
+    base.on_message = on_base
+    base.connect("127.0.0.1", broker.port)
+    base.subscribe("huimin/b/+/event", qos=1)
+    base.loop_start()
+    pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-docks")
+    pub.max_inflight_messages_set(1000)
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+
+    slots = [list("LLLLLLEEEEEE") for _ in range(n)]
+    state_n = [0] * n
+
+    def publish(topic: str, msg: dict[str, object], qos: int = 1) -> None:
+        pub.publish(topic, json.dumps(msg, separators=(",", ":")), qos=qos)
+
+    for i in range(n):
+        dev = f"d{i:04d}"
+        publish(f"huimin/b/{dev}/hello", {"t": "hello", "dev": dev, "kind": "dock",
+                                          "fw": "bench", "slots": 12, "boot": 1, "epoch": "e"})
+        state_n[i] += 1
+        publish(f"huimin/b/{dev}/state", {"t": "state", "dev": dev, "boot": 1, "n": state_n[i],
+                                          "slots": "".join(slots[i])})
+    await asyncio.sleep(3)  # births settle
+
+    async def watch_gbfs() -> None:
+        url = f"http://127.0.0.1:{svc.http_port}/gbfs/3.0/station_status.json"
+        etag = ""
+        async with aiohttp.ClientSession() as s:
+            while True:
+                async with s.get(url, headers={"If-None-Match": etag}) as r:
+                    if r.status == 200:
+                        etag = r.headers["ETag"]
+                        doc = await r.json()
+                        now = time.time()
+                        for st in doc["data"]["stations"]:
+                            w = gbfs_want.get(st["station_id"])
+                            if w and st["num_vehicles_available"] == w[0]:
+                                gbfs_lat.append(now - w[1])
+                                del gbfs_want[st["station_id"]]
+                await asyncio.sleep(0.02)
+
+    gbfs_lat: list[float] = []
+    watcher = asyncio.create_task(watch_gbfs())
+    seq = [0] * n
+    t_end = time.time() + args.seconds
+    import random
+    rng = random.Random(1)
+    interval = 1.0 / args.rate
+    while time.time() < t_end:
+        i = rng.randrange(n)
+        dev, sid = f"d{i:04d}", f"s{i:04d}"
+        if sid in gbfs_want:
+            await asyncio.sleep(interval)
+            continue
+        s = slots[i]
+        if "L" in s and (rng.random() < 0.5 or "E" not in s):
+            k, ev, new = s.index("L"), "rented", "E"
+        else:
+            k, ev, new = s.index("E"), "returned", "L"
+        s[k] = new
+        seq[i] += 1
+        state_n[i] += 1
+        t0 = time.time()
+        with lock:
+            sent[(dev, seq[i])] = t0
+        gbfs_want[sid] = (s.count("L"), t0)
+        publish(f"huimin/b/{dev}/event", {"t": "ev", "dev": dev, "epoch": "e", "seq": seq[i],
+                                          "ev": ev, "slot": k, "bike": f"0B{i:04X}{k:04X}"})
+        publish(f"huimin/b/{dev}/state", {"t": "state", "dev": dev, "boot": 1, "n": state_n[i],
+                                          "slots": "".join(s)}, qos=0)
+        await asyncio.sleep(interval)
+    await asyncio.sleep(3)  # drain
+    watcher.cancel()
+
+    rows = backend.db.execute("SELECT device, body, received FROM events").fetchall()
+    back_lat = []
+    for dev, body, received in rows:
+        t0 = sent.get((dev, json.loads(body)["seq"]))
+        if t0 is not None:
+            back_lat.append(received - t0)
+    with lock:
+        base_lat = [base_got[f"{d}:{q}"] - t0 for (d, q), t0 in sent.items()
+                    if f"{d}:{q}" in base_got]
+    pub.loop_stop()
+    base.loop_stop()
+    stop.set()
+    await edge_task
+    await backend.stop()
+    await broker.stop()
+
+    b50, b99 = pct(base_lat, 50), pct(base_lat, 99)
+    rate = len(sent) / args.seconds
+    print(f"docks {n}, events {len(sent)} over {args.seconds:g} s ({rate:.0f}/s), "
+          f"stored at backend {len(back_lat)}, GBFS changes seen {len(gbfs_lat)}")
+    print(f"baseline broker -> subscriber  p50 {b50 * 1000:7.1f} ms  p99 {b99 * 1000:7.1f} ms")
+    for name, xs in (("dock event -> backend", back_lat), ("dock event -> GBFS", gbfs_lat)):
+        p50, p99 = pct(xs, 50), pct(xs, 99)
+        print(f"{name:30s} p50 {p50 * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  "
+              f"(x{p50 / b50:.1f} / x{p99 / b99:.1f} of baseline; target p99 < 500 ms: "
+              f"{'met' if p99 < 0.5 else 'NOT met'})")
+    if len(back_lat) != len(sent):
+        print(f"WARNING: {len(sent) - len(back_lat)} events not at the backend")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--docks", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--rate", type=float, default=50, help="events per second (all docks)")
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(main(ap.parse_args()))
