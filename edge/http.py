@@ -122,8 +122,10 @@ class HttpServer:
         return _json({"events": await self.svc.journal.events(limit)})
 
     async def api_metrics(self, request: web.Request) -> web.Response:
+        outbox = {name: {"rows": n, "oldest_age_s": round(age, 1)}
+                  for name, (n, age) in self.svc.bridge.backlog.items()}
         return _json({"counters": self.svc.metrics.snapshot(),
-                      "inbound_backlog": self.svc.inbound.qsize()})
+                      "inbound_backlog": self.svc.inbound.qsize(), "outbox": outbox})
 
     async def healthz(self, request: web.Request) -> web.Response:
         return _json({"ok": True, "site": self.svc.cfg.site})

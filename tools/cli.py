@@ -34,6 +34,28 @@ def _edge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend(args: argparse.Namespace) -> int:
+    from tools.devbackend import DevBackend
+
+    if len(args.secret) < 16:
+        print("huimin backend: --secret must be at least 16 characters", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        backend = DevBackend(args.db, args.secret)
+        url = await backend.start(args.host, args.port)
+        print(f"Backend: {url}/  (webhook {url}/webhook)", flush=True)
+        await stop.wait()
+        await backend.stop()
+
+    asyncio.run(main())
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     from tools.firmware import build
 
@@ -53,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, default=Path("/etc/huimin/edge.toml"),
                    help="configuration file (default /etc/huimin/edge.toml)")
     p.set_defaults(func=_edge)
+    p = sub.add_parser("backend", help="run the development city backend",
+                       description="A small real stand-in for the city-service backend: "
+                       "receives the edge's signed webhook, stores it in SQLite, serves a "
+                       "city-wide view and a JSON API, issues rentals (docs/bridge.md).")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9000, help="listen port (default 9000)")
+    p.add_argument("--db", type=Path, default=Path("backend.db"), help="SQLite file")
+    p.add_argument("--secret", required=True, help="the webhook HMAC key shared with edges")
+    p.set_defaults(func=_backend)
     p = sub.add_parser("build", help="cross-compile the firmware for a board",
                        description="Build the device image (.mpy files, board pin map) into "
                        "build/firmware/BOARD.")
