@@ -82,6 +82,7 @@ class EdgeService:
                     await asyncio.wait_for(self._acks.join(), 2)
                 for t in [*tasks, *self._rental_tasks]:
                     t.cancel()
+                self.rentals.cancel_all()
         finally:
             await self.bridge.close()
             await http.stop()

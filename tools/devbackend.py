@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS events (key TEXT PRIMARY KEY, site TEXT, station TEXT
 CREATE TABLE IF NOT EXISTS stations (site TEXT, station TEXT, version INTEGER, body TEXT,
     received REAL, PRIMARY KEY (site, station));
 CREATE TABLE IF NOT EXISTS rentals (id TEXT PRIMARY KEY, site TEXT, station TEXT, slot INTEGER,
-    rider TEXT, state TEXT, result TEXT, issued REAL, delivered REAL);
+    rider TEXT, state TEXT, result TEXT, issued REAL, delivered REAL, params TEXT);
 """
 REDELIVER_S = 30.0  # a rental sent to an edge without a result is offered again after this
 
@@ -133,9 +133,9 @@ class DevBackend:
                         self.stats["stale_status"] += 1
                     accepted.append(key)
                 elif kind == "rental":
+                    state = b.get("state") or ("rented" if b.get("ok") else "failed")
                     self.db.execute("UPDATE rentals SET state = ?, result = ? WHERE id = ?",
-                                    ("rented" if b.get("ok") else "failed", json.dumps(b),
-                                     b.get("rental_id")))
+                                    (state, json.dumps(b), b.get("rental_id")))
                     accepted.append(key)
                 else:
                     self.stats["malformed"] += 1
@@ -158,9 +158,10 @@ class DevBackend:
         rid = req.get("rental_id") or uuid.uuid4().hex[:12]
         with self.db:
             cur = self.db.execute(
-                "INSERT OR IGNORE INTO rentals VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO rentals VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (rid, site, station, slot, req.get("rider", ""), "issued", None, time.time(),
-                 None))
+                 None, json.dumps({k: req[k] for k in ("hold_min", "reservation_id")
+                                   if k in req})))
         if not cur.rowcount:
             return web.json_response({"error": "duplicate rental id", "rental_id": rid},
                                      status=409)
@@ -171,13 +172,14 @@ class DevBackend:
     def _due(self, site: str) -> list[dict[str, Any]]:
         now = time.time()
         rows = self.db.execute(
-            "SELECT id, station, slot FROM rentals WHERE site = ? AND state = 'issued'"
+            "SELECT id, station, slot, params FROM rentals WHERE site = ? AND state = 'issued'"
             " AND (delivered IS NULL OR delivered < ?)", (site, now - REDELIVER_S)).fetchall()
         if rows:
             with self.db:
                 self.db.executemany("UPDATE rentals SET delivered = ? WHERE id = ?",
                                     [(now, r[0]) for r in rows])
-        return [{"rental_id": r[0], "station": r[1], "slot": r[2]} for r in rows]
+        return [{"rental_id": r[0], "station": r[1], "slot": r[2], **json.loads(r[3] or "{}")}
+                for r in rows]
 
     async def edge_rentals(self, request: web.Request) -> web.Response:
         if verify(self.secret, request.path_qs.encode(), request.headers) is not None:

@@ -133,3 +133,73 @@ def test_wrong_signature_is_refused_and_nothing_is_lost(tmp_path: Path) -> None:
             town.backend.secret = town.secret  # the key is fixed: the backlog drains
             await until(lambda: [e["bike"] for e in town.backend.events()] == [bike], 60)  # type: ignore[union-attr]
     run(main())
+
+
+def test_reservation_holds_a_bike_then_a_rental_takes_it_or_it_expires(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=4, fill=0.75) as town:
+            await town.wait_online()
+            assert town.backend is not None and town.edge is not None
+            d = town.docks[0]
+            st = town.edge.stations.statuses
+            avail = st()[0].bikes_available
+            got = await _rental(town, {"site": "anji", "station": d.station, "hold_min": 10})
+            assert got["state"] == "reserved", got
+            held = got["result"]["slot"]
+            # The held bike is not offered to anyone else.
+            await until(lambda: st()[0].bikes_available == avail - 1)
+            assert d.emulator.slots[held].present and d.emulator.slots[held].latched
+            taken = await _rental(town, {"site": "anji", "station": d.station,
+                                         "reservation_id": got["rental_id"]})
+            assert taken["state"] == "rented" and taken["result"]["slot"] == held, taken
+            # A second hold, never collected, expires and the bike is offered again.
+            avail = d.emulator.locked_bikes()
+            await until(lambda: st()[0].bikes_available == avail)
+            got = await _rental(town, {"site": "anji", "station": d.station, "hold_min": 0.03})
+            assert got["state"] == "reserved"
+            await until(lambda: st()[0].bikes_available == avail - 1)
+
+            async def expired() -> bool:
+                async with aiohttp.ClientSession() as s, s.get(
+                        f"{town.backend_url}/api/rentals/{got['rental_id']}") as r:
+                    return (await r.json())["state"] == "expired"  # type: ignore[no-any-return]
+            await until(expired, 20)
+            await until(lambda: st()[0].bikes_available == avail)
+    run(main())
+
+
+def test_tls_error_and_timeout_are_clear_retryable_errors(tmp_path: Path) -> None:
+    """HTTPS to a server that speaks plain HTTP, and a backend slower than the
+    timeout: both raise UplinkError (retry later), nothing escapes or is lost."""
+    import pytest
+
+    from cloud_bridge.errors import UplinkError
+    from cloud_bridge.webhook import WebhookUplink
+    from edge.config import UplinkConfig
+    from edge.journal import OutboxRow
+    from tools.devbackend import DevBackend
+
+    async def main() -> None:
+        backend = DevBackend(tmp_path / "b.db", "k" * 16)
+        url = await backend.start()
+        row = OutboxRow(1, 0, "event", "ev:d:e:1", '{"type": "rented"}', 0.0)
+        try:
+            up = WebhookUplink(UplinkConfig("t", "webhook", url.replace("http:", "https:")
+                                            + "/webhook", "k" * 16, timeout_s=2), "s")
+            with pytest.raises(UplinkError) as e:
+                await up.deliver([row])
+            assert not e.value.permanent
+            await up.close()
+            backend.delay_s = 3  # stores, then answers too late
+            up = WebhookUplink(UplinkConfig("t", "webhook", url + "/webhook", "k" * 16,
+                                            timeout_s=1), "s")
+            with pytest.raises(UplinkError) as e:
+                await up.deliver([row])
+            assert "Timeout" in e.value.reason and not e.value.permanent
+            backend.delay_s = 0
+            await up.deliver([row])  # the resend: stored once, refused as a duplicate
+            assert len(backend.events()) == 1 and backend.stats["duplicates"] == 1
+            await up.close()
+        finally:
+            await backend.stop()
+    run(main())
