@@ -28,6 +28,9 @@ CREATE TABLE IF NOT EXISTS events (key TEXT PRIMARY KEY, site TEXT, station TEXT
     device TEXT, slot INTEGER, bike TEXT, rental_id TEXT, body TEXT, received REAL);
 CREATE TABLE IF NOT EXISTS stations (site TEXT, station TEXT, version INTEGER, body TEXT,
     received REAL, PRIMARY KEY (site, station));
+CREATE TABLE IF NOT EXISTS funds (token TEXT, programme TEXT, amount_fen INTEGER, paid TEXT,
+    status TEXT);
+CREATE INDEX IF NOT EXISTS funds_token ON funds (token);
 CREATE TABLE IF NOT EXISTS rentals (id TEXT PRIMARY KEY, site TEXT, station TEXT, slot INTEGER,
     rider TEXT, state TEXT, result TEXT, issued REAL, delivered REAL, params TEXT);
 """
@@ -61,6 +64,8 @@ class DevBackend:
             web.get("/api/stations", self.api_stations),
             web.get("/api/stats", self.api_stats),
             web.post("/_faults", self.faults),
+            web.get("/edge/{site}/funds/{token}", self.fund_lookup),
+            web.post("/api/funds", self.add_funds),
             web.get("/", self.page),
         ])
         self.app = app
@@ -207,6 +212,36 @@ class DevBackend:
         return web.json_response({"rental_id": row[0], "site": row[1], "station": row[2],
                                   "slot": row[3], "state": row[4],
                                   "result": json.loads(row[5]) if row[5] else None})
+
+    # -- kiosk fund lookups ------------------------------------------------------
+    # Records are keyed by the kiosk's lookup token (a keyed hash made on the
+    # kiosk): this backend never sees an ID number. Amounts are in fen.
+    async def add_funds(self, request: web.Request) -> web.Response:
+        try:
+            req = await request.json()
+            token, records = req["token"], req["records"]
+            rows = [(token, r["programme"], int(r["amount_fen"]), r["paid"], r["status"])
+                    for r in records]
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "need token and records"}, status=400)
+        with self.db:
+            self.db.executemany("INSERT INTO funds VALUES (?,?,?,?,?)", rows)
+        return web.json_response({"added": len(rows)}, status=201)
+
+    async def fund_lookup(self, request: web.Request) -> web.Response:
+        if verify(self.secret, request.path_qs.encode(), request.headers) is not None:
+            self.stats["bad_signature"] += 1
+            return web.json_response({"error": "unauthorized"}, status=401)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        rows = self.db.execute("SELECT programme, amount_fen, paid, status FROM funds"
+                               " WHERE token = ? ORDER BY paid DESC",
+                               (request.match_info["token"],)).fetchall()
+        if not rows:
+            return web.json_response({"error": "unknown token"}, status=404)
+        return web.json_response({"records": [
+            {"programme": p, "amount_fen": a, "paid": d, "status": st} for p, a, d, st in rows],
+            "as_of": time.time()})
 
     # -- views -------------------------------------------------------------------
     def events(self) -> list[dict[str, Any]]:

@@ -203,3 +203,30 @@ def test_tls_error_and_timeout_are_clear_retryable_errors(tmp_path: Path) -> Non
         finally:
             await backend.stop()
     run(main())
+
+
+def test_backend_answers_signed_fund_lookups_by_token(tmp_path: Path) -> None:
+    from cloud_bridge.signing import sign
+    from tools.devbackend import DevBackend
+
+    async def main() -> None:
+        backend = DevBackend(tmp_path / "b.db", "k" * 16)
+        url = await backend.start()
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.post(f"{url}/api/funds", json={"token": "t0k3n", "records": [
+                        {"programme": "耕地地力保护补贴", "amount_fen": 12345, "paid": "2026-03-01",
+                         "status": "已发放"}]}) as r:
+                    assert r.status == 201
+                path = "/edge/anji/funds/t0k3n"
+                async with s.get(url + path, headers=sign("k" * 16, path.encode())) as r:
+                    doc = await r.json()
+                    assert r.status == 200 and doc["records"][0]["amount_fen"] == 12345
+                async with s.get(url + path, headers=sign("wrong" * 4, path.encode())) as r:
+                    assert r.status == 401
+                path = "/edge/anji/funds/unknown"
+                async with s.get(url + path, headers=sign("k" * 16, path.encode())) as r:
+                    assert r.status == 404
+        finally:
+            await backend.stop()
+    run(main())
