@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from edge import gbfs
+from edge.webserver import serve
 
 if TYPE_CHECKING:
     from edge.service import EdgeService
@@ -55,13 +56,8 @@ class HttpServer:
         self.app = app
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.svc.cfg.http_host, self.svc.cfg.http_port)
-        await site.start()
-        server: Any = site._server  # aiohttp has no public "bound port" for port 0
-        if server is not None and getattr(server, "sockets", None):
-            self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve(self.app, self.svc.cfg.http_host,
+                                              self.svc.cfg.http_port)
         log.info("http on %s:%d", self.svc.cfg.http_host, self.port)
 
     async def stop(self) -> None:

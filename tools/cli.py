@@ -7,9 +7,22 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tools import sim
+
+
+def _until_signal(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run work(stop) in a new event loop; SIGINT/SIGTERM set `stop`."""
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await work(stop)
+
+    asyncio.run(main())
 
 
 def _edge(args: argparse.Namespace) -> int:
@@ -23,14 +36,7 @@ def _edge(args: argparse.Namespace) -> int:
         print(f"huimin edge: bad configuration: {exc}", file=sys.stderr)
         return 2
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await EdgeService(cfg).run(stop)
-
-    asyncio.run(main())
+    _until_signal(EdgeService(cfg).run)
     return 0
 
 
@@ -41,18 +47,14 @@ def _backend(args: argparse.Namespace) -> int:
         print("huimin backend: --secret must be at least 16 characters", file=sys.stderr)
         return 2
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def work(stop: asyncio.Event) -> None:
         backend = DevBackend(args.db, args.secret)
         url = await backend.start(args.host, args.port)
         print(f"Backend: {url}/  (webhook {url}/webhook)", flush=True)
         await stop.wait()
         await backend.stop()
 
-    asyncio.run(main())
+    _until_signal(work)
     return 0
 
 

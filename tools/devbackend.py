@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from cloud_bridge.signing import verify
+from edge.webserver import serve
 
 log = logging.getLogger("backend")
 
@@ -71,12 +72,7 @@ class DevBackend:
         self.app = app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=2.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server: Any = site._server
-        self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve(self.app, host, port)
         return f"http://{host}:{self.port}"
 
     async def stop(self) -> None:
