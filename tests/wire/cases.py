@@ -280,6 +280,47 @@ def case_slots_untaken_rental_relocks_without_event():
     assert d.codes() == "L" and d.events == []
 
 
+def case_idcard_number_check_and_masks():
+    from wire import idcard as c
+    assert c.check_id("11010519491231002X") is None
+    assert c.check_id("440524188001010014") is None
+    assert c.check_id("440524188001010015") == "check"
+    assert c.check_id("440524188002300014") == "birth"
+    assert c.check_id("040524188001010014") == "region"
+    assert c.check_id("4405241880010100") == "length"
+    assert c.check_id("44052418800101001A") == "digits"
+    assert c.check_id("110105190002290018")[:5] in ("birth", "check")  # 1900 not a leap year
+    assert c.expired("20200101", "20261123") and not c.expired("长期", "20261123")
+    assert not c.expired("20300101", "20261123")
+    assert c.mask_name("张三丰") == "张**" and c.mask_name("李四") == "李*"
+    assert c.mask_id("11010519491231002X") == "1****************X"
+    assert c.token(b"region-key-0001", "11010519491231002X") == "4c8ff931add5422568bfa5b8f1db6182"
+
+
+def case_idcard_text_block_roundtrip_and_frames():
+    from wire import idcard as c
+    f = {"name": "王秀英", "gender": "2", "nation": "01", "birth": "18900101",
+         "address": "凯里市舟溪镇青曼村3号", "id": "522601189001010014",
+         "authority": "凯里市公安局", "valid_from": "20100101", "valid_to": "长期",
+         "reserved": ""}
+    text = c.build_text(f)
+    assert len(text) == 256
+    got = c.parse_text(text)
+    assert got["name"] == "王秀英" and got["address"] == f["address"]
+    assert got["valid_to"] == "长期" and got["card_type"] == "resident"
+    body = bytes((1, 0, 0, 4)) + text + b"\x00\x01\x02\x03"
+    frame = c.response(c.OK, body)
+    d = c.SamDecoder()
+    d.feed(frame[:100])
+    assert d.next() is None
+    d.feed(frame[100:] + c.response(c.E_FIND))
+    b1 = d.next()
+    assert b1[:3] == b"\x00\x00\x90"
+    t, p = c.split_read(b1[3:])
+    assert t == text and p == b"\x00\x01\x02\x03"
+    assert d.next() == b"\x00\x00\x80"
+
+
 def _rmtree(d):
     import os
     try:
