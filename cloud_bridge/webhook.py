@@ -3,7 +3,6 @@ its idempotency key; and a signed long-poll for rentals the backend issued."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -92,5 +91,20 @@ class WebhookUplink:
             raise UplinkError("malformed rentals answer")
         return [r for r in rentals if isinstance(r, dict)]
 
-    async def sleep(self, s: float) -> None:
-        await asyncio.sleep(s)
+    async def fetch_funds(self, token: str, wait_s: float) -> dict[str, Any] | None:
+        """A villager's fund records by lookup token; None if the backend has none."""
+        path = f"/edge/{self.site}/funds/{token}"
+        try:
+            async with self.session().get(self.base + path,
+                                          headers=sign(self.cfg.secret, path.encode()),
+                                          timeout=aiohttp.ClientTimeout(total=wait_s)) as resp:
+                if resp.status == 404:
+                    return None
+                if resp.status != 200:
+                    raise UplinkError(f"HTTP {resp.status}")
+                data = await resp.json()
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
+            raise UplinkError(f"{type(exc).__name__}: {exc}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+            raise UplinkError("malformed fund records")
+        return data

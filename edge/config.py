@@ -89,13 +89,16 @@ class EdgeConfig:
     mqtt: MqttConfig | None = None
     uplinks: tuple[UplinkConfig, ...] = ()
     rental_timeout_s: float = 60.0
+    kiosks: tuple[str, ...] = ()  # kiosk device ids this edge answers lookups for
 
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.http_host}:{self.http_port}"
 
     def device_station(self) -> dict[str, str]:
-        return {d: s.id for s in self.stations for d in s.devices}
+        """Every registered device and its station ("" for kiosks)."""
+        return {**{k: "" for k in self.kiosks},
+                **{d: s.id for s in self.stations for d in s.devices}}
 
 
 def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], default: Any = ...,
@@ -187,6 +190,12 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
             timeout_s=float(_get(u, "timeout_s", (int, float), 10.0, w)),
             username=_get(u, "username", str, None, w),
             password=_get(u, "password", str, None, w)))
+    kiosks = []
+    for i, k in enumerate(_get(raw, "kiosks", list, [])):
+        kid = _get(k, "id", str, where=f"kiosks[{i}].")
+        if not _ID.match(kid) or kid in seen_dev or kid in kiosks:
+            raise ConfigError(f"kiosks[{i}].id {kid!r} is not a unique printable device id")
+        kiosks.append(kid)
     if len({u.name for u in uplinks}) != len(uplinks):
         raise ConfigError("uplink names must be unique")
     return EdgeConfig(
@@ -195,7 +204,7 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
         status_ttl_s=_get(edge, "status_ttl_s", int, 0, "edge."),
         static_ttl_s=_get(edge, "static_ttl_s", int, 300, "edge."),
         system=system, stations=tuple(stations), serial=serial, mqtt=mqtt,
-        uplinks=tuple(uplinks),
+        uplinks=tuple(uplinks), kiosks=tuple(kiosks),
         rental_timeout_s=float(_get(edge, "rental_timeout_s", (int, float), 60.0, "edge.")))
 
 

@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     id INTEGER PRIMARY KEY, uplink TEXT, kind TEXT, key TEXT, body TEXT,
     reason TEXT, failed REAL
 );
+CREATE TABLE IF NOT EXISTS funds_cache (
+    token TEXT PRIMARY KEY, records TEXT NOT NULL, as_of REAL NOT NULL, fetched REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rentals (
     id TEXT PRIMARY KEY, station TEXT NOT NULL, result TEXT, created REAL NOT NULL
 );
@@ -243,6 +246,17 @@ class Journal:
                                " WHERE uplink = ?", (uplink,))
         return int(rows[0][0]), rows[0][1]
 
+
+    # -- kiosk fund records (edge/funds.py) ------------------------------------------
+    async def funds_get(self, token: str) -> tuple[str, float, float] | None:
+        rows = await self._run(self._query, "SELECT records, as_of, fetched FROM funds_cache"
+                               " WHERE token = ?", (token,))
+        return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
+
+    async def funds_put(self, token: str, records: str, as_of: float) -> None:
+        await self._run(self._exec, "INSERT INTO funds_cache VALUES (?,?,?,?) ON CONFLICT(token)"
+                        " DO UPDATE SET records=excluded.records, as_of=excluded.as_of,"
+                        " fetched=excluded.fetched", (token, records, as_of, time.time()))
 
     # -- rentals (edge/rentals.py) ------------------------------------------------
     def _exec(self, sql: str, args: tuple[Any, ...]) -> int:

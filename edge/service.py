@@ -10,6 +10,7 @@ import itertools
 import json
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import asdict
 from typing import Any
 
@@ -18,6 +19,7 @@ from wire import message, names
 from cloud_bridge.bridge import Bridge
 from edge.config import EdgeConfig
 from edge.errors import Rejected
+from edge.funds import Funds
 from edge.journal import EventRecord, Journal, OutboxRecord, StateRecord
 from edge.metrics import Metrics
 from edge.model import Inbound, Reply
@@ -52,7 +54,8 @@ class EdgeService:
         self.listeners: list[Any] = []  # callables(kind, payload), e.g. live pages
         self.rentals = Rentals(self)
         self.bridge = Bridge(self)
-        self._rental_tasks: set[asyncio.Task[dict[str, Any]]] = set()
+        self._rental_tasks: set[asyncio.Task[Any]] = set()
+        self.funds = Funds(self)
 
     # -- lifecycle -----------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -166,7 +169,9 @@ class EdgeService:
             fut = self._pending.pop(msg["id"], None)
             if fut is not None and not fut.done():
                 fut.set_result(msg)
-        elif t in (names.COMMAND, names.ACK):
+        elif t == names.LOOKUP:
+            self._spawn(self._answer_lookup(item), f"lookup:{dev.id}:{msg['id']}")
+        elif t in (names.COMMAND, names.ACK, names.FUNDS):
             raise Rejected("unexpected_type", f"{t} is edge-to-device only")
 
     def _send_later(self, dev: str, msg: dict[str, Any]) -> None:
@@ -211,10 +216,17 @@ class EdgeService:
 
     def start_rental(self, req: dict[str, Any]) -> None:
         """Run a rental from the backend; tracked so shutdown cancels it."""
-        t = asyncio.get_running_loop().create_task(self.rentals.rent(req),
-                                                   name=f"rental:{req.get('rental_id')}")
+        self._spawn(self.rentals.rent(req), f"rental:{req.get('rental_id')}")
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        # Per-request work (rentals, kiosk lookups): tracked, cancelled at shutdown.
+        t = asyncio.get_running_loop().create_task(coro, name=name)
         self._rental_tasks.add(t)
         t.add_done_callback(self._rental_tasks.discard)
+
+    async def _answer_lookup(self, item: Inbound) -> None:
+        answer = await self.funds.lookup(item.msg["token"])
+        await item.reply({"t": "funds", "id": item.msg["id"], **answer})
 
     def _notify(self, kind: str, payload: dict[str, Any]) -> None:
         for fn in self.listeners:

@@ -23,15 +23,18 @@ async def _amain(here, cfg_path):
          asyncio.StreamReader, asyncio.StreamWriter, asyncio.Event, asyncio.Lock)
     # Config is read and checked once (its "kind" picks the app), then its code
     # is dropped so the app gets the heap.
-    from apps.dock import config
-
+    with open(cfg_path) as f:
+        kind = json.load(f).get("kind", "dock")
+    if kind not in ("dock", "kiosk"):
+        raise ValueError("unknown device kind %r" % kind)
+    config = __import__("apps.%s.config" % kind, None, None, ("load",))
     cfg = config.load(cfg_path)
     config.dump(cfg)
     del config
-    sys.modules.pop("apps.dock.config", None)
-    import apps.dock
-
-    apps.dock.__dict__.pop("config", None)
+    sys.modules.pop("apps.%s.config" % kind, None)
+    parent = sys.modules.get("apps." + kind)
+    if parent is not None:
+        parent.__dict__.pop("config", None)
     gc.collect()
     # Load all code before allocating buffers: code loaded into a fragmented
     # heap is what runs a 64K device out of memory.
@@ -39,7 +42,10 @@ async def _amain(here, cfg_path):
         import uplink.mqtt  # noqa: F401
     else:
         import uplink.serial  # noqa: F401
-    from apps.dock.app import DockApp
+    if kind == "kiosk":
+        from apps.kiosk.app import KioskApp as App
+    else:
+        from apps.dock.app import DockApp as App
 
     # Boot counter: in hello and the Last Will, so a stale will is recognised.
     try:
@@ -51,14 +57,15 @@ async def _amain(here, cfg_path):
         f.write(str(boot))
     with open(here + "/board.json") as f:
         board = json.load(f)
-    # Keep only the pins this dock uses: the board file lists the maximum.
-    for k in board["slots"]:
-        board["slots"][k] = board["slots"][k][:cfg["slots"]]
+    if kind == "dock":
+        # Keep only the pins this dock uses: the board file lists the maximum.
+        for k in board["slots"]:
+            board["slots"][k] = board["slots"][k][:cfg["slots"]]
     asyncio.get_event_loop().set_exception_handler(_on_loop_error)
     await hal.init(board, cfg)
     gc.collect()
     _log.info("heap free before app: %d", gc.mem_free())
-    app = DockApp(cfg, board, boot)
+    app = App(cfg, board, boot)
     del board  # the pin map is in the app's objects now; 1K back for the heap
     gc.collect()
     await app.run()

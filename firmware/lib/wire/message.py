@@ -18,7 +18,8 @@ _MAX_MESSAGE = const(1024)
 SLOT_CHARS = "ELUFXDB"
 
 
-# type -> fields; prefix "#" int, "?" bool, none str; suffix "~" optional.
+# type -> fields; prefix "#" int, "?" bool, "*" any JSON value, none str;
+# suffix "~" optional.
 # Kept as strings: tuples of tuples cost several KiB of a device's heap.
 SCHEMA = {
     "hello": "dev kind fw #slots #boot epoch",
@@ -28,6 +29,8 @@ SCHEMA = {
     "cmd": "#id op #slot~ ?enabled~",
     "ack": "epoch #seq",
     "res": "dev #id ?ok err~ #slot~",
+    "lookup": "dev #id token",
+    "funds": "#id ?ok err~ *records~ #as_of~ ?stale~",
 }
 
 # Decode failure reasons (counted by the receiver): "oversize", "json",
@@ -50,7 +53,7 @@ def check(msg):
         raise DecodeError("unknown_type", str(t)[:20])
     for field in spec.split(" "):
         k = field[0]
-        name = field[1:] if k in "#?" else field
+        name = field[1:] if k in "#?*" else field
         optional = name[-1] == "~"
         if optional:
             name = name[:-1]
@@ -58,6 +61,8 @@ def check(msg):
         if v is None:
             if not optional:
                 raise DecodeError("bad_field", "%s.%s missing" % (t, name))
+        elif k == "*":
+            pass
         elif not (isinstance(v, str) and len(v) <= 200 if k != "#" and k != "?" else
                   isinstance(v, bool) if k == "?" else
                   isinstance(v, int) and not isinstance(v, bool) and -(1 << 53) < v < (1 << 53)):
@@ -84,7 +89,11 @@ def decode(data):
 
 
 def encode(msg):
-    data = json.dumps(check(msg), separators=(",", ":"))
+    try:
+        # CPython escapes Chinese as \uXXXX (6 bytes a character) unless told not to.
+        data = json.dumps(check(msg), separators=(",", ":"), ensure_ascii=False)
+    except TypeError:  # MicroPython writes UTF-8 already and has no such option
+        data = json.dumps(check(msg), separators=(",", ":"))
     if not isinstance(data, bytes):
         data = data.encode()
     if len(data) > _MAX_MESSAGE:

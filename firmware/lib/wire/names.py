@@ -10,6 +10,8 @@ STATUS = "status"
 COMMAND = "cmd"
 ACK = "ack"
 RESULT = "res"
+LOOKUP = "lookup"
+FUNDS = "funds"
 
 # events ("ev")
 RENTED = "rented"

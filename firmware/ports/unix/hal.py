@@ -153,8 +153,8 @@ async def init(board, cfg):
 
 
 def uart(name, cfg):
-    """The device's serial link to the edge: a pty path from the config."""
-    return PtyUart(cfg["uart"])
+    """A serial line from the config: "edge" is cfg["uart"], others cfg[name + "_uart"]."""
+    return PtyUart(cfg["uart"] if name == "edge" else cfg[name + "_uart"])
 
 
 def tag_port(n):

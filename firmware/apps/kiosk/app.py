@@ -1,0 +1,145 @@
+# The kiosk app: card on the reader -> read the text block -> validate the
+# number -> keyed token -> ask the edge -> show and speak the payments. The
+# clear number and name live only in this function's locals during one swipe;
+# logs carry the token's first characters, never the person.
+import asyncio
+import binascii
+import gc
+import time
+
+import hal
+import log
+from apps.kiosk import screens
+from drivers.display import Display, Voice
+from drivers.sam_reader import ReadError, SamReader
+from wire import idcard
+
+_log = log.get("kiosk")
+
+
+def _today():
+    t = time.localtime(time.time())
+    return "%04d%02d%02d" % (t[0], t[1], t[2])
+
+
+class KioskApp:
+    def __init__(self, cfg, board, boot):
+        self.cfg = cfg
+        self.boot = boot
+        from uplink.serial import SerialUplink
+
+        gc.collect()
+        self.sam = SamReader(hal.uart("sam", cfg))
+        self.display = Display(hal.uart("display", cfg))
+        self.voice = Voice(hal.uart("voice", cfg))
+        self.key = binascii.unhexlify(cfg["region_key"])
+        self.uplink = SerialUplink(hal.uart("edge", cfg), self._on_message, self._on_connect)
+        self._req = 0
+        self._answer = None
+        self._got = asyncio.Event()
+        self._state_n = 0
+
+    def _on_connect(self):
+        self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": "kiosk", "fw": "0.1.0",
+                          "slots": 0, "boot": self.boot, "epoch": "-"})
+
+    def _on_message(self, msg):
+        if msg["t"] == "funds" and msg["id"] == self._req:
+            self._answer = msg
+            self._got.set()
+
+    async def _show(self, screen):
+        page, title, lines, footer, voice = screen
+        await self.display.show(page, title, lines, footer, screens.LINES, screens.TITLE,
+                                screens.FOOTER)
+        if voice:
+            await self.voice.say(voice)
+
+    async def _lookup(self, token):
+        self._req += 1
+        self._answer = None
+        self._got.clear()
+        self.uplink.send({"t": "lookup", "dev": self.cfg["dev"], "id": self._req,
+                          "token": token})
+        try:
+            await asyncio.wait_for_ms(self._got.wait(), self.cfg["lookup_ms"])
+        except asyncio.TimeoutError:
+            return None
+        return self._answer
+
+    async def swipe(self):
+        """One card, from the read to the screen; returns the screen shown."""
+        await self._show(screens.message("reading"))
+        try:
+            text = await self.sam.read_text()
+        except ReadError as e:
+            _log.warning("read failed: %s", e.reason)
+            return screens.message(e.reason)
+        f = idcard.parse_text(text)
+        text = None
+        number = f["id"]
+        if f["card_type"] != "resident":
+            return screens.message("card_type")
+        if idcard.check_id(number) is not None:
+            return screens.message("invalid")
+        if idcard.expired(f["valid_to"], _today()):
+            return screens.message("expired")
+        token = idcard.token(self.key, number)
+        name, masked_id = idcard.mask_name(f["name"]), idcard.mask_id(number)
+        f = number = None  # the clear number and name go now; only masks and token stay
+        gc.collect()
+        ans = await self._lookup(token)
+        if ans is None:
+            _log.warning("lookup %s...: edge did not answer", token[:8])
+            return screens.message("unavailable")
+        if not ans["ok"]:
+            _log.info("lookup %s...: %s", token[:8], ans.get("err"))
+            return screens.message("unknown" if ans.get("err") == "unknown" else "unavailable")
+        stale = None
+        if ans.get("stale"):
+            t = time.localtime(ans.get("as_of", 0))
+            stale = "%d年%d月%d日" % (t[0], t[1], t[2])
+        _log.info("lookup %s...: %d records%s", token[:8], len(ans["records"]),
+                  " (stale)" if stale else "")
+        return screens.result(name, masked_id, ans["records"], stale)
+
+    async def run(self):
+        asyncio.create_task(self.uplink.run())
+        if not await self.sam.healthy():
+            _log.error("ID-card module failed its self-test")
+            await self._show(screens.message("module"))
+        await self._show(screens.idle([]))
+        _log.info("kiosk %s up, heap free %d", self.cfg["dev"], gc.mem_free())
+        poll = self.cfg["poll_ms"]
+        hb = hal.ticks_ms()
+        while True:
+            try:
+                now = hal.ticks_ms()
+                self.uplink.tick(now)
+                if hal.ticks_diff(now, hb) >= self.cfg["heartbeat_s"] * 1000:
+                    hb = now
+                    self._state_n += 1
+                    gc.collect()
+                    self.uplink.send({"t": "state", "dev": self.cfg["dev"], "boot": self.boot,
+                                      "n": self._state_n, "slots": "", "mem": gc.mem_free()})
+                if await self.sam.present():
+                    await self._show(await self.swipe())
+                    await self._until_removed()
+                    await self._show(screens.idle([]))
+            except Exception as e:  # a kiosk must keep working
+                _log.exc(e, "kiosk loop")
+            await asyncio.sleep_ms(poll)
+
+    async def _until_removed(self):
+        # Taking the card away, or show_s seconds, returns to idle; a card left
+        # on the reader is not read again until it was lifted.
+        t0 = hal.ticks_ms()
+        shown = True
+        while True:
+            await asyncio.sleep_ms(self.cfg["poll_ms"])
+            self.uplink.tick(hal.ticks_ms())
+            if not await self.sam.present():
+                return
+            if shown and hal.ticks_diff(hal.ticks_ms(), t0) >= self.cfg["show_s"] * 1000:
+                shown = False
+                await self._show(screens.idle([]))

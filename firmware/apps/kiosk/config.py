@@ -1,0 +1,53 @@
+# The kiosk's configuration, checked at boot and printed (the region key never).
+import json
+
+import log
+
+_log = log.get("kiosk")
+
+SCHEMA = {
+    "dev": (None, None, None),
+    "site": ("town", None, None),
+    "kind": ("kiosk", None, ("kiosk",)),
+    "link": ("serial", None, ("serial", "mqtt")),
+    "uart": ("", None, None),
+    "sam_uart": ("", None, None),
+    "display_uart": ("", None, None),
+    "voice_uart": ("", None, None),
+    "bus": ("", None, None),
+    "region_key": (None, None, None),
+    "heartbeat_s": (30, 2, 3600),
+    "lookup_ms": (3000, 500, 30000),
+    "show_s": (30, 5, 300),
+    "poll_ms": (300, 50, 5000),
+}
+
+
+def load(path):
+    with open(path) as f:
+        raw = json.load(f)
+    cfg = {}
+    for key, (default, lo, hi) in SCHEMA.items():
+        v = raw.get(key, default)
+        if v is None:
+            raise ValueError("config: %s is required" % key)
+        if isinstance(default, int):
+            if not isinstance(v, int) or v < lo or v > hi:
+                raise ValueError("config: %s=%r outside %d..%d" % (key, v, lo, hi))
+        elif hi is not None and v not in hi:
+            raise ValueError("config: %s=%r not one of %r" % (key, v, hi))
+        cfg[key] = v
+    if len(cfg["region_key"]) < 32:
+        raise ValueError("config: region_key must be at least 16 bytes of hex")
+    cfg["mqtt"] = raw.get("mqtt") or {}
+    return cfg
+
+
+def dump(cfg):
+    for key in sorted(cfg):
+        v = cfg[key]
+        if key == "region_key":
+            v = "*"
+        elif key == "mqtt":
+            v = dict((k, "*" if k == "password" else x) for k, x in v.items())
+        _log.info("config %s = %r", key, v)
