@@ -25,6 +25,7 @@ MAX_RECORDS = 6  # newest first; keeps the answer inside one 1 KiB message
 class Funds:
     def __init__(self, svc: EdgeService) -> None:
         self.svc = svc
+        self.fresh_s = FRESH_S
 
     def _backend(self) -> WebhookUplink | None:
         return next((u for u in self.svc.bridge.uplinks if isinstance(u, WebhookUplink)), None)
@@ -33,7 +34,7 @@ class Funds:
         m = self.svc.metrics
         cached = await self.svc.journal.funds_get(token)
         now = time.time()
-        if cached is not None and now - cached[2] < FRESH_S:
+        if cached is not None and now - cached[2] < self.fresh_s:
             m.inc("funds.lookup", "cache")
             return {"ok": True, "records": json.loads(cached[0]), "as_of": int(cached[1]),
                     "stale": False}

@@ -205,6 +205,8 @@ class EdgeService:
                 self._acks.task_done()
 
     def _station_changed(self, station: str) -> None:
+        if station not in self.stations.by_id:
+            return  # a kiosk: no station to report
         self._notify("state", {"station": station})
         if not self.cfg.uplinks:
             return

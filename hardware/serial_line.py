@@ -11,7 +11,8 @@ import tty
 
 
 class SerialLine:
-    def __init__(self, noise: float = 0.0, loss: float = 0.0, seed: int | None = None) -> None:
+    def __init__(self, noise: float = 0.0, loss: float = 0.0, seed: int | None = None,
+                 record: bool = False) -> None:
         self.noise = noise  # per-byte probability of a flipped bit
         self.loss = loss  # per-byte probability of a lost byte
         self.plugged = True
@@ -20,7 +21,7 @@ class SerialLine:
         self.paths: tuple[str, str] = ("", "")
         self.bytes = [0, 0]
         self.taps: list[bytearray] = [bytearray(), bytearray()]
-        self.record = False
+        self.record = record  # keep every byte (privacy scans read them)
 
     def open(self) -> tuple[str, str]:
         for _ in range(2):

@@ -17,11 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from wire import idcard
 
 from edge import config as edge_config
 from edge.config import EdgeConfig
 from edge.service import EdgeService
 from hardware.dock_emulator import DockEmulator
+from hardware.idcard_emulator import Card, IdCardModule
+from hardware.kiosk_emulator import HmiScreen, VoiceModule
 from hardware.serial_line import SerialLine
 from tools.broker import Broker, free_port, mosquitto_path
 from tools.devbackend import DevBackend
@@ -38,6 +41,7 @@ PLACES = [("递铺街道", "Dipu"), ("昌硕广场", "Changshuo Square"),
 CENTRE = (30.638, 119.681)
 ROOT = Path(__file__).resolve().parent.parent
 HEAP = "64K"  # as shipped: the dock firmware must fit a 64K heap
+KIOSK_HEAP = "96K"  # the kiosk does not fit 64K yet (issue 4's closing note)
 
 
 @dataclass
@@ -55,12 +59,26 @@ class SimDock:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class SimKiosk:
+    dev: str
+    flash: Path
+    lines: dict[str, SerialLine] = field(default_factory=dict)
+    module: IdCardModule | None = None
+    screen: HmiScreen | None = None
+    voice: VoiceModule | None = None
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    log_path: Path = field(default_factory=Path)
+
+
 class Town:
     def __init__(self, workdir: Path, docks: int = 6, slots: int = 12, mqtt_share: float = 0.5,
                  http_port: int = 0, heartbeat_s: int = 10, seed: int | None = None,
                  heap: str = HEAP, use_mqtt: bool | None = None, fill: float = 0.6,
                  backend: bool = True, edge_process: bool = False,
-                 city_broker: bool = False) -> None:
+                 city_broker: bool = False, kiosks: int = 0,
+                 kiosk_heap: str = KIOSK_HEAP) -> None:
         self.dir = workdir
         self.with_backend = backend
         self.edge_process = edge_process  # run the edge as its own process (kill tests)
@@ -69,6 +87,10 @@ class Town:
         self.secret = "dev-secret-" + "0123456789abcdef"
         self.edge_proc: asyncio.subprocess.Process | None = None
         self.with_city_broker = city_broker
+        self.n_kiosks = kiosks
+        self.kiosk_heap = kiosk_heap
+        self.kiosks: list[SimKiosk] = []
+        self.region_key = bytes(range(1, 33))  # provisioned on kiosks (tools: provision)
         self.city_broker: Broker | None = None  # the city's broker, for the MQTT uplink
         self.n_docks = docks
         self.slots = slots
@@ -111,6 +133,9 @@ class Town:
         for d in self.docks:
             if d.line is not None:
                 lines += ["[[serial]]", f'port = "{d.line.paths[1]}"', ""]
+        for k in self.kiosks:
+            lines += ["[[serial]]", f'port = "{k.lines["edge"].paths[1]}"', "",
+                      "[[kiosks]]", f'id = "{k.dev}"', ""]
         for i, d in enumerate(self.docks):
             zh, en = PLACES[i % len(PLACES)]
             if i >= len(PLACES):
@@ -148,6 +173,17 @@ class Town:
                 d.line = SerialLine()
                 d.line.open()
             self.docks.append(d)
+        for i in range(self.n_kiosks):
+            k = SimKiosk(f"kiosk-{i + 1:03d}", self.dir / "devices" / f"kiosk-{i + 1:03d}")
+            for name in ("edge", "sam", "display", "voice"):
+                k.lines[name] = SerialLine(record=name != "sam")
+                k.lines[name].open()
+            k.module = IdCardModule(k.lines["sam"].paths[1])
+            k.screen = HmiScreen(k.lines["display"].paths[1])
+            k.voice = VoiceModule(k.lines["voice"].paths[1])
+            for peer in (k.module, k.screen, k.voice):
+                await peer.start()
+            self.kiosks.append(k)
         if self.http_port == 0:
             self.http_port = free_port()
         if self.with_city_broker:
@@ -174,6 +210,8 @@ class Town:
             task.result()  # the edge failed to start (e.g. port in use): raise it here
         for d in self.docks:
             await self._start_dock(d)
+        for k in self.kiosks:
+            await self._start_kiosk(k)
 
     async def start_edge_process(self) -> None:
         """`huimin edge` as a child process, as on a Pi; ready when /healthz answers."""
@@ -217,12 +255,36 @@ class Town:
             fw.symlink_to(self.firmware, target_is_directory=True)
         self._sup.append(asyncio.create_task(self._supervise(d), name=f"fw:{d.dev}"))
 
-    async def _supervise(self, d: SimDock) -> None:
+    async def _start_kiosk(self, k: SimKiosk) -> None:
+        k.flash.mkdir(parents=True, exist_ok=True)
+        cfg = {"dev": k.dev, "site": "anji", "kind": "kiosk", "link": "serial",
+               "uart": k.lines["edge"].paths[0], "sam_uart": k.lines["sam"].paths[0],
+               "display_uart": k.lines["display"].paths[0],
+               "voice_uart": k.lines["voice"].paths[0], "region_key": self.region_key.hex(),
+               "heartbeat_s": self.heartbeat_s, "show_s": 30}
+        (k.flash / "config.json").write_text(json.dumps(cfg))
+        fw = k.flash / "fw"
+        if not fw.exists():
+            fw.symlink_to(self.firmware, target_is_directory=True)
+        k.log_path = k.flash / "console.log"
+        self._sup.append(asyncio.create_task(self._supervise(k), name=f"fw:{k.dev}"))
+
+    async def villager(self, card: Card, records: list[dict[str, Any]] | None) -> str:
+        """Register a fictional villager's fund records at the backend (by token)."""
+        tok: str = idcard.token(self.region_key, card.id_number)
+        if records and self.backend is not None:
+            async with aiohttp.ClientSession() as s, s.post(
+                    f"{self.backend_url}/api/funds", json={"token": tok, "records": records}) as r:
+                r.raise_for_status()
+        return tok
+
+    async def _supervise(self, d: SimDock | SimKiosk) -> None:
         """Run the firmware; restart it when it exits (its watchdog/reset on unix)."""
         while not self._stop.is_set():
             with open(d.log_path, "ab") as out:  # noqa: ASYNC230 (opening a log is instant)
                 d.proc = await asyncio.create_subprocess_exec(
-                    micropython_path(), "-X", f"heapsize={self.heap}",
+                    micropython_path(), "-X",
+                    f"heapsize={self.kiosk_heap if isinstance(d, SimKiosk) else self.heap}",
                     "fw/main.py", cwd=d.flash, stdout=out, stderr=out)
                 rc = await d.proc.wait()
             if self._stop.is_set():
@@ -264,6 +326,12 @@ class Town:
             await d.emulator.close()
             if d.line is not None:
                 d.line.close()
+        for k in self.kiosks:
+            for peer in (k.module, k.screen, k.voice):
+                if peer is not None:
+                    await peer.close()
+            for ln in k.lines.values():
+                ln.close()
         if self.broker is not None:
             await self.broker.stop()
 

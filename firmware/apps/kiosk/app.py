@@ -33,7 +33,8 @@ class KioskApp:
         self.display = Display(hal.uart("display", cfg))
         self.voice = Voice(hal.uart("voice", cfg))
         self.key = binascii.unhexlify(cfg["region_key"])
-        self.uplink = SerialUplink(hal.uart("edge", cfg), self._on_message, self._on_connect)
+        self.uplink = SerialUplink(hal.uart("edge", cfg), self._on_message, self._on_connect,
+                                   1024)
         self._req = 0
         self._answer = None
         self._got = asyncio.Event()

@@ -15,13 +15,13 @@ _GAP_MS = const(100)  # a partial frame older than this is abandoned
 
 
 class SerialUplink:
-    def __init__(self, uart, on_message, on_connect=None):
+    def __init__(self, uart, on_message, on_connect=None, max_payload=256):
         self.uart = uart
         self.on_message = on_message
         self.on_connect = on_connect
-        # The edge sends the device only commands and acks (under 100 bytes):
-        # a 256-byte receive buffer is plenty. The edge accepts up to 1024.
-        self.link = Link(max_queue=16, diff=time.ticks_diff, max_payload=256)
+        # A dock gets only commands and acks (under 100 bytes): 256 is plenty; a
+        # kiosk gets fund records and passes 1024. The edge accepts up to 1024.
+        self.link = Link(max_queue=16, diff=time.ticks_diff, max_payload=max_payload)
         self.bad = 0  # undecodable messages from the edge
         self._buf = bytearray(64)
         self._wake = asyncio.Event()

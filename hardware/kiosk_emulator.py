@@ -1,0 +1,76 @@
+"""Emulated kiosk peripherals on serial lines: the HMI display (records what
+each VP address shows and the current page) and the voice module (records
+what it was asked to say). They speak the frames in wire.hmi, as the real
+DWIN screen and SYN6288 module do; the card module is hardware.idcard_emulator."""
+
+from __future__ import annotations
+
+import asyncio
+
+import serial
+from wire import hmi
+
+
+class _SerialPeer:
+    def __init__(self, port: str, baud: int = 115200) -> None:
+        self.port = port
+        self.baud = baud
+        self._ser: serial.Serial | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.raw = bytearray()  # every byte received (privacy scans read it)
+
+    async def start(self) -> None:
+        self._ser = serial.Serial(self.port, self.baud, timeout=0)
+        self._task = asyncio.get_running_loop().create_task(self._pump(), name=self.port)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._ser is not None:
+            self._ser.close()
+
+    async def _pump(self) -> None:
+        assert self._ser is not None
+        while True:
+            data = self._ser.read(1024)
+            if not data:
+                await asyncio.sleep(0.002)
+                continue
+            self.raw += data
+            self.received(data)
+
+    def received(self, data: bytes) -> None:
+        raise NotImplementedError
+
+
+class HmiScreen(_SerialPeer):
+    def __init__(self, port: str, baud: int = 115200) -> None:
+        super().__init__(port, baud)
+        self.dec = hmi.DwinDecoder()
+        self.texts: dict[int, str] = {}
+        self.page = -1
+        self.pages_shown = 0
+
+    def received(self, data: bytes) -> None:
+        self.dec.feed(data)
+        while (f := self.dec.next()) is not None:
+            if f[0] == "page":
+                self.page = f[1]
+                self.pages_shown += 1
+            else:
+                self.texts[f[1]] = f[2]
+
+    def lines(self, vps: tuple[int, ...]) -> list[str]:
+        return [self.texts.get(v, "") for v in vps]
+
+
+class VoiceModule(_SerialPeer):
+    def __init__(self, port: str, baud: int = 9600) -> None:
+        super().__init__(port, baud)
+        self.dec = hmi.TtsDecoder()
+        self.spoken: list[str] = []
+
+    def received(self, data: bytes) -> None:
+        self.dec.feed(data)
+        while (t := self.dec.next()) is not None:
+            self.spoken.append(t)
