@@ -1,0 +1,128 @@
+"""A villager swipes a card at a kiosk whose real firmware runs under
+MicroPython: the screen shows the masked name and number and the payments, the
+voice module says the total and the latest one; a stale cache is shown with its
+date when the backend is away; bad cards get a clear screen and the kiosk keeps
+working; and no clear ID number or name crosses any wire or lands in any log
+or database."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import random
+from pathlib import Path
+
+import pytest
+from wire import idcard
+
+from hardware.idcard_emulator import Card, fictional_card
+from tests.conftest import run, until
+from tools.town import SimKiosk, Town
+
+# The firmware's own wording (apps/kiosk/screens.py is MicroPython, also plain Python).
+_spec = importlib.util.spec_from_file_location(
+    "kiosk_screens", Path(__file__).resolve().parents[2] / "firmware/apps/kiosk/screens.py")
+assert _spec is not None and _spec.loader is not None
+screens = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(screens)
+
+shown_screen: dict[int, str] = {}
+
+RECORDS = [{"programme": "耕地地力保护补贴", "amount_fen": 12345, "paid": "2026-03-01",
+            "status": "已发放"},
+           {"programme": "城乡居民基础养老金", "amount_fen": 15300, "paid": "2026-06-15",
+            "status": "已发放"}]
+
+
+async def _swipe(town: Town, k: SimKiosk, card: Card | None, fault: str | None = None) -> str:
+    """Place the card, wait for the kiosk to finish, return the screen's title;
+    the whole screen as shown is kept in `shown_screen` (removal clears it)."""
+    assert k.module is not None and k.screen is not None
+    shown = k.screen.pages_shown
+    k.module.fault = fault
+    k.module.place(card)
+    # "reading" first, then the answer: two pages
+    await until(lambda: k.screen.pages_shown >= shown + 2, 15)  # type: ignore[union-attr]
+    await asyncio.sleep(0.2)
+    title = k.screen.texts[screens.TITLE]
+    shown_screen.clear()
+    shown_screen.update(k.screen.texts)
+    k.module.fault = None
+    k.module.place(None)
+    await until(lambda: k.screen.page == screens.PAGE_IDLE, 10)  # type: ignore[union-attr]
+    return title
+
+
+def test_swipe_shows_and_speaks_payments_then_privacy_scan(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    people: list[Card] = []
+
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=2, kiosks=1) as town:
+            await town.wait_online()
+            k = town.kiosks[0]
+            assert k.screen is not None and k.voice is not None and town.edge is not None
+            rng = random.Random(5)
+            card = fictional_card(rng)
+            people.append(card)
+            await town.villager(card, RECORDS)
+            title = await _swipe(town, k, card)
+            assert title == "惠民资金查询结果"
+            first = shown_screen[screens.LINES[0]]
+            assert idcard.mask_name(card.name) in first
+            assert idcard.mask_id(card.id_number) in first
+            lines = [shown_screen[v] for v in screens.LINES[1:3]]
+            assert lines[0] == "城乡居民基础养老金  153.00元  2026-06-15  已发放"  # newest first
+            assert lines[1] == "耕地地力保护补贴  123.45元  2026-03-01  已发放"
+            assert shown_screen[screens.FOOTER] == "合计 276.45元"
+            assert k.voice.spoken[-1] == ("您共领取补贴276.45元，最近一笔是城乡居民基础养老金，"
+                                          "153.00元，2026-06-15发放")
+            # The backend goes silent: the edge answers from its cache, dated.
+            town.edge.funds.fresh_s = 0
+            assert town.backend is not None
+            town.backend.delay_s = 5
+            await _swipe(town, k, card)
+            assert "服务暂不可用，显示" in shown_screen[screens.FOOTER]
+            assert town.edge.metrics.get("funds.lookup", "stale") == 1
+            town.backend.delay_s = 0
+            # Someone the backend does not know; then bad cards, each with a clear screen.
+            stranger = fictional_card(rng)
+            people.append(stranger)
+            assert await _swipe(town, k, stranger) == screens.MESSAGES["unknown"][0]
+            bad = fictional_card(rng)
+            bad.id_number = bad.id_number[:17] + ("0" if bad.id_number[17] != "0" else "1")
+            people.append(bad)
+            assert await _swipe(town, k, bad) == screens.MESSAGES["invalid"][0]
+            old = fictional_card(rng, valid_to="20200101")
+            people.append(old)
+            assert await _swipe(town, k, old) == screens.MESSAGES["expired"][0]
+            foreign = fictional_card(rng, card_type="J")
+            people.append(foreign)
+            assert await _swipe(town, k, foreign) == screens.MESSAGES["card_type"][0]
+            assert await _swipe(town, k, card, "pull_mid_read") == \
+                screens.MESSAGES["pulled"][0]
+            assert await _swipe(town, k, card, "checksum") in (
+                screens.MESSAGES["unreadable"][0], screens.MESSAGES["pulled"][0])
+            # ...and the kiosk still works.
+            assert await _swipe(town, k, card) == "惠民资金查询结果"
+            assert k.restarts == 0
+            # Privacy: what crossed the kiosk's edge line, display and voice lines.
+            crossed = b"".join(bytes(t) for ln in k.lines.values() for t in ln.taps)
+            _assert_clean(crossed, people, "serial lines")
+            assert k.screen.raw and k.voice.raw
+    run(main())
+    # After shutdown: every log, database and file the town wrote, and the logs.
+    for p in tmp_path.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            _assert_clean(p.read_bytes(), people, str(p))
+    _assert_clean(caplog.text.encode(), people, "logs")
+
+
+def _assert_clean(blob: bytes, people: list[Card], where: str) -> None:
+    for c in people:
+        for form in (c.id_number.encode(), c.id_number.encode("utf-16-le"),
+                     c.id_number.encode("utf-16-be"), c.name.encode(),
+                     c.name.encode("utf-16-le"), c.name.encode("utf-16-be")):
+            assert form not in blob, f"personal data in {where}"
