@@ -20,6 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                        "Runs until Ctrl-C.")
     p.add_argument("--docks", type=int, default=6, help="number of docks/stations (default 6)")
     p.add_argument("--slots", type=int, default=12, help="slots per dock (default 12)")
+    p.add_argument("--kiosks", type=int, default=1,
+                   help="ID-card kiosks with scripted villagers (default 1)")
     p.add_argument("--port", type=int, default=8080, help="edge HTTP port (default 8080; 0 = any)")
     p.add_argument("--mqtt-share", type=float, default=0.5,
                    help="share of docks on MQTT, the rest on serial lines (default 0.5)")
@@ -33,8 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    if not 1 <= args.docks <= 200 or not 1 <= args.slots <= 32:
-        raise SystemExit("huimin sim: --docks must be 1..200 and --slots 1..32")
+    if not 1 <= args.docks <= 200 or not 1 <= args.slots <= 32 or not 0 <= args.kiosks <= 20:
+        raise SystemExit("huimin sim: --docks must be 1..200, --slots 1..32, --kiosks 0..20")
     try:
         return asyncio.run(_main(args))
     except OSError as exc:
@@ -51,7 +53,8 @@ async def _main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     town = Town(args.dir.resolve(), docks=args.docks, slots=args.slots,
-                mqtt_share=args.mqtt_share, http_port=args.port, seed=args.seed)
+                mqtt_share=args.mqtt_share, http_port=args.port, seed=args.seed,
+                kiosks=args.kiosks)
     print(f"Starting a town of {args.docks} docks x {args.slots} slots "
           "(firmware under MicroPython)...", flush=True)
     async with town:
@@ -69,9 +72,13 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"GBFS: {base}/gbfs/3.0/gbfs.json")
         print(f"GBFS 2.3: {base}/gbfs/2.3/gbfs.json")
         print(f"API: {base}/api/stations")
-        print(f"Logs: {args.dir}/devices/<dock>/console.log")
+        if town.kiosks:
+            print(f"Kiosks: {len(town.kiosks)} with scripted villagers (screens in the log)")
+        print(f"Logs: {args.dir}/devices/<device>/console.log")
         print("Press Ctrl-C to stop.", flush=True)
         riders = None if args.no_riders else asyncio.create_task(town.riders(), name="riders")
+        villagers = asyncio.create_task(town.villagers(), name="villagers") if town.kiosks \
+            else None
         try:
             if args.duration:
                 await asyncio.wait_for(stop.wait(), args.duration)
@@ -79,8 +86,9 @@ async def _main(args: argparse.Namespace) -> int:
                 await stop.wait()
         except TimeoutError:
             pass
-        if riders is not None:
-            riders.cancel()
+        for t in (riders, villagers):
+            if t is not None:
+                t.cancel()
         print("Stopping...", flush=True)
     print("Stopped.")
     return 0

@@ -23,7 +23,7 @@ from edge import config as edge_config
 from edge.config import EdgeConfig
 from edge.service import EdgeService
 from hardware.dock_emulator import DockEmulator
-from hardware.idcard_emulator import Card, IdCardModule
+from hardware.idcard_emulator import Card, IdCardModule, fictional_card
 from hardware.kiosk_emulator import HmiScreen, VoiceModule
 from hardware.serial_line import SerialLine
 from tools.broker import Broker, free_port, mosquitto_path
@@ -373,6 +373,32 @@ class Town:
             slot = self.rng.choice(free)
         d.emulator.insert_bike(slot, bike)
         return slot
+
+    async def villagers(self, period: float = 4.0) -> None:
+        """Scripted villagers at each kiosk: most have payments on record, some do
+        not, now and then a card is lifted too early. Fictional people only."""
+        rng = self.rng
+        programmes = ["耕地地力保护补贴", "良种补贴", "农资综合补贴", "城乡居民基础养老金",
+                      "低保金"]
+        people = []
+        for _ in range(8):
+            card = fictional_card(rng)
+            recs = [{"programme": rng.choice(programmes), "amount_fen": rng.randint(50, 3000) * 100,
+                     "paid": f"2026-{rng.randint(1, 11):02d}-{rng.randint(1, 28):02d}",
+                     "status": "已发放"} for _ in range(rng.randint(1, 4))]
+            await self.villager(card, recs if rng.random() < 0.8 else None)
+            people.append(card)
+        while True:
+            await asyncio.sleep(rng.uniform(period / 2, period))
+            for k in self.kiosks:
+                if k.module is None or k.screen is None:
+                    continue
+                k.module.fault = "pull_mid_read" if rng.random() < 0.1 else None
+                k.module.place(rng.choice(people))
+                await asyncio.sleep(rng.uniform(3, 6))
+                log.info("%s shows: %s | %s", k.dev, k.screen.texts.get(0x1000, ""),
+                         k.screen.texts.get(0x1900, ""))
+                k.module.place(None)
 
     async def riders(self, period: float = 1.5) -> None:
         """Random riders forever: rent at one station, return at another."""
