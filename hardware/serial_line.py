@@ -12,7 +12,7 @@ import tty
 
 class SerialLine:
     def __init__(self, noise: float = 0.0, loss: float = 0.0, seed: int | None = None,
-                 record: bool = False) -> None:
+                 record: bool = False, baud: int = 0) -> None:
         self.noise = noise  # per-byte probability of a flipped bit
         self.loss = loss  # per-byte probability of a lost byte
         self.plugged = True
@@ -22,6 +22,9 @@ class SerialLine:
         self.bytes = [0, 0]
         self.taps: list[bytearray] = [bytearray(), bytearray()]
         self.record = record  # keep every byte (privacy scans read them)
+        # 0: instant (ptys have no clock); else bytes arrive at this rate, 8N1.
+        self.baud = baud
+        self._free_at = [0.0, 0.0]
 
     def open(self) -> tuple[str, str]:
         for _ in range(2):
@@ -57,10 +60,20 @@ class SerialLine:
         self.bytes[i] += len(data)
         if self.record:
             self.taps[i] += data
+        if self.baud:
+            loop = asyncio.get_running_loop()
+            start = max(loop.time(), self._free_at[i])
+            self._free_at[i] = start + len(data) * 10 / self.baud
+            loop.call_at(self._free_at[i], self._deliver, dst, data)
+            return
+        self._deliver(dst, data)
+
+    @staticmethod
+    def _deliver(dst: int, data: bytes) -> None:
         try:
             os.write(dst, data)
-        except BlockingIOError:
-            pass  # the far end is not reading: a real line drops bytes too
+        except (BlockingIOError, OSError):
+            pass  # the far end is not reading (or gone): a real line drops bytes too
 
     def close(self) -> None:
         loop = asyncio.get_running_loop()

@@ -78,7 +78,7 @@ class Town:
                  heap: str = HEAP, use_mqtt: bool | None = None, fill: float = 0.6,
                  backend: bool = True, edge_process: bool = False,
                  city_broker: bool = False, kiosks: int = 0,
-                 kiosk_heap: str = KIOSK_HEAP) -> None:
+                 kiosk_heap: str = KIOSK_HEAP, baud: int = 0) -> None:
         self.dir = workdir
         self.with_backend = backend
         self.edge_process = edge_process  # run the edge as its own process (kill tests)
@@ -89,6 +89,7 @@ class Town:
         self.with_city_broker = city_broker
         self.n_kiosks = kiosks
         self.kiosk_heap = kiosk_heap
+        self.baud = baud  # pace the kiosks' serial lines (benchmarks); 0 = instant
         self.kiosks: list[SimKiosk] = []
         self.region_key = bytes(range(1, 33))  # provisioned on kiosks (tools: provision)
         self.city_broker: Broker | None = None  # the city's broker, for the MQTT uplink
@@ -176,7 +177,7 @@ class Town:
         for i in range(self.n_kiosks):
             k = SimKiosk(f"kiosk-{i + 1:03d}", self.dir / "devices" / f"kiosk-{i + 1:03d}")
             for name in ("edge", "sam", "display", "voice"):
-                k.lines[name] = SerialLine(record=name != "sam")
+                k.lines[name] = SerialLine(record=name != "sam", baud=self.baud)
                 k.lines[name].open()
             k.module = IdCardModule(k.lines["sam"].paths[1])
             k.screen = HmiScreen(k.lines["display"].paths[1])
