@@ -50,6 +50,7 @@ class HmiScreen(_SerialPeer):
         self.texts: dict[int, str] = {}
         self.page = -1
         self.pages_shown = 0
+        self.shown: list[tuple[int, dict[int, str]]] = []  # every page switch, with its texts
 
     def received(self, data: bytes) -> None:
         self.dec.feed(data)
@@ -57,6 +58,7 @@ class HmiScreen(_SerialPeer):
             if f[0] == "page":
                 self.page = f[1]
                 self.pages_shown += 1
+                self.shown.append((f[1], dict(self.texts)))
             else:
                 self.texts[f[1]] = f[2]
 

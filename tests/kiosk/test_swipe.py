@@ -7,7 +7,6 @@ or database."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import logging
 import random
@@ -44,10 +43,10 @@ async def _swipe(town: Town, k: SimKiosk, card: Card | None, fault: str | None =
     k.module.place(card)
     # "reading" first, then the answer: two pages
     await until(lambda: k.screen.pages_shown >= shown + 2, 15)  # type: ignore[union-attr]
-    await asyncio.sleep(0.2)
-    title = k.screen.texts[screens.TITLE]
+    _page, texts = k.screen.shown[shown + 1]  # the screen after "reading"
+    title = texts[screens.TITLE]
     shown_screen.clear()
-    shown_screen.update(k.screen.texts)
+    shown_screen.update(texts)
     k.module.fault = None
     k.module.place(None)
     await until(lambda: k.screen.page == screens.PAGE_IDLE, 10)  # type: ignore[union-attr]
