@@ -5,6 +5,7 @@ project's broker settings: queues sized so a subscriber that falls behind
 from __future__ import annotations
 
 import asyncio
+import getpass
 import shutil
 import socket
 from pathlib import Path
@@ -15,6 +16,9 @@ CONF = """\
 # these limits make the broker hold a long outage's worth instead.
 listener {port} 127.0.0.1
 allow_anonymous true
+# Started as root, Mosquitto switches to user "mosquitto" and then cannot write
+# its persistence file or log here: sessions would not survive a restart.
+user {user}
 persistence true
 persistence_location {dir}/
 autosave_interval 5
@@ -57,7 +61,7 @@ class Broker:
             raise RuntimeError("mosquitto is not installed: run ./scripts/bootstrap.sh")
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self.dir / "mosquitto.conf"
-        conf.write_text(CONF.format(port=self.port, dir=self.dir))
+        conf.write_text(CONF.format(port=self.port, dir=self.dir, user=getpass.getuser()))
         self.proc = await asyncio.create_subprocess_exec(
             exe, "-c", str(conf), stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL)
