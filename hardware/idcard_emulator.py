@@ -7,13 +7,13 @@ logs a card's contents: logs end up in bug reports."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from dataclasses import dataclass, field
 
-import serial
 from wire import idcard
+
+from hardware.serial_peer import SerialPeer
 
 log = logging.getLogger("hardware.idcard")
 
@@ -60,52 +60,32 @@ def fictional_card(rng: random.Random, **over: str) -> Card:
     return card
 
 
-class IdCardModule:
+class IdCardModule(SerialPeer):
     """The module on the far end of a serial port (a pty from hardware.serial_line)."""
 
     def __init__(self, port: str, baud: int = 115200) -> None:
-        self.port_path = port
-        self.baud = baud
+        super().__init__(port, baud)
         self.card: Card | None = None
         self.selected = False
         self.fault: str | None = None  # "checksum", "pull_mid_read", "selftest"
         self.reads = 0
-        self._task: asyncio.Task[None] | None = None
-        self._ser: serial.Serial | None = None
+        self.dec = idcard.SamDecoder()
 
     def place(self, card: Card | None) -> None:
         """Put a card on the reader (None takes it away)."""
         self.card = card
         self.selected = False
 
-    async def start(self) -> None:
-        self._ser = serial.Serial(self.port_path, self.baud, timeout=0)
-        self._task = asyncio.get_running_loop().create_task(self._serve(),
-                                                            name="idcard-module")
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        if self._ser is not None:
-            self._ser.close()
-
-    async def _serve(self) -> None:
-        dec = idcard.SamDecoder()
-        ser = self._ser
-        assert ser is not None
-        while True:
-            data = ser.read(512)
-            if not data:
-                await asyncio.sleep(0.002)
-                continue
-            dec.feed(data)
-            while (body := dec.next()) is not None:
-                out = self.answer(body[:2], body[2:])
-                if out:
-                    ser.write(out)
-            if dec.drops.get("checksum"):
-                dec.drops.clear()
-                ser.write(idcard.response(idcard.E_CHECKSUM))
+    def received(self, data: bytes) -> None:
+        dec = self.dec
+        dec.feed(data)
+        while (body := dec.next()) is not None:
+            out = self.answer(body[:2], body[2:])
+            if out:
+                self.send(out)
+        if dec.drops.get("checksum"):
+            dec.drops.clear()
+            self.send(idcard.response(idcard.E_CHECKSUM))
 
     def answer(self, cmd: bytes, data: bytes) -> bytes:
         """The module's reply to one command (pure: tests call it directly too)."""
