@@ -23,6 +23,9 @@ SCHEMA = {
 }
 
 
+# Same checks as the other app's config.py, on purpose: a shared module would
+# add interned names, and the dock sits just under the 64K heap's 300-name
+# pool boundary (tests/firmware/test_heap_soak.py fails when it tips over).
 def load(path):
     with open(path) as f:
         raw = json.load(f)
