@@ -89,8 +89,9 @@ def case_frame_local_misuse_raises():
 
 
 def _pair():
-    a = Link(rto_ms=100)
-    b = Link(rto_ms=100)
+    # 256-byte buffers: these cases also run inside a 64K MicroPython heap.
+    a = Link(rto_ms=100, max_payload=256)
+    b = Link(rto_ms=100, max_payload=256)
     return a, b
 
 
@@ -151,7 +152,7 @@ def case_link_peer_restart_is_not_a_duplicate():
     a.send(b"x")
     _shuttle(a, b, 0)
     _drain(b)
-    a2 = Link()  # the peer rebooted: its first frame carries FLAG_FIRST, seq 1 again
+    a2 = Link(max_payload=256)  # the peer rebooted: its first frame carries FLAG_FIRST, seq 1 again
     a2.send(b"y")
     _shuttle(a2, b, 0)
     assert _drain(b) == [b"y"]
@@ -166,7 +167,7 @@ def case_link_burst_longer_than_a_frame_loses_nothing():
 
 
 def case_link_queue_bound():
-    a = Link(max_queue=2)
+    a = Link(max_queue=2, max_payload=64)
     assert a.send(b"1") and a.send(b"2") and not a.send(b"3")
     assert a.stats["queue_full"] == 1
 
@@ -375,8 +376,10 @@ CASES = [v for k, v in sorted(globals().items()) if k.startswith("case_")]
 
 
 def run_all():
+    import gc
     failed = 0
     for fn in CASES:
+        gc.collect()  # each case starts from a tidy heap (64K under MicroPython)
         try:
             fn()
             print("ok", fn.__name__)
