@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto mosquitto-clients)
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+# pyscard builds from source: it needs the PC/SC headers and swig; the tests
+# also run the real daemon with the virtual reader driver.
+[ -f /usr/include/PCSC/winscard.h ] || need_apt+=(libpcsclite-dev)
+command -v swig >/dev/null 2>&1 || need_apt+=(swig)
+command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need_apt+=(pcscd)
+[ -f /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || need_apt+=(vsmartcard-vpcd)
 # --test: also what the test suite drives (headless Chromium for the web pages).
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)

@@ -1,0 +1,80 @@
+"""Social-security cards through a PC/SC reader on the Pi (pyscard on pcscd):
+select the social-security application, read the social-security number (the
+holder's 18-digit ID number) and hand back only what the lookup needs. The
+number is validated and turned into the kiosk token here; it is never logged.
+APDUs: ../shared/idcard.md (and docs/kiosk.md). Handles 61xx (GET RESPONSE)
+and 6Cxx (resend with the card's length) as real cards require."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from smartcard.CardConnection import CardConnection
+from smartcard.Exceptions import CardConnectionException, NoCardException
+from smartcard.System import readers
+from wire import idcard
+
+log = logging.getLogger("edge.pcsc")
+
+AID = bytes.fromhex("7378312E73682EC9E7BBE1B1A3D5CF")
+
+
+class CardReadError(Exception):
+    """No reader, no card, or a card that does not answer as a social-security card."""
+
+
+@dataclass(frozen=True)
+class SocialCard:
+    token: str
+    masked_number: str
+    masked_name: str
+
+
+def _tx(conn: CardConnection, apdu: list[int]) -> bytes:
+    data, sw1, sw2 = conn.transmit(apdu)
+    if sw1 == 0x61:  # more data: fetch it
+        data, sw1, sw2 = conn.transmit([0x00, 0xC0, 0x00, 0x00, sw2])
+    elif sw1 == 0x6C:  # wrong Le: the card says how many bytes it has
+        data, sw1, sw2 = conn.transmit([*apdu[:4], sw2])
+    if (sw1, sw2) != (0x90, 0x00):
+        raise CardReadError(f"card answered {sw1:02X}{sw2:02X}")
+    return bytes(data)
+
+
+def _tlv_value(rec: bytes, tag: int) -> bytes:
+    if len(rec) < 2 or rec[0] != tag or len(rec) < 2 + rec[1]:
+        raise CardReadError("unexpected record layout")
+    return rec[2:2 + rec[1]]
+
+
+def read_social_card(region_key: bytes, reader_name: str | None = None) -> SocialCard:
+    """Blocking (pyscard): run it in a thread from asyncio code."""
+    rs = readers()
+    if reader_name is not None:
+        rs = [r for r in rs if str(r) == reader_name]
+    if not rs:
+        raise CardReadError("no PC/SC reader")
+    conn = rs[0].createConnection()
+    try:
+        conn.connect()
+    except (NoCardException, CardConnectionException) as exc:
+        raise CardReadError("no card on the reader") from exc
+    try:
+        _tx(conn, [0x00, 0xA4, 0x04, 0x00, len(AID), *AID])
+        _tx(conn, [0x00, 0xA4, 0x02, 0x00, 0x02, 0xEF, 0x06])
+        number = _tlv_value(_tx(conn, [0x00, 0xB2, 0x08, 0x04, 0x00]), 0x08).decode()
+        name = _tlv_value(_tx(conn, [0x00, 0xB2, 0x09, 0x04, 0x00]), 0x09).decode(
+            "gbk").strip()
+    except CardConnectionException as exc:
+        raise CardReadError("card removed during the read") from exc
+    finally:
+        try:
+            conn.disconnect()
+        except CardConnectionException:
+            pass
+    why = idcard.check_id(number)
+    if why is not None:
+        raise CardReadError(f"social-security number fails its check ({why})")
+    return SocialCard(idcard.token(region_key, number), idcard.mask_id(number),
+                      idcard.mask_name(name))
