@@ -1,0 +1,83 @@
+"""Resident ID cards through a USB ID reader on the Pi: the same security-module
+frames as the kiosk's UART (wire.idcard), over USB serial with pyserial. Reads
+the text block, checks card type, number and validity, and hands back only the
+lookup token and the masks; the number and name stay in this function."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import serial_asyncio_fast
+from wire import idcard
+
+
+class IdReadError(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # no_card, pulled, unreadable, module, card_type, invalid, expired
+
+
+@dataclass(frozen=True)
+class IdCardRead:
+    token: str
+    masked_number: str
+    masked_name: str
+
+
+class UsbIdReader:
+    def __init__(self, port: str, baud: int = 115200) -> None:
+        self.port = port
+        self.baud = baud
+        self._r: asyncio.StreamReader | None = None
+        self._w: asyncio.StreamWriter | None = None
+        self.dec = idcard.SamDecoder()
+
+    async def open(self) -> None:
+        self._r, self._w = await serial_asyncio_fast.open_serial_connection(
+            url=self.port, baudrate=self.baud)
+
+    async def close(self) -> None:
+        if self._w is not None:
+            self._w.close()
+
+    async def _xfer(self, cmd: bytes, wait_s: float = 0.5) -> bytes:
+        assert self._r is not None and self._w is not None, "open() first"
+        self._w.write(idcard.command(cmd))
+        await self._w.drain()
+        while True:
+            body = self.dec.next()
+            if body is not None:
+                return bytes(body)
+            try:
+                data = await asyncio.wait_for(self._r.read(2048), wait_s)
+            except TimeoutError:
+                partial = bool(self.dec._buf)
+                self.dec.gap()
+                raise IdReadError("pulled" if partial else "unreadable") from None
+            self.dec.feed(data)
+
+    async def read_card(self, region_key: bytes) -> IdCardRead:
+        if (await self._xfer(idcard.FIND))[2] != idcard.FIND_OK:
+            raise IdReadError("no_card")
+        if (await self._xfer(idcard.SELECT))[2] != idcard.OK:
+            raise IdReadError("pulled")
+        body = await self._xfer(idcard.READ, 1.5)
+        if body[2] == idcard.E_SELFTEST:
+            raise IdReadError("module")
+        if body[2] != idcard.OK:
+            raise IdReadError("unreadable")
+        try:
+            text, _photo = idcard.split_read(body[3:])
+        except ValueError as exc:
+            raise IdReadError("unreadable") from exc
+        f = idcard.parse_text(text)
+        if f["card_type"] != "resident":
+            raise IdReadError("card_type")
+        if idcard.check_id(f["id"]) is not None:
+            raise IdReadError("invalid")
+        if idcard.expired(f["valid_to"], time.strftime("%Y%m%d")):
+            raise IdReadError("expired")
+        return IdCardRead(idcard.token(region_key, f["id"]), idcard.mask_id(f["id"]),
+                          idcard.mask_name(f["name"]))
