@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from dataclasses import asdict
 from typing import Any
 
+from wire import kiosk_messages as _kiosk_messages  # noqa: F401  (registers the kiosk types)
 from wire import message, names
 
 from cloud_bridge.bridge import Bridge
@@ -72,7 +73,8 @@ class EdgeService:
                 tasks = [tg.create_task(self.journal.run(), name="journal-writer"),
                          tg.create_task(self._dispatch(), name="dispatch"),
                          tg.create_task(self._acker(), name="acker"),
-                         tg.create_task(self._offline_check(), name="offline-check")]
+                         tg.create_task(self._offline_check(), name="offline-check"),
+                         tg.create_task(self._kiosk_feed(), name="kiosk-feed")]
                 tasks += [tg.create_task(t.run(), name=t.name) for t in self.transports]
                 tasks += self.bridge.tasks(tg)
                 self.ready.set()
@@ -215,6 +217,22 @@ class EdgeService:
         # Coalesced in the outbox: the backend gets the newest per station, in order.
         self.journal.submit(OutboxRecord("status", f"status:{station}", station,
                                          json.dumps(body)))
+
+    async def _kiosk_feed(self) -> None:
+        """Kiosks show nearby bike availability on their idle screen: every 10 s
+        each online kiosk gets this edge's first stations (name, bikes, docks)."""
+        if not self.cfg.kiosks:
+            return
+        names_zh = {s.id: s.name_zh for s in self.cfg.stations}
+        while True:
+            near = [[names_zh[s.station_id], s.bikes_available, s.docks_available]
+                    for s in self.stations.statuses()[:4]]
+            for k in self.cfg.kiosks:
+                dev = self.registry.get(k)
+                reply = self._routes.get(k)
+                if dev is not None and dev.online and reply is not None:
+                    await reply({"t": "near", "stations": near})
+            await asyncio.sleep(10)
 
     def start_rental(self, req: dict[str, Any]) -> None:
         """Run a rental from the backend; tracked so shutdown cancels it."""

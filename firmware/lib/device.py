@@ -42,10 +42,7 @@ async def _amain(here, cfg_path):
         import uplink.mqtt  # noqa: F401
     else:
         import uplink.serial  # noqa: F401
-    if kind == "kiosk":
-        from apps.kiosk.app import KioskApp as App
-    else:
-        from apps.dock.app import DockApp as App
+    App = __import__("apps.%s.app" % kind, None, None, ("App",)).App
 
     # Boot counter: in hello and the Last Will, so a stale will is recognised.
     try:

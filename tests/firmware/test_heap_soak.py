@@ -42,3 +42,25 @@ def test_twelve_slot_docks_soak_in_64k_on_serial_and_mqtt(tmp_path: Path) -> Non
                 assert d.restarts == 0
                 assert lows[d.dev] >= FLOOR, f"{d.dev} ({d.link}): {lows[d.dev]} bytes free"
     run(main())
+
+
+def test_dock_interned_names_stay_under_the_pool_boundary(tmp_path: Path) -> None:
+    """MicroPython interns names in pools that double; the fifth opens past 300
+    names and costs 3.7K of a 64K heap. The dock makes ~10 names at run time, so
+    its code may bring at most 288. Over? Move names out of what docks load
+    (see firmware/apps/dock/README.md, Heap budget)."""
+    import re
+    import subprocess
+
+    from tools.firmware import build, micropython_path
+
+    fw = build("unix")
+    for uplink in ("serial", "mqtt"):
+        code = (f"import sys, micropython; sys.path[:0] = [{str(fw / 'lib')!r}, {str(fw)!r}]\n"
+                f"import asyncio, json, device, uplink.{uplink}, apps.dock.app, apps.dock.config\n"
+                "micropython.qstr_info()\n")
+        r = subprocess.run([micropython_path(), "-X", "heapsize=256K", "-c", code],
+                           capture_output=True, text=True, timeout=30)
+        m = re.search(r"n_qstr=(\d+)", r.stdout)
+        assert m, r.stdout + r.stderr
+        assert int(m.group(1)) <= 288, f"dock ({uplink}) interns {m.group(1)} names"

@@ -63,6 +63,10 @@ def test_swipe_shows_and_speaks_payments_then_privacy_scan(
             await town.wait_online()
             k = town.kiosks[0]
             assert k.screen is not None and k.voice is not None and town.edge is not None
+            # Idle: nearby bike availability from the edge.
+            st = town.edge.stations.statuses()[0]
+            want = f"{town.cfg.stations[0].name_zh}  可借{st.bikes_available}"  # type: ignore[union-attr]
+            await until(lambda: k.screen.texts.get(screens.LINES[0], "").startswith(want), 20)
             rng = random.Random(5)
             card = fictional_card(rng)
             people.append(card)

@@ -17,7 +17,7 @@ _log = log.get("dock")
 _IO_MS = const(20)  # sensor scan period: a bike push or bolt move lasts far longer
 
 
-class DockApp:
+class App:
     def __init__(self, cfg, board, boot):
         self.cfg = cfg
         self.boot = boot
@@ -49,10 +49,6 @@ class DockApp:
         else:
             self.uplink = _Up(hal.uart("edge", cfg), self._on_message, self._on_connect)
     # -- messages ----------------------------------------------------------
-    def _hello(self):
-        return {"t": "hello", "dev": self.cfg["dev"], "kind": "dock", "fw": "0.1.0",
-                "slots": self.cfg["slots"], "boot": self.boot, "epoch": self.journal.epoch}
-
     def _send_state(self, now):
         self._state_n += 1
         self._sent_version = self.dock.version
@@ -63,7 +59,9 @@ class DockApp:
 
     def _on_connect(self):
         self._hello_sent = True
-        self.uplink.send(self._hello())
+        self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": "dock", "fw": "0.1.0",
+                          "slots": self.cfg["slots"], "boot": self.boot,
+                          "epoch": self.journal.epoch})
         self._send_state(hal.ticks_ms())
         for ev in self.journal.read_pending(8):
             self.uplink.send(ev)
@@ -133,7 +131,14 @@ class DockApp:
                     self._send_state(now)
                 if hal.ticks_diff(now, resend_at) >= cfg["resend_ms"]:
                     resend_at = now
-                    self._resend()
+                    # Events still pending after a full period are sent again
+                    # (the edge drops duplicates by epoch and sequence number).
+                    prev = self._resend_prev
+                    self._resend_prev = self.journal.pending[:8]
+                    if prev and self.uplink.connected:
+                        for ev in self.journal.read_pending(8):
+                            if ev["seq"] in prev:
+                                self.uplink.send(ev)
                 self.wdt.feed()
             except Exception as e:  # log and keep scanning: a dock must stay up
                 _log.exc(e, "io loop")
@@ -163,16 +168,6 @@ class DockApp:
         if (self._hello_sent and d.version != self._sent_version
                 and hal.ticks_diff(now, self._sent_at) >= self.cfg["state_min_ms"]):
             self._send_state(now)
-
-    def _resend(self):
-        # Events still pending after a full period are sent again (the edge
-        # drops duplicates by epoch and sequence number).
-        prev = self._resend_prev
-        self._resend_prev = self.journal.pending[:8]
-        if prev and self.uplink.connected:
-            for ev in self.journal.read_pending(8):
-                if ev["seq"] in prev:
-                    self.uplink.send(ev)
 
     async def run(self):
         n = self.dock.n

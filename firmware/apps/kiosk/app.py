@@ -13,6 +13,7 @@ from apps.kiosk import screens
 from drivers.display import Display, Voice
 from drivers.sam_reader import ReadError, SamReader
 from wire import idcard
+from wire import kiosk_messages  # noqa: F401  (registers lookup/funds/near)
 
 _log = log.get("kiosk")
 
@@ -22,7 +23,7 @@ def _today():
     return "%04d%02d%02d" % (t[0], t[1], t[2])
 
 
-class KioskApp:
+class App:
     def __init__(self, cfg, board, boot):
         self.cfg = cfg
         self.boot = boot
@@ -39,18 +40,25 @@ class KioskApp:
         self._answer = None
         self._got = asyncio.Event()
         self._state_n = 0
+        self._near = []
+        self._idle = False
 
     def _on_connect(self):
         self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": "kiosk", "fw": "0.1.0",
                           "slots": 0, "boot": self.boot, "epoch": "-"})
 
     def _on_message(self, msg):
-        if msg["t"] == "funds" and msg["id"] == self._req:
+        if msg["t"] == "near":
+            self._near = msg["stations"]
+            if self._idle:
+                asyncio.create_task(self._show(screens.idle(self._near)))
+        elif msg["t"] == "funds" and msg["id"] == self._req:
             self._answer = msg
             self._got.set()
 
     async def _show(self, screen):
         page, title, lines, footer, voice = screen
+        self._idle = page == screens.PAGE_IDLE
         await self.display.show(page, title, lines, footer, screens.LINES, screens.TITLE,
                                 screens.FOOTER)
         if voice:
@@ -109,7 +117,7 @@ class KioskApp:
         if not await self.sam.healthy():
             _log.error("ID-card module failed its self-test")
             await self._show(screens.message("module"))
-        await self._show(screens.idle([]))
+        await self._show(screens.idle(self._near))
         _log.info("kiosk %s up, heap free %d", self.cfg["dev"], gc.mem_free())
         poll = self.cfg["poll_ms"]
         hb = hal.ticks_ms()
@@ -126,7 +134,7 @@ class KioskApp:
                 if await self.sam.present():
                     await self._show(await self.swipe())
                     await self._until_removed()
-                    await self._show(screens.idle([]))
+                    await self._show(screens.idle(self._near))
             except Exception as e:  # a kiosk must keep working
                 _log.exc(e, "kiosk loop")
             await asyncio.sleep_ms(poll)
@@ -143,4 +151,4 @@ class KioskApp:
                 return
             if shown and hal.ticks_diff(hal.ticks_ms(), t0) >= self.cfg["show_s"] * 1000:
                 shown = False
-                await self._show(screens.idle([]))
+                await self._show(screens.idle(self._near))

@@ -29,9 +29,9 @@ SCHEMA = {
     "cmd": "#id op #slot~ ?enabled~",
     "ack": "epoch #seq",
     "res": "dev #id ?ok err~ #slot~",
-    "lookup": "dev #id token",
-    "funds": "#id ?ok err~ *records~ #as_of~ ?stale~",
 }
+# Kiosk-only types are added by wire/kiosk_messages.py (kiosks and the edge
+# import it): a dock never loads their names.
 
 # Decode failure reasons (counted by the receiver): "oversize", "json",
 # "unknown_type", "bad_field".

@@ -12,6 +12,7 @@ ACK = "ack"
 RESULT = "res"
 LOOKUP = "lookup"
 FUNDS = "funds"
+NEAR = "near"
 
 # events ("ev")
 RENTED = "rented"
