@@ -5,6 +5,7 @@ the backend is away answers from the cache marked `stale` with its date."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -30,6 +31,31 @@ class Funds:
     def _backend(self) -> WebhookUplink | None:
         return next((u for u in self.svc.bridge.uplinks if isinstance(u, WebhookUplink)), None)
 
+    async def refresh(self, every_s: float = 600.0, batch: int = 50) -> None:
+        """Background task: re-fetch cached villagers older than `every_s` so an
+        offline day still shows recent payments. Quietly waits while the backend
+        is away (lookups then answer from the cache, marked stale)."""
+        while True:
+            await asyncio.sleep(min(every_s, 60.0))
+            up = self._backend()
+            if up is None:
+                continue
+            for token in await self.svc.journal.funds_stale(every_s, batch):
+                try:
+                    got = await up.fetch_funds(token, 5.0)
+                except UplinkError:
+                    break
+                if got is not None:
+                    await self._store(token, got)
+                    self.svc.metrics.inc("funds.refreshed")
+
+    async def _store(self, token: str, got: dict[str, Any]) -> dict[str, Any]:
+        records = sorted(got["records"], key=lambda r: str(r.get("paid", "")),
+                         reverse=True)[:MAX_RECORDS]
+        as_of = float(got.get("as_of") or time.time())
+        await self.svc.journal.funds_put(token, json.dumps(records, ensure_ascii=False), as_of)
+        return {"ok": True, "records": records, "as_of": int(as_of), "stale": False}
+
     async def lookup(self, token: str) -> dict[str, Any]:
         m = self.svc.metrics
         cached = await self.svc.journal.funds_get(token)
@@ -48,13 +74,8 @@ class Funds:
                 if got is None:
                     m.inc("funds.lookup", "unknown")
                     return {"ok": False, "err": "unknown"}
-                records = sorted(got["records"], key=lambda r: str(r.get("paid", "")),
-                                 reverse=True)[:MAX_RECORDS]
-                as_of = float(got.get("as_of") or now)
-                await self.svc.journal.funds_put(token, json.dumps(records, ensure_ascii=False),
-                                                 as_of)
                 m.inc("funds.lookup", "backend")
-                return {"ok": True, "records": records, "as_of": int(as_of), "stale": False}
+                return await self._store(token, got)
         if cached is not None:
             m.inc("funds.lookup", "stale")
             return {"ok": True, "records": json.loads(cached[0]), "as_of": int(cached[1]),

@@ -253,6 +253,11 @@ class Journal:
                                " WHERE token = ?", (token,))
         return (rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
+    async def funds_stale(self, older_than_s: float, limit: int) -> list[str]:
+        rows = await self._run(self._query, "SELECT token FROM funds_cache WHERE fetched < ?"
+                               " ORDER BY fetched LIMIT ?", (time.time() - older_than_s, limit))
+        return [r[0] for r in rows]
+
     async def funds_put(self, token: str, records: str, as_of: float) -> None:
         await self._run(self._exec, "INSERT INTO funds_cache VALUES (?,?,?,?) ON CONFLICT(token)"
                         " DO UPDATE SET records=excluded.records, as_of=excluded.as_of,"

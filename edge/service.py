@@ -75,6 +75,8 @@ class EdgeService:
                          tg.create_task(self._acker(), name="acker"),
                          tg.create_task(self._offline_check(), name="offline-check"),
                          tg.create_task(self._kiosk_feed(), name="kiosk-feed")]
+                if self.cfg.kiosks:
+                    tasks.append(tg.create_task(self.funds.refresh(), name="funds-refresh"))
                 tasks += [tg.create_task(t.run(), name=t.name) for t in self.transports]
                 tasks += self.bridge.tasks(tg)
                 self.ready.set()

@@ -7,6 +7,7 @@ or database."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import random
@@ -129,3 +130,23 @@ def _assert_clean(blob: bytes, people: list[Card], where: str) -> None:
                      c.id_number.encode("utf-16-be"), c.name.encode(),
                      c.name.encode("utf-16-le"), c.name.encode("utf-16-be")):
             assert form not in blob, f"personal data in {where}"
+
+
+def test_edge_refreshes_cached_fund_records_in_the_background(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=2, mqtt_share=0, seed=3, kiosks=1) as town:
+            await town.wait_online()
+            assert town.edge is not None and town.backend is not None
+            card = fictional_card(random.Random(8))
+            tok = await town.villager(card, RECORDS[:1])
+            first = await town.edge.funds.lookup(tok)
+            assert first["ok"] and len(first["records"]) == 1
+            await town.villager(card, RECORDS[1:])  # a new payment at the backend
+            task = asyncio.create_task(town.edge.funds.refresh(every_s=0.1))
+            try:
+                await until(lambda: town.edge.metrics.get("funds.refreshed") >= 1, 10)  # type: ignore[union-attr]
+            finally:
+                task.cancel()
+            cached = await town.edge.journal.funds_get(tok)
+            assert cached is not None and "城乡居民基础养老金" in cached[0]
+    run(main())
