@@ -109,3 +109,40 @@ class SocialSecurityCard:
     def _send(self, data: bytes) -> None:
         assert self._sock is not None
         self._sock.sendall(struct.pack(">H", len(data)) + data)
+
+
+PSE = b"2PAY.SYS.DDF01"
+DEBIT_AID = bytes.fromhex("A000000333010101")
+
+
+class BankCard(SocialSecurityCard):
+    """A virtual UnionPay debit card (contactless PSE, then the debit AID, then
+    the PAN in record 1 of SFI 1 as tag 5A), for the same vpcd link."""
+
+    def __init__(self, pan: str) -> None:
+        super().__init__("0" * 18, "")
+        digits = pan + ("F" if len(pan) % 2 else "")
+        self.pan_record = b"\x70" + bytes((len(digits) // 2 + 2,)) + b"\x5a" + \
+            bytes((len(digits) // 2,)) + bytes.fromhex(digits)
+        self.selected = b""
+
+    def answer(self, apdu: bytes) -> bytes:
+        ins, p1 = apdu[1], apdu[2]
+        if ins == 0xA4 and p1 == 0x04:
+            name = apdu[5:5 + apdu[4]]
+            if name == PSE:
+                self.selected = PSE
+                return b"\x6f\x0e\x84\x0e" + PSE + b"\x90\x00"
+            if name == DEBIT_AID and self.selected:
+                self.selected = DEBIT_AID
+                return b"\x6f\x0a\x84\x08" + DEBIT_AID + b"\x90\x00"
+            return b"\x6a\x82"
+        if ins == 0xB2 and self.selected == DEBIT_AID:
+            sfi = apdu[3] >> 3
+            if (sfi, p1) != (1, 1):
+                return b"\x6a\x83"
+            le = apdu[4] if len(apdu) > 4 else 0
+            if le != len(self.pan_record):
+                return bytes((0x6C, len(self.pan_record)))
+            return self.pan_record + b"\x90\x00"
+        return b"\x6d\x00"

@@ -1,4 +1,4 @@
-"""Social-security cards through a PC/SC reader on the Pi (pyscard on pcscd):
+"""Social-security and bank cards through a PC/SC reader on the Pi (pyscard on pcscd):
 select the social-security application, read the social-security number (the
 holder's 18-digit ID number) and hand back only what the lookup needs. The
 number is validated and turned into the kiosk token here; it is never logged.
@@ -48,8 +48,7 @@ def _tlv_value(rec: bytes, tag: int) -> bytes:
     return rec[2:2 + rec[1]]
 
 
-def read_social_card(region_key: bytes, reader_name: str | None = None) -> SocialCard:
-    """Blocking (pyscard): run it in a thread from asyncio code."""
+def _connect(reader_name: str | None) -> CardConnection:
     rs = readers()
     if reader_name is not None:
         rs = [r for r in rs if str(r) == reader_name]
@@ -60,6 +59,52 @@ def read_social_card(region_key: bytes, reader_name: str | None = None) -> Socia
         conn.connect()
     except (NoCardException, CardConnectionException) as exc:
         raise CardReadError("no card on the reader") from exc
+    return conn
+
+
+PSE = b"2PAY.SYS.DDF01"  # contactless payment system environment
+UNIONPAY_AIDS = (bytes.fromhex("A000000333010101"), bytes.fromhex("A000000333010102"))
+
+
+@dataclass(frozen=True)
+class BankCard:
+    token: str  # HMAC of the card number: subsidies are paid into these cards
+    masked_pan: str
+
+
+def read_bank_card(region_key: bytes, reader_name: str | None = None) -> BankCard:
+    """A UnionPay debit/credit card: PSE, then the application, then the PAN (tag 5A)."""
+    conn = _connect(reader_name)
+    try:
+        _tx(conn, [0x00, 0xA4, 0x04, 0x00, len(PSE), *PSE])
+        for aid in UNIONPAY_AIDS:
+            try:
+                _tx(conn, [0x00, 0xA4, 0x04, 0x00, len(aid), *aid])
+                break
+            except CardReadError:
+                continue
+        else:
+            raise CardReadError("not a UnionPay card")
+        rec = _tx(conn, [0x00, 0xB2, 0x01, (1 << 3) | 0x04, 0x00])
+    except CardConnectionException as exc:
+        raise CardReadError("card removed during the read") from exc
+    finally:
+        try:
+            conn.disconnect()
+        except CardConnectionException:
+            pass
+    i = rec.find(b"\x5a")
+    if i < 0 or i + 2 + rec[i + 1] > len(rec):
+        raise CardReadError("no card number on the card")
+    pan = rec[i + 2:i + 2 + rec[i + 1]].hex().upper().rstrip("F")
+    if not 12 <= len(pan) <= 19 or not pan.isdigit():
+        raise CardReadError("malformed card number")
+    return BankCard(idcard.token(region_key, pan), pan[:4] + "*" * (len(pan) - 8) + pan[-4:])
+
+
+def read_social_card(region_key: bytes, reader_name: str | None = None) -> SocialCard:
+    """Blocking (pyscard): run it in a thread from asyncio code."""
+    conn = _connect(reader_name)
     try:
         _tx(conn, [0x00, 0xA4, 0x04, 0x00, len(AID), *AID])
         _tx(conn, [0x00, 0xA4, 0x02, 0x00, 0x02, 0xEF, 0x06])

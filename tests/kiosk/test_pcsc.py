@@ -111,3 +111,22 @@ def test_social_security_card_read_on_real_pcscd(pcscd: tuple[int, Path]) -> Non
     wrong.remove()
     text = log.read_bytes()
     assert person.id_number.encode() not in text and bad.encode() not in text
+
+
+def test_bank_card_read_on_real_pcscd(pcscd: tuple[int, Path]) -> None:
+    from edge.cardreader.pcsc import CardReadError, read_bank_card, read_social_card
+    from hardware.virtual_card import BankCard
+
+    port, log = pcscd
+    pan = "6217000000001234567"
+    card = BankCard(pan)
+    card.insert(port)
+    _wait(_card_present, "the bank card")
+    got = read_bank_card(KEY)
+    assert got.token == idcard.token(KEY, pan)
+    assert got.masked_pan == "6217***********4567"
+    with pytest.raises(CardReadError):  # not a social-security card
+        read_social_card(KEY)
+    card.remove()
+    _wait(lambda: not _card_present(), "the card to go")
+    assert pan.encode() not in log.read_bytes()
