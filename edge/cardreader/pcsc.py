@@ -8,6 +8,8 @@ and 6Cxx (resend with the card's length) as real cards require."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from smartcard.CardConnection import CardConnection
@@ -48,7 +50,10 @@ def _tlv_value(rec: bytes, tag: int) -> bytes:
     return rec[2:2 + rec[1]]
 
 
-def _connect(reader_name: str | None) -> CardConnection:
+@contextmanager
+def _card(reader_name: str | None) -> Iterator[CardConnection]:
+    """A connection to the card on the (first, or named) reader; a card pulled
+    mid-read becomes CardReadError, and the connection is always closed."""
     rs = readers()
     if reader_name is not None:
         rs = [r for r in rs if str(r) == reader_name]
@@ -59,7 +64,15 @@ def _connect(reader_name: str | None) -> CardConnection:
         conn.connect()
     except (NoCardException, CardConnectionException) as exc:
         raise CardReadError("no card on the reader") from exc
-    return conn
+    try:
+        yield conn
+    except CardConnectionException as exc:
+        raise CardReadError("card removed during the read") from exc
+    finally:
+        try:
+            conn.disconnect()
+        except CardConnectionException:
+            pass
 
 
 PSE = b"2PAY.SYS.DDF01"  # contactless payment system environment
@@ -74,8 +87,7 @@ class BankCard:
 
 def read_bank_card(region_key: bytes, reader_name: str | None = None) -> BankCard:
     """A UnionPay debit/credit card: PSE, then the application, then the PAN (tag 5A)."""
-    conn = _connect(reader_name)
-    try:
+    with _card(reader_name) as conn:
         _tx(conn, [0x00, 0xA4, 0x04, 0x00, len(PSE), *PSE])
         for aid in UNIONPAY_AIDS:
             try:
@@ -86,13 +98,6 @@ def read_bank_card(region_key: bytes, reader_name: str | None = None) -> BankCar
         else:
             raise CardReadError("not a UnionPay card")
         rec = _tx(conn, [0x00, 0xB2, 0x01, (1 << 3) | 0x04, 0x00])
-    except CardConnectionException as exc:
-        raise CardReadError("card removed during the read") from exc
-    finally:
-        try:
-            conn.disconnect()
-        except CardConnectionException:
-            pass
     i = rec.find(b"\x5a")
     if i < 0 or i + 2 + rec[i + 1] > len(rec):
         raise CardReadError("no card number on the card")
@@ -104,20 +109,12 @@ def read_bank_card(region_key: bytes, reader_name: str | None = None) -> BankCar
 
 def read_social_card(region_key: bytes, reader_name: str | None = None) -> SocialCard:
     """Blocking (pyscard): run it in a thread from asyncio code."""
-    conn = _connect(reader_name)
-    try:
+    with _card(reader_name) as conn:
         _tx(conn, [0x00, 0xA4, 0x04, 0x00, len(AID), *AID])
         _tx(conn, [0x00, 0xA4, 0x02, 0x00, 0x02, 0xEF, 0x06])
         number = _tlv_value(_tx(conn, [0x00, 0xB2, 0x08, 0x04, 0x00]), 0x08).decode()
         name = _tlv_value(_tx(conn, [0x00, 0xB2, 0x09, 0x04, 0x00]), 0x09).decode(
             "gbk").strip()
-    except CardConnectionException as exc:
-        raise CardReadError("card removed during the read") from exc
-    finally:
-        try:
-            conn.disconnect()
-        except CardConnectionException:
-            pass
     why = idcard.check_id(number)
     if why is not None:
         raise CardReadError(f"social-security number fails its check ({why})")
