@@ -245,6 +245,16 @@ def case_slots_return_then_rent():
     assert d.events == [("rented", 1, "0A00000001", None)] and d.codes() == "EEE"
 
 
+def case_slots_bike_taken_in_the_same_scan_as_the_bolt_opens():
+    d = _dock(1)
+    d.boot([1], [1], 0)
+    d.tag(0, "0A00000003", 0)
+    d.unlock(0, 5, 0)
+    d.sense(0, 0, 0, 20)  # one scan sees the bolt open and the bike gone
+    assert d.results == [(5, True, None, 0)]
+    assert d.events == [("rented", 0, "0A00000003", None)] and d.codes() == "E"
+
+
 def case_slots_refusals_and_faults():
     d = _dock()
     d.boot([1, 0, 1], [1, 0, 1], 0)

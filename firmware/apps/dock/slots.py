@@ -146,7 +146,14 @@ class Dock:
         elif st == _RELEASING:
             if not latched:
                 self._result(i, True, None)
-                self._set(i, _UNLOCKING, now, self.take_ms)
+                if present:
+                    self._set(i, _UNLOCKING, now, self.take_ms)
+                else:
+                    # Bolt open and bike gone within one scan: still a rental.
+                    bike = self.bike[i]
+                    self.bike[i] = None
+                    self.events.append(("rented", i, bike, None))
+                    self._set(i, _EMPTY)
         elif st == _UNLOCKING:
             if not present:
                 bike = self.bike[i]
