@@ -41,7 +41,6 @@ class MqttConfig:
     password: str | None = None
     client_id: str = "huimin-edge"
     keepalive: int = 30
-    max_backlog: int = 100_000
 
 
 @dataclass(frozen=True)

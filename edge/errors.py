@@ -11,10 +11,6 @@ class ConfigError(EdgeError):
     """The configuration file is wrong: fix it; the service does not start."""
 
 
-class LinkDown(EdgeError):
-    """A transport lost its peer (port gone, broker away): reconnect with backoff."""
-
-
 class Rejected(EdgeError):
     """A peer's message was refused (unknown device, mismatch): count, log, drop."""
 

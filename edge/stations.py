@@ -106,11 +106,5 @@ class Stations:
                 d.reported = max(d.reported, now)
             self._bump(now)
 
-    def touch(self, dev: str, now: float) -> None:
-        """The dock spoke (any message): it is alive as of now."""
-        st = self._dev.get(dev)
-        if st is not None:
-            st.devices[dev].reported = max(st.devices[dev].reported, now)
-
     def statuses(self) -> list[StationStatus]:
         return [s.status(self.started) for s in self.by_id.values()]

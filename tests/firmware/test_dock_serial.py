@@ -83,3 +83,27 @@ def test_noisy_line_and_unplugged_cable_lose_nothing(tmp_path: Path) -> None:
             assert sorted(e["bike"] for e in evs if e["kind"] == "returned") == sorted(rented)
             await until(lambda: _station_matches_emulator(town), 20)
     run(main())
+
+
+def test_unreadable_tag_is_a_fault_and_the_bike_is_not_locked(tmp_path: Path) -> None:
+    """A corrupt tag-reader frame (bad checksum) or a silent reader: the dock
+    reports `tag_unreadable`, does not lock an unknown bike, and the station
+    counts it as a disabled bike until it is taken back."""
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=3, fill=0.0) as town:
+            await town.wait_online()
+            assert town.edge is not None
+            d = town.docks[0]
+            d.emulator.set_tag_fault(1, "corrupt")
+            d.emulator.insert_bike(1, "0B0000ABCD")
+
+            async def fault() -> list[dict[str, object]]:
+                return [e for e in await _events(town) if e["kind"] == "fault"]
+            evs = await until(fault, 15)
+            assert evs[0]["code"] == "tag_unreadable" and evs[0]["slot"] == 1
+            assert not d.emulator.slots[1].latched  # the rider can take it back
+            await until(lambda: town.edge.stations.statuses()[0].bikes_disabled == 1)
+            assert town.edge.stations.statuses()[0].bikes_available == 0
+            d.emulator.take_bike(1)
+            await until(lambda: town.edge.stations.statuses()[0].bikes_disabled == 0)
+    run(main())
