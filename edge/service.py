@@ -248,7 +248,7 @@ class EdgeService:
 
     async def _answer_lookup(self, item: Inbound) -> None:
         answer = await self.funds.lookup(item.msg["token"])
-        await item.reply({"t": "funds", "id": item.msg["id"], **answer})
+        await item.reply(kiosk_funds_message(item.msg["id"], answer))
 
     def _notify(self, kind: str, payload: dict[str, Any]) -> None:
         for fn in self.listeners:
@@ -287,3 +287,15 @@ def _done(v: bool) -> asyncio.Future[bool]:
     f: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
     f.set_result(v)
     return f
+
+
+def kiosk_funds_message(req_id: int, answer: dict[str, Any]) -> dict[str, Any]:
+    """A lookup answer as the kiosk takes it: records as compact rows, newest
+    first, the oldest dropped until the message fits the kiosk's buffer."""
+    msg = {"t": names.FUNDS, "id": req_id, **answer}
+    if "records" in msg:
+        msg["records"] = [[r.get("programme", ""), int(r.get("amount_fen", 0)),
+                           r.get("paid", ""), r.get("status", "")] for r in msg["records"]]
+        while msg["records"] and len(message.encode(msg)) > names.KIOSK_MAX_MESSAGE:
+            msg["records"].pop()
+    return msg

@@ -1,6 +1,6 @@
 """Emulated resident ID card security module (SAM) on a serial line: answers
 reset, status, SAM id, find, select, read text+photo and additional address
-with the frames real modules send (wire.idcard), for cards of fictional
+with the frames real modules send (wire.idcard_module), for cards of fictional
 people placed on it by tests and the simulator, with faults on demand (no
 card, checksum error, card pulled mid-read, SAM self-test failure). It never
 logs a card's contents: logs end up in bug reports."""
@@ -11,7 +11,7 @@ import logging
 import random
 from dataclasses import dataclass, field
 
-from wire import idcard
+from wire import idcard, idcard_module
 
 from hardware.serial_peer import SerialPeer
 
@@ -39,7 +39,7 @@ class Card:
     photo: bytes = field(default=b"\x57" * 1024, repr=False)  # WLT blob (opaque)
 
     def text(self) -> bytes:
-        return idcard.build_text({
+        return idcard_module.build_text({
             "name": self.name, "gender": self.gender, "nation": self.nation,
             "birth": self.id_number[6:14], "address": self.address, "id": self.id_number,
             "authority": self.authority, "valid_from": self.valid_from,
@@ -78,54 +78,54 @@ class IdCardModule(SerialPeer):
 
     def received(self, data: bytes) -> None:
         dec = self.dec
-        dec.feed(data)
-        while (body := dec.next()) is not None:
+        for body in dec.decode(data):
             out = self.answer(body[:2], body[2:])
             if out:
                 self.send(out)
         if dec.drops.get("checksum"):
             dec.drops.clear()
-            self.send(idcard.response(idcard.E_CHECKSUM))
+            self.send(idcard_module.response(idcard_module.E_CHECKSUM))
 
     def answer(self, cmd: bytes, data: bytes) -> bytes:
         """The module's reply to one command (pure: tests call it directly too)."""
         f = self.fault
-        if cmd == idcard.RESET:
-            return idcard.response(idcard.OK)
+        if cmd == idcard_module.RESET:
+            return idcard_module.response(idcard.OK)
         if cmd == idcard.STATUS:
-            return idcard.response(idcard.E_SELFTEST if f == "selftest" else idcard.OK)
-        if cmd == idcard.SAM_ID:
-            return idcard.response(idcard.OK, bytes(range(16)))
+            return idcard_module.response(idcard.E_SELFTEST if f == "selftest" else idcard.OK)
+        if cmd == idcard_module.SAM_ID:
+            return idcard_module.response(idcard.OK, bytes(range(16)))
         if f == "selftest":
-            return idcard.response(idcard.E_SELFTEST)
+            return idcard_module.response(idcard.E_SELFTEST)
         if cmd == idcard.FIND:
             if self.card is None:
-                return idcard.response(idcard.E_FIND)
-            return idcard.response(idcard.FIND_OK, b"\x00\x00\x00\x00")
+                return idcard_module.response(idcard_module.E_FIND)
+            return idcard_module.response(idcard.FIND_OK, b"\x00\x00\x00\x00")
         if cmd == idcard.SELECT:
             if self.card is None:
-                return idcard.response(idcard.E_SELECT)
+                return idcard_module.response(idcard_module.E_SELECT)
             self.selected = True
-            return idcard.response(idcard.OK, bytes(8))
+            return idcard_module.response(idcard.OK, bytes(8))
         if cmd == idcard.READ:
             if self.card is None or not self.selected:
-                return idcard.response(idcard.E_READ)
+                return idcard_module.response(idcard_module.E_READ)
             self.reads += 1
             text = self.card.text()
             photo = self.card.photo
             body = bytes((len(text) >> 8, len(text) & 0xFF, len(photo) >> 8,
                           len(photo) & 0xFF)) + text + photo
-            frame = idcard.response(idcard.OK, body)
+            frame = idcard_module.response(idcard.OK, body)
             if f == "checksum":
                 frame = frame[:-1] + bytes((frame[-1] ^ 0xFF,))
             elif f == "pull_mid_read":
                 self.card = None  # the villager lifted the card half way
                 frame = frame[:len(frame) // 2]
             return frame
-        if cmd == idcard.READ_ADDR:
+        if cmd == idcard_module.READ_ADDR:
             if self.card is None or not self.selected:
-                return idcard.response(idcard.E_READ)
+                return idcard_module.response(idcard_module.E_READ)
             if not self.card.extra_address:
-                return idcard.response(idcard.NO_CONTENT)
-            return idcard.response(idcard.OK, idcard.to_ucs2(self.card.extra_address, 70))
-        return idcard.response(idcard.E_COMMAND)
+                return idcard_module.response(idcard_module.NO_CONTENT)
+            addr = idcard_module.to_ucs2(self.card.extra_address, 70)
+            return idcard_module.response(idcard.OK, addr)
+        return idcard_module.response(idcard_module.E_COMMAND)

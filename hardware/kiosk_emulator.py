@@ -1,11 +1,12 @@
 """Emulated kiosk peripherals on serial lines: the HMI display (records what
 each VP address shows and the current page) and the voice module (records
-what it was asked to say). They speak the frames in wire.hmi, as the real
-DWIN screen and SYN6288 module do; the card module is hardware.idcard_emulator."""
+what it was asked to say). They decode the frames of wire.hmi with
+wire.hmi_module, as the real DWIN screen and SYN6288 module do; the card module
+is hardware.idcard_emulator."""
 
 from __future__ import annotations
 
-from wire import hmi
+from wire import hmi_module
 
 from hardware.serial_peer import SerialPeer
 
@@ -13,7 +14,7 @@ from hardware.serial_peer import SerialPeer
 class HmiScreen(SerialPeer):
     def __init__(self, port: str, baud: int = 115200) -> None:
         super().__init__(port, baud)
-        self.dec = hmi.DwinDecoder()
+        self.dec = hmi_module.DwinDecoder()
         self.texts: dict[int, str] = {}
         self.page = -1
         self.pages_shown = 0
@@ -36,7 +37,7 @@ class HmiScreen(SerialPeer):
 class VoiceModule(SerialPeer):
     def __init__(self, port: str, baud: int = 9600) -> None:
         super().__init__(port, baud)
-        self.dec = hmi.TtsDecoder()
+        self.dec = hmi_module.TtsDecoder()
         self.spoken: list[str] = []
 
     def received(self, data: bytes) -> None:

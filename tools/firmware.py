@@ -81,6 +81,12 @@ def build(board: str = "unix", out: Path | None = None) -> Path:
             if r.returncode:
                 raise BuildError(f"mpy-cross failed on {rel}: {r.stderr.strip()}")
         manifest[target.relative_to(dest).as_posix()] = _sha256(target)
+    # Data files ship as they are (an app's wording, read from flash when needed).
+    for src in sorted((FIRMWARE / "apps").rglob("*.txt")):
+        rel = src.relative_to(FIRMWARE).as_posix()
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest / rel)
+        manifest[rel] = _sha256(dest / rel)
     shutil.copyfile(FIRMWARE / "main.py", dest / "main.py")
     shutil.copyfile(BOARDS / board_file, dest / "board.json")
     for extra in ("main.py", "board.json"):

@@ -32,7 +32,8 @@ class UsbIdReader:
         self.baud = baud
         self._r: asyncio.StreamReader | None = None
         self._w: asyncio.StreamWriter | None = None
-        self.dec = idcard.SamDecoder()
+        self.dec = idcard.SamDecoder(idcard.TEXT_KEEP)  # the photo is not kept
+        self._pending: list[bytes] = []
 
     async def open(self) -> None:
         self._r, self._w = await serial_asyncio_fast.open_serial_connection(
@@ -44,19 +45,18 @@ class UsbIdReader:
 
     async def _xfer(self, cmd: bytes, wait_s: float = 0.5) -> bytes:
         assert self._r is not None and self._w is not None, "open() first"
+        self._pending.clear()  # stray answers to an earlier, timed-out command
         self._w.write(idcard.command(cmd))
         await self._w.drain()
-        while True:
-            body = self.dec.next()
-            if body is not None:
-                return bytes(body)
+        while not self._pending:
             try:
                 data = await asyncio.wait_for(self._r.read(2048), wait_s)
             except TimeoutError:
-                partial = bool(self.dec._buf)
+                partial = self.dec.pending()
                 self.dec.gap()
                 raise IdReadError("pulled" if partial else "unreadable") from None
-            self.dec.feed(data)
+            self._pending.extend(self.dec.decode(data))
+        return self._pending.pop(0)
 
     async def read_card(self, region_key: bytes) -> IdCardRead:
         if (await self._xfer(idcard.FIND))[2] != idcard.FIND_OK:
@@ -69,15 +69,15 @@ class UsbIdReader:
         if body[2] != idcard.OK:
             raise IdReadError("unreadable")
         try:
-            text, _photo = idcard.split_read(body[3:])
+            text = idcard.read_text(body, self.dec.size)
         except ValueError as exc:
             raise IdReadError("unreadable") from exc
-        f = idcard.parse_text(text)
-        if f["card_type"] != "resident":
+        name, number, valid_to, resident = idcard.person(text)
+        if not resident:
             raise IdReadError("card_type")
-        if idcard.check_id(f["id"]) is not None:
+        if idcard.check_id(number) is not None:
             raise IdReadError("invalid")
-        if idcard.expired(f["valid_to"], time.strftime("%Y%m%d")):
+        if idcard.expired(valid_to, time.strftime("%Y%m%d")):
             raise IdReadError("expired")
-        return IdCardRead(idcard.token(region_key, f["id"]), idcard.mask_id(f["id"]),
-                          idcard.mask_name(f["name"]))
+        return IdCardRead(idcard.token(region_key, number), idcard.mask_id(number),
+                          idcard.mask_name(name))

@@ -1,24 +1,36 @@
 # Serial HMI display (DWIN DGUS style; frames in wire.hmi) and the UART voice
-# module (SYN6288 style). Both only write: what to show, what to say.
+# module (SYN6288 style). Both only write: what to show, what to say, one after
+# the other, from one frame buffer: a screen and its prompt allocate nothing.
 from wire import hmi
 
 
 class Display:
-    def __init__(self, uart):
+    def __init__(self, uart, vp):
+        """vp: the display project's text addresses, (title, (line, ...), footer)."""
         self.uart = uart
+        self.vp = vp
+        self._buf = bytearray(258)
+        self._mv = memoryview(self._buf)
 
-    async def show(self, page, title, lines, footer, line_vps, title_vp, footer_vp):
+    async def show(self, screen):
+        """screen: (page, title, lines, footer, ...) as apps/kiosk/screens.py makes them."""
         w = self.uart.write
-        await w(hmi.dwin_text(title_vp, title))
+        b = self._buf
+        mv = self._mv
+        title_vp, line_vps, footer_vp = self.vp
+        lines = screen[2]
+        await w(mv[:hmi.dwin_text(b, title_vp, screen[1])])
         for i in range(len(line_vps)):
-            await w(hmi.dwin_text(line_vps[i], lines[i] if i < len(lines) else ""))
-        await w(hmi.dwin_text(footer_vp, footer))
-        await w(hmi.dwin_page(page))
+            await w(mv[:hmi.dwin_text(b, line_vps[i], lines[i] if i < len(lines) else "")])
+        await w(mv[:hmi.dwin_text(b, footer_vp, screen[3])])
+        await w(mv[:hmi.dwin_page(b, screen[0])])
 
 
 class Voice:
-    def __init__(self, uart):
+    def __init__(self, uart, display):
         self.uart = uart
+        self._buf = display._buf  # speaking follows showing: one frame buffer serves both
+        self._mv = display._mv
 
     async def say(self, text):
-        await self.uart.write(hmi.tts_say(text))
+        await self.uart.write(self._mv[:hmi.tts_say(self._buf, text)])

@@ -1,6 +1,7 @@
 # The ID-card security module on a UART: find, select, read (wire.idcard has
 # the frames). Every exchange has a timeout; a card lifted mid-read shows up
-# as a partial frame followed by silence and is reported as "pulled".
+# as a partial frame followed by silence and is reported as "pulled". The
+# decoder keeps only the text part of a read answer: the 1K photo streams past.
 import asyncio
 
 from wire import idcard
@@ -15,23 +16,32 @@ class ReadError(Exception):
 class SamReader:
     def __init__(self, uart):
         self.uart = uart
-        self.dec = idcard.SamDecoder()
-        self._buf = bytearray(128)
+        self.decoder = idcard.SamDecoder(idcard.TEXT_KEEP)
+        self._buf = bytearray(64)
+        self._mv = memoryview(self._buf)
+        self._got = 0  # bytes in _buf not yet fed to the decoder
+        self._off = 0
 
-    async def _xfer(self, cmd, timeout_ms=400):
+    async def _xfer(self, cmd, timeout=400):  # ms
+        self.decoder.next()  # a stray answer from an earlier, timed-out exchange
+        self._got = self._off = 0
         await self.uart.write(idcard.command(cmd))
-        mv = memoryview(self._buf)
+        dec = self.decoder
+        mv = self._mv
         while True:
-            body = self.dec.next()
-            if body is not None:
-                return body
+            if self._off < self._got:
+                self._off += dec.feed(mv[self._off:self._got])
+                body = dec.next()
+                if body is not None:
+                    return body
+                continue
             try:
-                n = await asyncio.wait_for_ms(self.uart.readinto(self._buf), timeout_ms)
+                self._got = await asyncio.wait_for_ms(self.uart.readinto(self._buf), timeout)
             except asyncio.TimeoutError:
-                partial = self.dec._buf
-                self.dec.gap()
+                partial = dec.pending()
+                dec.gap()
                 raise ReadError("pulled" if partial else "unreadable")
-            self.dec.feed(mv[:n])
+            self._off = 0
 
     async def healthy(self):
         try:
@@ -46,7 +56,7 @@ class SamReader:
             return False
 
     async def read_text(self):
-        """The 256-byte text block of the card on the reader (the photo is dropped)."""
+        """The 256-byte text block of the card on the reader."""
         body = await self._xfer(idcard.SELECT)
         if body[2] != idcard.OK:
             raise ReadError("pulled")
@@ -56,7 +66,6 @@ class SamReader:
         if body[2] != idcard.OK:
             raise ReadError("unreadable")
         try:
-            text, _ = idcard.split_read(body[3:])
+            return idcard.read_text(body, self.decoder.size)
         except ValueError:
             raise ReadError("unreadable")
-        return text

@@ -57,7 +57,7 @@ def test_dock_interned_names_stay_under_the_pool_boundary(tmp_path: Path) -> Non
     fw = build("unix")
     for uplink in ("serial", "mqtt"):
         code = (f"import sys, micropython; sys.path[:0] = [{str(fw / 'lib')!r}, {str(fw)!r}]\n"
-                f"import asyncio, json, device, uplink.{uplink}, apps.dock.app, apps.dock.config\n"
+                f"import asyncio, json, device, bus, uplink.{uplink}, apps.dock.app, apps.dock.config\n"
                 "micropython.qstr_info()\n")
         r = subprocess.run([micropython_path(), "-X", "heapsize=256K", "-c", code],
                            capture_output=True, text=True, timeout=30)

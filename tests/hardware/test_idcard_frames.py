@@ -8,16 +8,16 @@ import re
 from pathlib import Path
 
 import pytest
-from wire import idcard
+from wire import idcard, idcard_module
 
 from hardware.idcard_emulator import IdCardModule, fictional_card
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "idcard-frames.md"
 ROWS = re.findall(r"^\| ([^|]+?) \| (kiosk -> module|module -> kiosk) \| `([0-9A-F ]+)` \|$",
                   DOC.read_text(encoding="utf-8"), re.M)
-COMMANDS = {"reset SAM": idcard.RESET, "SAM status": idcard.STATUS, "SAM id": idcard.SAM_ID,
+COMMANDS = {"reset SAM": idcard_module.RESET, "SAM status": idcard.STATUS, "SAM id": idcard_module.SAM_ID,
             "find card": idcard.FIND, "select card": idcard.SELECT, "read text+photo": idcard.READ,
-            "read additional address": idcard.READ_ADDR}
+            "read additional address": idcard_module.READ_ADDR}
 ANSWERS = {"status OK (90)": (0x90, b""), "find OK (9F)": (0x9F, bytes(4)),
            "find failed, no card (80)": (0x80, b""), "select OK (90 + 8 bytes)": (0x90, bytes(8)),
            "read failed (41)": (0x41, b""), "no additional address (91)": (0x91, b""),
@@ -35,11 +35,11 @@ def test_codec_matches_the_doc(name: str, direction: str, hexbytes: str) -> None
     if direction == "kiosk -> module":
         got = idcard.command(COMMANDS[name])
     else:
-        got = idcard.response(*ANSWERS[name])
+        got = idcard_module.response(*ANSWERS[name])
     assert got == want
     dec = idcard.SamDecoder()
-    dec.feed(b"\x00junk" + want)
-    assert dec.next() == want[7:-1]
+    assert dec.decode(b"\x00junk" + want) == [want[7:-1]]
+    assert dec.drops == {"noise": 5}
 
 
 def _answer(m: IdCardModule, cmd: bytes) -> str:
@@ -56,7 +56,7 @@ def test_emulator_answers_as_documented() -> None:
     m.place(fictional_card(random.Random(1)))
     assert _answer(m, idcard.FIND) == doc["find OK (9F)"]
     assert _answer(m, idcard.SELECT) == doc["select OK (90 + 8 bytes)"]
-    assert _answer(m, idcard.READ_ADDR) == doc["no additional address (91)"]
+    assert _answer(m, idcard_module.READ_ADDR) == doc["no additional address (91)"]
     frame = m.answer(idcard.READ, b"")
     assert len(frame) == 1295 and frame[:10] == bytes.fromhex("AAAAAA96690508000090")
     m.fault = "selftest"
@@ -73,9 +73,14 @@ def test_emulator_cards_parse_and_validate() -> None:
         dec = idcard.SamDecoder()
         dec.feed(m.answer(idcard.READ, b""))
         body = dec.next()
+        kiosk = idcard.SamDecoder(idcard.TEXT_KEEP)  # as the kiosk reads it: text kept, photo not
+        [short] = kiosk.decode(m.answer(idcard.READ, b""))
+        assert len(short) == idcard.TEXT_KEEP and kiosk.size == len(body)
+        assert idcard.person(idcard.read_text(short, kiosk.size)) == (
+            card.name, card.id_number, "长期", True)
         assert body is not None and body[:3] == b"\x00\x00\x90"
-        text, photo = idcard.split_read(body[3:])
-        f = idcard.parse_text(text)
+        text, photo = idcard_module.split_read(body[3:])
+        f = idcard_module.parse_text(text)
         assert (f["name"], f["id"], f["valid_to"]) == (card.name, card.id_number, "长期")
         assert idcard.check_id(f["id"]) is None and f["card_type"] == "resident"
         assert 1880 <= int(f["birth"][:4]) <= 1900 and len(photo) == 1024

@@ -80,7 +80,7 @@ def test_swipe_shows_and_speaks_payments_then_privacy_scan(
             lines = [shown_screen[v] for v in screens.LINES[1:3]]
             assert lines[0] == "城乡居民基础养老金  153.00元  2026-06-15  已发放"  # newest first
             assert lines[1] == "耕地地力保护补贴  123.45元  2026-03-01  已发放"
-            assert shown_screen[screens.FOOTER] == "合计 276.45元"
+            assert shown_screen[screens.FOOTER] == "合计：276.45元"
             assert k.voice.spoken[-1] == ("您共领取补贴276.45元，最近一笔是城乡居民基础养老金，"
                                           "153.00元，2026-06-15发放")
             # The backend goes silent: the edge answers from its cache, dated.
@@ -94,21 +94,21 @@ def test_swipe_shows_and_speaks_payments_then_privacy_scan(
             # Someone the backend does not know; then bad cards, each with a clear screen.
             stranger = fictional_card(rng)
             people.append(stranger)
-            assert await _swipe(town, k, stranger) == screens.MESSAGES["unknown"][0]
+            assert await _swipe(town, k, stranger) == screens.wording("unknown")[0]
             bad = fictional_card(rng)
             bad.id_number = bad.id_number[:17] + ("0" if bad.id_number[17] != "0" else "1")
             people.append(bad)
-            assert await _swipe(town, k, bad) == screens.MESSAGES["invalid"][0]
+            assert await _swipe(town, k, bad) == screens.wording("invalid")[0]
             old = fictional_card(rng, valid_to="20200101")
             people.append(old)
-            assert await _swipe(town, k, old) == screens.MESSAGES["expired"][0]
+            assert await _swipe(town, k, old) == screens.wording("expired")[0]
             foreign = fictional_card(rng, card_type="J")
             people.append(foreign)
-            assert await _swipe(town, k, foreign) == screens.MESSAGES["card_type"][0]
+            assert await _swipe(town, k, foreign) == screens.wording("card_type")[0]
             assert await _swipe(town, k, card, "pull_mid_read") == \
-                screens.MESSAGES["pulled"][0]
+                screens.wording("pulled")[0]
             assert await _swipe(town, k, card, "checksum") in (
-                screens.MESSAGES["unreadable"][0], screens.MESSAGES["pulled"][0])
+                screens.wording("unreadable")[0], screens.wording("pulled")[0])
             # ...and the kiosk still works.
             assert await _swipe(town, k, card) == "惠民资金查询结果"
             assert k.restarts == 0

@@ -310,26 +310,56 @@ def case_idcard_number_check_and_masks():
 
 def case_idcard_text_block_roundtrip_and_frames():
     from wire import idcard as c
+    from wire import idcard_module as m
     f = {"name": "王秀英", "gender": "2", "nation": "01", "birth": "18900101",
          "address": "凯里市舟溪镇青曼村3号", "id": "522601189001010014",
          "authority": "凯里市公安局", "valid_from": "20100101", "valid_to": "长期",
          "reserved": ""}
-    text = c.build_text(f)
+    text = m.build_text(f)
     assert len(text) == 256
-    got = c.parse_text(text)
+    got = m.parse_text(text)
     assert got["name"] == "王秀英" and got["address"] == f["address"]
     assert got["valid_to"] == "长期" and got["card_type"] == "resident"
-    body = bytes((1, 0, 0, 4)) + text + b"\x00\x01\x02\x03"
-    frame = c.response(c.OK, body)
-    d = c.SamDecoder()
-    d.feed(frame[:100])
+    assert c.person(text) == ("王秀英", "522601189001010014", "长期", True)
+    f["reserved"] = "J"
+    assert c.person(m.build_text(f))[3] is False
+    body = bytes((1, 0, 4, 0)) + text + bytes(range(256)) * 4  # text + a 1K photo
+    frame = m.response(c.OK, body)
+    # Streaming, as a kiosk reads: only the text part is kept, the photo checksummed.
+    d = c.SamDecoder(c.TEXT_KEEP)
+    assert d.feed(frame[:100]) == 100 and d.pending()
     assert d.next() is None
-    d.feed(frame[100:] + c.response(c.E_FIND))
-    b1 = d.next()
-    assert b1[:3] == b"\x00\x00\x90"
-    t, p = c.split_read(b1[3:])
-    assert t == text and p == b"\x00\x01\x02\x03"
-    assert d.next() == b"\x00\x00\x80"
+    rest = frame[100:] + m.response(m.E_FIND)
+    took = d.feed(rest)
+    assert took == len(frame) - 100
+    b1 = d.next()  # a view into the decoder's buffer
+    assert len(b1) == c.TEXT_KEEP and d.size == 3 + len(body)
+    assert bytes(b1[:3]) == b"\x00\x00\x90" and bytes(c.read_text(b1, d.size)) == text
+    assert c.person(c.read_text(b1, d.size))[0] == "王秀英"
+    d.feed(rest[took:])
+    assert bytes(d.next()) == b"\x00\x00\x80" and not d.drops
+    body = frame = rest = None
+    # Whole frames (the emulator's and the edge's view), two in one read.
+    frame = m.response(c.OK, bytes((1, 0, 0, 4)) + text + b"\x00\x01\x02\x03")
+    d = c.SamDecoder()
+    b1, b2 = d.decode(frame + m.response(m.E_FIND))
+    t, p = m.split_read(b1[3:])
+    assert t == text and p == b"\x00\x01\x02\x03" and b2 == b"\x00\x00\x80"
+    # A flipped checksum, a bad length and a gap are dropped and counted; the
+    # next good frame still comes through.
+    bad = frame[:-1] + bytes((frame[-1] ^ 1,))
+    assert d.decode(bad + b"\xaa\xaa\xaa\x96\x69\x00\x01" + frame[:50]) == []
+    assert d.drops.get("checksum") == 1 and d.drops.get("length") == 1 and d.pending()
+    d.gap()
+    assert d.drops.get("gap") == 1 and not d.pending()
+    assert d.decode(m.response(c.OK)) == [b"\x00\x00\x90"]
+    b1 = bytes((0, 0, 0x90, 1, 0, 4, 0)) + text
+    assert c.read_text(b1, 7 + 256 + 1024) == text
+    try:
+        c.read_text(b1, 7 + 256 + 1024 + 1)
+        raise AssertionError("lengths that do not add up must be refused")
+    except ValueError:
+        pass
 
 
 def _rmtree(d):
@@ -341,6 +371,32 @@ def _rmtree(d):
     for n in names:
         os.remove(d + "/" + n)
     os.rmdir(d)
+
+
+def case_hmi_frames_into_a_buffer_and_back():
+    from wire import hmi
+    from wire import hmi_module as m
+    buf = bytearray(258)
+    n = hmi.dwin_text(buf, 0x1100, "可借5 ok")
+    # 5A A5 | LEN 0x11 | 82 | VP 1100 | 可 借 5 space o k in UTF-16BE | FF FF
+    assert bytes(buf[:n]) == bytes.fromhex("5aa51182110053ef501f00350020006f006bffff")
+    d = m.DwinDecoder()
+    d.feed(bytes(buf[:n]))
+    n = hmi.dwin_page(buf, 2)
+    d.feed(bytes(buf[:n]))
+    assert d.next() == ("text", 0x1100, "可借5 ok") and d.next() == ("page", 2)
+    # Longer than one frame holds (LEN is one byte): cut, still a valid frame.
+    n = hmi.dwin_text(buf, 0x1000, "长" * 300)
+    assert n == 258 and buf[2] == 255
+    d.feed(bytes(buf[:n]))
+    assert d.next() == ("text", 0x1000, "长" * 125) and d.bad == 0
+    t = m.TtsDecoder()
+    n = hmi.tts_say(buf, "合计12.30元")
+    assert buf[:5] == b"\xfd\x00\x13\x01\x03" and n == 5 + 16 + 1
+    t.feed(bytes(buf[:n]))
+    n = hmi.tts_say(buf, "长" * 300)  # the module takes 200 bytes of text at most
+    t.feed(bytes(buf[:n]))
+    assert t.next() == "合计12.30元" and t.next() == "长" * 100 and t.bad == 0
 
 
 def case_journal_keeps_events_until_acked_across_reboots():

@@ -18,11 +18,6 @@ from wire import kiosk_messages  # noqa: F401  (registers lookup/funds/near)
 _log = log.get("kiosk")
 
 
-def _today():
-    t = time.localtime(time.time())
-    return "%04d%02d%02d" % (t[0], t[1], t[2])
-
-
 class App:
     def __init__(self, cfg, board, boot):
         self.cfg = cfg
@@ -31,17 +26,19 @@ class App:
 
         gc.collect()
         self.sam = SamReader(hal.uart("sam", cfg))
-        self.display = Display(hal.uart("display", cfg))
-        self.voice = Voice(hal.uart("voice", cfg))
+        self.display = Display(hal.uart("display", cfg),
+                               (screens.TITLE, screens.LINES, screens.FOOTER))
+        self.voice = Voice(hal.uart("voice", cfg), self.display)
         self.key = binascii.unhexlify(cfg["region_key"])
+        # Fund answers are the largest messages: wire/names.py KIOSK_MAX_MESSAGE.
         self.uplink = SerialUplink(hal.uart("edge", cfg), self._on_message, self._on_connect,
-                                   1024)
+                                   640)
         self._req = 0
         self._answer = None
         self._got = asyncio.Event()
         self._state_n = 0
         self._near = []
-        self._idle = False
+        self._redraw = False  # new nearby figures: the main loop redraws the idle screen
 
     def _on_connect(self):
         self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": "kiosk", "fw": "0.1.0",
@@ -50,19 +47,15 @@ class App:
     def _on_message(self, msg):
         if msg["t"] == "near":
             self._near = msg["stations"]
-            if self._idle:
-                asyncio.create_task(self._show(screens.idle(self._near)))
+            self._redraw = True
         elif msg["t"] == "funds" and msg["id"] == self._req:
             self._answer = msg
             self._got.set()
 
     async def _show(self, screen):
-        page, title, lines, footer, voice = screen
-        self._idle = page == screens.PAGE_IDLE
-        await self.display.show(page, title, lines, footer, screens.LINES, screens.TITLE,
-                                screens.FOOTER)
-        if voice:
-            await self.voice.say(voice)
+        await self.display.show(screen)
+        if screen[4]:
+            await self.voice.say(screen[4])
 
     async def _lookup(self, token):
         self._req += 1
@@ -74,7 +67,9 @@ class App:
             await asyncio.wait_for_ms(self._got.wait(), self.cfg["lookup_ms"])
         except asyncio.TimeoutError:
             return None
-        return self._answer
+        ans = self._answer
+        self._answer = None  # held past the swipe, it would split the heap
+        return ans
 
     async def swipe(self):
         """One card, from the read to the screen; returns the screen shown."""
@@ -84,18 +79,18 @@ class App:
         except ReadError as e:
             _log.warning("read failed: %s", e.reason)
             return screens.message(e.reason)
-        f = idcard.parse_text(text)
+        name, number, valid_to, resident = idcard.person(text)
         text = None
-        number = f["id"]
-        if f["card_type"] != "resident":
+        if not resident:
             return screens.message("card_type")
         if idcard.check_id(number) is not None:
             return screens.message("invalid")
-        if idcard.expired(f["valid_to"], _today()):
+        t = time.localtime(time.time())
+        if idcard.expired(valid_to, "%04d%02d%02d" % (t[0], t[1], t[2])):
             return screens.message("expired")
         token = idcard.token(self.key, number)
-        name, masked_id = idcard.mask_name(f["name"]), idcard.mask_id(number)
-        f = number = None  # the clear number and name go now; only masks and token stay
+        name, masked_id = idcard.mask_name(name), idcard.mask_id(number)
+        number = None  # the clear number and name go now; only masks and token stay
         gc.collect()
         ans = await self._lookup(token)
         if ans is None:
@@ -108,8 +103,11 @@ class App:
         if ans.get("stale"):
             t = time.localtime(ans.get("as_of", 0))
             stale = "%d年%d月%d日" % (t[0], t[1], t[2])
-        _log.info("lookup %s...: %d records%s", token[:8], len(ans["records"]),
-                  " (stale)" if stale else "")
+        if stale:
+            _log.info("lookup %s...: %d records from the cache of %s", token[:8],
+                      len(ans["records"]), stale)
+        else:
+            _log.info("lookup %s...: %d records", token[:8], len(ans["records"]))
         return screens.result(name, masked_id, ans["records"], stale)
 
     async def run(self):
@@ -133,10 +131,14 @@ class App:
                                       "n": self._state_n, "slots": "", "mem": gc.mem_free()})
                 if await self.sam.present():
                     await self._show(await self.swipe())
+                    gc.collect()
                     await self._until_removed()
+                    self._redraw = True
+                if self._redraw:
+                    self._redraw = False
                     await self._show(screens.idle(self._near))
             except Exception as e:  # a kiosk must keep working
-                _log.exc(e, "kiosk loop")
+                _log.exc(e, "kiosk main loop")
             await asyncio.sleep_ms(poll)
 
     async def _until_removed(self):

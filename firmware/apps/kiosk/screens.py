@@ -1,59 +1,61 @@
-# What the kiosk shows and says, as pure functions of what happened: the only
-# place where screen wording lives. Large Chinese text; names and numbers
-# arrive here masked already (the clear ones never leave the lookup).
+# What the kiosk shows and says, as pure functions of what happened: screens
+# are built here alone, and the wording of every outcome message is in
+# wording.txt beside this file. Large Chinese text; names and numbers arrive
+# here masked already (the clear ones never leave the lookup).
 #
-# Display VP addresses (hardware/boards/*kiosk*.json document the DGUS
-# project): title, line1..line8, footer.
+# A screen is (page, title, lines, footer, voice). Display VP addresses
+# (hardware/boards/*kiosk*.json document the DGUS project): title,
+# line1..line8, footer. Names here stay few: every distinct name costs the
+# 64K kiosk heap (apps/dock/README.md, Heap budget).
+from micropython import const
+
 TITLE = 0x1000
 LINES = (0x1100, 0x1200, 0x1300, 0x1400, 0x1500, 0x1600, 0x1700, 0x1800)
 FOOTER = 0x1900
 
 PAGE_IDLE = 0
-PAGE_RESULT = 1
-PAGE_MESSAGE = 2
+_PAGE_RESULT = const(1)
+_PAGE_MESSAGE = const(2)
 
-# Reasons -> (screen text, spoken text)
-MESSAGES = {
-    "reading": ("正在读卡，请稍候", "正在读卡"),
-    "unreadable": ("读卡失败，请重新放卡", "读卡失败，请重新放卡"),
-    "pulled": ("卡片已移开，请重新放卡", "请重新放卡"),
-    "invalid": ("身份证号码校验失败，请到窗口办理", "身份证无法识别，请到窗口办理"),
-    "expired": ("身份证已过期，请到窗口办理", "身份证已过期"),
-    "card_type": ("暂不支持此类证件", "暂不支持此类证件"),
-    "unknown": ("未查询到您的补贴发放记录", "未查询到发放记录"),
-    "unavailable": ("服务暂不可用，请稍后再试", "服务暂不可用，请稍后再试"),
-    "module": ("读卡器故障，请联系工作人员", "读卡器故障，请联系工作人员"),
-}
+def wording(reason):
+    """(screen text, spoken text) for a reason, from wording.txt (read from
+    flash each time: the texts cost no heap); "unreadable"'s if it has none."""
+    with open(__file__.rpartition("/")[0] + "/wording.txt", "rb") as f:
+        for raw in f:
+            if raw.startswith(reason.encode() + b"|"):
+                return str(raw, "utf-8").rstrip().split("|")[1:3]
+    return wording("unreadable") if reason != "unreadable" else ["?", ""]
 
 
-def yuan(fen):
-    return "%d.%02d元" % (fen // 100, fen % 100)
+def yuan(n):
+    """n fen as yuan, e.g. 12345 -> "123.45元"."""
+    return "%d.%02d元" % (n // 100, n % 100)
 
 
-def idle(nearby):
+def idle(stations):
     """Idle screen: nearby bike availability lines, e.g. [("昌硕广场", 5, 7)]."""
-    lines = ["%s  可借%d  可还%d" % (n, b, d) for n, b, d in nearby[:len(LINES)]]
+    lines = ["%s  可借%d  可还%d" % (n, b, d) for n, b, d in stations[:len(LINES)]]
     return PAGE_IDLE, "请将身份证放在读卡区", lines, "", None
 
 
 def message(reason):
-    text, voice = MESSAGES.get(reason, MESSAGES["unreadable"])
-    return PAGE_MESSAGE, text, [], "", voice
+    text, voice = wording(reason)
+    return _PAGE_MESSAGE, text, [], "", voice
 
 
-def result(masked_name, masked_id, records, stale_date):
-    """The payments: programme, amount, date, status; total and latest spoken."""
-    lines = ["%s  %s  %s" % (masked_name, masked_id, "")]
+def result(name, id, records, stale):
+    """The payments: programme, amount, date, status; total and latest spoken.
+    name and id arrive masked; stale is the cache's date, or None."""
+    lines = ["%s  身份证 %s" % (name, id)]
     total = 0
-    for r in records[:len(LINES) - 1]:
-        total += r["amount_fen"]
-        lines.append("%s  %s  %s  %s" % (r["programme"], yuan(r["amount_fen"]), r["paid"],
-                                         r["status"]))
-    footer = "合计 %s" % yuan(total)
-    if stale_date:
-        footer += "（服务暂不可用，显示%s的记录）" % stale_date
+    for r in records[:len(LINES) - 1]:  # rows: programme, fen, paid, status
+        total += r[1]
+        lines.append("%s  %s  %s  %s" % (r[0], yuan(r[1]), r[2], r[3]))
+    footer = "合计：%s" % yuan(total)
+    if stale:
+        footer += "（服务暂不可用，显示%s的记录）" % stale
     voice = "您共领取补贴%s" % yuan(total)
     if records:
         r = records[0]
-        voice += "，最近一笔是%s，%s，%s发放" % (r["programme"], yuan(r["amount_fen"]), r["paid"])
-    return PAGE_RESULT, "惠民资金查询结果", lines, footer, voice
+        voice += "，最近一笔是%s，%s，%s发放" % (r[0], yuan(r[1]), r[2])
+    return _PAGE_RESULT, "惠民资金查询结果", lines, footer, voice

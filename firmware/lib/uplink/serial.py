@@ -46,16 +46,26 @@ class SerialUplink:
         while True:
             n = await self.uart.readinto(buf)
             self._last_rx = time.ticks_ms()
-            link.receive(mv[:n])
+            try:
+                link.receive(mv[:n])
+            except MemoryError as e:
+                # No block for the payload's copy just now: the frame stays in
+                # the decoder and is taken with the next bytes (the edge resends
+                # until it hears our ack). The link must not die of it.
+                self.bad += 1
+                _log.warning("no heap for a message from edge: %r", e)
             while True:
                 payload = link.recv()
                 if payload is None:
                     break
                 try:
                     msg = message.decode(payload)
-                except ValueError as e:
+                except (ValueError, MemoryError) as e:
+                    # MemoryError: the heap had no block for it just now; the
+                    # link must live on (the app's request times out and retries).
+                    payload = None
                     self.bad += 1
-                    _log.warning("dropped message from edge: %s", e)
+                    _log.warning("dropped message from edge: %r", e)
                     continue
                 try:
                     self.on_message(msg)

@@ -1,183 +1,203 @@
-# Resident ID card security module (SAM) frames, the card's text block, the
-# ID number's check digit, masking and the kiosk's lookup token. Sans-IO and
-# shared: the kiosk firmware, the emulator and the edge run this same file.
+# Resident ID card security module (SAM): the reader's side. Command frames, a
+# streaming answer decoder, the card's text block, the ID number's check
+# digit, masking and the kiosk's lookup token. Sans-IO and shared: the kiosk
+# firmware and the edge's USB reader run this file; the module's side (answers,
+# building text blocks) is wire/idcard_module.py, which a kiosk never loads.
 #
 #   command:  AA AA AA 96 69 | LEN_H LEN_L | CMD PARA     | DATA | CHK
 #   response: AA AA AA 96 69 | LEN_H LEN_L | SW1 SW2 SW3  | DATA | CHK
 # LEN counts every byte after itself (CHK included); CHK = XOR of LEN_H..DATA.
+import binascii
 import hashlib
 
 from micropython import const
 
-_PRE = b"\xaa\xaa\xaa\x96\x69"
+PREAMBLE = b"\xaa\xaa\xaa\x96\x69"
 _MAX_LEN = const(1600)  # text+photo+fingerprint answers are 2,322 bytes: not supported
+TEXT_KEEP = const(263)  # SW1-3, the two lengths, the 256-byte text: what a kiosk keeps
 
-# Commands (CMD, PARA)
-RESET = b"\x10\xff"
+# Commands (CMD, PARA) a reader sends
 STATUS = b"\x11\xff"
-SAM_ID = b"\x12\xff"
 FIND = b"\x20\x01"
 SELECT = b"\x20\x02"
 READ = b"\x30\x01"  # text + photo
-READ_ADDR = b"\x30\x03"  # additional address
 
-# SW3 codes a module answers with
+# SW3 codes a reader acts on (wire/idcard_module.py lists every code)
 OK = const(0x90)
-NO_CONTENT = const(0x91)
 FIND_OK = const(0x9F)
-E_CHECKSUM = const(0x10)
-E_LENGTH = const(0x11)
-E_COMMAND = const(0x21)
-E_READ = const(0x41)
 E_SELFTEST = const(0x60)
-E_FIND = const(0x80)
-E_SELECT = const(0x81)
 
 
-def _chk(b, start, end):
-    x = 0
-    for i in range(start, end):
-        x ^= b[i]
-    return x
-
-
-def _frame(head, data):
+def frame(head, data=b""):
+    """PREAMBLE, LEN, head (CMD PARA or SW1-3), data, CHK."""
     n = len(head) + len(data) + 1
-    out = bytearray(_PRE)
+    out = bytearray(PREAMBLE)
     out.append(n >> 8)
     out.append(n & 0xFF)
     out += head
     out += data
-    out.append(_chk(out, 5, len(out)))
+    x = 0
+    for i in range(5, len(out)):
+        x ^= out[i]
+    out.append(x)
     return bytes(out)
 
 
 def command(cmd, data=b""):
     """A command frame, e.g. command(FIND)."""
-    return _frame(cmd, data)
-
-
-def response(sw3, data=b"", sw1=0, sw2=0):
-    """A response frame (the emulator's side)."""
-    return _frame(bytes((sw1, sw2, sw3)), data)
+    return frame(cmd, data)
 
 
 class SamDecoder:
-    """feed() bytes, next() -> the frame's body (between LEN and CHK) or None:
-    a response body is SW1 SW2 SW3 + data, a command body CMD PARA + data.
-    Resyncs on the preamble after a bad length or checksum; every drop is
-    counted by reason."""
+    """Streaming frame decoder with a fixed buffer. feed(bytes) -> how many it
+    took (it stops after a complete frame); next() -> a view of that frame's body
+    (between LEN and CHK: SW1 SW2 SW3 + data, or CMD PARA + data) or None.
+    Only the first `keep` body bytes are stored; the rest is checksummed and
+    let go, so a kiosk (keep=TEXT_KEEP) never holds the 1K photo. `size` is the
+    last body's full length. Every dropped frame is counted by reason.
+    (Attribute and argument names are few on purpose: each costs kiosk heap.)"""
 
-    def __init__(self, cap=1300):
-        self._buf = bytearray()
-        self._cap = cap
+    def __init__(self, n=_MAX_LEN):
+        self._buf = bytearray(n)
+        self._mv = memoryview(self._buf)
+        self._cap = n  # body bytes kept
+        self._st = 0  # 0-4 preamble bytes matched, 5-6 length, 7 body, 8 CHK, 9 ready
+        self._n = 0  # body length
+        self._i = 0  # body bytes seen
+        self._x = 0  # XOR so far
+        self.size = 0
         self.drops = {}
 
-    def _drop(self, why):
-        self.drops[why] = self.drops.get(why, 0) + 1
+    def _drop(self, reason):
+        self.drops[reason] = self.drops.get(reason, 0) + 1
+        self._st = 0
 
-    def feed(self, data):
-        self._buf += data
-        if len(self._buf) > self._cap + 8:
-            self._drop("overflow")
-            self._buf = self._buf[-8:]
+    def pending(self):
+        """True while a frame is part way in."""
+        return 0 < self._st < 9
 
     def gap(self):
-        if self._buf:
+        """The line went quiet: a partial frame is abandoned."""
+        if self.pending():
             self._drop("gap")
-            self._buf = bytearray()
+
+    def feed(self, data):
+        if self._st == 9:
+            return 0  # take next() first
+        took = 0
+        for c in data:
+            took += 1
+            st = self._st
+            if st < 5:
+                if c == PREAMBLE[st]:
+                    self._st = st + 1
+                elif c == 0xAA:
+                    self._st = 3 if st == 3 else 1  # AA AA AA AA...: still a start
+                else:
+                    self._st = 0
+                    self.drops["noise"] = self.drops.get("noise", 0) + 1
+            elif st == 5:
+                self._n = c << 8
+                self._x = c
+                self._st = 6
+            elif st == 6:
+                n = self._n | c
+                self._x ^= c
+                if n < 3 or n > _MAX_LEN:
+                    self._drop("length")
+                    continue
+                self._n = n - 1  # body bytes, CHK excluded
+                self._i = 0
+                self._st = 7
+            elif st == 7:
+                i = self._i
+                if i < self._cap:
+                    self._buf[i] = c
+                self._x ^= c
+                self._i = i + 1
+                if i + 1 == self._n:
+                    self._st = 8
+            else:
+                if c != self._x:
+                    self._drop("checksum")
+                    continue
+                self._st = 9
+                self.size = self._n
+                return took
+        return took
 
     def next(self):
-        b = self._buf
-        while True:
-            i = b.find(_PRE)
-            if i < 0:
-                if len(b) > 4:
-                    self._drop("noise")
-                    self._buf = b = b[-4:]
-                return None
-            if i:
-                self._drop("noise")
-                self._buf = b = b[i:]
-            if len(b) < 7:
-                return None
-            n = (b[5] << 8) | b[6]
-            if n < 3 or n > _MAX_LEN:
-                self._drop("length")
-                self._buf = b = b[1:]
-                continue
-            if len(b) < 7 + n:
-                return None
-            if _chk(b, 5, 6 + n) != b[6 + n]:
-                self._drop("checksum")
-                self._buf = b = b[1:]
-                continue
-            body = bytes(b[7:6 + n])
-            self._buf = b[7 + n:]
-            return body
+        """The body as a view into the decoder's buffer: good until the next feed()."""
+        if self._st != 9:
+            return None
+        self._st = 0
+        return self._mv[:min(self.size, self._cap)]
+
+    def decode(self, data):
+        """Every complete frame's body in data, in order (for callers with heap to spare)."""
+        out = []
+        mv = memoryview(data)
+        off = 0
+        while off < len(data):
+            off += self.feed(mv[off:])
+            body = self.next()
+            if body is not None:
+                out.append(bytes(body))
+        return out
+
+
+def read_text(b, n):
+    """The 256-byte text block from a READ answer's body b (SW1-3 first) whose
+    full length was n (SamDecoder.size): text and photo lengths must add up."""
+    if len(b) < 7:
+        raise ValueError("short read answer")
+    tl = (b[3] << 8) | b[4]
+    pl = (b[5] << 8) | b[6]
+    if n != 7 + tl + pl or tl < 256 or len(b) < 263:
+        raise ValueError("read answer lengths do not add up")
+    return b[7:263]
 
 
 # -- the text block (256 bytes, UCS-2 little endian, space padded) -------------
-_FIELDS = (("name", 0, 30), ("gender", 30, 32), ("nation", 32, 36), ("birth", 36, 52),
-           ("address", 52, 122), ("id", 122, 158), ("authority", 158, 188),
-           ("valid_from", 188, 204), ("valid_to", 204, 220), ("reserved", 220, 256))
-
-
 def ucs2(b, start, end):
-    # MicroPython has no utf-16 codec: decode by hand (the card uses the BMP only).
-    out = []
-    for i in range(start, end - 1, 2):
-        out.append(chr(b[i] | (b[i + 1] << 8)))
-    return "".join(out).strip()
-
-
-def to_ucs2(s, nbytes):
-    out = bytearray(nbytes)
-    for i in range(nbytes // 2):
-        c = ord(s[i]) if i < len(s) else 0x20
-        out[2 * i] = c & 0xFF
-        out[2 * i + 1] = c >> 8
-    return bytes(out)
-
-
-def parse_text(b):
-    """The text block's fields as a dict (values stripped of padding)."""
-    if len(b) < 256:
-        raise ValueError("text block too short")
-    d = {}
-    for name, s, e in _FIELDS:
-        d[name] = ucs2(b, s, e)
-    t = d["reserved"][:1]
-    d["card_type"] = "resident" if t in ("", "A") else (
-        "foreign_permanent" if t in ("I", "Y") else ("hk_mo_tw_permit" if t == "J" else "other"))
-    return d
-
-
-def build_text(f):
-    """The inverse, for the emulator and tests."""
+    """Decode b[start:end] (UCS-2LE, the BMP only) to a stripped str.
+    MicroPython has no utf-16 codec, and chr() or a str's characters one by one
+    would intern every character for good (a name's, too): go through UTF-8."""
     out = bytearray()
-    for name, s, e in _FIELDS:
-        out += to_ucs2(f.get(name, ""), e - s)
-    return bytes(out)
+    for i in range(start, end - 1, 2):
+        c = b[i] | (b[i + 1] << 8)
+        if c < 0x80:
+            out.append(c)
+            continue
+        if 0xD800 <= c < 0xE000:
+            c = 0xFFFD  # a lone surrogate half is not text
+        if c < 0x800:
+            out.append(0xC0 | (c >> 6))
+        else:
+            out.append(0xE0 | (c >> 12))
+            out.append(0x80 | ((c >> 6) & 0x3F))
+        out.append(0x80 | (c & 0x3F))
+    return str(out, "utf-8").strip()
 
 
-def split_read(data):
-    """(text, photo) from a READ answer's data: text and photo lengths, then both."""
-    if len(data) < 4:
-        raise ValueError("short read answer")
-    tl = (data[0] << 8) | data[1]
-    pl = (data[2] << 8) | data[3]
-    if len(data) < 4 + tl + pl:
-        raise ValueError("truncated read answer")
-    return data[4:4 + tl], data[4 + tl:4 + tl + pl]
+def person(text):
+    """(name, number, valid_to, resident) from a text block: all a kiosk needs.
+    The reserved field's first letter tells the card type: "" or "A" is a
+    resident card, "J" a HK/Macao/Taiwan permit, "I"/"Y" a foreigner's card."""
+    if len(text) < 256:
+        raise ValueError("text block too short")
+    t = ucs2(text, 220, 222)
+    return ucs2(text, 0, 30), ucs2(text, 122, 158), ucs2(text, 204, 220), t in ("", "A")
 
 
 # -- the 18-digit number (GB 11643, ISO 7064 MOD 11-2) -----------------------
-_W = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-
-
-def check_char(first17):
-    return "10X98765432"[sum([int(first17[i]) * _W[i] for i in range(17)]) % 11]
+def check_char(s):
+    """The check character for the first 17 digits s (bytes, not s[i]: a
+    one-character str is interned on MicroPython)."""
+    w = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    b = s.encode()
+    k = sum([(b[i] - 48) * w[i] for i in range(17)]) % 11
+    return "10X98765432"[k:k + 1]
 
 
 def _date_ok(s):
@@ -196,22 +216,22 @@ def check_id(n):
     """None if the number is valid, else a reason: length, digits, region, birth, check."""
     if len(n) != 18:
         return "length"
-    if not n[:17].isdigit() or not (n[17].isdigit() or n[17] == "X"):
+    if not n[:17].isdigit() or n[17:] not in "0123456789X":
         return "digits"
-    if n[0] == "0":
+    if n.startswith("0"):
         return "region"
     if not _date_ok(n[6:14]):
         return "birth"
-    if check_char(n[:17]) != n[17]:
+    if check_char(n[:17]) != n[17:]:
         return "check"
     return None
 
 
-def expired(valid_to, today):
-    """today as YYYYMMDD; "长期" (long-term) never expires."""
-    if valid_to == "长期":
+def expired(s, now):
+    """s: the card's valid-to date; now: today as YYYYMMDD; "长期" (long-term) never expires."""
+    if s == "长期":
         return False
-    return not _date_ok(valid_to) or valid_to < today
+    return not _date_ok(s) or s < now
 
 
 def mask_name(name):
@@ -223,16 +243,21 @@ def mask_id(n):
 
 
 # -- the lookup token: HMAC-SHA256(region key, number), made on the kiosk -----
-def hmac_sha256(key, msg):
-    # MicroPython has no hmac module: RFC 2104 over hashlib.sha256.
+def token(key, n):
+    """32 hex chars that identify the person to the backend, not the number n:
+    the first half of HMAC-SHA256(region key, n). MicroPython has no hmac
+    module, so this is RFC 2104 over hashlib.sha256."""
     if len(key) > 64:
         key = hashlib.sha256(key).digest()
-    key = key + b"\x00" * (64 - len(key))
-    inner = hashlib.sha256(bytes([k ^ 0x36 for k in key]) + msg).digest()
-    return hashlib.sha256(bytes([k ^ 0x5C for k in key]) + inner).digest()
-
-
-def token(region_key, id_number):
-    """32 hex chars that identify the person to the backend, not the number."""
-    d = hmac_sha256(region_key, id_number.encode())
-    return "".join(["%02x" % c for c in d[:16]])
+    pad = bytearray(64)  # the key, zero padded, XORed in place: no 64-item lists
+    pad[:len(key)] = key
+    for i in range(64):
+        pad[i] ^= 0x36
+    h = hashlib.sha256(pad)
+    h.update(n.encode())
+    inner = h.digest()
+    for i in range(64):
+        pad[i] ^= 0x36 ^ 0x5C
+    h = hashlib.sha256(pad)
+    h.update(inner)
+    return binascii.hexlify(h.digest()[:16]).decode()

@@ -19,6 +19,11 @@ RENTED = "rented"
 RETURNED = "returned"
 FAULT = "fault"
 
+# A kiosk's link takes messages up to this size (its frame buffer; the edge
+# trims a funds answer's oldest records to fit). Fund records travel as rows:
+# [programme, amount in fen, date paid, status].
+KIOSK_MAX_MESSAGE = 640
+
 # decode failure reasons (DecodeError.reason)
 E_SIZE = "oversize"
 E_JSON = "json"
