@@ -296,6 +296,10 @@ def kiosk_funds_message(req_id: int, answer: dict[str, Any]) -> dict[str, Any]:
     if "records" in msg:
         msg["records"] = [[r.get("programme", ""), int(r.get("amount_fen", 0)),
                            r.get("paid", ""), r.get("status", "")] for r in msg["records"]]
-        while msg["records"] and len(message.encode(msg)) > names.KIOSK_MAX_MESSAGE:
+        while msg["records"] and _encoded_size(msg) > names.KIOSK_MAX_MESSAGE:
             msg["records"].pop()
     return msg
+
+
+def _encoded_size(msg: dict[str, Any]) -> int:
+    return len(json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode())

@@ -148,3 +148,17 @@ def test_mqtt_garbage_is_counted_and_good_event_stored_once(tmp_path: Path) -> N
                 await task
             await broker.stop()
     run(main())
+
+
+def test_kiosk_funds_answer_is_trimmed_to_the_kiosks_buffer() -> None:
+    from wire import message, names
+
+    from edge.service import kiosk_funds_message
+    rec = {"programme": "城乡居民最低生活保障金补发", "amount_fen": 123456789,
+           "paid": "2026-06-15", "status": "已发放（补发）"}
+    msg = kiosk_funds_message(7, {"ok": True, "records": [rec] * 12, "as_of": 1, "stale": False})
+    assert 0 < len(msg["records"]) < 12
+    assert len(message.encode(msg)) <= names.KIOSK_MAX_MESSAGE
+    assert msg["records"][0] == ["城乡居民最低生活保障金补发", 123456789, "2026-06-15", "已发放（补发）"]
+    assert kiosk_funds_message(8, {"ok": False, "err": "unknown"}) == {
+        "t": "funds", "id": 8, "ok": False, "err": "unknown"}
