@@ -64,7 +64,7 @@ async def init(board, cfg):
     if addr:
         import bus
 
-        await bus.connect(addr)
+        await bus.connect(addr, board["slots"])
         SlotIO = bus.SlotIO
         tag_port = bus.tag_port
 
