@@ -42,7 +42,7 @@ class HttpServer:
         self.port = 0
         self._cache: dict[tuple[str, str, str], _Cached] = {}
         self._runner: web.AppRunner | None = None
-        app = web.Application()
+        app = web.Application(client_max_size=16 * 1024 * 1024)  # OTA images
         app.add_routes([
             web.get("/", self.page),
             web.get("/gbfs/{version}/{feed}.json", self.feed),
@@ -51,6 +51,9 @@ class HttpServer:
             web.get("/api/devices", self.api_devices),
             web.get("/api/events", self.api_events),
             web.get("/api/metrics", self.api_metrics),
+            web.get("/api/ota", self.api_ota_list),
+            web.post("/api/ota", self.api_ota_start),
+            web.get("/api/ota/{id}", self.api_ota_get),
             web.get("/healthz", self.healthz),
         ])
         self.app = app
@@ -128,6 +131,36 @@ class HttpServer:
 
     async def page(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
+
+
+    # -- over-the-air rollouts (huimin ota) ---------------------------------
+    async def api_ota_list(self, request: web.Request) -> web.Response:
+        return web.json_response([r.as_json() for r in self.svc.ota.rollouts.values()])
+
+    async def api_ota_get(self, request: web.Request) -> web.Response:
+        try:
+            r = self.svc.ota.rollouts[int(request.match_info["id"])]
+        except (KeyError, ValueError):
+            return web.json_response({"error": "no such rollout"}, status=404)
+        return web.json_response(r.as_json())
+
+    async def api_ota_start(self, request: web.Request) -> web.Response:
+        """Body: {"image": {"files": {path: base64}}, "devices": [...], "wave": n,
+        "deadline_s": s}. The image comes signed; devices check the signature."""
+        from edge.errors import Rejected
+        from edge.ota import Image
+
+        try:
+            body = await request.json()
+            image = Image.from_upload(body["image"])
+            r = self.svc.ota.start(image, [str(d) for d in body["devices"]],
+                                   int(body.get("wave", 1)),
+                                   float(body.get("deadline_s", 180.0)))
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.json_response({"error": f"bad request: {exc}"}, status=400)
+        except Rejected as exc:
+            return web.json_response({"error": exc.reason, "detail": str(exc)}, status=409)
+        return web.json_response(r.as_json(), status=202)
 
 
 def _json(obj: Any) -> web.Response:

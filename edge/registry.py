@@ -24,12 +24,13 @@ class Device:
     last_seen_mono: float = field(default=0.0, repr=False)
     faults: int = 0
     heap_free: int | None = None  # bytes, from the heartbeat (after a collection)
+    ota: str = ""  # the last update's outcome, as the device reports it in hello
 
     def as_json(self) -> dict[str, object]:
         return {"id": self.id, "station": self.station, "kind": self.kind, "fw": self.fw,
                 "slots": self.slots, "boot": self.boot, "transport": self.transport,
                 "online": self.online, "last_seen": round(self.last_seen, 3),
-                "faults": self.faults, "heap_free": self.heap_free}
+                "faults": self.faults, "heap_free": self.heap_free, "ota": self.ota}
 
 
 class Registry:

@@ -24,6 +24,7 @@ from edge.funds import Funds
 from edge.journal import EventRecord, Journal, OutboxRecord, StateRecord
 from edge.metrics import Metrics
 from edge.model import Inbound, Reply
+from edge.ota import Ota
 from edge.registry import Registry
 from edge.rentals import Rentals
 from edge.stations import Stations
@@ -57,6 +58,7 @@ class EdgeService:
         self.bridge = Bridge(self)
         self._rental_tasks: set[asyncio.Task[Any]] = set()
         self.funds = Funds(self)
+        self.ota = Ota(self)
 
     # -- lifecycle -----------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -140,8 +142,10 @@ class EdgeService:
             dev.hello_seen = True
             dev.kind, dev.fw, dev.slots = msg["kind"], msg["fw"], msg["slots"]
             dev.boot, dev.epoch = msg["boot"], msg["epoch"]
-            log.info("device %s hello: %s fw %s, %d slots, boot %d", dev.id, dev.kind, dev.fw,
-                     dev.slots, dev.boot)
+            dev.ota = msg.get("ota") or dev.ota
+            log.info("device %s hello: %s fw %s, %d slots, boot %d%s", dev.id, dev.kind, dev.fw,
+                     dev.slots, dev.boot, f", last update: {msg['ota']}" if msg.get("ota") else "")
+            self.ota.on_hello(dev.id, msg)
         elif not dev.hello_seen:
             # We have not heard its birth (edge restarted): ask for it again.
             dev.hello_seen = True
@@ -174,7 +178,7 @@ class EdgeService:
             if fut is not None and not fut.done():
                 fut.set_result(msg)
         elif t == names.LOOKUP:
-            self._spawn(self._answer_lookup(item), f"lookup:{dev.id}:{msg['id']}")
+            self.spawn(self._answer_lookup(item), f"lookup:{dev.id}:{msg['id']}")
         elif t in (names.COMMAND, names.ACK, names.FUNDS):
             raise Rejected("unexpected_type", f"{t} is edge-to-device only")
 
@@ -238,9 +242,9 @@ class EdgeService:
 
     def start_rental(self, req: dict[str, Any]) -> None:
         """Run a rental from the backend; tracked so shutdown cancels it."""
-        self._spawn(self.rentals.rent(req), f"rental:{req.get('rental_id')}")
+        self.spawn(self.rentals.rent(req), f"rental:{req.get('rental_id')}")
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         # Per-request work (rentals, kiosk lookups): tracked, cancelled at shutdown.
         t = asyncio.get_running_loop().create_task(coro, name=name)
         self._rental_tasks.add(t)

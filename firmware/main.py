@@ -1,10 +1,14 @@
-# Device entry point, kept as source and kept tiny: compiling source costs
-# heap on the device, so everything else ships as .mpy (see lib/device.py).
+# Bootloader entry: kept as source, kept tiny (its code stays in memory while
+# the app runs), never updated over the air. bootloader/slot.py picks the
+# image slot (docs/ota.md) and is dropped before the app loads.
 import sys
 
-_here = __file__.rpartition("/")[0] or "."
-sys.path[:0] = [_here + "/lib", _here]
+sys.path[:0] = ["bootloader"]
+import slot  # noqa: E402
 
+r, f = slot.choose()
+del sys.modules["slot"], slot
+sys.path[:1] = [f + "/lib", f]
 import device  # noqa: E402
 
-device.main(_here, sys.argv[1] if len(sys.argv) > 1 else "config.json")
+device.main(f, sys.argv[1] if len(sys.argv) > 1 else "config.json", r)

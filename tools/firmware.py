@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "firmware"
@@ -43,57 +45,136 @@ def micropython_path() -> str:
     return _tool("micropython")
 
 
-def _sources(port: str) -> list[tuple[Path, str]]:
+def _sources(port: str, source: Path) -> list[tuple[Path, str]]:
     """(source file, path on the device) for everything that ships."""
     out: list[tuple[Path, str]] = []
-    for folder in ("lib", "drivers", "apps"):
-        for src in sorted((FIRMWARE / folder).rglob("*.py")):
+    for folder in ("lib", "drivers", "apps", "bootloader"):
+        for src in sorted((source / folder).rglob("*.py")):
             if src.name == "__init__.py" and not src.read_text().strip():
                 # Empty package markers are for CPython tools; MicroPython imports
                 # folders as namespace packages, and each module object costs heap.
                 continue
-            rel = src.relative_to(FIRMWARE).as_posix()
+            rel = src.relative_to(source).as_posix()
             out.append((src, rel))
     # The board's port (hal.py and its helpers) sits at the top of the image.
-    for src in sorted((FIRMWARE / "ports" / port).glob("*.py")):
+    for src in sorted((source / "ports" / port).glob("*.py")):
         out.append((src, src.name))
     return out
 
 
-def build(board: str = "unix", out: Path | None = None) -> Path:
-    """Build the image for `board`; returns its folder. Rebuilds only changed files."""
+def firmware_version() -> str:
+    """The version the source tree builds (firmware/VERSION)."""
+    return (FIRMWARE / "VERSION").read_text().strip()
+
+
+def build(board: str = "unix", out: Path | None = None, version: str | None = None,
+          source: Path = FIRMWARE) -> Path:
+    """Build the image for `board`; returns its folder. Rebuilds only changed
+    files. The image holds the slot's files (lib/, apps/, drivers/, the port's
+    hal), the bootloader (main.py, bootloader/), `version`, `board.json` and
+    `manifest.json` (version, board, and the SHA-256 of every file); `sign()`
+    adds `manifest.sig`. `source` is the firmware tree (tests build variants)."""
     if board not in BOARD_PORTS:
         raise BuildError(f"unknown board {board!r}; known: {', '.join(sorted(BOARD_PORTS))}")
     port, board_file = BOARD_PORTS[board]
     dest = out or (BUILD / board)
     dest.mkdir(parents=True, exist_ok=True)
     mpyc = mpy_cross_path()
-    manifest: dict[str, str] = {}
-    for src, rel in _sources(port):
+    files: dict[str, str] = {}
+    for src, rel in _sources(port, source):
         target = dest / (rel[:-3] + ".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists() or target.stat().st_mtime < src.stat().st_mtime:
             # Source name = the dotted module name, which the device interns for
             # the import anyway: tracebacks stay readable at no extra heap.
-            modname = rel.removeprefix("lib/").removesuffix(".py").replace("/", ".")
+            modname = (rel.removeprefix("lib/").removeprefix("bootloader/").removesuffix(".py")
+                       .replace("/", "."))
             r = subprocess.run([mpyc, "-O3", "-s", modname, "-o", str(target), str(src)],
                                capture_output=True, text=True)
             if r.returncode:
                 raise BuildError(f"mpy-cross failed on {rel}: {r.stderr.strip()}")
-        manifest[target.relative_to(dest).as_posix()] = _sha256(target)
+        files[target.relative_to(dest).as_posix()] = _sha256(target)
     # Data files ship as they are (an app's wording, read from flash when needed).
-    for src in sorted((FIRMWARE / "apps").rglob("*.txt")):
-        rel = src.relative_to(FIRMWARE).as_posix()
+    for src in sorted((source / "apps").rglob("*.txt")):
+        rel = src.relative_to(source).as_posix()
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest / rel)
-        manifest[rel] = _sha256(dest / rel)
-    shutil.copyfile(FIRMWARE / "main.py", dest / "main.py")
+        files[rel] = _sha256(dest / rel)
+    version = version or firmware_version()
+    shutil.copyfile(source / "main.py", dest / "main.py")
     shutil.copyfile(BOARDS / board_file, dest / "board.json")
-    for extra in ("main.py", "board.json"):
-        manifest[extra] = _sha256(dest / extra)
-    (dest / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    (dest / "version").write_text(version + "\n")
+    for extra in ("main.py", "board.json", "version"):
+        files[extra] = _sha256(dest / extra)
+    board_name = json.loads((dest / "board.json").read_text())["name"]
+    manifest = {"version": version, "board": board_name, "files": dict(sorted(files.items()))}
+    text = json.dumps(manifest, indent=1)
+    mpath = dest / "manifest.json"
+    if not mpath.exists() or mpath.read_text() != text:
+        mpath.write_text(text)
+        (dest / "manifest.sig").unlink(missing_ok=True)  # a signature is for one manifest
     return dest
 
 
 def _sha256(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def read_manifest(image: Path) -> dict[str, Any]:
+    m: dict[str, Any] = json.loads((image / "manifest.json").read_text())
+    return m
+
+
+# -- signing (the technician's machine; the private key never leaves it) --------
+def keygen(private_path: Path) -> str:
+    """Make an Ed25519 update key: the private key as PEM (mode 0600), and the
+    public key's hex returned (what `provision` puts on devices)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    if private_path.exists():
+        raise BuildError(f"{private_path} exists; not overwriting a signing key")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    return public_key_hex(private_path)
+
+
+def _private_key(private_path: Path) -> Any:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BuildError(f"{private_path} is not an Ed25519 private key")
+    return key
+
+
+def public_key_hex(private_path: Path) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    pub = _private_key(private_path).public_key()
+    return str(pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex())
+
+
+def sign(image: Path, private_path: Path) -> None:
+    """Sign the image's manifest.json (Ed25519); writes manifest.sig (hex)."""
+    sig = _private_key(private_path).sign((image / "manifest.json").read_bytes())
+    (image / "manifest.sig").write_text(sig.hex() + "\n")
+
+
+def install(image: Path, flash: Path) -> None:
+    """Lay an image out on a simulated device's filesystem as `flash` leaves a
+    board: the bootloader (main.py, bootloader/) at the top, the image in slot_a.
+    Links, not copies: every simulated device shares the one build."""
+    flash.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(image / "main.py", flash / "main.py")
+    for name, target in (("bootloader", image / "bootloader"), ("slot_a", image)):
+        link = flash / name
+        if link.is_symlink() or not link.exists():
+            link.unlink(missing_ok=True)
+            link.symlink_to(target, target_is_directory=True)

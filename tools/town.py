@@ -28,7 +28,7 @@ from hardware.kiosk_emulator import HmiScreen, VoiceModule
 from hardware.serial_line import SerialLine
 from tools.broker import Broker, free_port, mosquitto_path
 from tools.devbackend import DevBackend
-from tools.firmware import build, micropython_path
+from tools.firmware import build, install, micropython_path
 
 log = logging.getLogger("sim")
 
@@ -78,8 +78,11 @@ class Town:
                  heap: str = HEAP, use_mqtt: bool | None = None, fill: float = 0.6,
                  backend: bool = True, edge_process: bool = False,
                  city_broker: bool = False, kiosks: int = 0,
-                 kiosk_heap: str = KIOSK_HEAP, baud: int = 0) -> None:
+                 kiosk_heap: str = KIOSK_HEAP, baud: int = 0, ota_key: str = "",
+                 ota_confirm_s: int = 60) -> None:
         self.dir = workdir
+        self.ota_key = ota_key  # hex Ed25519 public key provisioned on devices (docs/ota.md)
+        self.ota_confirm_s = ota_confirm_s
         self.with_backend = backend
         self.edge_process = edge_process  # run the edge as its own process (kill tests)
         self.backend: DevBackend | None = None
@@ -244,16 +247,15 @@ class Town:
         d.flash.mkdir(parents=True, exist_ok=True)
         d.config = {"dev": d.dev, "site": "anji", "kind": "dock", "slots": d.slots,
                     "link": d.link, "bus": bus, "heartbeat_s": self.heartbeat_s,
-                    "uart": d.line.paths[0] if d.line else ""}
+                    "uart": d.line.paths[0] if d.line else "", "ota_key": self.ota_key,
+                    "ota_confirm_s": self.ota_confirm_s}
         if d.link == "mqtt" and self.broker is not None:
             d.config["mqtt"] = {"host": "127.0.0.1", "port": self.broker.port, "keepalive": 15}
         (d.flash / "config.json").write_text(json.dumps(d.config))
         d.log_path = d.flash / "console.log"
-        # The firmware sits on the device's filesystem, as after `flash`; a short
-        # relative path also keeps the interpreter's interned import paths small.
-        fw = d.flash / "fw"
-        if not fw.exists():
-            fw.symlink_to(self.firmware, target_is_directory=True)
+        # The firmware sits on the device's filesystem, as after `flash`; short
+        # relative paths also keep the interpreter's interned import paths small.
+        install(self.firmware, d.flash)
         self._sup.append(asyncio.create_task(self._supervise(d), name=f"fw:{d.dev}"))
 
     async def _start_kiosk(self, k: SimKiosk) -> None:
@@ -262,11 +264,10 @@ class Town:
                "uart": k.lines["edge"].paths[0], "sam_uart": k.lines["sam"].paths[0],
                "display_uart": k.lines["display"].paths[0],
                "voice_uart": k.lines["voice"].paths[0], "region_key": self.region_key.hex(),
-               "heartbeat_s": self.heartbeat_s, "show_s": 30}
+               "heartbeat_s": self.heartbeat_s, "show_s": 30, "ota_key": self.ota_key,
+               "ota_confirm_s": self.ota_confirm_s}
         (k.flash / "config.json").write_text(json.dumps(cfg))
-        fw = k.flash / "fw"
-        if not fw.exists():
-            fw.symlink_to(self.firmware, target_is_directory=True)
+        install(self.firmware, k.flash)
         k.log_path = k.flash / "console.log"
         self._sup.append(asyncio.create_task(self._supervise(k), name=f"fw:{k.dev}"))
 
@@ -286,7 +287,7 @@ class Town:
                 d.proc = await asyncio.create_subprocess_exec(
                     micropython_path(), "-X",
                     f"heapsize={self.kiosk_heap if isinstance(d, SimKiosk) else self.heap}",
-                    "fw/main.py", cwd=d.flash, stdout=out, stderr=out)
+                    "main.py", cwd=d.flash, stdout=out, stderr=out)
                 rc = await d.proc.wait()
             if self._stop.is_set():
                 return

@@ -12,7 +12,7 @@ from typing import Any
 
 import serial
 import serial_asyncio_fast
-from wire import message
+from wire import message, names
 from wire.link import Link
 
 from edge.config import SerialConfig
@@ -140,6 +140,7 @@ class SerialTransport:
             await asyncio.sleep(link.rto_ms / 2000)
             if not link.idle():
                 self._wake.set()
-            if link.stats["giveup"]:
-                self.metrics.inc("serial.giveup", n=link.stats["giveup"])
-                link.stats["giveup"] = 0
+            giveup = names.LINK_STATS.index("giveup")
+            if link.stats[giveup]:
+                self.metrics.inc("serial.giveup", n=link.stats[giveup])
+                link.stats[giveup] = 0

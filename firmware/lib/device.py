@@ -1,6 +1,8 @@
-# Device start-up, called by main.py: reads config.json from the device's
-# filesystem and board.json from the firmware folder, sets up the exception
-# handler, and runs the configured app; a fatal error resets the device.
+# Device start-up, called by the bootloader (main.py) with the image slot it
+# chose: reads config.json from the device's filesystem and board.json and
+# version from the slot, sets up the exception handler, and runs the
+# configured app; a fatal error resets the device. On a trial boot of a new
+# image it also keeps the update's deadline (docs/ota.md).
 import asyncio
 import gc
 import json
@@ -16,7 +18,7 @@ def _on_loop_error(loop, ctx):
     _log.error("unhandled: %r", ctx.get("exception"))
 
 
-async def _amain(here, cfg_path):
+async def _amain(here, cfg_path, r):
     # asyncio loads its parts on first use and grows its namespace then (a
     # 752-byte dict resize): do it now, while the heap still has large holes.
     _ = (asyncio.wait_for, asyncio.wait_for_ms, asyncio.open_connection,
@@ -29,6 +31,12 @@ async def _amain(here, cfg_path):
         raise ValueError("unknown device kind %r" % kind)
     config = __import__("apps.%s.config" % kind, None, None, ("load",))
     cfg = config.load(cfg_path)
+    try:
+        with open(here + "/version") as f:
+            cfg["fw"] = f.read().strip()
+    except OSError:
+        cfg["fw"] = "dev"
+    cfg["ota"] = r[4] if len(r) > 4 and r[4] != "-" else ""  # the last update's outcome
     config.dump(cfg)
     del config
     sys.modules.pop("apps.%s.config" % kind, None)
@@ -65,12 +73,16 @@ async def _amain(here, cfg_path):
     app = App(cfg, board, boot)
     del board  # the pin map is in the app's objects now; 1K back for the heap
     gc.collect()
+    if r[2] == "2":  # a new image on trial: lib/ota.py keeps its deadline
+        import ota
+
+        asyncio.create_task(ota.trial(here, cfg["fw"]))
     await app.run()
 
 
-def main(here, cfg_path="config.json"):
+def main(here, cfg_path="config.json", r="a - 0 0 -".split()):
     try:
-        asyncio.run(_amain(here, cfg_path))
+        asyncio.run(_amain(here, cfg_path, r))
     except KeyboardInterrupt:
         _log.info("stopped")
     except Exception as e:

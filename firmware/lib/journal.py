@@ -15,9 +15,9 @@ import log
 _log = log.get("journal")
 
 
-def _exists(p):
+def _exists(s):
     try:
-        os.stat(p)
+        os.stat(s)
         return True
     except OSError:
         return False
@@ -96,9 +96,9 @@ class Journal:
         with open(tmp, "w") as f:
             f.write("%s %d\n" % (self.epoch, self.next_seq))
         os.rename(tmp, self.root + "/meta")
-        for p in (self.root + "/events", self.root + "/acks"):
-            if _exists(p):
-                os.remove(p)
+        for s in (self.root + "/events", self.root + "/acks"):
+            if _exists(s):
+                os.remove(s)
 
     def append(self, ev):
         """Stamp ev with epoch+seq, store it durably, return it."""

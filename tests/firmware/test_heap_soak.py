@@ -47,20 +47,12 @@ def test_twelve_slot_docks_soak_in_64k_on_serial_and_mqtt(tmp_path: Path) -> Non
 def test_dock_interned_names_stay_under_the_pool_boundary(tmp_path: Path) -> None:
     """MicroPython interns names in pools that double; the fifth opens past 300
     names and costs 3.7K of a 64K heap. The dock makes ~10 names at run time, so
-    its code may bring at most 288. Over? Move names out of what docks load
-    (see firmware/apps/dock/README.md, Heap budget)."""
-    import re
-    import subprocess
+    the bootloader and its code may bring at most 288. Over? Move names out of
+    what docks load (see firmware/apps/dock/README.md, Heap budget)."""
+    from tests.firmware.names import interned_at_boot
 
-    from tools.firmware import build, micropython_path
-
-    fw = build("unix")
-    for uplink in ("serial", "mqtt"):
-        code = (f"import sys, micropython; sys.path[:0] = [{str(fw / 'lib')!r}, {str(fw)!r}]\n"
-                f"import asyncio, json, device, bus, uplink.{uplink}, apps.dock.app, apps.dock.config\n"
-                "micropython.qstr_info()\n")
-        r = subprocess.run([micropython_path(), "-X", "heapsize=256K", "-c", code],
-                           capture_output=True, text=True, timeout=30)
-        m = re.search(r"n_qstr=(\d+)", r.stdout)
-        assert m, r.stdout + r.stderr
-        assert int(m.group(1)) <= 288, f"dock ({uplink}) interns {m.group(1)} names"
+    for link in ("serial", "mqtt"):
+        cfg = {"dev": "d1", "kind": "dock", "slots": 12, "link": link, "uart": "/dev/null"}
+        n = interned_at_boot(tmp_path / link, cfg, f"uplink.{link}, apps.dock.app, "
+                             "apps.dock.config, bus")
+        assert n <= 288, f"dock ({link}) interns {n} names"

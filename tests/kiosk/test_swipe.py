@@ -94,21 +94,21 @@ def test_swipe_shows_and_speaks_payments_then_privacy_scan(
             # Someone the backend does not know; then bad cards, each with a clear screen.
             stranger = fictional_card(rng)
             people.append(stranger)
-            assert await _swipe(town, k, stranger) == screens.wording("unknown")[0]
+            assert await _swipe(town, k, stranger) == screens.message("unknown")[1]
             bad = fictional_card(rng)
             bad.id_number = bad.id_number[:17] + ("0" if bad.id_number[17] != "0" else "1")
             people.append(bad)
-            assert await _swipe(town, k, bad) == screens.wording("invalid")[0]
+            assert await _swipe(town, k, bad) == screens.message("invalid")[1]
             old = fictional_card(rng, valid_to="20200101")
             people.append(old)
-            assert await _swipe(town, k, old) == screens.wording("expired")[0]
+            assert await _swipe(town, k, old) == screens.message("expired")[1]
             foreign = fictional_card(rng, card_type="J")
             people.append(foreign)
-            assert await _swipe(town, k, foreign) == screens.wording("card_type")[0]
+            assert await _swipe(town, k, foreign) == screens.message("card_type")[1]
             assert await _swipe(town, k, card, "pull_mid_read") == \
-                screens.wording("pulled")[0]
+                screens.message("pulled")[1]
             assert await _swipe(town, k, card, "checksum") in (
-                screens.wording("unreadable")[0], screens.wording("pulled")[0])
+                screens.message("unreadable")[1], screens.message("pulled")[1])
             # ...and the kiosk still works.
             assert await _swipe(town, k, card) == "惠民资金查询结果"
             assert k.restarts == 0

@@ -144,7 +144,7 @@ def case_link_retransmits_lost_frame_and_lost_ack_delivers_once():
     assert _drain(b) == [b"two"]
     _shuttle(a, b, 400)  # a resends; b acks again but delivers once
     assert _drain(b) == []
-    assert b.stats["dup"] == 1 and a.idle()
+    assert b.stats[names.LINK_STATS.index("dup")] == 1 and a.idle()
 
 
 def case_link_peer_restart_is_not_a_duplicate():
@@ -169,7 +169,7 @@ def case_link_burst_longer_than_a_frame_loses_nothing():
 def case_link_queue_bound():
     a = Link(max_queue=2, max_payload=64)
     assert a.send(b"1") and a.send(b"2") and not a.send(b"3")
-    assert a.stats["queue_full"] == 1
+    assert a.stats[names.LINK_STATS.index("queue_full")] == 1
 
 
 def case_message_roundtrip_and_errors():

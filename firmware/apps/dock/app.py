@@ -59,9 +59,9 @@ class App:
 
     def _on_connect(self):
         self._hello_sent = True
-        self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": "dock", "fw": "0.1.0",
-                          "slots": self.cfg["slots"], "boot": self.boot,
-                          "epoch": self.journal.epoch})
+        self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": "dock",
+                          "fw": self.cfg["fw"], "slots": self.cfg["slots"], "boot": self.boot,
+                          "epoch": self.journal.epoch, "ota": self.cfg["ota"]})
         self._send_state(hal.ticks_ms())
         for ev in self.journal.read_pending(8):
             self.uplink.send(ev)
@@ -93,6 +93,13 @@ class App:
         elif op == "reboot":
             self._result(cid, True, None, None)
             asyncio.create_task(self._reboot())
+        elif op == "ota":
+            import ota  # first use only: docks that never update never load it
+
+            ok, err, reboot = ota.handle(msg)
+            self._result(cid, ok, err, None)
+            if reboot:
+                asyncio.create_task(self._reboot())
 
     async def _reboot(self):
         await asyncio.sleep_ms(500)  # let the result leave first
@@ -175,7 +182,7 @@ class App:
         self.dock.boot([p for p, _ in levels], [q for _, q in levels], hal.ticks_ms())
         gc.collect()
         _log.info("dock %s up: fw %s, boot %d, %d slots %s, journal epoch %s, %d pending, heap free %d",
-                  self.cfg["dev"], "0.1.0", self.boot, n, self.dock.codes(),
+                  self.cfg["dev"], self.cfg["fw"], self.boot, n, self.dock.codes(),
                   self.journal.epoch, len(self.journal.pending), gc.mem_free())
         asyncio.create_task(self.tags.run())
         asyncio.create_task(self.uplink.run())

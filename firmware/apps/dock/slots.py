@@ -26,8 +26,8 @@ _LOCK_TIMEOUT = const(1500)
 _TAKE_TIMEOUT = const(30000)
 
 
-def _diff(a, b):
-    return a - b
+def _diff(t, s):
+    return t - s
 
 
 class Dock:
@@ -54,135 +54,135 @@ class Dock:
         self.take_ms = take_ms
 
     # -- helpers ---------------------------------------------------------
-    def _set(self, i, state, now=0, wait=0):
-        self.state[i] = state
+    def _set(self, s, state, now=0, wait=0):
+        self.state[s] = state
         # 0 means "no timer", so a deadline that lands on 0 is nudged by 1 ms.
-        self.deadline[i] = ((now + wait) or 1) if wait else 0
+        self.deadline[s] = ((now + wait) or 1) if wait else 0
         self.version += 1
 
-    def _result(self, i, ok, err):
-        c = self.cmd[i]
+    def _result(self, s, ok, err):
+        c = self.cmd[s]
         if c is not None:
-            self.results.append((c, ok, err, i))
-            self.cmd[i] = None
+            self.results.append((c, ok, err, s))
+            self.cmd[s] = None
 
-    def _fault(self, i, code, now):
-        self.fault[i] = code
-        self._result(i, False, code)
-        self.events.append(("fault", i, self.bike[i], code))
-        self._set(i, _FAULT, now)
+    def _fault(self, s, code, now):
+        self.fault[s] = code
+        self._result(s, False, code)
+        self.events.append(("fault", s, self.bike[s], code))
+        self._set(s, _FAULT, now)
 
-    def code(self, i):
+    def code(self, s):
         """One-character slot state for the wire (see wire.message)."""
-        st = self.state[i]
+        st = self.state[s]
         if st == _LOCKED:
             return "L"
         if st == _EMPTY:
             return "E"
         if st == _FAULT:
-            return "X" if self.present[i] else "F"
+            return "X" if self.present[s] else "F"
         if st == _DISABLED:
-            return "B" if self.present[i] else "D"
+            return "B" if self.present[s] else "D"
         # _RELEASING/_UNLOCKING: held for a rider; _READING/_LOCKING: a bike arriving.
         return "U"
 
     def codes(self):
-        return "".join([self.code(i) for i in range(self.n)])
+        return "".join([self.code(s) for s in range(self.n)])
 
     # -- inputs ------------------------------------------------------------
     def boot(self, present, latched, now):
         """Initial state from the sensors after a reboot (bikes stay docked)."""
-        for i in range(self.n):
-            self.present[i] = 1 if present[i] else 0
-            self.latched[i] = 1 if latched[i] else 0
-            if present[i] and latched[i]:
-                self.lock_out[i] = 1
-                self._set(i, _LOCKED)
-            elif present[i]:
+        for s in range(self.n):
+            self.present[s] = 1 if present[s] else 0
+            self.latched[s] = 1 if latched[s] else 0
+            if present[s] and latched[s]:
+                self.lock_out[s] = 1
+                self._set(s, _LOCKED)
+            elif present[s]:
                 # Unknown bike in an open slot: treat as a fresh return.
-                self._set(i, _READING, now, self.tag_ms)
+                self._set(s, _READING, now, self.tag_ms)
             else:
-                self._set(i, _EMPTY)
+                self._set(s, _EMPTY)
 
-    def sense(self, i, present, latched, now):
+    def sense(self, s, present, latched, now):
         present = 1 if present else 0
         latched = 1 if latched else 0
-        if present == self.present[i] and latched == self.latched[i]:
+        if present == self.present[s] and latched == self.latched[s]:
             return
-        was_present = self.present[i]
-        self.present[i] = present
-        self.latched[i] = latched
-        st = self.state[i]
+        was_present = self.present[s]
+        self.present[s] = present
+        self.latched[s] = latched
+        st = self.state[s]
         if st == _EMPTY:
             if present:
-                self._set(i, _READING, now, self.tag_ms)
+                self._set(s, _READING, now, self.tag_ms)
         elif st == _READING:
             if not present:
-                self._set(i, _EMPTY)
+                self._set(s, _EMPTY)
         elif st == _LOCKING:
             if latched:
-                self.fault[i] = None
-                if self.relock[i]:
-                    self.relock[i] = 0
+                self.fault[s] = None
+                if self.relock[s]:
+                    self.relock[s] = 0
                 else:
-                    self.events.append(("returned", i, self.bike[i], None))
-                self._set(i, _LOCKED)
+                    self.events.append(("returned", s, self.bike[s], None))
+                self._set(s, _LOCKED)
             elif not present:
-                self.bike[i] = None
-                self.relock[i] = 0
-                self.lock_out[i] = 0
-                self._set(i, _EMPTY)
+                self.bike[s] = None
+                self.relock[s] = 0
+                self.lock_out[s] = 0
+                self._set(s, _EMPTY)
         elif st == _LOCKED:
             if not present:
                 # Taken while locked: the lock failed or was forced.
-                bike = self.bike[i]
-                self.bike[i] = None
-                self.lock_out[i] = 0
-                self.events.append(("fault", i, bike, "forced_removal"))
-                self._set(i, _EMPTY)
+                bike = self.bike[s]
+                self.bike[s] = None
+                self.lock_out[s] = 0
+                self.events.append(("fault", s, bike, "forced_removal"))
+                self._set(s, _EMPTY)
             elif not latched:
-                self.lock_out[i] = 0
-                self._fault(i, "latch_lost", now)
+                self.lock_out[s] = 0
+                self._fault(s, "latch_lost", now)
         elif st == _RELEASING:
             if not latched:
-                self._result(i, True, None)
+                self._result(s, True, None)
                 if present:
-                    self._set(i, _UNLOCKING, now, self.take_ms)
+                    self._set(s, _UNLOCKING, now, self.take_ms)
                 else:
                     # Bolt open and bike gone within one scan: still a rental.
-                    bike = self.bike[i]
-                    self.bike[i] = None
-                    self.events.append(("rented", i, bike, None))
-                    self._set(i, _EMPTY)
+                    bike = self.bike[s]
+                    self.bike[s] = None
+                    self.events.append(("rented", s, bike, None))
+                    self._set(s, _EMPTY)
         elif st == _UNLOCKING:
             if not present:
-                bike = self.bike[i]
-                self.bike[i] = None
-                self.events.append(("rented", i, bike, None))
-                self._set(i, _EMPTY)
+                bike = self.bike[s]
+                self.bike[s] = None
+                self.events.append(("rented", s, bike, None))
+                self._set(s, _EMPTY)
         elif was_present != present:  # _FAULT or _DISABLED: only the bike moves
             if not present:
-                self.bike[i] = None
+                self.bike[s] = None
             self.version += 1
 
-    def tag(self, i, bike, now):
-        if not 0 <= i < self.n:
+    def tag(self, s, bike, now):
+        if not 0 <= s < self.n:
             return
-        if self.bike[i] is None and self.state[i] == _LOCKED:
+        if self.bike[s] is None and self.state[s] == _LOCKED:
             # After a reboot a docked bike is known by its tag's next read.
-            self.bike[i] = bike
+            self.bike[s] = bike
             return
-        if self.state[i] == _READING and self.present[i]:
-            self.bike[i] = bike
-            self.lock_out[i] = 1
-            self._set(i, _LOCKING, now, self.lock_ms)
+        if self.state[s] == _READING and self.present[s]:
+            self.bike[s] = bike
+            self.lock_out[s] = 1
+            self._set(s, _LOCKING, now, self.lock_ms)
 
-    def unlock(self, i, cid, now):
+    def unlock(self, s, cid, now):
         """Start a rental; the result lands in `results` (at once if refused)."""
-        if i < 0 or i >= self.n:
-            self.results.append((cid, False, "bad_slot", i))
+        if s < 0 or s >= self.n:
+            self.results.append((cid, False, "bad_slot", s))
             return
-        st = self.state[i]
+        st = self.state[s]
         if st != _LOCKED:
             err = "busy"
             if st == _DISABLED:
@@ -191,58 +191,58 @@ class Dock:
                 err = "fault"
             elif st == _EMPTY:
                 err = "no_bike"
-            self.results.append((cid, False, err, i))
+            self.results.append((cid, False, err, s))
             return
-        self.cmd[i] = cid
-        self.lock_out[i] = 0
-        self._set(i, _RELEASING, now, self.lock_ms)
+        self.cmd[s] = cid
+        self.lock_out[s] = 0
+        self._set(s, _RELEASING, now, self.lock_ms)
 
-    def set_enabled(self, i, enabled, now):
-        if i < 0 or i >= self.n:
+    def set_enabled(self, s, enabled, now):
+        if s < 0 or s >= self.n:
             return False
-        st = self.state[i]
+        st = self.state[s]
         if not enabled:
             if st == _EMPTY or st == _LOCKED or st == _FAULT:
-                self._set(i, _DISABLED)
-            return self.state[i] == _DISABLED
+                self._set(s, _DISABLED)
+            return self.state[s] == _DISABLED
         if st == _DISABLED or st == _FAULT:
-            self.fault[i] = None
-            if self.present[i] and self.latched[i]:
-                self.lock_out[i] = 1
-                self._set(i, _LOCKED)
-            elif self.present[i] and self.bike[i] is not None:
-                self.relock[i] = 1
-                self.lock_out[i] = 1
-                self._set(i, _LOCKING, now, self.lock_ms)
-            elif self.present[i]:
-                self.lock_out[i] = 0
-                self._set(i, _READING, now, self.tag_ms)
+            self.fault[s] = None
+            if self.present[s] and self.latched[s]:
+                self.lock_out[s] = 1
+                self._set(s, _LOCKED)
+            elif self.present[s] and self.bike[s] is not None:
+                self.relock[s] = 1
+                self.lock_out[s] = 1
+                self._set(s, _LOCKING, now, self.lock_ms)
+            elif self.present[s]:
+                self.lock_out[s] = 0
+                self._set(s, _READING, now, self.tag_ms)
             else:
-                self.bike[i] = None
-                self.lock_out[i] = 0
-                self._set(i, _EMPTY)
+                self.bike[s] = None
+                self.lock_out[s] = 0
+                self._set(s, _EMPTY)
         return True
 
     def tick(self, now):
         d = self._diff
-        for i in range(self.n):
-            dl = self.deadline[i]
+        for s in range(self.n):
+            dl = self.deadline[s]
             if not dl or d(now, dl) < 0:
                 continue
-            self.deadline[i] = 0
-            st = self.state[i]
+            self.deadline[s] = 0
+            st = self.state[s]
             if st == _READING:
                 # A bike we cannot identify is not locked: the rider keeps it.
-                self._fault(i, "tag_unreadable", now)
+                self._fault(s, "tag_unreadable", now)
             elif st == _LOCKING:
-                self.lock_out[i] = 0
-                self.relock[i] = 0
-                self._fault(i, "lock_stuck", now)
+                self.lock_out[s] = 0
+                self.relock[s] = 0
+                self._fault(s, "lock_stuck", now)
             elif st == _RELEASING:
-                self.lock_out[i] = 1
-                self._fault(i, "lock_jammed", now)
+                self.lock_out[s] = 1
+                self._fault(s, "lock_jammed", now)
             elif st == _UNLOCKING:
-                self._result(i, False, "timeout")
-                self.relock[i] = 1
-                self.lock_out[i] = 1
-                self._set(i, _LOCKING, now, self.lock_ms)
+                self._result(s, False, "timeout")
+                self.relock[s] = 1
+                self.lock_out[s] = 1
+                self._set(s, _LOCKING, now, self.lock_ms)

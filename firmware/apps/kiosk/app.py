@@ -41,8 +41,9 @@ class App:
         self._redraw = False  # new nearby figures: the main loop redraws the idle screen
 
     def _on_connect(self):
-        self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": "kiosk", "fw": "0.1.0",
-                          "slots": 0, "boot": self.boot, "epoch": "-"})
+        self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": "kiosk",
+                          "fw": self.cfg["fw"], "slots": 0, "boot": self.boot, "epoch": "-",
+                          "ota": self.cfg["ota"]})
 
     def _on_message(self, msg):
         if msg["t"] == "near":
@@ -51,6 +52,13 @@ class App:
         elif msg["t"] == "funds" and msg["id"] == self._req:
             self._answer = msg
             self._got.set()
+        elif msg["t"] == "cmd":
+            if msg["op"] == "hello":
+                self._on_connect()
+            else:  # updates and reboots: lib/ota.py, loaded when first needed
+                import ota
+
+                asyncio.create_task(ota.command(self.uplink, self.cfg["dev"], msg))
 
     async def _show(self, screen):
         await self.display.show(screen)

@@ -17,16 +17,6 @@ PAGE_IDLE = 0
 _PAGE_RESULT = const(1)
 _PAGE_MESSAGE = const(2)
 
-def wording(reason):
-    """(screen text, spoken text) for a reason, from wording.txt (read from
-    flash each time: the texts cost no heap); "unreadable"'s if it has none."""
-    with open(__file__.rpartition("/")[0] + "/wording.txt", "rb") as f:
-        for raw in f:
-            if raw.startswith(reason.encode() + b"|"):
-                return str(raw, "utf-8").rstrip().split("|")[1:3]
-    return wording("unreadable") if reason != "unreadable" else ["?", ""]
-
-
 def yuan(n):
     """n fen as yuan, e.g. 12345 -> "123.45元"."""
     return "%d.%02d元" % (n // 100, n % 100)
@@ -39,8 +29,14 @@ def idle(stations):
 
 
 def message(reason):
-    text, voice = wording(reason)
-    return _PAGE_MESSAGE, text, [], "", voice
+    """The screen for an outcome; its wording comes from wording.txt (read from
+    flash each time: the texts cost no heap), "unreadable"'s if it has none."""
+    with open(__file__.rpartition("/")[0] + "/wording.txt", "rb") as f:
+        for raw in f:
+            if raw.startswith(reason.encode() + b"|"):
+                text, voice = str(raw, "utf-8").rstrip().split("|")[1:3]
+                return _PAGE_MESSAGE, text, [], "", voice
+    return message("unreadable") if reason != "unreadable" else (_PAGE_MESSAGE, "?", [], "", "")
 
 
 def result(name, id, records, stale):

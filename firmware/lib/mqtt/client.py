@@ -77,7 +77,9 @@ class MQTTClient:
     async def _send(self, pkt):
         async with self._lock:
             self._w.write(pkt)
-            await asyncio.wait_for(self._w.drain(), self.timeout)
+            # No wait_for: it builds a task per packet on a full heap. A write
+            # that stalls is caught by the pinger ("broker silent").
+            await self._w.drain()
             self._last_tx = time.ticks_ms()
 
     def _connect_packet(self):
@@ -127,18 +129,24 @@ class MQTTClient:
     async def _reader(self):
         try:
             while True:
-                h = await self._r.readexactly(1)  # idle waits are the pinger's business
+                # No wait_for here: each one builds a task, per packet, on a
+                # full heap; a stalled broker is the pinger's business.
+                h = await self._r.readexactly(1)
                 if not h:
                     raise MQTTError("closed")
                 n = 0
                 shift = 0
                 while True:
-                    b = (await self._read(1))[0]
-                    n |= (b & 0x7F) << shift
+                    b = await self._r.readexactly(1)
+                    if not b:
+                        raise MQTTError("closed")
+                    n |= (b[0] & 0x7F) << shift
                     shift += 7
-                    if not b & 0x80:
+                    if not b[0] & 0x80:
                         break
-                body = await self._read(n) if n else b""
+                body = await self._r.readexactly(n) if n else b""
+                if len(body) < n:
+                    raise MQTTError("closed")
                 self._last_rx = time.ticks_ms()
                 t = h[0] & 0xF0
                 if t == _PUBLISH:

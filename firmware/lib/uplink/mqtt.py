@@ -25,7 +25,7 @@ _ROUTES = {
     "res": ("result", 1, False),
     "status": ("status", 1, True),
 }
-_MAX_QUEUE = const(24)
+_MAX_QUEUE = const(12)
 
 
 class MqttUplink:
@@ -45,13 +45,22 @@ class MqttUplink:
         self._c = None
 
     def send(self, msg):
-        data = message.encode(msg)
-        if len(self._q) >= _MAX_QUEUE:
+        t = msg["t"]
+        if t == "ev" and not self.connected:
+            return False  # events live in the journal, re-sent on connect
+        q = self._q
+        if t == "state":
+            # Only the newest state matters (retained): while the broker is
+            # away, a queue of old ones would eat the heap a reconnect needs.
+            for i in range(len(q) - 1, 0, -1):  # q[0] may be in flight
+                if q[i][0] == "state":
+                    q.pop(i)
+        if len(q) >= _MAX_QUEUE:
             # Only state/results can be lost here: events live in the journal and
             # are re-sent until the edge acks them.
             self.dropped += 1
             return False
-        self._q.append((msg["t"], data))
+        q.append((t, message.encode(msg)))
         self._wake.set()
         return True
 
@@ -87,7 +96,8 @@ class MqttUplink:
                     self.on_connect()
                 await self._pump(c)
             except Exception as e:
-                _log.warning("mqtt down: %s %s", type(e).__name__, e)
+                # The client's own error says why the connection died.
+                _log.warning("mqtt down: %r%s", e, " (%r)" % c.error if c.error else "")
             finally:
                 self.connected = False
                 await c.close()

@@ -99,14 +99,15 @@ class FrameDecoder:
     def _drop(self, reason, count=1):
         self.drops[reason] = self.drops.get(reason, 0) + count
 
-    def _discard(self, k):
+    def _discard(self, t):
         # Shift the unread tail to the front (no bytearray deletion on MicroPython).
+        # (One-letter names that the interpreter already knows cost no heap.)
         n = self._n
-        if k >= n:
+        if t >= n:
             self._n = 0
             return
-        self._mv[0:n - k] = self._mv[k:n]
-        self._n = n - k
+        self._mv[0:n - t] = self._mv[t:n]
+        self._n = n - t
 
     def pending(self):
         return self._n

@@ -12,7 +12,6 @@ import hashlib
 
 from micropython import const
 
-PREAMBLE = b"\xaa\xaa\xaa\x96\x69"
 _MAX_LEN = const(1600)  # text+photo+fingerprint answers are 2,322 bytes: not supported
 TEXT_KEEP = const(263)  # SW1-3, the two lengths, the 256-byte text: what a kiosk keeps
 
@@ -29,9 +28,9 @@ E_SELFTEST = const(0x60)
 
 
 def frame(head, data=b""):
-    """PREAMBLE, LEN, head (CMD PARA or SW1-3), data, CHK."""
+    """AA AA AA 96 69, LEN, head (CMD PARA or SW1-3), data, CHK."""
     n = len(head) + len(data) + 1
-    out = bytearray(PREAMBLE)
+    out = bytearray(b"\xaa\xaa\xaa\x96\x69")
     out.append(n >> 8)
     out.append(n & 0xFF)
     out += head
@@ -89,7 +88,7 @@ class SamDecoder:
             took += 1
             st = self._st
             if st < 5:
-                if c == PREAMBLE[st]:
+                if c == (0xAA if st < 3 else (0x96 if st == 3 else 0x69)):
                     self._st = st + 1
                 elif c == 0xAA:
                     self._st = 3 if st == 3 else 1  # AA AA AA AA...: still a start

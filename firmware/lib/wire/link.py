@@ -8,10 +8,19 @@ from wire.framing import (FLAG_FIRST, KIND_ACK, KIND_DATA, FrameDecoder,
                           encode_frame)
 
 _KIND_MASK = const(0x7F)
+# Counters in Link.stats, by index (their names, for reports, are
+# wire/names.py LINK_STATS: a dict's keys would cost a 64K device heap).
+_TX = const(0)
+_RETX = const(1)
+_GIVEUP = const(2)
+_RX = const(3)
+_DUP = const(4)
+_QUEUE_FULL = const(5)
+_STRAY_ACK = const(6)
 
 
-def _diff(a, b):
-    return a - b
+def _diff(t, s):
+    return t - s
 
 
 class Link:
@@ -31,14 +40,13 @@ class Link:
         self._rx_seq = -1
         self._acks = []
         self._rx = []
-        # Counters: sent/resent/gave_up/dup/rx/queue_full (+ decoder drops).
-        self.stats = {"tx": 0, "retx": 0, "giveup": 0, "rx": 0, "dup": 0,
-                      "queue_full": 0, "stray_ack": 0}
+        # Counters (+ the decoder's drops): see _TX.. above.
+        self.stats = [0] * 7
 
     def send(self, payload):
         """Queue one payload; False (counted) when the queue is full."""
         if len(self._txq) >= self.max_queue:
-            self.stats["queue_full"] += 1
+            self.stats[_QUEUE_FULL] += 1
             return False
         self._txq.append(payload)
         return True
@@ -73,16 +81,16 @@ class Link:
                 if self._inflight is not None and seq == self._inflight_seq:
                     self._inflight = None
                 else:
-                    self.stats["stray_ack"] += 1
+                    self.stats[_STRAY_ACK] += 1
                 continue
             self._acks.append(seq)
             if (kind & FLAG_FIRST) or seq != self._rx_seq:
                 self._rx_seq = seq
                 self._rx.append(payload)
-                self.stats["rx"] += 1
+                self.stats[_RX] += 1
             else:
                 # Our ack was lost and the peer resent: ack again, deliver once.
-                self.stats["dup"] += 1
+                self.stats[_DUP] += 1
 
     def recv(self):
         if self._rx:
@@ -98,12 +106,12 @@ class Link:
                 return None
             if self._tries >= self.max_tries:
                 # The message layer above re-sends what matters (journaled events).
-                self.stats["giveup"] += 1
+                self.stats[_GIVEUP] += 1
                 self._inflight = None
             else:
                 self._tries += 1
                 self._sent_at = now
-                self.stats["retx"] += 1
+                self.stats[_RETX] += 1
                 return self._inflight
         if self._inflight is None and self._txq:
             payload = self._txq.pop(0)
@@ -116,6 +124,6 @@ class Link:
             self._inflight = encode_frame(kind, self._tx_seq, payload)
             self._sent_at = now
             self._tries = 1
-            self.stats["tx"] += 1
+            self.stats[_TX] += 1
             return self._inflight
         return None

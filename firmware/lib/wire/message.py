@@ -22,11 +22,11 @@ SLOT_CHARS = "ELUFXDB"
 # suffix "~" optional.
 # Kept as strings: tuples of tuples cost several KiB of a device's heap.
 SCHEMA = {
-    "hello": "dev kind fw #slots #boot epoch",
+    "hello": "dev kind fw #slots #boot epoch ota~",
     "state": "dev #boot #n slots #up~ #mem~",
     "ev": "dev epoch #seq ev #slot bike~ code~ #up~",
     "status": "dev ?online #boot~",
-    "cmd": "#id op #slot~ ?enabled~",
+    "cmd": "#id op #slot~ ?enabled~ path~ #off~ data~",
     "ack": "epoch #seq",
     "res": "dev #id ?ok err~ #slot~",
 }
@@ -69,7 +69,7 @@ def check(msg):
             raise DecodeError("bad_field", "%s.%s" % (t, name))
     if t == "ev" and msg["ev"] not in ("rented", "returned", "fault"):
         raise DecodeError("bad_field", "ev.ev")
-    if t == "cmd" and msg["op"] not in ("unlock", "set_slot", "reboot", "hello"):
+    if t == "cmd" and msg["op"] not in ("unlock", "set_slot", "reboot", "hello", "ota"):
         raise DecodeError("bad_field", "cmd.op")
     if t == "state":
         for c in msg["slots"]:

@@ -24,6 +24,9 @@ FAULT = "fault"
 # [programme, amount in fen, date paid, status].
 KIOSK_MAX_MESSAGE = 640
 
+# wire.link Link.stats, by index
+LINK_STATS = ("tx", "retx", "giveup", "rx", "dup", "queue_full", "stray_ack")
+
 # decode failure reasons (DecodeError.reason)
 E_SIZE = "oversize"
 E_JSON = "json"

@@ -17,17 +17,19 @@ class _Bus:
     """The socket, the input levels, and all slots' tag readers:
     read() -> (slot, bytes), as a multiplexed tag port does."""
 
-    def __init__(self, addr, npins):
-        host, port = addr.rsplit(":", 1)
-        s = socket.socket()
-        s.connect(socket.getaddrinfo(host, int(port))[0][-1])
-        s.setblocking(False)
-        self._s = s
-        self._r = asyncio.StreamReader(s)
+    def __init__(self, s, n):
+        # s: "host:port" of the emulator; n: pins (one-letter names that the
+        # interpreter already knows cost a dock no heap)
+        host, port = s.rsplit(":", 1)
+        sock = socket.socket()
+        sock.connect(socket.getaddrinfo(host, int(port))[0][-1])
+        sock.setblocking(False)
+        self._s = sock
+        self._r = asyncio.StreamReader(sock)
         self._buf = bytearray(b"\x00\x03\x00\x00\x00")
-        self.inputs = bytearray(npins)  # level per pin number: a dict costs 4x
+        self.inputs = bytearray(n)  # level per pin number: a dict costs 4x
         self.ready = asyncio.Event()
-        self._tags = []
+        self.tags = []
         self._wake = asyncio.Event()
 
     async def _reader(self):
@@ -45,8 +47,8 @@ class _Bus:
                 else:
                     # Tag frames sent at power-on wait for the app; a reader
                     # that falls behind loses frames, as a UART FIFO does.
-                    if len(self._tags) < 8:
-                        self._tags.append((h[0] - 1, payload))
+                    if len(self.tags) < 8:
+                        self.tags.append((h[0] - 1, payload))
                     self._wake.set()
         except (EOFError, OSError) as e:
             # The emulator is the hardware: without it the device is dead.
@@ -54,10 +56,10 @@ class _Bus:
             sys.exit(3)
 
     async def read(self):
-        while not self._tags:
+        while not self.tags:
             self._wake.clear()
             await self._wake.wait()
-        return self._tags.pop(0)
+        return self.tags.pop(0)
 
     def set_pin(self, pin, v):
         p = self._buf
@@ -75,21 +77,21 @@ class SlotIO:
         self.latched = pins["latched"][:n]
         self.present = pins["present"][:n]
 
-    def read(self, i):
+    def read(self, s):
         inp = _bus.inputs
-        return inp[self.present[i]], inp[self.latched[i]]
+        return inp[self.present[s]], inp[self.latched[s]]
 
-    def set_lock(self, i, v):
-        _bus.set_pin(self.lock[i], v)
+    def set_lock(self, s, v):
+        _bus.set_pin(self.lock[s], v)
 
 
 _bus = None
 
 
-async def connect(addr, pins):
-    """Open the bus; pins: the board's slot pin lists (sizes the input table)."""
+async def connect(s, pins):
+    """Open the bus at s ("host:port"); pins: the board's slot pin lists."""
     global _bus
-    _bus = _Bus(addr, max([max(v) for v in pins.values() if v]) + 1)
+    _bus = _Bus(s, max([max(v) for v in pins.values() if v]) + 1)
     asyncio.create_task(_bus._reader())
     await asyncio.wait_for(_bus.ready.wait(), 5)
 

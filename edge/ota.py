@@ -1,0 +1,204 @@
+"""Over-the-air rollouts from the edge (docs/ota.md). A technician's CLI
+uploads a signed image (`huimin ota push`); the edge sends it to each device
+over the device's own link (serial or MQTT) as "cmd"/"ota" messages of 96 bytes,
+resuming a file where the device says it stopped. The device checks every
+file, reboots, its bootloader verifies the signature, and it boots the new
+image on trial; when its hello arrives with the new version the edge confirms
+it. A device that comes back on its old version (refused image, failed health
+check, rolled back) fails its wave, and the rollout stops there."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edge.errors import Rejected
+
+if TYPE_CHECKING:
+    from edge.service import EdgeService
+
+log = logging.getLogger("edge.ota")
+CHUNK = 96  # raw bytes a message: base64 plus the command fits a dock's 256-byte link
+TRIES = 4  # a chunk whose result is lost is resent this often before the device fails
+
+
+@dataclass
+class Image:
+    version: str
+    board: str
+    files: dict[str, bytes]  # path -> content; manifest.json and manifest.sig included
+
+    @classmethod
+    def from_upload(cls, body: dict[str, Any]) -> Image:
+        try:
+            files = {str(p): base64.b64decode(b) for p, b in body["files"].items()}
+            man = json.loads(files["manifest.json"])
+            if "manifest.sig" not in files:
+                raise ValueError("the image is not signed (manifest.sig missing)")
+            missing = sorted(set(man["files"]) - set(files))
+            if missing:
+                raise ValueError(f"files in the manifest but not uploaded: {missing[:3]}")
+            for p in files:
+                if p.startswith("/") or ".." in p.split("/"):
+                    raise ValueError(f"bad path {p!r}")
+            return cls(str(man["version"]), str(man["board"]), files)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Rejected("bad_image", str(exc)) from exc
+
+    def order(self) -> list[str]:
+        # The manifest and its signature last: the device's end check reads them.
+        rest = sorted(p for p in self.files if not p.startswith("manifest."))
+        return [*rest, "manifest.json", "manifest.sig"]
+
+    @property
+    def size(self) -> int:
+        return sum(len(b) for b in self.files.values())
+
+
+@dataclass
+class DeviceProgress:
+    state: str = "waiting"  # waiting, sending, rebooting, confirmed, failed, skipped
+    sent: int = 0
+    total: int = 0
+    error: str = ""
+    started: float = 0.0
+    finished: float = 0.0
+
+
+@dataclass
+class Rollout:
+    id: int
+    image: Image
+    waves: list[list[str]]
+    deadline_s: float
+    state: str = "running"  # running, done, stopped
+    wave: int = 0
+    devices: dict[str, DeviceProgress] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": self.id, "version": self.image.version, "board": self.image.board,
+                "state": self.state, "wave": self.wave, "waves": self.waves,
+                "devices": {d: vars(p) for d, p in self.devices.items()}}
+
+
+class Ota:
+    def __init__(self, svc: EdgeService) -> None:
+        self.svc = svc
+        self.rollouts: dict[int, Rollout] = {}
+        self._ids = itertools.count(1)
+        self._hello: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    def on_hello(self, dev: str, msg: dict[str, Any]) -> None:
+        """Called by the service for every hello: a device back from a reboot."""
+        fut = self._hello.get(dev)
+        if fut is not None and not fut.done():
+            fut.set_result(msg)
+
+    def start(self, image: Image, devices: list[str], wave: int,
+              deadline_s: float = 180.0) -> Rollout:
+        if not devices:
+            raise Rejected("bad_rollout", "no devices")
+        for d in devices:
+            if self.svc.registry.get(d) is None:
+                raise Rejected("unknown_device", d)
+        busy = {d for r in self.rollouts.values() if r.state == "running" for d in r.devices}
+        if busy & set(devices):
+            raise Rejected("busy", f"already updating: {sorted(busy & set(devices))}")
+        wave = max(1, wave)
+        r = Rollout(next(self._ids), image, [devices[i:i + wave]
+                                             for i in range(0, len(devices), wave)],
+                    deadline_s)
+        r.devices = {d: DeviceProgress(total=image.size) for d in devices}
+        self.rollouts[r.id] = r
+        self.svc.spawn(self._run(r), f"ota:{r.id}")
+        log.info("rollout %d: version %s to %d devices in %d waves", r.id, image.version,
+                 len(devices), len(r.waves))
+        return r
+
+    async def _run(self, r: Rollout) -> None:
+        for i, wave in enumerate(r.waves):
+            r.wave = i + 1
+            await asyncio.gather(*(self._update(r, d) for d in wave))
+            failed = [d for d in wave if r.devices[d].state != "confirmed"]
+            if failed:
+                r.state = "stopped"
+                for later in r.waves[i + 1:]:
+                    for d in later:
+                        r.devices[d].state = "skipped"
+                log.warning("rollout %d stopped at wave %d: %s", r.id, r.wave,
+                            ", ".join(f"{d} ({r.devices[d].error})" for d in failed))
+                return
+        r.state = "done"
+        log.info("rollout %d done: version %s on %d devices", r.id, r.image.version,
+                 len(r.devices))
+
+    async def _cmd(self, dev: str, **args: Any) -> dict[str, Any]:
+        last: Exception | None = None
+        for _ in range(TRIES):
+            try:
+                return await self.svc.command(dev, "ota", wait_s=5.0, **args)
+            except (TimeoutError, Rejected) as exc:
+                last = exc
+                await asyncio.sleep(0.5)
+        raise RuntimeError(f"device did not answer ({last!r})")
+
+    async def _update(self, r: Rollout, dev: str) -> None:
+        p = r.devices[dev]
+        p.state, p.started = "sending", time.time()
+        try:
+            await self._send(r.image, dev, p)
+            p.state = "rebooting"
+            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            self._hello[dev] = fut
+            try:
+                res = await self._cmd(dev, path="*")
+                if not res.get("ok"):
+                    raise RuntimeError(f"image check failed on the device: {res.get('err')}")
+                # Back from the verify pass and the trial boot, or back on the old image.
+                hello = await asyncio.wait_for(fut, r.deadline_s)
+            finally:
+                self._hello.pop(dev, None)
+            if hello.get("fw") != r.image.version:
+                raise RuntimeError(f"came back on {hello.get('fw')}: "
+                                   f"{hello.get('ota') or 'update not taken'}")
+            res = await self._cmd(dev, path="+")
+            if not res.get("ok"):
+                raise RuntimeError(f"confirm failed: {res.get('err')}")
+            p.state = "confirmed"
+            log.info("rollout %d: %s runs %s", r.id, dev, r.image.version)
+        except (RuntimeError, TimeoutError) as exc:
+            p.state, p.error = "failed", str(exc) or "no hello before the deadline"
+            log.warning("rollout %d: %s failed: %s", r.id, dev, p.error)
+        finally:
+            p.finished = time.time()
+
+    async def _send(self, image: Image, dev: str, p: DeviceProgress) -> None:
+        res = await self._cmd(dev, path="")
+        if not res.get("ok"):
+            raise RuntimeError(f"device refused the update: {res.get('err')}")
+        for path in image.order():
+            data = image.files[path]
+            off = 0
+            while True:
+                chunk = data[off:off + CHUNK]
+                res = await self._cmd(dev, path=path, off=off,
+                                      data=base64.b64encode(chunk).decode())
+                if not res.get("ok"):
+                    err = str(res.get("err", ""))
+                    if err.startswith("offset "):  # resume where the device stands
+                        have = int(err.split()[1])
+                        have = have if 0 <= have <= len(data) else 0
+                        p.sent = max(0, p.sent - (off - have))
+                        off = have
+                        continue
+                    raise RuntimeError(f"writing {path}: {err}")
+                off += len(chunk)
+                p.sent += len(chunk)
+                if off >= len(data):
+                    break

@@ -1,0 +1,68 @@
+# Bootloader, stage 2 (verify pass): runs on a fresh heap, before any code of
+# the new image, when the boot record says a pending image waits. It checks
+# the image's manifest signature with the device's update key (Ed25519,
+# bootloader/ed25519.py), every file's SHA-256, and that the image is for this
+# board; then records the verdict and resets into it (trial) or back into the
+# active slot (refused). The key is provisioned in config.json ("ota_key").
+import binascii
+import hashlib
+import json
+import sys
+
+
+def _check(slot, active):
+    import ed25519
+
+    with open("config.json") as f:
+        key = binascii.unhexlify(json.load(f).get("ota_key", ""))
+    with open(slot + "/manifest.json", "rb") as f:
+        body = f.read()
+    with open(slot + "/manifest.sig", "rb") as f:
+        sig = binascii.unhexlify(f.read().strip())
+    if not ed25519.verify(key, body, sig):
+        return "refused:signature"
+    man = json.loads(body)
+    with open(active + "/board.json") as f:
+        if json.load(f).get("name") != man.get("board"):
+            return "refused:board"
+    buf = bytearray(512)
+    for path, want in man["files"].items():
+        h = hashlib.sha256()
+        try:
+            with open(slot + "/" + path, "rb") as f:
+                while True:
+                    n = f.readinto(buf)
+                    if not n:
+                        break
+                    h.update(buf[:n])
+        except OSError:
+            return "refused:missing"
+        if binascii.hexlify(h.digest()).decode() != want:
+            return "refused:hash"
+    return None
+
+
+def run(r):
+    import time
+
+    try:
+        why = _check("slot_" + r[1], "slot_" + r[0])
+    except Exception as e:  # a malformed image is refused, never booted
+        why = "refused:" + type(e).__name__
+    # The console's log line format (lib/log.py): level, ms, source.
+    if why is None:
+        print("I %d boot: image in slot_%s verified; trial boot" % (time.ticks_ms(), r[1]))
+        r = [r[0], r[1], "2", "0", "verified"]
+    else:
+        print("W %d boot: image in slot_%s %s; staying on slot_%s" % (
+            time.ticks_ms(), r[1], why, r[0]))
+        r = [r[0], "-", "0", "0", why]
+    with open("boot.txt", "w") as f:
+        f.write(" ".join(r))
+    # Reset: the next boot starts on a clean heap, without this code.
+    try:
+        import machine
+
+        machine.reset()
+    except (ImportError, AttributeError):
+        sys.exit(0)  # the unix port: the supervisor (or a technician) starts it again
