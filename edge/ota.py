@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from edge.service import EdgeService
 
 log = logging.getLogger("edge.ota")
-CHUNK = 96  # raw bytes a message: base64 plus the command fits a dock's 256-byte link
+CHUNK = 512  # raw bytes a message: base64 plus the command fits update mode's 1K link
 TRIES = 4  # a chunk whose result is lost is resent this often before the device fails
 
 
@@ -63,7 +63,7 @@ class Image:
 
 @dataclass
 class DeviceProgress:
-    state: str = "waiting"  # waiting, sending, rebooting, confirmed, failed, skipped
+    state: str = "waiting"  # waiting, preparing, sending, rebooting, confirmed, failed, skipped
     sent: int = 0
     total: int = 0
     error: str = ""
@@ -148,28 +148,44 @@ class Ota:
                 await asyncio.sleep(0.5)
         raise RuntimeError(f"device did not answer ({last!r})")
 
+    async def _until_hello(self, dev: str, step: Any, wait_s: float) -> dict[str, Any]:
+        """Run step() (a command that makes the device reboot) and wait for the
+        hello it sends when it is back."""
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._hello[dev] = fut
+        try:
+            await step()
+            return await asyncio.wait_for(fut, wait_s)
+        finally:
+            self._hello.pop(dev, None)
+
+    async def _step(self, dev: str, path: str, what: str) -> None:
+        res = await self._cmd(dev, path=path)
+        if not res.get("ok"):
+            raise RuntimeError(f"{what}: {res.get('err')}")
+
     async def _update(self, r: Rollout, dev: str) -> None:
         p = r.devices[dev]
-        p.state, p.started = "sending", time.time()
+        p.state, p.started = "preparing", time.time()
         try:
+            # 1. The app reboots into update mode, where the image has the heap.
+            hello = await self._until_hello(
+                dev, lambda: self._step(dev, "", "device refused the update"), 60.0)
+            if hello.get("ota") != "receiving":
+                raise RuntimeError("device did not enter update mode")
+            # 2. The image, file by file; the device checks every hash at the end.
+            p.state = "sending"
             await self._send(r.image, dev, p)
+            # 3. Verify pass (signature) and trial boot; back on the new version,
+            #    or on the old one (refused, or rolled back after its deadline).
             p.state = "rebooting"
-            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            self._hello[dev] = fut
-            try:
-                res = await self._cmd(dev, path="*")
-                if not res.get("ok"):
-                    raise RuntimeError(f"image check failed on the device: {res.get('err')}")
-                # Back from the verify pass and the trial boot, or back on the old image.
-                hello = await asyncio.wait_for(fut, r.deadline_s)
-            finally:
-                self._hello.pop(dev, None)
+            hello = await self._until_hello(
+                dev, lambda: self._step(dev, "*", "image check failed on the device"),
+                r.deadline_s)
             if hello.get("fw") != r.image.version:
                 raise RuntimeError(f"came back on {hello.get('fw')}: "
                                    f"{hello.get('ota') or 'update not taken'}")
-            res = await self._cmd(dev, path="+")
-            if not res.get("ok"):
-                raise RuntimeError(f"confirm failed: {res.get('err')}")
+            await self._step(dev, "+", "confirm failed")
             p.state = "confirmed"
             log.info("rollout %d: %s runs %s", r.id, dev, r.image.version)
         except (RuntimeError, TimeoutError) as exc:

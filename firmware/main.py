@@ -6,9 +6,9 @@ import sys
 sys.path[:0] = ["bootloader"]
 import slot  # noqa: E402
 
-r, f = slot.choose()
+r, f, t = slot.choose()  # t: update mode (lib/ota.py)
 del sys.modules["slot"], slot
 sys.path[:1] = [f + "/lib", f]
 import device  # noqa: E402
 
-device.main(f, sys.argv[1] if len(sys.argv) > 1 else "config.json", r)
+device.main(f, sys.argv[1] if len(sys.argv) > 1 else "config.json", r, t)

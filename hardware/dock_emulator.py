@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wire import rdm6300
+from wire import rdm6300_module
 
 from hardware.sim_bus import GPIO, gpio_packet, uart_packet
 
@@ -136,14 +136,14 @@ class DockEmulator:
         s = self.slots[i]
         if not s.present or s.bike is None or s.tag_fault == "silent":
             return
-        frame = rdm6300.encode(s.bike, corrupt=s.tag_fault == "corrupt")
+        frame = rdm6300_module.encode(s.bike, corrupt=s.tag_fault == "corrupt")
         self._send(uart_packet(i + 1, frame))
 
     async def _repeat_tags(self) -> None:
         while True:
             for i, s in enumerate(self.slots):
                 if s.present and s.bike is not None and s.tag_fault is None:
-                    self._send(uart_packet(i + 1, rdm6300.encode(s.bike)))
+                    self._send(uart_packet(i + 1, rdm6300_module.encode(s.bike)))
             await asyncio.sleep(TAG_REPEAT)
 
     # -- what tests and riders do ---------------------------------------------

@@ -65,7 +65,7 @@ def push(edge: str, image: Path, devices: list[str], wave: int, deadline_s: floa
         for d, p in r["devices"].items():
             if d in shown:
                 continue
-            if p["state"] in ("sending", "rebooting"):
+            if p["state"] in ("preparing", "sending", "rebooting"):
                 bars[d].update(p["sent"])
             elif p["state"] in ("confirmed", "failed", "skipped"):
                 bars[d].update(p["sent"])

@@ -3,7 +3,7 @@
 # sha512). Only verification: signing happens on the technician's machine with
 # the `cryptography` library, and the private key never leaves it.
 #
-# It runs in the bootloader's verify pass (bootloader/verify.py), on a fresh heap
+# It runs in the bootloader's verify pass (bootloader/verify_image.py), on a fresh heap
 # before any application code loads, so its big-int tables cost the app
 # nothing. Tested under both interpreters against RFC 8032's vectors and
 # against signatures made by `cryptography` (tests/firmware/test_ota.py).

@@ -1,30 +1,44 @@
 # Bootloader: which image slot to start (docs/ota.md). Called by main.py, then
-# dropped from memory before the app loads.
-#   boot.txt: "<active> <pending> <state> <tries> <last result>"
+# dropped from memory before the app loads. It alone writes the boot record:
+#   boot_record: "<active> <pending> <state> <tries> <last result>"
 #   state 0: run the active slot; 1: verify the pending slot (signature,
 #   hashes, board) on a fresh heap, then reset; 2: trial boot of the pending
-#   slot, which the app confirms once the edge hears it; a second boot still
-#   in trial (a crash, or no confirmation by the deadline) rolls back.
+#   slot; a second boot still in trial (a crash, or no confirmation by the
+#   deadline) rolls back. The app leaves markers: "ota_confirmed" (the edge heard the
+#   image on trial: keep it) and "ota_update_mode" (boot into update mode, state 3,
+#   which is never written: a reset there is back to normal).
 # Few names and literals: each one is interned for good and costs the app's
 # 64K heap.
+import os
+
+
+def _take(n):
+    try:
+        os.remove(n)
+        return True
+    except OSError:
+        return False
 
 
 def choose():
-    """-> (boot record, slot folder)."""
+    """-> (boot record, slot folder, update mode)."""
     try:
-        with open("boot.txt") as f:
+        with open("boot_record") as f:
             r = f.read().split()
     except OSError:
-        r = "a - 0 0 -".split()
+        r = "a - 0 0 -    ".split()
+    ok = _take("ota_confirmed")
+    update = _take("ota_update_mode")
     if int(r[2]) == 1:
-        import verify
-
-        verify.run(r)  # writes the record and resets
+        __import__("verify_image").run(r)  # writes the record and resets
     if int(r[2]) == 2:
-        if int(r[3]) == 0:
+        if ok:
+            r = ("%s - 0 0 update_confirmed" % r[1]).split()
+        elif int(r[3]) == 0:
             r[3] = r[2]  # tried once; the slot to start is r[1]
         else:
             r = ("%s - 0 0 rolled_back" % r[0]).split()
-        with open("boot.txt", "w") as f:
+        with open("boot_record", "w") as f:
             f.write(" ".join(r))
-    return r, "slot_" + (r[1] if int(r[2]) == 2 else r[0])
+    f = "slot_" + (r[1] if int(r[2]) == 2 else r[0])
+    return r, f, update and int(r[2]) == 0

@@ -1,11 +1,13 @@
 # Device start-up, called by the bootloader (main.py) with the image slot it
 # chose: reads config.json from the device's filesystem and board.json and
 # version from the slot, sets up the exception handler, and runs the
-# configured app; a fatal error resets the device. On a trial boot of a new
-# image it also keeps the update's deadline (docs/ota.md).
+# configured app (or, in update mode, lib/ota.py's updater); a fatal error
+# resets the device. It also keeps a trial image's deadline and takes the
+# apps' "ota" commands (docs/ota.md).
 import asyncio
 import gc
 import json
+import os
 import sys
 
 import hal
@@ -14,11 +16,13 @@ import log
 _log = log.get("main")
 
 
-def _on_loop_error(loop, ctx):
-    _log.error("unhandled: %r", ctx.get("exception"))
+def _on_loop_error(loop, c):  # c: the context (short names cost no heap)
+    _log.error("unhandled: %r", c.get("exception"))
 
 
-async def _amain(here, cfg_path, r):
+async def _amain(s, f, r, t):
+    # s: the image slot's folder, f: the config file, r: the boot record
+    here, cfg_path = s, f
     # asyncio loads its parts on first use and grows its namespace then (a
     # 752-byte dict resize): do it now, while the heap still has large holes.
     _ = (asyncio.wait_for, asyncio.wait_for_ms, asyncio.open_connection,
@@ -50,7 +54,11 @@ async def _amain(here, cfg_path, r):
         import uplink.mqtt  # noqa: F401
     else:
         import uplink.serial  # noqa: F401
-    App = __import__("apps.%s.app" % kind, None, None, ("App",)).App
+    if t:
+        # Update mode: the image is received with the whole heap, app not loaded.
+        from ota import Updater as App
+    else:
+        App = __import__("apps.%s.app" % kind, None, None, ("App",)).App
 
     # Boot counter: in hello and the Last Will, so a stale will is recognised.
     try:
@@ -73,16 +81,50 @@ async def _amain(here, cfg_path, r):
     app = App(cfg, board, boot)
     del board  # the pin map is in the app's objects now; 1K back for the heap
     gc.collect()
-    if r[2] == "2":  # a new image on trial: lib/ota.py keeps its deadline
-        import ota
-
-        asyncio.create_task(ota.trial(here, cfg["fw"]))
+    if int(r[2]) == 2:
+        asyncio.create_task(_trial(cfg["fw"]))
     await app.run()
 
 
-def main(here, cfg_path="config.json", r="a - 0 0 -".split()):
+async def _trial(v):
+    # A new image on trial must be heard by the edge (which then sends the "+"
+    # confirm) within ota_confirm_s, or the device resets and the bootloader
+    # rolls back (bootloader/slot.py).
+    with open("config.json") as f:
+        s = json.load(f).get("ota_confirm_s", 60)
+    _log.info("trial of %s: %d s to confirm", v, s)
+    await asyncio.sleep(s)
     try:
-        asyncio.run(_amain(here, cfg_path, r))
+        os.stat("ota_confirmed")
+    except OSError:
+        _log.error("not confirmed: rolling back")
+        hal.reset()
+
+
+async def reboot():
+    """Reset in half a second: the command's result leaves first."""
+    await asyncio.sleep_ms(500)
+    hal.reset()
+
+
+def ota_command(msg):
+    """An app's "ota" command -> (ok, err). The app only leaves a marker for
+    the bootloader (bootloader/slot.py), which owns the boot record: "+"
+    confirms an image on trial; any other step starts an update, so reboot
+    into update mode, where the image comes in with the heap to spare."""
+    ok = msg.get("path") == "+"
+    with open("ota_confirmed" if ok else "ota_update_mode", "w"):
+        pass
+    if not ok:
+        asyncio.create_task(reboot())
+    return True, None
+
+
+def main(s, f="config.json", r=None, t=False):
+    """s: the image slot's folder, f: the config file, r: the boot record,
+    t: update mode (bootloader/slot.py)."""
+    try:
+        asyncio.run(_amain(s, f, r or "a - 0 0 -    ".split(), t))
     except KeyboardInterrupt:
         _log.info("stopped")
     except Exception as e:

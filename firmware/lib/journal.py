@@ -23,6 +23,11 @@ def _exists(s):
         return False
 
 
+# The journal's files under its root: events, acks, meta, meta.tmp (by index).
+# One string split at load: each short literal would be an interned name.
+_FILES = "/events /acks /meta /meta.tmp".split()
+
+
 class Journal:
     def __init__(self, root):
         self.root = root
@@ -35,16 +40,16 @@ class Journal:
 
     def _load(self):
         torn = 0
-        if _exists(self.root + "/meta"):
-            with open(self.root + "/meta") as f:
+        if _exists(self.root + _FILES[2]):
+            with open(self.root + _FILES[2]) as f:
                 parts = f.read().split()
             if len(parts) == 2:
                 self.epoch = parts[0]
                 self.next_seq = int(parts[1])
-        if not self.epoch and _exists(self.root + "/events"):
+        if not self.epoch and _exists(self.root + _FILES[0]):
             # Meta lost but events kept: they carry their epoch; keep it, or
             # the edge's acks (which quote it) would never match them.
-            with open(self.root + "/events") as f:
+            with open(self.root + _FILES[0]) as f:
                 for line in f:
                     if self._seq_of(line) is not None:
                         self.epoch = json.loads(line[line.find(" ") + 1:])["epoch"]
@@ -55,15 +60,15 @@ class Journal:
             self.epoch = binascii.hexlify(os.urandom(4)).decode()
             self._compact()
         acked = set()
-        if _exists(self.root + "/acks"):
-            with open(self.root + "/acks") as f:
+        if _exists(self.root + _FILES[1]):
+            with open(self.root + _FILES[1]) as f:
                 for line in f:
                     try:
                         acked.add(int(line))
                     except ValueError:
                         torn += 1
-        if _exists(self.root + "/events"):
-            with open(self.root + "/events") as f:
+        if _exists(self.root + _FILES[0]):
+            with open(self.root + _FILES[0]) as f:
                 for line in f:
                     seq = self._seq_of(line)
                     if seq is None:
@@ -92,11 +97,11 @@ class Journal:
 
     def _compact(self):
         # Meta first (atomically, by rename), then the logs it makes redundant.
-        tmp = self.root + "/meta.tmp"
+        tmp = self.root + _FILES[3]
         with open(tmp, "w") as f:
             f.write("%s %d\n" % (self.epoch, self.next_seq))
-        os.rename(tmp, self.root + "/meta")
-        for s in (self.root + "/events", self.root + "/acks"):
+        os.rename(tmp, self.root + _FILES[2])
+        for s in (self.root + _FILES[0], self.root + _FILES[1]):
             if _exists(s):
                 os.remove(s)
 
@@ -106,7 +111,7 @@ class Journal:
         self.next_seq = seq + 1
         ev["epoch"] = self.epoch
         ev["seq"] = seq
-        with open(self.root + "/events", "a") as f:
+        with open(self.root + _FILES[0], "a") as f:
             f.write("%d %s\n" % (seq, json.dumps(ev)))
         self.pending.append(seq)
         return ev
@@ -116,7 +121,7 @@ class Journal:
             return False
         self.pending.remove(seq)
         if self.pending:
-            with open(self.root + "/acks", "a") as f:
+            with open(self.root + _FILES[1], "a") as f:
                 f.write("%d\n" % seq)
         else:
             self._compact()
@@ -125,10 +130,10 @@ class Journal:
     def read_pending(self, n):
         """Up to `n` pending events, oldest first (read back from flash)."""
         out = []
-        if not self.pending or not _exists(self.root + "/events"):
+        if not self.pending or not _exists(self.root + _FILES[0]):
             return out
         want = self.pending[:n]
-        with open(self.root + "/events") as f:
+        with open(self.root + _FILES[0]) as f:
             for line in f:
                 seq = self._seq_of(line)
                 if seq is not None and seq in want:

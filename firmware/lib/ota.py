@@ -1,14 +1,15 @@
-# Over-the-air update, the device's side (docs/ota.md). The edge sends a signed
-# image file by file as "cmd" messages with op "ota" (base64 data, at most 96
-# bytes a message, to fit a dock's 256-byte link):
+# Over-the-air update, the device's side (docs/ota.md). The edge's first "ota"
+# command makes the app reboot into update mode (lib/device.py ota_command):
+# this module's Updater then runs instead of the app, with the heap to spare,
+# and the edge sends the signed image file by file as "cmd" messages with op
+# "ota" (base64 data, 512 bytes a message: in update mode the link takes 1K):
 #   path ""          begin: empty the staging slot (the one not running)
 #   path "lib/x.mpy" write data at off (offset 0 starts the file)
 #   path "*"         end: check every file against the manifest, then reboot:
 #                    the bootloader verifies the signature before a trial boot
-#   path "+"         the edge heard the new image: confirm it (no rollback)
-# Loaded on the first OTA message, or on a trial boot, only: a dock that never
-# updates never pays for it. config.json's "ota_key" (read by the bootloader)
-# and "ota_confirm_s" are read here and there, not by the app's config.
+# ("+", the edge's confirm of an image on trial, goes to the app: lib/device.py)
+# Loaded in update mode only: a device that is not updating never pays for it. config.json's "ota_key" (read by the bootloader) and
+# "ota_confirm_s" are read here and there, not by the apps' config.
 import binascii
 import hashlib
 import json
@@ -17,14 +18,14 @@ import os
 
 def _record():
     try:
-        with open("boot.txt") as f:
+        with open("boot_record") as f:
             return f.read().split()
     except OSError:
         return "a - 0 0 -".split()
 
 
 def _save(r):
-    with open("boot.txt", "w") as f:
+    with open("boot_record", "w") as f:
         f.write(" ".join(r))
 
 
@@ -57,58 +58,10 @@ def _mkdirs(path):
             pass
 
 
-async def trial(slot, version):
-    """A trial boot: the app must be heard by the edge (which then sends the
-    "+" confirm) within ota_confirm_s seconds, or the device resets and the
-    bootloader rolls back."""
-    import asyncio
-
-    import hal
-    import log
-
-    with open("config.json") as f:
-        s = json.load(f).get("ota_confirm_s", 60)
-    lg = log.get("ota")
-    lg.info("trial boot of %s, version %s: the edge must confirm it within %d s", slot,
-            version, s)
-    await asyncio.sleep(s)
-    if _record()[2] == "2":
-        lg.error("update not confirmed in %d s: rolling back", s)
-        hal.reset()
-
-
-async def command(uplink, dev, msg):
-    """A "cmd" for a device without its own command handling (the kiosk):
-    "ota" steps and "reboot"; the result goes back through uplink."""
-    ok, err, reboot = False, "unknown", False
-    if msg["op"] == "ota":
-        ok, err, reboot = handle(msg)
-    elif msg["op"] == "reboot":
-        ok, err, reboot = True, None, True
-    r = {"t": "res", "dev": dev, "id": msg["id"], "ok": ok}
-    if err:
-        r["err"] = err
-    uplink.send(r)
-    if reboot:
-        import asyncio
-
-        import hal
-
-        await asyncio.sleep_ms(500)  # let the result leave first
-        hal.reset()
-
-
 def handle(msg):
     """One OTA message -> (ok, err, reboot)."""
     r = _record()
     path = msg.get("path", "")
-    if path == "+":
-        if r[2] != "2":
-            return True, None, False  # already confirmed
-        _save([r[1], "-", "0", "0", "updated"])
-        return True, None, False
-    if r[2] != "0":
-        return False, "busy", False
     slot = _staging(r)
     if path == "":
         _erase(slot)
@@ -148,6 +101,97 @@ def handle(msg):
         if size != off:
             return False, "offset %d" % size, False  # the edge resends from there
         mode = "ab"
+    data = msg.get("data", "")
+    if not isinstance(data, str):
+        return False, "bad_data", False
     with open(target, mode) as f:
-        f.write(binascii.a2b_base64(msg.get("data", "")))
+        f.write(binascii.a2b_base64(data))
     return True, None, False
+
+
+class Updater:
+    """Update mode: runs instead of the app. Only the uplink and this module
+    are loaded; the edge streams the image, "*" ends it (verify pass next).
+    Silence from the edge for IDLE_S, or a "reboot" command, leaves update
+    mode for the running image."""
+
+    IDLE_S = 120
+
+    def __init__(self, cfg, board, boot):
+        import time
+
+        import hal
+
+        self.cfg = cfg
+        self.boot = boot
+        self._last = time.ticks_ms()
+        if cfg["link"] == "mqtt":
+            from uplink.mqtt import MqttUplink
+
+            self.uplink = MqttUplink(cfg["mqtt"], cfg["dev"], cfg["site"], boot,
+                                     self._on_message, self._hello)
+        else:
+            from uplink.serial import SerialUplink
+
+            # Update mode has the heap: frames up to 1K, so 512-byte chunks.
+            self.uplink = SerialUplink(hal.uart("edge", cfg), self._on_message, self._hello,
+                                       1024)
+
+    def _hello(self):
+        self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": self.cfg["kind"],
+                          "fw": self.cfg["fw"], "slots": self.cfg.get("slots", 0),
+                          "boot": self.boot, "epoch": "-", "ota": "receiving"})
+
+    def _on_message(self, msg):
+        import time
+
+        if msg["t"] != "cmd":
+            return
+        self._last = time.ticks_ms()
+        op = msg["op"]
+        ok, err, reboot = True, None, False
+        if op == "ota":
+            try:
+                ok, err, reboot = handle(msg)
+            except Exception as e:  # a bad chunk is an answer, never a crash
+                ok, err = False, repr(e)[:60]
+        elif op == "reboot":
+            reboot = True  # a reset out of update mode is a normal boot
+        elif op == "hello":
+            self._hello()
+        else:
+            ok, err = False, "updating"
+        r = {"t": "res", "dev": self.cfg["dev"], "id": msg["id"], "ok": ok}
+        if err:
+            r["err"] = err
+        self.uplink.send(r)
+        if reboot:
+            import asyncio
+
+            asyncio.create_task(_reset_soon())
+
+    async def run(self):
+        import asyncio
+        import time
+
+        import log
+
+        log.get("ota").info("update mode: waiting for the image")
+        asyncio.create_task(self.uplink.run())
+        while True:
+            await asyncio.sleep_ms(100)
+            now = time.ticks_ms()
+            self.uplink.tick(now)
+            if time.ticks_diff(now, self._last) > self.IDLE_S * 1000:
+                log.get("ota").warning("no word from the edge in %d s: leaving update mode",
+                                       self.IDLE_S)
+                await _reset_soon()
+
+
+async def _reset_soon():
+    import asyncio
+
+    import hal
+
+    await asyncio.sleep_ms(500)  # let the result leave first
+    hal.reset()

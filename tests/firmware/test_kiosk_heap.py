@@ -72,7 +72,7 @@ def test_kiosk_interned_names_stay_under_the_pool_boundary(tmp_path: Path) -> No
 
     cfg = {"dev": "k1", "kind": "kiosk", "link": "serial", "uart": "/dev/null",
            "region_key": "00" * 16}
-    n = interned_at_boot(tmp_path, cfg, "uplink.serial, apps.kiosk.app, apps.kiosk.config")
+    n = interned_at_boot(tmp_path, cfg, "uplink.serial, apps.kiosk.app, apps.kiosk.config, uart")
     assert n <= 292, f"kiosk interns {n} names"
 
 

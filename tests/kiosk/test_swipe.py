@@ -45,12 +45,12 @@ async def _swipe(town: Town, k: SimKiosk, card: Card | None, fault: str | None =
     # "reading" first, then the answer: two pages
     await until(lambda: k.screen.pages_shown >= shown + 2, 15)  # type: ignore[union-attr]
     _page, texts = k.screen.shown[shown + 1]  # the screen after "reading"
-    title = texts[screens.TITLE]
+    title = texts[screens.VP[0]]
     shown_screen.clear()
     shown_screen.update(texts)
     k.module.fault = None
     k.module.place(None)
-    await until(lambda: k.screen.page == screens.PAGE_IDLE, 10)  # type: ignore[union-attr]
+    await until(lambda: k.screen.page == screens._PAGE_IDLE, 10)  # type: ignore[union-attr]
     return title
 
 
@@ -80,7 +80,7 @@ def test_swipe_shows_and_speaks_payments_then_privacy_scan(
             lines = [shown_screen[v] for v in screens.LINES[1:3]]
             assert lines[0] == "城乡居民基础养老金  153.00元  2026-06-15  已发放"  # newest first
             assert lines[1] == "耕地地力保护补贴  123.45元  2026-03-01  已发放"
-            assert shown_screen[screens.FOOTER] == "合计：276.45元"
+            assert shown_screen[screens.VP[2]] == "合计：276.45元"
             assert k.voice.spoken[-1] == ("您共领取补贴276.45元，最近一笔是城乡居民基础养老金，"
                                           "153.00元，2026-06-15发放")
             # The backend goes silent: the edge answers from its cache, dated.
@@ -88,7 +88,7 @@ def test_swipe_shows_and_speaks_payments_then_privacy_scan(
             assert town.backend is not None
             town.backend.delay_s = 5
             await _swipe(town, k, card)
-            assert "服务暂不可用，显示" in shown_screen[screens.FOOTER]
+            assert "服务暂不可用，显示" in shown_screen[screens.VP[2]]
             assert town.edge.metrics.get("funds.lookup", "stale") == 1
             town.backend.delay_s = 0
             # Someone the backend does not know; then bad cards, each with a clear screen.

@@ -1,7 +1,7 @@
 # Table-driven cases for the shared sans-IO code (wire/*, the dock's slot state
 # machine). Plain asserts, no pytest: this file runs under MicroPython (see
 # test_both_interpreters.py) and under CPython, and must pass the same way.
-from wire import framing, message, names, rdm6300
+from wire import framing, message, names, rdm6300, rdm6300_module
 from wire.framing import KIND_ACK, KIND_DATA, FrameDecoder, crc16, encode_frame
 from wire.link import Link
 
@@ -201,11 +201,11 @@ def case_message_roundtrip_and_errors():
 
 def case_rdm6300_frames():
     p = rdm6300.TagParser()
-    frame = rdm6300.encode("0A0000BEEF")
+    frame = rdm6300_module.encode("0A0000BEEF")
     assert len(frame) == 14 and frame[0] == 2 and frame[-1] == 3
     got = [p.feed(0, c) for c in b"\x00junk" + frame]
     assert [g for g in got if g] == ["0A0000BEEF"]
-    for c in rdm6300.encode("0A0000BEEF", corrupt=True):
+    for c in rdm6300_module.encode("0A0000BEEF", corrupt=True):
         assert p.feed(0, c) is None
     assert p.bad == 1
     # A frame cut short by a new STX resyncs on the new frame.
@@ -213,7 +213,7 @@ def case_rdm6300_frames():
     assert [g for g in got if g] == ["0A0000BEEF"] and p.bad == 2
     # Readers of different slots interleave without mixing their frames.
     multi = rdm6300.TagParser(3)
-    other = rdm6300.encode("0B00000002")
+    other = rdm6300_module.encode("0B00000002")
     got = []
     for i in range(14):
         got.append(multi.feed(2, frame[i]))

@@ -6,6 +6,7 @@ import gc
 
 from micropython import const
 
+import device
 import hal
 import log
 from apps.dock.slots import Dock
@@ -92,18 +93,10 @@ class App:
             self._result(cid, True, None, None)
         elif op == "reboot":
             self._result(cid, True, None, None)
-            asyncio.create_task(self._reboot())
-        elif op == "ota":
-            import ota  # first use only: docks that never update never load it
-
-            ok, err, reboot = ota.handle(msg)
+            asyncio.create_task(device.reboot())
+        elif op == "ota":  # an update: the image comes in update mode (lib/ota.py)
+            ok, err = device.ota_command(msg)
             self._result(cid, ok, err, None)
-            if reboot:
-                asyncio.create_task(self._reboot())
-
-    async def _reboot(self):
-        await asyncio.sleep_ms(500)  # let the result leave first
-        hal.reset()
 
     def _result(self, cid, ok, err, slot):
         m = {"t": "res", "dev": self.cfg["dev"], "id": cid, "ok": ok}

@@ -7,6 +7,7 @@ import binascii
 import gc
 import time
 
+import device
 import hal
 import log
 from apps.kiosk import screens
@@ -26,8 +27,7 @@ class App:
 
         gc.collect()
         self.sam = SamReader(hal.uart("sam", cfg))
-        self.display = Display(hal.uart("display", cfg),
-                               (screens.TITLE, screens.LINES, screens.FOOTER))
+        self.display = Display(hal.uart("display", cfg), screens.VP)
         self.voice = Voice(hal.uart("voice", cfg), self.display)
         self.key = binascii.unhexlify(cfg["region_key"])
         # Fund answers are the largest messages: wire/names.py KIOSK_MAX_MESSAGE.
@@ -53,12 +53,17 @@ class App:
             self._answer = msg
             self._got.set()
         elif msg["t"] == "cmd":
+            ok, err = True, None
             if msg["op"] == "hello":
                 self._on_connect()
-            else:  # updates and reboots: lib/ota.py, loaded when first needed
-                import ota
-
-                asyncio.create_task(ota.command(self.uplink, self.cfg["dev"], msg))
+            elif msg["op"] == "ota":  # an update: the image comes in update mode
+                ok, err = device.ota_command(msg)
+            else:
+                ok, err = False, "unknown"
+            r = {"t": "res", "dev": self.cfg["dev"], "id": msg["id"], "ok": ok}
+            if err:
+                r["err"] = err
+            self.uplink.send(r)
 
     async def _show(self, screen):
         await self.display.show(screen)

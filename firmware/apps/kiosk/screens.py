@@ -9,11 +9,12 @@
 # 64K kiosk heap (apps/dock/README.md, Heap budget).
 from micropython import const
 
-TITLE = 0x1000
+_TITLE = const(0x1000)
 LINES = (0x1100, 0x1200, 0x1300, 0x1400, 0x1500, 0x1600, 0x1700, 0x1800)
-FOOTER = 0x1900
+_FOOTER = const(0x1900)
+VP = (_TITLE, LINES, _FOOTER)  # what drivers/display.py Display takes
 
-PAGE_IDLE = 0
+_PAGE_IDLE = const(0)
 _PAGE_RESULT = const(1)
 _PAGE_MESSAGE = const(2)
 
@@ -25,7 +26,7 @@ def yuan(n):
 def idle(stations):
     """Idle screen: nearby bike availability lines, e.g. [("昌硕广场", 5, 7)]."""
     lines = ["%s  可借%d  可还%d" % (n, b, d) for n, b, d in stations[:len(LINES)]]
-    return PAGE_IDLE, "请将身份证放在读卡区", lines, "", None
+    return _PAGE_IDLE, "请将身份证放在读卡区", lines, "", None
 
 
 def message(reason):

@@ -63,6 +63,7 @@ class MQTTClient:
         self._last_tx = 0
         self.dead = asyncio.Event()
         self._tasks = []
+        self._pbuf = bytearray(192)  # PUBLISH packets are built here (grows if need be)
 
     def _next_pid(self):
         self._pid = self._pid % 65535 + 1
@@ -74,9 +75,11 @@ class MQTTClient:
             raise MQTTError("connection closed")
         return data
 
-    async def _send(self, pkt):
+    # Argument names here are ones the interpreter already knows (n, t, data):
+    # each new one would be interned, and a 64K dock has no names to spare.
+    async def _send(self, data):
         async with self._lock:
-            self._w.write(pkt)
+            self._w.write(data)
             # No wait_for: it builds a task per packet on a full heap. A write
             # that stalls is caught by the pinger ("broker silent").
             await self._w.drain()
@@ -156,7 +159,9 @@ class MQTTClient:
         except Exception as e:  # any failure ends this connection; the wrapper reconnects
             self._die(e)
 
-    async def _on_publish(self, h, body):
+    async def _on_publish(self, t, data):
+        h = t  # the fixed header's first byte
+        body = data
         tl = (body[0] << 8) | body[1]
         topic = bytes(body[2:2 + tl]).decode()
         pos = 2 + tl
@@ -189,7 +194,9 @@ class MQTTClient:
             self.error = e
             self.dead.set()
 
-    async def _await_ack(self, pid, pkt, tries=3):
+    async def _await_ack(self, n, data, tries=3):
+        pid = n
+        pkt = data
         for i in range(tries):
             if i:
                 pkt[0] |= 0x08  # DUP on retransmit
@@ -208,16 +215,44 @@ class MQTTClient:
                 return
         raise MQTTError("no ack for %d" % pid)
 
-    async def publish(self, topic, msg, retain=False, qos=0):
+    async def publish(self, topic, msg, retain=False, qos=0, t=""):
+        """t, if given, is appended to topic (a device's topics share a prefix:
+        joined here, in the packet buffer, not as a new string per message)."""
+        # The packet is built in one buffer kept for the client's life (one
+        # publish at a time): building it by concatenation made three blocks
+        # per message, and a full 64K heap soon had no hole for them.
         if isinstance(msg, str):
             msg = msg.encode()
-        body = bytearray(_str(topic))
+        tl = len(topic) + len(t)  # topics are ASCII
+        n = 2 + tl + (2 if qos else 0) + len(msg)  # remaining length
+        if n + 4 > len(self._pbuf):
+            self._pbuf = bytearray(n + 4)
+        b = self._pbuf
+        b[0] = _PUBLISH | (qos << 1) | (1 if retain else 0)
+        i = 1
+        while True:
+            d = n & 0x7F
+            n >>= 7
+            b[i] = d | 0x80 if n else d
+            i += 1
+            if not n:
+                break
+        b[i] = tl >> 8
+        b[i + 1] = tl & 0xFF
+        i += 2
+        for s in (topic, t):
+            # (a str's characters taken one by one would be interned for good)
+            s = s.encode() if isinstance(s, str) else s
+            b[i:i + len(s)] = s
+            i += len(s)
         pid = 0
         if qos:
             pid = self._next_pid()
-            body += struct.pack("!H", pid)
-        body += msg
-        pkt = bytearray((_PUBLISH | (qos << 1) | (1 if retain else 0),)) + _varlen(len(body)) + body
+            b[i] = pid >> 8
+            b[i + 1] = pid & 0xFF
+            i += 2
+        b[i:i + len(msg)] = msg
+        pkt = memoryview(b)[:i + len(msg)]
         if qos:
             await self._await_ack(pid, pkt)
         else:

@@ -88,7 +88,7 @@ class MqttUplink:
                 gc.collect()  # a quiet point: connecting needs a few larger blocks
                 await c.connect()
                 await c.subscribe(self.base + "down", 1)
-                await c.publish(self.base + "status", self._status(True), True, 1)
+                await c.publish(self.base, self._status(True), True, 1, "status")
                 self.connected = True
                 delay = 500
                 _log.info("mqtt connected to %s:%d", c.host, c.port)
@@ -126,6 +126,6 @@ class MqttUplink:
                 continue
             t, data = self._q[0]
             leaf, qos, retain = _ROUTES[t]
-            await c.publish(self.base + leaf, data, retain, qos)
+            await c.publish(self.base, data, retain, qos, leaf)
             self._q.pop(0)  # only once the broker has it (QoS 1) or it left (QoS 0)
         raise c.error

@@ -26,7 +26,7 @@ SCHEMA = {
     "state": "dev #boot #n slots #up~ #mem~",
     "ev": "dev epoch #seq ev #slot bike~ code~ #up~",
     "status": "dev ?online #boot~",
-    "cmd": "#id op #slot~ ?enabled~ path~ #off~ data~",
+    "cmd": "#id op #slot~ ?enabled~ path~ #off~ *data~",
     "ack": "epoch #seq",
     "res": "dev #id ?ok err~ #slot~",
 }

@@ -1,14 +1,13 @@
 # 125 kHz tag reader frames, RDM6300 style: _STX, 10 ASCII-hex chars (version
 # byte + 4-byte tag id), 2 ASCII-hex chars of XOR checksum over those 5 bytes,
 # _ETX. Sans-IO: feed() one byte at a time, get the 10-char tag id or None.
+# The reader module's side (encoding frames, for the emulator) is
+# wire/rdm6300_module.py: a dock does not load it.
 from micropython import const
 
 _STX = const(0x02)
 _ETX = const(0x03)
 _FRAME_LEN = const(14)
-
-_HEX = b"0123456789ABCDEF"
-
 
 def _nib(c):
     if 48 <= c <= 57:
@@ -18,23 +17,6 @@ def _nib(c):
     if 97 <= c <= 102:
         return c - 87
     return -1
-
-
-def encode(tag, corrupt=False):
-    """Reader frame for a 10-hex-char tag id (used by the emulator)."""
-    if len(tag) != 10:
-        raise ValueError("tag id must be 10 hex chars")
-    raw = tag.upper().encode()
-    x = 0
-    for i in range(0, 10, 2):
-        hi = _nib(raw[i])
-        lo = _nib(raw[i + 1])
-        if hi < 0 or lo < 0:
-            raise ValueError("tag id must be hex")
-        x ^= (hi << 4) | lo
-    if corrupt:
-        x ^= 0x5A
-    return bytes((_STX,)) + raw + bytes((_HEX[x >> 4], _HEX[x & 15], _ETX))
 
 
 class TagParser:

@@ -57,7 +57,7 @@ def run(r):
         print("W %d boot: image in slot_%s %s; staying on slot_%s" % (
             time.ticks_ms(), r[1], why, r[0]))
         r = [r[0], "-", "0", "0", why]
-    with open("boot.txt", "w") as f:
+    with open("boot_record", "w") as f:
         f.write(" ".join(r))
     # Reset: the next boot starts on a clean heap, without this code.
     try:

@@ -1,0 +1,219 @@
+"""Signed over-the-air updates with the dock firmware under MicroPython
+(docs/ota.md): the device's Ed25519 verifier against RFC 8032 and the
+`cryptography` library under both interpreters; a rollout in waves that
+updates a dock on a serial line and one on MQTT; an image with a bad signature
+refused by the bootloader; and an image that boots but is never heard by the
+edge, rolled back by the device itself, which stops the rollout."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import needs_mosquitto, run, until
+from tools.firmware import FIRMWARE, build, keygen, micropython_path, sign
+from tools.ota import push
+from tools.town import Town
+
+# RFC 8032, section 7.1: TEST 1, 2 and 3 (secret key, public key, message, signature).
+RFC8032 = [
+    ("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+     "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",
+     "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+     "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"),
+    ("4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+     "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c", "72",
+     "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da"
+     "085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00"),
+    ("c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7",
+     "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025", "af82",
+     "6291d657deec24024827e69c3abe01a30ce548a284743a445e3680d7db5ac3ac"
+     "18ff9b538d16f290ae67f760984dc6594a7c15e9716ed28dc027beceea1ec40a"),
+]
+
+
+def _vectors() -> list[tuple[str, str, str, bool]]:
+    """(public, message, signature, valid): RFC 8032's, then the library's own
+    over a manifest-sized message, then tampered ones."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    out = []
+    for sk, pk, msg, sig in RFC8032:
+        key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(sk))
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                           serialization.PublicFormat.Raw)
+        assert raw.hex() == pk and key.sign(bytes.fromhex(msg)).hex() == sig  # the vectors
+        out.append((pk, msg, sig, True))
+    key = Ed25519PrivateKey.generate()
+    pk = key.public_key().public_bytes(serialization.Encoding.Raw,
+                                      serialization.PublicFormat.Raw).hex()
+    msg = (b'{"version": "0.2.0", "files": {}}' * 60).hex()
+    sig = key.sign(bytes.fromhex(msg)).hex()
+    out.append((pk, msg, sig, True))
+    out.append((pk, msg[:-2] + "00", sig, False))  # message changed
+    out.append((pk, msg, sig[:-2] + ("00" if sig[-2:] != "00" else "01"), False))  # sig changed
+    out.append((RFC8032[1][1], msg, sig, False))  # someone else's key
+    return out
+
+
+def test_ed25519_verifier_matches_rfc8032_and_cryptography_on_both_interpreters() -> None:
+    import importlib.util
+
+    vectors = _vectors()
+    spec = importlib.util.spec_from_file_location("ed25519_fw",
+                                                  FIRMWARE / "bootloader" / "ed25519.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for pk, msg, sig, valid in vectors:
+        assert mod.verify(bytes.fromhex(pk), bytes.fromhex(msg), bytes.fromhex(sig)) is valid
+    # The shipped .mpy under MicroPython, in a 64K heap.
+    image = build("unix")
+    code = ("import sys, binascii as b\nsys.path.insert(0, %r)\nimport ed25519\n" %
+            str(image / "bootloader")
+            + "".join("print(ed25519.verify(b.unhexlify(%r), b.unhexlify(%r), b.unhexlify(%r)))\n"
+                      % v[:3] for v in vectors))
+    r = subprocess.run([micropython_path(), "-X", "heapsize=64K", "-c", code],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [str(v[3]) for v in vectors]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The signing key, and images: 0.2.0 signed, 0.2.1 signed by another key,
+    0.3.0 signed but broken (it never says hello, so the edge never hears it)."""
+    d = tmp_path_factory.mktemp("ota")
+    pub = keygen(d / "key.pem")
+    keygen(d / "other.pem")
+    good = build("unix", d / "img-0.2.0", "0.2.0")
+    sign(good, d / "key.pem")
+    forged = build("unix", d / "img-0.2.1", "0.2.1")
+    sign(forged, d / "other.pem")
+    src = d / "src"
+    shutil.copytree(FIRMWARE, src)
+    app = src / "apps" / "dock" / "app.py"
+    text = app.read_text()
+    marker = "    def _on_connect(self):\n"
+    assert marker in text
+    app.write_text(text.replace(marker, marker + "        return  # the bug in 0.3.0\n"))
+    broken = build("unix", d / "img-0.3.0", "0.3.0", source=src)
+    sign(broken, d / "key.pem")
+    return {"pub": pub, "good": good, "forged": forged, "broken": broken}
+
+
+def _boot_record(flash: Path) -> list[str]:
+    return (flash / "boot_record").read_text().split()
+
+
+async def _push(town: Town, image: Path, devices: list[str], wave: int) -> dict[str, Any]:
+    edge = f"http://127.0.0.1:{town.http_port}"
+    r: dict[str, Any] = await asyncio.to_thread(push, edge, image, devices, wave, 60.0, 0.2)
+    return r
+
+
+async def _rent_works(town: Town) -> None:
+    """Every dock still takes a rental and a return, end to end."""
+    edge = town.edge
+    assert edge is not None
+    for d in town.docks:
+        before = edge.metrics.get("events.stored")
+        if not any(s.present and s.latched for s in d.emulator.slots):
+            assert town.give_back(d, "0B000000FF") is not None
+            await until(lambda b=before: edge.metrics.get("events.stored") > b, 15)
+            await asyncio.sleep(0.3)  # the bolt closes on the returned bike
+            before = edge.metrics.get("events.stored")
+        bike = await town.rent(d)
+        assert bike is not None, f"{d.dev}: no bike to rent"
+        await until(lambda b=before: edge.metrics.get("events.stored") > b, 15)
+        assert town.give_back(d, bike) is not None
+        await until(lambda b=before: edge.metrics.get("events.stored") > b + 1, 15)
+
+
+@needs_mosquitto
+def test_rollout_updates_a_serial_and_an_mqtt_dock(images: dict[str, Any],
+                                                    tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Town(tmp_path, docks=2, slots=4, mqtt_share=0.5, seed=5,
+                        ota_key=images["pub"], ota_confirm_s=20) as town:
+            await town.wait_online()
+            assert {d.link for d in town.docks} == {"serial", "mqtt"}
+            devs = [d.dev for d in town.docks]
+            r = await _push(town, images["good"], devs, wave=1)
+            assert r["state"] == "done", r
+            assert edge_fw(town) == {d: "0.2.0" for d in devs}
+            for d in town.docks:
+                # Into update mode, the verify pass, the trial boot: three resets.
+                assert d.restarts == 3
+                # Confirmed: the marker the bootloader turns into the record next boot.
+                assert _boot_record(d.flash)[:3] == ["a", "b", "2"]
+                assert (d.flash / "ota_confirmed").exists()
+                log = d.log_path.read_text()
+                assert "image in slot_b verified" in log and "MemoryError" not in log
+            # A power cut now: the device comes back on the new image, for good.
+            d = town.docks[0]
+            assert d.proc is not None
+            d.proc.kill()
+            await until(lambda: d.restarts == 4 and _boot_record(d.flash)[0] == "b", 10)
+            assert _boot_record(d.flash) == ["b", "-", "0", "0", "update_confirmed"]
+            await asyncio.sleep(1)
+            await town.wait_online()
+            assert edge_fw(town)[d.dev] == "0.2.0"
+            assert "not confirmed" not in d.log_path.read_text()
+            await _rent_works(town)
+    run(main())
+
+
+def edge_fw(town: Town) -> dict[str, str]:
+    assert town.edge is not None
+    return {d.dev: town.edge.registry.devices[d.dev].fw for d in town.docks}
+
+
+def test_an_image_with_a_bad_signature_is_refused(images: dict[str, Any],
+                                                  tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=6,
+                        ota_key=images["pub"]) as town:
+            await town.wait_online()
+            d = town.docks[0]
+            r = await _push(town, images["forged"], [d.dev], wave=1)
+            assert r["state"] == "stopped"
+            p = r["devices"][d.dev]
+            assert p["state"] == "failed" and "refused:signature" in p["error"]
+            assert edge_fw(town)[d.dev] == "0.1.0"
+            assert _boot_record(d.flash)[:3] == ["a", "-", "0"]
+            assert "refused:signature; staying on slot_a" in d.log_path.read_text()
+            assert town.edge is not None
+            assert town.edge.registry.devices[d.dev].ota == "refused:signature"
+            await town.wait_online()
+            await _rent_works(town)
+    run(main())
+
+
+def test_a_new_image_that_is_never_heard_rolls_back_and_stops_the_rollout(
+        images: dict[str, Any], tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Town(tmp_path, docks=2, slots=4, mqtt_share=0, seed=7,
+                        ota_key=images["pub"], ota_confirm_s=5) as town:
+            await town.wait_online()
+            first, second = town.docks
+            r = await _push(town, images["broken"], [first.dev, second.dev], wave=1)
+            assert r["state"] == "stopped" and r["wave"] == 1
+            p = r["devices"][first.dev]
+            assert p["state"] == "failed" and "rolled_back" in p["error"], p
+            assert r["devices"][second.dev]["state"] == "skipped"
+            assert second.restarts == 0  # the second wave never started
+            assert _boot_record(first.flash)[:3] == ["a", "-", "0"]
+            assert _boot_record(first.flash)[4] == "rolled_back"
+            log = first.log_path.read_text()
+            assert "not confirmed: rolling back" in log
+            assert edge_fw(town) == {first.dev: "0.1.0", second.dev: "0.1.0"}
+            await town.wait_online()
+            await _rent_works(town)
+    run(main())
