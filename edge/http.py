@@ -49,6 +49,7 @@ class HttpServer:
             web.get("/gbfs/{version}/{lang}/{feed}.json", self.feed),
             web.get("/api/stations", self.api_stations),
             web.get("/api/devices", self.api_devices),
+            web.post("/api/devices", self.api_device_register),
             web.get("/api/events", self.api_events),
             web.get("/api/metrics", self.api_metrics),
             web.get("/api/ota", self.api_ota_list),
@@ -132,6 +133,23 @@ class HttpServer:
     async def page(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
 
+
+    async def api_device_register(self, request: web.Request) -> web.Response:
+        """Body: {"id", "station", "kind"} (huimin provision)."""
+        from edge.errors import Rejected
+
+        try:
+            body = await request.json()
+            dev, station, kind = str(body["id"]), str(body["station"]), str(body["kind"])
+            if not dev or len(dev) > 64:
+                raise ValueError("bad device id")
+            await self.svc.provision(dev, station, kind)
+        except (ValueError, KeyError, TypeError) as exc:
+            return web.json_response({"error": "bad request", "detail": str(exc)}, status=400)
+        except Rejected as exc:
+            return web.json_response({"error": exc.reason, "detail": str(exc)}, status=409)
+        d = self.svc.registry.get(dev)
+        return web.json_response(d.as_json() if d else {}, status=201)
 
     # -- over-the-air rollouts (huimin ota) ---------------------------------
     async def api_ota_list(self, request: web.Request) -> web.Response:

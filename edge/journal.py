@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS funds_cache (
 CREATE TABLE IF NOT EXISTS rentals (
     id TEXT PRIMARY KEY, station TEXT NOT NULL, result TEXT, created REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS provisioned (
+    device TEXT PRIMARY KEY, station TEXT NOT NULL, kind TEXT NOT NULL, at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS device_state (
     device TEXT PRIMARY KEY, boot INTEGER NOT NULL, n INTEGER NOT NULL,
     slots TEXT NOT NULL, reported REAL NOT NULL
@@ -262,6 +265,16 @@ class Journal:
         await self._run(self._exec, "INSERT INTO funds_cache VALUES (?,?,?,?) ON CONFLICT(token)"
                         " DO UPDATE SET records=excluded.records, as_of=excluded.as_of,"
                         " fetched=excluded.fetched", (token, records, as_of, time.time()))
+
+    # -- devices registered by `huimin provision` ----------------------------------
+    async def provisioned_put(self, device: str, station: str, kind: str) -> None:
+        await self._run(self._exec, "INSERT INTO provisioned VALUES (?,?,?,?) ON CONFLICT(device)"
+                        " DO UPDATE SET station=excluded.station, kind=excluded.kind,"
+                        " at=excluded.at", (device, station, kind, time.time()))
+
+    async def provisioned_all(self) -> list[tuple[str, str, str]]:
+        rows = await self._run(self._query, "SELECT device, station, kind FROM provisioned", ())
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     # -- rentals (edge/rentals.py) ------------------------------------------------
     def _exec(self, sql: str, args: tuple[Any, ...]) -> int:

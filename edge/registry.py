@@ -38,6 +38,13 @@ class Registry:
         self.devices = {d: Device(d, s) for d, s in device_station.items()}
         self.timeout_s = timeout_s
 
+    def add(self, dev: str, station: str, kind: str) -> Device:
+        d = self.devices.get(dev)
+        if d is None:
+            d = self.devices[dev] = Device(dev, station, kind)
+        d.station, d.kind = station, kind
+        return d
+
     def get(self, dev: str) -> Device | None:
         return self.devices.get(dev)
 

@@ -65,6 +65,10 @@ class EdgeService:
         from edge.http import HttpServer
 
         await self.journal.open()
+        for dev, station, kind in await self.journal.provisioned_all():
+            if station in self.stations.by_id:
+                self.registry.add(dev, station, kind)
+                self.stations.add_device(dev, station)
         for s in await self.journal.states():
             self.stations.restore(s.device, s.boot, s.n, s.slots, s.reported)
         http = HttpServer(self)
@@ -269,6 +273,18 @@ class EdgeService:
                 self._station_changed(d.station)
 
     # -- commands ----------------------------------------------------------------
+    async def provision(self, dev: str, station: str, kind: str) -> None:
+        """Register a device (huimin provision): it may talk to the edge from now
+        on, and stays registered across restarts."""
+        if kind not in ("dock", "kiosk"):
+            raise Rejected("bad_kind", kind)
+        if station not in self.stations.by_id:
+            raise Rejected("unknown_station", station)
+        await self.journal.provisioned_put(dev, station, kind)
+        self.registry.add(dev, station, kind)
+        self.stations.add_device(dev, station)
+        log.info("device %s registered at station %s (%s)", dev, station, kind)
+
     async def command(self, dev: str, op: str, wait_s: float = 5.0,
                       **args: Any) -> dict[str, Any]:
         """Send a command to a device and wait for its result message."""

@@ -76,6 +76,12 @@ class Stations:
         self.version += 1
         self.changed_at = max(self.changed_at, now)
 
+    def add_device(self, dev: str, station: str) -> None:
+        """A device registered at run time (huimin provision) joins its station."""
+        st = self.by_id[station]
+        st.devices.setdefault(dev, DeviceSlots())
+        self._dev[dev] = st
+
     def apply_state(self, dev: str, boot: int, n: int, slots: str, reported: float) -> bool:
         """A dock's slot report; stale reports (older boot/sequence) are ignored."""
         st = self._dev.get(dev)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tools import ota, sim
+from tools import flash, ota, sim
 
 
 def _until_signal(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                        "build/firmware/BOARD.")
     p.add_argument("--board", default="unix", help="unix or esp32s3 (default unix)")
     p.set_defaults(func=_build)
+    flash.add_parsers(sub)
     ota.add_parser(sub)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

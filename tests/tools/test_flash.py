@@ -1,0 +1,143 @@
+"""`huimin flash` and `huimin provision` against a real MicroPython REPL: the
+unix port's interpreter on a pseudo-terminal made by socat, its working
+directory standing in for the device's filesystem; mpremote's transport
+talks raw REPL to it, as to a board on USB. Also: a cable pulled mid-flash
+(clear error, device not marked done, the next flash resumes), a wrong port,
+a device that does not answer, and registration with the edge."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run
+from tools.cli import main as cli
+from tools.firmware import build, micropython_path, read_manifest
+from tools.flash import RECORD, FlashError, device_config, flash, plan, provision
+from tools.town import Town
+
+pytestmark = pytest.mark.skipif(shutil.which("socat") is None,
+                                reason="socat is not installed (./run-tests installs it)")
+
+
+class Device:
+    """A MicroPython REPL on a pty; fs is its filesystem."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.fs = tmp / "fs"
+        self.fs.mkdir(exist_ok=True)
+        self.port = str(tmp / "ttyDEV")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def plug(self) -> None:
+        Path(self.port).unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            ["socat", f"pty,raw,echo=0,link={self.port}",
+             f"EXEC:{micropython_path()} -X heapsize=256K,pty,raw,echo=0,stderr,setsid,ctty"],
+            cwd=self.fs, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            if Path(self.port).exists():
+                time.sleep(0.3)  # the interpreter's banner
+                return
+            time.sleep(0.05)
+        raise RuntimeError("socat made no pty")
+
+    def pull(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture()
+def device(tmp_path: Path):  # type: ignore[no-untyped-def]
+    d = Device(tmp_path)
+    d.plug()
+    yield d
+    d.pull()
+
+
+def _on_device(fs: Path) -> dict[str, str]:
+    return {p.relative_to(fs).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in fs.rglob("*") if p.is_file()}
+
+
+def test_flash_copies_and_verifies_every_file_then_resumes_after_a_pulled_cable(
+        device: Device) -> None:
+    image = build("unix")
+    files = plan(image)
+    # The cable comes out after five files.
+    with pytest.raises(FlashError, match=r"connection lost after 5 of .*run flash again"):
+        flash(device.port, image, after_file=lambda n: device.pull() if n == 5 else None)
+    assert not (device.fs / "boot_record").exists()  # not bootable: never taken for done
+    device.plug()
+    r = flash(device.port, image)
+    assert r["skipped"] >= 5 and r["written"] + r["skipped"] == len(files)
+    got = _on_device(device.fs)
+    for _, dest, sha in files:
+        assert got[dest] == sha, dest
+    assert (device.fs / "boot_record").read_text() == RECORD
+    assert not [p for p in got if p.endswith(".part")]
+    # Flashing again writes nothing: every hash already matches.
+    assert flash(device.port, image)["written"] == 0
+    # What was flashed boots as far as loading the dock app (no hardware here).
+    device.pull()
+    (device.fs / "config.json").write_text(json.dumps(
+        {"dev": "d1", "kind": "dock", "slots": 4, "link": "serial", "uart": "/dev/null"}))
+    probe = (device.fs / "main.py").read_text().split("import device  # noqa: E402\n")[0]
+    probe += "import device, uplink.serial, apps.dock.app\nprint('loaded', f, r)\n"
+    out = subprocess.run([micropython_path(), "-X", "heapsize=64K", "-c", probe],
+                         cwd=device.fs, capture_output=True, text=True, timeout=30)
+    assert "loaded slot_a" in out.stdout, out.stdout + out.stderr
+    assert read_manifest(image)["version"]
+
+
+def test_provision_writes_the_identity_and_registers_with_the_edge(
+        device: Device, tmp_path: Path) -> None:
+    cfg = device_config("dock-009", "dock", "anji", "mqtt", 8, "", {"host": "10.0.0.2",
+                        "port": 1883, "user": "dock-009", "password": "s3cret"},
+                        "", "ab" * 32, {})
+    provision(device.port, cfg)
+    assert json.loads((device.fs / "config.json").read_text()) == cfg
+    with pytest.raises(FlashError, match="region-key"):
+        device_config("kiosk-2", "kiosk", "anji", "serial", 0, "/dev/ttyS1", None, "", "", {})
+
+    async def main() -> None:
+        async with Town(tmp_path / "town", docks=1, slots=2, mqtt_share=0, seed=1) as town:
+            await town.wait_online()
+            edge = f"http://127.0.0.1:{town.http_port}"
+            import asyncio
+
+            from tools.flash import register
+            await asyncio.to_thread(register, edge, "dock-009", "anji-001", "dock")
+            assert town.edge is not None
+            d = town.edge.registry.get("dock-009")
+            assert d is not None and d.station == "anji-001"
+            with pytest.raises(FlashError, match="unknown_station"):
+                await asyncio.to_thread(register, edge, "dock-010", "nowhere", "dock")
+    run(main())
+
+
+def test_wrong_port_and_silent_device_fail_clearly(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["flash", "--port", str(tmp_path / "ttyNOPE")]) == 1
+    assert "no such port" in capsys.readouterr().err
+    # A pty with nothing behind it: the device does not answer.
+    port = tmp_path / "ttySILENT"
+    p = subprocess.Popen(["socat", f"pty,raw,echo=0,link={port}", f"pty,raw,echo=0,link={port}2"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if port.exists():
+                break
+            time.sleep(0.05)
+        assert cli(["flash", "--port", str(port)]) == 1
+        assert "does not answer" in capsys.readouterr().err
+    finally:
+        p.kill()
