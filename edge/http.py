@@ -45,6 +45,7 @@ class HttpServer:
         app = web.Application(client_max_size=16 * 1024 * 1024)  # OTA images
         app.add_routes([
             web.get("/", self.page),
+            web.get("/fleet", self.fleet_page),
             web.get("/gbfs/{version}/{feed}.json", self.feed),
             web.get("/gbfs/{version}/{lang}/{feed}.json", self.feed),
             web.get("/api/stations", self.api_stations),
@@ -132,6 +133,10 @@ class HttpServer:
 
     async def page(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html")
+
+    async def fleet_page(self, request: web.Request) -> web.FileResponse:
+        """The technician's dashboard: every device, live (huimin fleet prints the same)."""
+        return web.FileResponse(STATIC / "fleet.html")
 
 
     async def api_device_register(self, request: web.Request) -> web.Response:

@@ -153,6 +153,9 @@ def add_parser(sub: Any) -> None:
     u.add_argument("--deadline", type=float, default=180.0,
                    help="seconds a device has to come back on the new version (default 180)")
     u.set_defaults(func=_push)
-    s = osub.add_parser("status", help="the edge's rollouts")
+    s = osub.add_parser("status", help="the edge's rollouts",
+                        description="Every rollout the edge knows: version, board, state, "
+                        "the wave it reached and how many devices are in each state "
+                        "(waiting, preparing, sending, rebooting, confirmed, failed, skipped).")
     s.add_argument("--edge", default=DEFAULT_EDGE, help=f"edge URL (default {DEFAULT_EDGE})")
     s.set_defaults(func=_status)

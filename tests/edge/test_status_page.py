@@ -66,3 +66,46 @@ def test_availability_page_renders_and_updates_live(tmp_path: Path) -> None:
             finally:
                 await asyncio.to_thread(browser.quit)
     run(main())
+
+
+def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The technician's dashboard (<edge>/fleet) shows each device's state,
+    firmware and faults, and picks up a newly provisioned device by itself;
+    `huimin fleet` prints the same."""
+    async def main() -> None:
+        async with Town(tmp_path, docks=2, slots=4, mqtt_share=0.5, seed=3,
+                        backend=False) as town:
+            await town.wait_online()
+            edge = f"http://127.0.0.1:{town.http_port}"
+            browser = await asyncio.to_thread(_browser)
+            try:
+                from selenium.webdriver.common.by import By
+
+                await asyncio.to_thread(browser.get, f"{edge}/fleet")
+
+                def row(dev: str) -> dict[str, str]:
+                    rows = browser.find_elements(By.CSS_SELECTOR, f'tr[data-device="{dev}"]')
+                    if not rows:
+                        return {}
+                    return {td.get_attribute("class").split()[0]: td.text
+                            for td in rows[0].find_elements(By.TAG_NAME, "td")}
+
+                for d in town.docks:
+                    await until(lambda d=d: row(d.dev).get("state") == "online", 15)
+                    r = row(d.dev)
+                    assert r["fw"] == "0.1.0" and r["station"] == d.station
+                    assert r["link"].startswith(d.link) and r["faults"] == "0"
+                from tools.flash import register
+                await asyncio.to_thread(register, edge, "dock-099", town.docks[0].station, "dock")
+                await until(lambda: row("dock-099").get("state") == "offline", 10)
+                summary = browser.find_element(By.ID, "summary").text
+                assert summary.startswith("3 devices, 2 online, 1 offline"), summary
+            finally:
+                await asyncio.to_thread(browser.quit)
+            from tools.cli import main as cli
+            rc = await asyncio.to_thread(cli, ["fleet", "--edge", edge, "--check"])
+            out = capsys.readouterr().out
+            assert rc == 3 and "dock-099" in out and "OFFLINE" in out
+            assert "3 devices, 2 online, 1 offline" in out
+    run(main())

@@ -1,0 +1,63 @@
+"""`huimin fleet`: the edge's devices, as a technician reads them (the same as
+the dashboard page at <edge>/fleet)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+DEFAULT_EDGE = "http://127.0.0.1:8080"
+
+
+def devices(edge: str) -> list[dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"{edge}/api/devices", timeout=10) as r:
+            out: list[dict[str, Any]] = json.loads(r.read())["devices"]
+            return out
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise SystemExit(f"huimin fleet: cannot read {edge}/api/devices: {exc}") from None
+
+
+def _ago(t: float) -> str:
+    if not t:
+        return "never"
+    s = max(0.0, time.time() - t)
+    return f"{s:.0f}s ago" if s < 90 else f"{s / 60:.0f}min ago" if s < 5400 else \
+        f"{s / 3600:.0f}h ago"
+
+
+def table(devs: list[dict[str, Any]]) -> str:
+    head = ("DEVICE", "KIND", "STATION", "STATE", "FW", "LAST SEEN", "FAULTS", "HEAP",
+            "LAST UPDATE")
+    rows = [head] + [(d["id"], d["kind"], d["station"], "online" if d["online"] else "OFFLINE",
+                      d["fw"] or "?", _ago(d["last_seen"]), str(d["faults"]),
+                      "" if d.get("heap_free") is None else f"{d['heap_free'] / 1024:.1f}K",
+                      d.get("ota") or "") for d in sorted(devs, key=lambda d: d["id"])]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    online = sum(1 for d in devs if d["online"])
+    off = len(devs) - online
+    return "\n".join(lines) + f"\n{len(devs)} devices, {online} online, {off} offline"
+
+
+def _fleet(args: argparse.Namespace) -> int:
+    devs = devices(args.edge)
+    if args.json:
+        print(json.dumps(devs, ensure_ascii=False, indent=1))
+    else:
+        print(table(devs))
+    return 0 if all(d["online"] for d in devs) or not args.check else 3
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("fleet", help="list the edge's devices (online, firmware, faults)",
+                       description=__doc__ + " Exit 3 with --check if any device is offline.")
+    p.add_argument("--edge", default=DEFAULT_EDGE, help=f"edge URL (default {DEFAULT_EDGE})")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--check", action="store_true", help="exit 3 when a device is offline")
+    p.set_defaults(func=_fleet)
+
