@@ -7,7 +7,7 @@ import pytest
 
 from tools.cli import main as cli
 
-COMMANDS = [["sim"], ["edge"], ["backend"], ["build"], ["flash"], ["provision"], ["fleet"],
+COMMANDS = [["sim"], ["edge"], ["backend"], ["build"], ["flash"], ["provision"], ["fleet"], ["console"],
             ["ota"], ["ota", "keygen"], ["ota", "build"], ["ota", "push"], ["ota", "status"]]
 
 
@@ -24,5 +24,22 @@ def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):
         cli(["--help"])
     out = capsys.readouterr().out
-    for c in ("sim", "edge", "backend", "build", "flash", "provision", "fleet", "ota"):
+    for c in ("sim", "edge", "backend", "build", "flash", "provision", "fleet", "console", "ota"):
         assert f"    {c} " in out or f"    {c}\n" in out, c
+
+
+def test_console_decodes_device_log_lines(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "console.log"
+    log.write_text("I 1000 dock: dock dock-001 up\n"
+                   "W 3500 uplink: mqtt down: OSError\n"
+                   "Traceback (most recent call last):\n"
+                   "E 4000 main: fatal: MemoryError\n", encoding="utf-8")
+    assert cli(["console", "--file", str(log)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("INFO  +    0.000s dock: dock dock-001 up")
+    assert out[1].endswith("WARN  +    2.500s uplink: mqtt down: OSError")
+    assert out[2] == "Traceback (most recent call last):"
+    assert "ERROR +    3.000s main: fatal: MemoryError" in out[3]
+    assert cli(["console", "--file", str(log), "--level", "E"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2  # the error and the traceback
+    assert cli(["console", "--file", str(tmp_path / "none.log")]) == 1

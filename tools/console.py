@@ -1,0 +1,109 @@
+"""`huimin console`: a device's console, its log lines decoded. Device lines
+are "LEVEL ticks source: text" (firmware/lib/log.py); the console shows the
+wall time, the level spelled out and the device's uptime, colours errors on a
+terminal, and passes everything else (tracebacks, the REPL) through.
+
+  huimin console --port /dev/ttyUSB0          a device on USB serial
+  huimin console --file .sim/devices/dock-001/console.log --follow
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+LEVELS = {"I": "INFO", "W": "WARN", "E": "ERROR"}
+_LINE = re.compile(r"^([IWE]) (\d+) ([\w.-]+): (.*)$")
+_COLOUR = {"W": "\033[33m", "E": "\033[31;1m"}
+
+
+def decode(line: str, colour: bool = False, base_ms: int | None = None) -> str:
+    """One console line, decoded for a person (non-log lines unchanged)."""
+    m = _LINE.match(line.rstrip("\n"))
+    if not m:
+        return line.rstrip("\n")
+    lvl, ms, src, text = m.groups()
+    up = (int(ms) - base_ms) / 1000 if base_ms is not None else int(ms) / 1000
+    out = f"{time.strftime('%H:%M:%S')} {LEVELS[lvl]:<5} +{up:9.3f}s {src}: {text}"
+    if colour and lvl in _COLOUR:
+        out = _COLOUR[lvl] + out + "\033[0m"
+    return out
+
+
+def lines_from_port(port: str, baud: int) -> Iterator[str]:
+    import serial
+
+    try:
+        s = serial.Serial(port, baud, timeout=0.5)
+    except (serial.SerialException, OSError) as exc:
+        raise SystemExit(f"huimin console: cannot open {port}: {exc}") from None
+    buf = b""
+    with s:
+        while True:
+            buf += s.read(256)
+            while b"\n" in buf:
+                raw, buf = buf.split(b"\n", 1)
+                yield raw.decode("utf-8", "replace").rstrip("\r")
+
+
+def lines_from_file(path: Path, follow: bool) -> Iterator[str]:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        while True:
+            line = f.readline()
+            if line:
+                yield line
+            elif not follow:
+                return
+            else:
+                time.sleep(0.2)
+
+
+def show(lines: Iterable[str], out: TextIO, min_level: str = "I") -> int:
+    colour = out.isatty()
+    order = "IWE"
+    base: int | None = None
+    n = 0
+    for line in lines:
+        m = _LINE.match(line.rstrip("\n"))
+        if m:
+            if base is None or int(m.group(2)) < base:
+                base = int(m.group(2))  # the first line, or a reboot
+            if order.index(m.group(1)) < order.index(min_level):
+                continue
+        out.write(decode(line, colour, base) + "\n")
+        out.flush()
+        n += 1
+    return n
+
+
+def _console(args: argparse.Namespace) -> int:
+    if not args.port and not args.file:
+        print("huimin console: give --port or --file", file=sys.stderr)
+        return 2
+    try:
+        src = (lines_from_port(args.port, args.baud) if args.port
+               else lines_from_file(args.file, args.follow))
+        show(src, sys.stdout, args.level)
+    except FileNotFoundError as exc:
+        print(f"huimin console: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("console", help="a device's console with its log lines decoded",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--port", help="the device's serial port")
+    p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--file", type=Path, help="a console log (the simulator's, a capture)")
+    p.add_argument("--follow", action="store_true", help="keep reading as the file grows")
+    p.add_argument("--level", choices=("I", "W", "E"), default="I",
+                   help="the lowest level shown: I(nfo), W(arn), E(rror)")
+    p.set_defaults(func=_console)
