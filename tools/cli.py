@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tools import console, flash, fleet, ota, sim
+from tools import console, diag, flash, fleet, ota, sim
 
 
 def _until_signal(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     flash.add_parsers(sub)
     fleet.add_parser(sub)
     console.add_parser(sub)
+    diag.add_parser(sub)
     ota.add_parser(sub)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

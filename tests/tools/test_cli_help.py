@@ -7,7 +7,7 @@ import pytest
 
 from tools.cli import main as cli
 
-COMMANDS = [["sim"], ["edge"], ["backend"], ["build"], ["flash"], ["provision"], ["fleet"], ["console"],
+COMMANDS = [["sim"], ["edge"], ["backend"], ["build"], ["flash"], ["provision"], ["fleet"], ["console"], ["diag"],
             ["ota"], ["ota", "keygen"], ["ota", "build"], ["ota", "push"], ["ota", "status"]]
 
 
@@ -24,7 +24,7 @@ def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):
         cli(["--help"])
     out = capsys.readouterr().out
-    for c in ("sim", "edge", "backend", "build", "flash", "provision", "fleet", "console", "ota"):
+    for c in ("sim", "edge", "backend", "build", "flash", "provision", "fleet", "console", "diag", "ota"):
         assert f"    {c} " in out or f"    {c}\n" in out, c
 
 

@@ -1,0 +1,56 @@
+"""`huimin diag`: run a device's self-test (firmware/lib/selftest.py) over its
+serial REPL and print a pass/fail table. For a dock: the hardware bus, each
+empty slot's lock (opened and closed again; a slot with a bike is left
+locked), and the tag reader of each slot holding a bike. Exit 1 on any FAIL."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from tools.flash import FlashError, _connect
+
+
+def diag(port: str) -> list[dict[str, str]]:
+    from mpremote.transport import TransportError
+
+    t = _connect(port)
+    out: list[bytes] = []
+    try:
+        t.exec("import sys\nsys.path[:0] = ['slot_a/lib', 'slot_a']\nimport selftest\n"
+               "selftest.run()\n", data_consumer=out.append)
+    except TransportError as exc:
+        raise FlashError(f"the self-test failed to run: {exc}") from None
+    finally:
+        t.exit_raw_repl()
+        t.close()
+    rows = []
+    for line in b"".join(out).decode("utf-8", "replace").splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            rows.append(json.loads(line))
+    return rows
+
+
+def _diag(args: argparse.Namespace) -> int:
+    try:
+        rows = diag(args.port)
+    except FlashError as exc:
+        print(f"huimin diag: {exc}", file=sys.stderr)
+        return 2
+    w = max([len(r["check"]) for r in rows] + [5])
+    print(f"{'CHECK':<{w}}  RESULT  DETAIL")
+    for r in rows:
+        print(f"{r['check']:<{w}}  {r['result']:<6}  {r['detail']}")
+    failed = sum(1 for r in rows if r["result"] == "FAIL")
+    print(f"{len(rows)} checks, {failed} failed")
+    return 1 if failed else 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("diag", help="run a device's self-test: pass/fail table",
+                       description=__doc__)
+    p.add_argument("--port", required=True, help="the device's serial port")
+    p.set_defaults(func=_diag)
