@@ -142,6 +142,8 @@ def test_reservation_holds_a_bike_then_a_rental_takes_it_or_it_expires(tmp_path:
             assert town.backend is not None and town.edge is not None
             d = town.docks[0]
             st = town.edge.stations.statuses
+            # Online is the hello; the slots' state follows it: wait for that too.
+            await until(lambda: st()[0].bikes_available == d.emulator.locked_bikes() > 0)
             avail = st()[0].bikes_available
             got = await _rental(town, {"site": "anji", "station": d.station, "hold_min": 10})
             assert got["state"] == "reserved", got
@@ -155,7 +157,7 @@ def test_reservation_holds_a_bike_then_a_rental_takes_it_or_it_expires(tmp_path:
             # A second hold, never collected, expires and the bike is offered again.
             avail = d.emulator.locked_bikes()
             await until(lambda: st()[0].bikes_available == avail)
-            got = await _rental(town, {"site": "anji", "station": d.station, "hold_min": 0.03})
+            got = await _rental(town, {"site": "anji", "station": d.station, "hold_min": 0.1})
             assert got["state"] == "reserved"
             await until(lambda: st()[0].bikes_available == avail - 1)
 
