@@ -83,7 +83,8 @@ class Bridge:
             if not rows:
                 wake.clear()
                 try:
-                    await asyncio.wait_for(wake.wait(), 5)
+                    async with asyncio.timeout(5):
+                        await wake.wait()
                 except TimeoutError:
                     pass
                 continue

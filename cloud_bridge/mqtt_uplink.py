@@ -24,6 +24,7 @@ import aiomqtt
 from cloud_bridge.errors import UplinkError
 from edge.config import UplinkConfig
 from edge.journal import OutboxRow
+from edge.transports.mqtt import raise_if_cancelling
 
 if TYPE_CHECKING:
     from edge.service import EdgeService
@@ -90,6 +91,7 @@ class MqttUplink:
                     async for m in c.messages:
                         self._rental(m.payload)
             except aiomqtt.MqttError as exc:
+                raise_if_cancelling()
                 log.warning("%s: %s; reconnecting in %.1f s", self.name, exc, delay)
             finally:
                 self.connected.clear()

@@ -155,7 +155,8 @@ class Ota:
         self._hello[dev] = fut
         try:
             await step()
-            return await asyncio.wait_for(fut, wait_s)
+            async with asyncio.timeout(wait_s):
+                return await fut
         finally:
             self._hello.pop(dev, None)
 

@@ -182,7 +182,8 @@ class Rentals:
                 return {**base, "ok": False, "err": res.get("err", "refused"), "slot": i,
                         "at": time.time()}
             try:
-                got = await asyncio.wait_for(fut, self.svc.cfg.rental_timeout_s)
+                async with asyncio.timeout(self.svc.cfg.rental_timeout_s):
+                    got = await fut
             except TimeoutError:
                 return {**base, "ok": False, "err": "not_taken", "slot": i, "at": time.time()}
             return {**base, "ok": True, "state": "rented", "device": dev, "slot": i,

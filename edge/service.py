@@ -92,10 +92,12 @@ class EdgeService:
                 await stop.wait()
                 # Let stored events be acked before the transports go.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._acks.join(), 2)
+                    async with asyncio.timeout(2):
+                        await self._acks.join()
                 for t in [*tasks, *self._rental_tasks]:
                     t.cancel()
                 self.rentals.cancel_all()
+                await _shutdown_watch([*tasks, *self._rental_tasks])
         finally:
             await self.bridge.close()
             await http.stop()
@@ -298,9 +300,25 @@ class EdgeService:
         self._pending[cid] = fut
         try:
             await reply(msg)
-            return await asyncio.wait_for(fut, wait_s)
+            async with asyncio.timeout(wait_s):
+                return await fut
         finally:
             self._pending.pop(cid, None)
+
+
+async def _shutdown_watch(tasks: list[asyncio.Task[Any]], grace_s: float = 5.0) -> None:
+    """A task that outlives its cancel would hold the TaskGroup, and the edge would
+    never exit on SIGTERM: name it in the log, with where it is, and cancel it
+    again (a library may have turned the first cancel into its own error)."""
+    while True:
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        if not pending:
+            return
+        for t in pending:
+            where = "".join(f"{fr.f_code.co_filename}:{fr.f_lineno} " for fr in t.get_stack())
+            log.error("shutdown: task %s still running %.0f s after cancel (%s); cancelling again",
+                      t.get_name(), grace_s, where.strip() or "?")
+            t.cancel()
 
 
 def _done(v: bool) -> asyncio.Future[bool]:

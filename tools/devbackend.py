@@ -196,7 +196,8 @@ class DevBackend:
                 return web.json_response({"rentals": due})
             async with self._rentals_changed:
                 try:
-                    await asyncio.wait_for(self._rentals_changed.wait(), left)
+                    async with asyncio.timeout(left):
+                        await self._rentals_changed.wait()
                 except TimeoutError:
                     pass
 

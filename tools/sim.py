@@ -81,7 +81,8 @@ async def _main(args: argparse.Namespace) -> int:
             else None
         try:
             if args.duration:
-                await asyncio.wait_for(stop.wait(), args.duration)
+                async with asyncio.timeout(args.duration):
+                    await stop.wait()
             else:
                 await stop.wait()
         except TimeoutError:

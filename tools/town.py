@@ -313,13 +313,21 @@ class Town:
                 d.proc.terminate()
         for t in self._sup:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(t, 5)
+                async with asyncio.timeout(5):
+                    await t
         if self._edge_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._edge_task
+        stuck = ""
         if self.edge_proc is not None and self.edge_proc.returncode is None:
             self.edge_proc.terminate()
-            await self.edge_proc.wait()
+            try:
+                async with asyncio.timeout(30):
+                    await self.edge_proc.wait()
+            except TimeoutError:  # a hang at shutdown is a bug: kill, clean up, then say so
+                self.edge_proc.kill()
+                await self.edge_proc.wait()
+                stuck = f"the edge did not exit within 30 s of SIGTERM; see {self.dir / 'edge.log'}"
         if self.backend is not None:
             await self.backend.stop()
         if self.city_broker is not None:
@@ -336,6 +344,8 @@ class Town:
                 ln.close()
         if self.broker is not None:
             await self.broker.stop()
+        if stuck:
+            raise RuntimeError(stuck)
 
     async def __aenter__(self) -> Town:
         try:

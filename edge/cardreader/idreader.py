@@ -50,7 +50,8 @@ class UsbIdReader:
         await self._w.drain()
         while not self._pending:
             try:
-                data = await asyncio.wait_for(self._r.read(2048), wait_s)
+                async with asyncio.timeout(wait_s):
+                    data = await self._r.read(2048)
             except TimeoutError:
                 partial = self.dec.pending()
                 self.dec.gap()

@@ -28,6 +28,15 @@ _EXPECTED = {"hello": names.HELLO, "state": names.STATE, "event": names.EVENT,
              "result": names.RESULT, "status": names.STATUS}
 
 
+def raise_if_cancelling() -> None:
+    """Called where an MqttError is caught in a reconnect loop: when the task
+    is being cancelled, aiomqtt's disconnect may time out and raise MqttError in
+    place of the CancelledError, and the loop would swallow the shutdown."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class MqttTransport:
     def __init__(self, cfg: MqttConfig, site: str, inbound: asyncio.Queue[Inbound],
                  metrics: Metrics) -> None:
@@ -64,6 +73,7 @@ class MqttTransport:
                     async for m in client.messages:
                         await self._on_message(str(m.topic), m.payload)
             except aiomqtt.MqttError as exc:
+                raise_if_cancelling()
                 self.metrics.inc("mqtt.disconnects")
                 log.warning("mqtt: %s; reconnecting in %.1f s", exc, delay)
             finally:

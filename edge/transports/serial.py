@@ -81,7 +81,8 @@ class SerialTransport:
         last = time.monotonic()
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(4096), _GAP_S)
+                async with asyncio.timeout(_GAP_S):
+                    data = await reader.read(4096)
             except TimeoutError:
                 if link.decoder.pending() and time.monotonic() - last > _GAP_S:
                     link.decoder.gap()
