@@ -23,7 +23,10 @@ class HmiScreen(SerialPeer):
     def received(self, data: bytes) -> None:
         self.dec.feed(data)
         while (f := self.dec.next()) is not None:
-            if f[0] == "page":
+            if f[0] == "read":  # a self-test asks: the page register, else zeros
+                words = [max(self.page, 0)] if f[1] == 0x0014 else [0] * f[2]
+                self.send(hmi_module.dwin_answer_frame(f[1], words[:f[2]]))
+            elif f[0] == "page":
                 self.page = f[1]
                 self.pages_shown += 1
                 self.shown.append((f[1], dict(self.texts)))
@@ -43,4 +46,7 @@ class VoiceModule(SerialPeer):
     def received(self, data: bytes) -> None:
         self.dec.feed(data)
         while (t := self.dec.next()) is not None:
-            self.spoken.append(t)
+            if t[0] == "status":
+                self.send(b"\x4f")  # idle: speaking is instant here
+            else:
+                self.spoken.append(t[1])

@@ -1,7 +1,11 @@
 """`huimin diag`: run a device's self-test (firmware/lib/selftest.py) over its
 serial REPL and print a pass/fail table. For a dock: the hardware bus, each
 empty slot's lock (opened and closed again; a slot with a bike is left
-locked), and the tag reader of each slot holding a bike. Exit 1 on any FAIL."""
+locked), and the tag reader of each slot holding a bike. For a kiosk: the ID
+card module (its status, and a test card if one is on the reader; nothing read
+from the card is printed), the display (asked for the page on show) and the
+voice module (asked for its state, then made to say a test prompt). Exit 1 on
+any FAIL."""
 
 from __future__ import annotations
 
@@ -19,8 +23,11 @@ def diag(port: str) -> list[dict[str, str]]:
     t = _connect(port)
     out: list[bytes] = []
     try:
-        t.exec("import sys\nsys.path[:0] = ['slot_a/lib', 'slot_a']\nimport selftest\n"
-               "selftest.run()\n", data_consumer=out.append)
+        # The test code of the image the device boots (the boot record's active slot).
+        t.exec("import sys\ntry:\n s = 'slot_' + open('boot_record').read().split()[0]\n"
+               "except OSError:\n s = 'slot_a'\n"
+               "sys.path[:0] = [s + '/lib', s]\nimport selftest\nselftest.run(s)\n",
+               data_consumer=out.append)
     except TransportError as exc:
         raise FlashError(f"the self-test failed to run: {exc}") from None
     finally:

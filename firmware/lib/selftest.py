@@ -1,7 +1,10 @@
-# A dock's self-test, run by `huimin diag` over the REPL with the app stopped
+# A device's self-test, run by `huimin diag` over the REPL with the app stopped
 # (never loaded by the app). Each check prints one JSON line
 # {"check", "result": pass|FAIL|skip, "detail"}; the CLI makes the table.
-# Locks are moved only on empty slots: a slot holding a bike stays locked.
+# Dock: locks are moved only on empty slots: a slot holding a bike stays locked.
+# Kiosk: the card module, a card if one is on the reader (nothing read from it
+# is printed), the display and the voice module, each asked a question it must
+# answer.
 import asyncio
 import json
 import time
@@ -66,12 +69,104 @@ async def _dock(cfg, board):
              "read the bike's tag" if s in seen else "no frame in 3 s")
 
 
+async def _ask(u, frame, buf, ms, done):
+    """Write frame, then read into buf until done(bytes so far) or ms pass."""
+    await u.write(frame)
+    mv = memoryview(buf)
+    n = 0
+    t0 = time.ticks_ms()
+    while n < len(buf):
+        left = ms - time.ticks_diff(time.ticks_ms(), t0)
+        if left <= 0:
+            break
+        try:
+            n += await asyncio.wait_for_ms(u.readinto(mv[n:]), left)
+        except asyncio.TimeoutError:
+            break
+        if done(bytes(buf[:n])):
+            break
+    return bytes(buf[:n])
+
+
+async def _card_module(cfg):
+    from drivers.sam_reader import ReadError, SamReader
+    from wire import idcard
+
+    try:
+        sam = SamReader(hal.uart("sam", cfg))
+    except Exception as e:
+        _say("card module", "FAIL", "cannot open its serial line: %r" % e)
+        return
+    try:
+        code = (await sam._xfer(idcard.STATUS))[2]
+    except ReadError:
+        _say("card module", "FAIL", "no answer to STATUS in 400 ms (power, cable or baud rate?)")
+        return
+    if code != idcard.OK:
+        _say("card module", "FAIL", "status %02X%s" % (
+            code, ": its SAM self-test failed, replace the module"
+            if code == idcard.E_SELFTEST else ""))
+        return
+    _say("card module", "pass", "status 90 (normal)")
+    if not await sam.present():
+        _say("card reading", "skip", "no card on the reader (place a test card to check it)")
+        return
+    try:
+        text = await sam.read_text()
+        number = idcard.person(text)[1]
+        bad = idcard.check_id(number)
+    except ReadError as e:
+        _say("card reading", "FAIL", "read failed: %s" % e.reason)
+        return
+    # What the card says is personal data: only whether it parsed is printed.
+    _say("card reading", "FAIL" if bad else "pass",
+         "text block read, but its ID number does not validate" if bad else
+         "text block read and parsed, ID check digit valid")
+
+
+async def _display(cfg):
+    from wire import hmi_query
+
+    u = hal.uart("display", cfg)
+    got = await _ask(u, hmi_query.dwin_read(hmi_query.PAGE_NOW, 1), bytearray(32), 500,
+                     lambda b: hmi_query.dwin_answer(b, hmi_query.PAGE_NOW) is not None)
+    words = hmi_query.dwin_answer(got, hmi_query.PAGE_NOW)
+    if words is None:
+        _say("display", "FAIL", "no answer to a read of its page register in 500 ms"
+             " (power, cable, baud rate, or the DGUS project's serial settings?)"
+             if not got else "answered, but not a read answer: %d bytes" % len(got))
+        return
+    _say("display", "pass", "answered; page %d on show" % words[0])
+
+
+async def _voice(cfg):
+    from wire import hmi, hmi_query
+
+    u = hal.uart("voice", cfg)
+    got = await _ask(u, hmi_query.TTS_STATUS, bytearray(8), 500,
+                     lambda b: hmi_query.TTS_IDLE in b or hmi_query.TTS_BUSY in b)
+    if hmi_query.TTS_IDLE not in got and hmi_query.TTS_BUSY not in got:
+        _say("voice module", "FAIL", "no answer to a status query in 500 ms"
+             " (power, cable or baud rate?)")
+        return
+    buf = bytearray(64)
+    await u.write(memoryview(buf)[:hmi.tts_say(buf, "语音自检")])
+    _say("voice module", "pass", "answered %s; said 语音自检 (voice check): listen for it"
+         % ("idle" if hmi_query.TTS_IDLE in got else "speaking"))
+
+
+async def _kiosk(cfg):
+    await _card_module(cfg)
+    await _display(cfg)
+    await _voice(cfg)
+
+
 def run(slot="slot_a"):
     with open("config.json") as f:
         cfg = json.load(f)
     with open(slot + "/board.json") as f:
         board = json.load(f)
-    if cfg.get("kind", "dock") != "dock":
-        _say("self-test", "skip", "only docks have a self-test so far")
-        return
-    asyncio.run(_dock(cfg, board))
+    if cfg.get("kind", "dock") == "kiosk":
+        asyncio.run(_kiosk(cfg))
+    else:
+        asyncio.run(_dock(cfg, board))

@@ -146,8 +146,7 @@ def test_wrong_port_and_silent_device_fail_clearly(tmp_path: Path,
 def test_diag_runs_the_dock_self_test_against_the_emulated_hardware(
         device: Device, capsys: pytest.CaptureFixture[str]) -> None:
     """Slot 0 empty and working, slot 1 holds a bike (left locked, its tag
-    read), slot 2's bolt is jammed: the table says so and diag exits 1.
-    (The kiosk's self-test is not written yet: diag says "skip" for it.)"""
+    read), slot 2's bolt is jammed: the table says so and diag exits 1."""
     import asyncio
     import threading
 
@@ -175,3 +174,72 @@ def test_diag_runs_the_dock_self_test_against_the_emulated_hardware(
     assert "skip" in lines["slot 1 lock"] and "pass" in lines["slot 1 tag reader"]
     assert "FAIL" in lines["slot 2 lock"] and "did not close" in lines["slot 2 lock"]
     assert "5 checks, 1 failed" in out
+
+
+def test_diag_runs_the_kiosk_self_test_against_the_emulated_modules(
+        device: Device, capsys: pytest.CaptureFixture[str]) -> None:
+    """A kiosk wired to the emulated card module (a card on it), display and
+    voice module: every check passes, the voice module is made to speak, and
+    nothing read from the card reaches the table. Then the module's SAM fails
+    its self-test and the voice module's cable is pulled: two FAILs, exit 1."""
+    import asyncio
+    import random
+    import threading
+
+    from hardware.idcard_emulator import IdCardModule, fictional_card
+    from hardware.kiosk_emulator import HmiScreen, VoiceModule
+    from hardware.serial_line import SerialLine
+
+    flash(device.port, build("unix"))
+    loop = asyncio.new_event_loop()
+    th = threading.Thread(target=loop.run_forever, daemon=True)
+    th.start()
+    lines = {name: SerialLine() for name in ("sam", "display", "voice")}
+
+    async def wire_up() -> tuple[IdCardModule, HmiScreen, VoiceModule]:
+        for ln in lines.values():
+            ln.open()
+        peers = (IdCardModule(lines["sam"].paths[1]), HmiScreen(lines["display"].paths[1]),
+                 VoiceModule(lines["voice"].paths[1]))
+        for p in peers:
+            await p.start()
+        return peers
+
+    module, screen, voice = asyncio.run_coroutine_threadsafe(wire_up(), loop).result(5)
+    card = fictional_card(random.Random(5))
+    module.place(card)
+    screen.page = 1
+    try:
+        provision(device.port, device_config(
+            "kiosk-007", "kiosk", "anji", "serial", 0, "/dev/null", None, "ab" * 16, "",
+            {f"{n}_uart": ln.paths[0] for n, ln in lines.items()}))
+        assert cli(["diag", "--port", device.port]) == 0
+        healthy = capsys.readouterr().out
+        module.fault = "selftest"
+        lines["voice"].plugged = False
+        rc = cli(["diag", "--port", device.port])
+        broken = capsys.readouterr().out
+    finally:
+        async def close() -> None:
+            for p in (module, screen, voice):
+                await p.close()
+            for ln in lines.values():
+                ln.close()
+        asyncio.run_coroutine_threadsafe(close(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        th.join(5)
+    rows = {ln.split("  ")[0].strip(): ln for ln in healthy.splitlines()}
+    assert "pass" in rows["card module"] and "pass" in rows["card reading"], healthy
+    assert "check digit valid" in rows["card reading"]
+    assert "pass" in rows["display"] and "page 1" in rows["display"], healthy
+    assert "pass" in rows["voice module"] and "idle" in rows["voice module"], healthy
+    assert "4 checks, 0 failed" in healthy
+    assert voice.spoken == ["语音自检"]
+    for secret in (card.id_number, card.name, card.id_number[-6:]):
+        assert secret not in healthy and secret not in broken
+    assert rc == 1, broken
+    rows = {ln.split("  ")[0].strip(): ln for ln in broken.splitlines()}
+    assert "FAIL" in rows["card module"] and "replace the module" in rows["card module"]
+    assert "FAIL" in rows["voice module"] and "no answer" in rows["voice module"]
+    assert "pass" in rows["display"]
+    assert "3 checks, 2 failed" in broken

@@ -396,7 +396,25 @@ def case_hmi_frames_into_a_buffer_and_back():
     t.feed(bytes(buf[:n]))
     n = hmi.tts_say(buf, "长" * 300)  # the module takes 200 bytes of text at most
     t.feed(bytes(buf[:n]))
-    assert t.next() == "合计12.30元" and t.next() == "长" * 100 and t.bad == 0
+    assert t.next() == ("say", "合计12.30元") and t.next() == ("say", "长" * 100) and t.bad == 0
+
+
+def case_hmi_self_test_questions_and_answers():
+    from wire import hmi_module as m
+    from wire import hmi_query as q
+    assert q.dwin_read(q.PAGE_NOW, 1) == bytes.fromhex("5aa50483001401")
+    d = m.DwinDecoder()
+    d.feed(q.dwin_read(q.PAGE_NOW, 1))
+    assert d.next() == ("read", 0x0014, 1)
+    answer = m.dwin_answer_frame(0x0014, [3])
+    assert answer == bytes.fromhex("5aa5068300140100 03".replace(" ", ""))
+    # Noise and another address's answer before it are skipped; a cut answer is none.
+    assert q.dwin_answer(b"\x00\x5a" + m.dwin_answer_frame(0x1000, [1, 2]) + answer,
+                         0x0014) == [3]
+    assert q.dwin_answer(answer[:-1], 0x0014) is None
+    t = m.TtsDecoder()
+    t.feed(q.TTS_STATUS + b"\xfd\x00\x02\x21\x00")  # the second has a bad XOR
+    assert t.next() == ("status",) and t.next() is None and t.bad == 1
 
 
 def case_journal_keeps_events_until_acked_across_reboots():

@@ -1,5 +1,6 @@
-# The serial display's and voice module's side of wire/hmi.py: decoders for
-# the frames a kiosk sends (the emulators in hardware/ run this).
+# The serial display's and voice module's side of wire/hmi.py and
+# wire/hmi_query.py: decoders for the frames a kiosk sends, and the answers to
+# its questions (the emulators in hardware/ run this).
 
 
 def from_utf16be(b):
@@ -7,7 +8,8 @@ def from_utf16be(b):
 
 
 class DwinDecoder:
-    """Emulator side: feed bytes, next() -> ("text", vp, str) or ("page", n) or None."""
+    """Emulator side: feed bytes, next() -> ("text", vp, str), ("page", n),
+    ("read", vp, words) or None."""
 
     def __init__(self):
         self._b = bytearray()
@@ -29,6 +31,8 @@ class DwinDecoder:
             n = b[2]
             body = bytes(b[3:3 + n])
             self._b = b[3 + n:]
+            if n == 4 and body[0] == 0x83:
+                return ("read", (body[1] << 8) | body[2], body[3])
             if n < 3 or body[0] != 0x82:
                 self.bad += 1
                 b = self._b
@@ -43,7 +47,7 @@ class DwinDecoder:
 
 
 class TtsDecoder:
-    """Emulator side: feed bytes, next() -> the text to speak, or None."""
+    """Emulator side: feed bytes, next() -> ("say", text), ("status",) or None."""
 
     def __init__(self):
         self._b = bytearray()
@@ -70,8 +74,19 @@ class TtsDecoder:
             x = 0
             for c in frame[:-1]:
                 x ^= c
-            if x != frame[-1] or n < 3 or frame[3] != 0x01:
+            if x != frame[-1] or n < 2 or frame[3] not in (0x01, 0x21):
                 self.bad += 1
                 b = self._b
                 continue
-            return from_utf16be(frame[5:-1])
+            if frame[3] == 0x21:
+                return ("status",)
+            return ("say", from_utf16be(frame[5:-1]))
+
+
+def dwin_answer_frame(vp, words):
+    """The screen's answer to a read of len(words) words from vp."""
+    out = bytearray((0x5A, 0xA5, 4 + 2 * len(words), 0x83, vp >> 8, vp & 0xFF, len(words)))
+    for w in words:
+        out.append(w >> 8)
+        out.append(w & 0xFF)
+    return bytes(out)
