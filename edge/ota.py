@@ -63,7 +63,8 @@ class Image:
 
 @dataclass
 class DeviceProgress:
-    state: str = "waiting"  # waiting, preparing, sending, rebooting, confirmed, failed, skipped
+    state: str = "waiting"  # waiting, preparing, sending, checking, rebooting, confirmed,
+    # failed, skipped
     sent: int = 0
     total: int = 0
     error: str = ""
@@ -179,10 +180,12 @@ class Ota:
             await self._send(r.image, dev, p)
             # 3. Verify pass (signature) and trial boot; back on the new version,
             #    or on the old one (refused, or rolled back after its deadline).
-            p.state = "rebooting"
-            hello = await self._until_hello(
-                dev, lambda: self._step(dev, "*", "image check failed on the device"),
-                r.deadline_s)
+            async def end() -> None:
+                await self._step(dev, "*", "image check failed on the device")
+                p.state = "rebooting"  # the hashes held: the device resets now
+
+            p.state = "checking"
+            hello = await self._until_hello(dev, end, r.deadline_s)
             if hello.get("fw") != r.image.version:
                 raise RuntimeError(f"came back on {hello.get('fw')}: "
                                    f"{hello.get('ota') or 'update not taken'}")
@@ -190,10 +193,23 @@ class Ota:
             p.state = "confirmed"
             log.info("rollout %d: %s runs %s", r.id, dev, r.image.version)
         except (RuntimeError, TimeoutError) as exc:
+            in_update_mode = p.state in ("sending", "checking")
             p.state, p.error = "failed", str(exc) or "no hello before the deadline"
             log.warning("rollout %d: %s failed: %s", r.id, dev, p.error)
+            if in_update_mode:
+                await self._leave_update_mode(dev)
         finally:
             p.finished = time.time()
+
+    async def _leave_update_mode(self, dev: str) -> None:
+        """A device in update mode does not rent: after a failed transfer, send it
+        back to its running image now rather than after the updater's idle limit."""
+        try:
+            await self.svc.command(dev, "reboot", wait_s=5.0)
+            log.info("%s: sent back to its running image", dev)
+        except (TimeoutError, Rejected) as exc:
+            log.warning("%s: no answer to reboot (%r); it leaves update mode by itself "
+                        "after 120 s of silence", dev, exc)
 
     async def _send(self, image: Image, dev: str, p: DeviceProgress) -> None:
         res = await self._cmd(dev, path="")

@@ -65,7 +65,7 @@ def push(edge: str, image: Path, devices: list[str], wave: int, deadline_s: floa
         for d, p in r["devices"].items():
             if d in shown:
                 continue
-            if p["state"] in ("preparing", "sending", "rebooting"):
+            if p["state"] in ("preparing", "sending", "checking", "rebooting"):
                 bars[d].update(p["sent"])
             elif p["state"] in ("confirmed", "failed", "skipped"):
                 bars[d].update(p["sent"])
@@ -156,6 +156,7 @@ def add_parser(sub: Any) -> None:
     s = osub.add_parser("status", help="the edge's rollouts",
                         description="Every rollout the edge knows: version, board, state, "
                         "the wave it reached and how many devices are in each state "
-                        "(waiting, preparing, sending, rebooting, confirmed, failed, skipped).")
+                        "(waiting, preparing, sending, checking, rebooting, confirmed, "
+                        "failed, skipped).")
     s.add_argument("--edge", default=DEFAULT_EDGE, help=f"edge URL (default {DEFAULT_EDGE})")
     s.set_defaults(func=_status)

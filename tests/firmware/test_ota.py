@@ -105,11 +105,22 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     app.write_text(text.replace(marker, marker + "        return  # the bug in 0.3.0\n"))
     broken = build("unix", d / "img-0.3.0", "0.3.0", source=src)
     sign(broken, d / "key.pem")
-    return {"pub": pub, "good": good, "forged": forged, "broken": broken}
+    # Signed by us, but for the ESP32-S3 board.
+    other_board = build("esp32s3", d / "img-0.4.0-s3", "0.4.0")
+    sign(other_board, d / "key.pem")
+    # Signed, then one file changed on the way (a bad copy, or someone's edit).
+    tampered = d / "img-0.2.0-tampered"
+    shutil.copytree(good, tampered)
+    victim = next(p for p in sorted(tampered.rglob("*.mpy")))
+    victim.write_bytes(victim.read_bytes() + b"\x00")
+    return {"pub": pub, "good": good, "forged": forged, "broken": broken,
+            "other_board": other_board, "tampered": tampered}
 
 
 def _boot_record(flash: Path) -> list[str]:
-    return (flash / "boot_record").read_text().split()
+    rec = flash / "boot_record"
+    # No record yet is the bootloader's default: slot a, nothing pending.
+    return rec.read_text().split() if rec.exists() else ["a", "-", "0", "0", "-"]
 
 
 async def _push(town: Town, image: Path, devices: list[str], wave: int) -> dict[str, Any]:
@@ -192,6 +203,39 @@ def test_an_image_with_a_bad_signature_is_refused(images: dict[str, Any],
             assert town.edge is not None
             assert town.edge.registry.devices[d.dev].ota == "refused:signature"
             await town.wait_online()
+            await _rent_works(town)
+    run(main())
+
+
+def test_an_image_with_a_changed_file_or_for_another_board_is_refused(
+        images: dict[str, Any], tmp_path: Path) -> None:
+    """A file changed after signing: the device's end check finds its hash wrong,
+    and the edge sends the device straight back to its running image (update
+    mode does not rent). An image for the ESP32-S3: the bootloader's verify
+    pass refuses it. Both times the dock stays on 0.1.0 and keeps renting."""
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=9,
+                        ota_key=images["pub"]) as town:
+            await town.wait_online()
+            d = town.docks[0]
+            r = await _push(town, images["tampered"], [d.dev], wave=1)
+            p = r["devices"][d.dev]
+            assert r["state"] == "stopped" and p["state"] == "failed", r
+            assert "image check failed on the device: hash " in p["error"], p
+            await until(lambda: d.restarts == 2, 15)  # into update mode, and straight out
+            assert _boot_record(d.flash)[:3] == ["a", "-", "0"]
+            await town.wait_online()
+            assert edge_fw(town)[d.dev] == "0.1.0"
+            await _rent_works(town)
+
+            r = await _push(town, images["other_board"], [d.dev], wave=1)
+            p = r["devices"][d.dev]
+            assert r["state"] == "stopped" and "refused:board" in p["error"], r
+            assert _boot_record(d.flash)[:3] == ["a", "-", "0"]
+            assert _boot_record(d.flash)[4] == "refused:board"
+            assert "refused:board; staying on slot_a" in d.log_path.read_text()
+            await town.wait_online()
+            assert edge_fw(town)[d.dev] == "0.1.0"
             await _rent_works(town)
     run(main())
 
