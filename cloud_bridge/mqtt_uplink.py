@@ -24,7 +24,7 @@ import aiomqtt
 from cloud_bridge.errors import UplinkError
 from edge.config import UplinkConfig
 from edge.journal import OutboxRow
-from edge.transports.mqtt import raise_if_cancelling
+from edge.transports.mqtt import NODELAY, raise_if_cancelling
 
 if TYPE_CHECKING:
     from edge.service import EdgeService
@@ -81,7 +81,8 @@ class MqttUplink:
                 async with aiomqtt.Client(
                         self.host, self.port, identifier=f"huimin-bridge-{self.site}",
                         username=self.cfg.username, password=self.cfg.password,
-                        clean_session=False, keepalive=30, timeout=self.cfg.timeout_s) as c:
+                        clean_session=False, keepalive=30, timeout=self.cfg.timeout_s,
+                        socket_options=NODELAY) as c:
                     self.client = c
                     await c.subscribe(f"{self.prefix}/rentals/new", qos=1)
                     self.connected.set()

@@ -25,6 +25,7 @@ autosave_interval 5
 max_queued_messages 1000000
 max_queued_bytes 0
 max_inflight_messages 100
+set_tcp_nodelay true
 message_size_limit 4096
 log_dest file {dir}/mosquitto.log
 log_type error

@@ -115,6 +115,13 @@ class MQTTClient:
         self.error = None
         self._r, self._w = await asyncio.wait_for(
             asyncio.open_connection(self.host, self.port), self.timeout)
+        # TCP_NODELAY (IPPROTO_TCP 6, option 1, on Linux and lwIP alike): a
+        # PUBACK and the next PUBLISH are two small writes, and Nagle holds the
+        # second until the broker's delayed ACK of the first, ~40 ms a time.
+        try:
+            self._w.s.setsockopt(6, 1, 1)
+        except (AttributeError, OSError):
+            pass
         await self._send(self._connect_packet())
         try:
             resp = await self._read(4)

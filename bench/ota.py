@@ -1,0 +1,118 @@
+"""Over-the-air update speed: one signed image to a dock on a serial line and
+to a dock on MQTT, with the dock firmware under MicroPython (64K heap).
+
+For each link: the rollout's wall time and the median round trip of one OTA
+command (a 512-byte chunk out, the dock's result back) as the edge sees it.
+Baseline, measured in the same run on the same broker: the median round trip
+of a QoS 1 request and its QoS 1 answer between two plain aiomqtt clients
+(the broker's own request/response time for a message of a chunk's size).
+Prints the MQTT command's ratio to that baseline. Usage:
+    .venv/bin/python bench/ota.py [--rounds 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edge.transports.mqtt import NODELAY
+from tools.firmware import build, keygen, sign
+from tools.ota import push
+from tools.town import Town
+
+
+async def broker_round_trip(port: int, rounds: int) -> float:
+    """Median ms of request -> answer through the broker, both QoS 1."""
+    payload = b"x" * 700  # a 512-byte chunk in base64 plus the message around it
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def echo(ready: asyncio.Event) -> None:
+        async with aiomqtt.Client("127.0.0.1", port, identifier="bench-echo",
+                                  socket_options=NODELAY) as c:
+            await c.subscribe("bench/req", qos=1)
+            ready.set()
+            async for m in c.messages:
+                await c.publish("bench/res", m.payload, qos=1)
+
+    ready = asyncio.Event()
+    task = asyncio.create_task(echo(ready))
+    await ready.wait()
+    times = []
+    async with aiomqtt.Client("127.0.0.1", port, identifier="bench-asker",
+                              socket_options=NODELAY) as c:
+        await c.subscribe("bench/res", qos=1)
+
+        async def listen() -> None:
+            async for m in c.messages:
+                got.put_nowait(bytes(m.payload))
+
+        lt = asyncio.create_task(listen())
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            await c.publish("bench/req", payload, qos=1)
+            await got.get()
+            times.append((time.perf_counter() - t0) * 1000)
+        lt.cancel()
+    task.cancel()
+    return statistics.median(times)
+
+
+async def rollout(work: Path, link: str, image: Path, pub: str,
+                  rounds: int) -> dict[str, Any]:
+    async with Town(work / link, docks=1, slots=4, mqtt_share=1.0 if link == "mqtt" else 0,
+                    seed=3, ota_key=pub, ota_confirm_s=60) as town:
+        await town.wait_online()
+        svc = town.edge
+        assert svc is not None
+        plain = svc.command
+        times: list[float] = []
+
+        async def timed(dev: str, op: str, wait_s: float = 5.0, **a: Any) -> dict[str, Any]:
+            t0 = time.perf_counter()
+            r = await plain(dev, op, wait_s, **a)
+            if op == "ota" and a.get("data"):
+                times.append((time.perf_counter() - t0) * 1000)
+            return r
+
+        svc.command = timed  # type: ignore[method-assign]
+        t0 = time.perf_counter()
+        r = await asyncio.to_thread(push, f"http://127.0.0.1:{town.http_port}", image,
+                                    [town.docks[0].dev], 1, 120.0, 0.1, io.StringIO())
+        wall = time.perf_counter() - t0
+        base = await broker_round_trip(town.broker.port, rounds) if town.broker else float("nan")
+        return {"state": r["state"], "wall_s": wall, "chunks": len(times),
+                "cmd_ms": statistics.median(times), "baseline_ms": base}
+
+
+async def main(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="huimin-bench-ota-"))
+    pub = keygen(work / "key.pem")
+    image = build("unix", work / "image", "9.9.9")
+    sign(image, work / "key.pem")
+    size = sum(p.stat().st_size for p in image.rglob("*") if p.is_file())
+    print(f"image: {size / 1024:.0f} KB")
+    for link in ("serial", "mqtt"):
+        r = await rollout(work, link, image, pub, args.rounds)
+        line = (f"{link:6}  {r['state']:5}  rollout {r['wall_s']:5.1f} s  "
+                f"{r['chunks']} chunks, command round trip median {r['cmd_ms']:.1f} ms")
+        if link == "mqtt":
+            line += (f"  | broker request/answer baseline {r['baseline_ms']:.1f} ms, "
+                     f"ratio {r['cmd_ms'] / r['baseline_ms']:.1f}x")
+        print(line)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=200, help="baseline exchanges (default 200)")
+    asyncio.run(main(p.parse_args()))
