@@ -24,9 +24,9 @@ from edge.model import Inbound
 
 log = logging.getLogger("edge.mqtt")
 
-UP_LEAVES = ("hello", "state", "event", "result", "status")
+UP_LEAVES = ("hello", "state", "event", "result", "status", "lookup")
 _EXPECTED = {"hello": names.HELLO, "state": names.STATE, "event": names.EVENT,
-             "result": names.RESULT, "status": names.STATUS}
+             "result": names.RESULT, "status": names.STATUS, "lookup": names.LOOKUP}
 
 
 # paho leaves Nagle on: a PUBACK and the next PUBLISH, two small writes, would

@@ -17,7 +17,7 @@ import pytest
 from wire import idcard
 
 from hardware.idcard_emulator import Card, fictional_card
-from tests.conftest import run, until
+from tests.conftest import needs_mosquitto, run, until
 from tools.town import SimKiosk, Town
 
 # The firmware's own wording (apps/kiosk/screens.py is MicroPython, also plain Python).
@@ -150,3 +150,62 @@ def test_edge_refreshes_cached_fund_records_in_the_background(tmp_path: Path) ->
             cached = await town.edge.journal.funds_get(tok)
             assert cached is not None and "城乡居民基础养老金" in cached[0]
     run(main())
+
+
+@needs_mosquitto
+def test_a_kiosk_on_mqtt_swipes_and_nothing_personal_crosses_the_broker(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The same kiosk firmware on MQTT (a village centre on Wi-Fi or 4G): the
+    lookup and the answer travel as QoS 1 messages through Mosquitto; a sniffer
+    subscribed to every topic, the broker's own persistence file and every log
+    hold no clear number or name."""
+    import aiomqtt
+
+    caplog.set_level(logging.DEBUG)
+    people: list[Card] = []
+    sniffed = bytearray()
+
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=4, kiosks=1,
+                        kiosk_link="mqtt") as town:
+            assert town.broker is not None and town.edge is not None
+            k = town.kiosks[0]
+            assert k.link == "mqtt" and "edge" not in k.lines
+
+            async def sniff() -> None:
+                async with aiomqtt.Client("127.0.0.1", town.broker.port,  # type: ignore[union-attr]
+                                          identifier="privacy-sniffer") as c:
+                    await c.subscribe("#", qos=1)
+                    async for m in c.messages:
+                        sniffed.extend(str(m.topic).encode() + b" " + bytes(m.payload))  # type: ignore[arg-type]
+
+            sniffer = asyncio.create_task(sniff())
+            await town.wait_online()
+            assert k.screen is not None and k.voice is not None
+            st = town.edge.stations.statuses()[0]
+            want = f"{town.cfg.stations[0].name_zh}  可借{st.bikes_available}"  # type: ignore[union-attr]
+            await until(lambda: k.screen.texts.get(screens.LINES[0], "").startswith(want), 20)
+            rng = random.Random(11)
+            card = fictional_card(rng)
+            people.append(card)
+            await town.villager(card, RECORDS)
+            assert await _swipe(town, k, card) == "惠民资金查询结果"
+            assert shown_screen[screens.VP[2]] == "合计：276.45元"
+            assert idcard.mask_id(card.id_number) in shown_screen[screens.LINES[0]]
+            assert k.voice.spoken[-1].startswith("您共领取补贴276.45元")
+            stranger = fictional_card(rng)
+            people.append(stranger)
+            assert await _swipe(town, k, stranger) == screens.message("unknown")[1]
+            assert town.edge.metrics.get("funds.lookup", "backend") >= 1
+            assert k.restarts == 0
+            sniffer.cancel()
+            # The sniffer saw the lookups and the answers: the scan below looked at them.
+            assert b"kiosk-001/lookup" in sniffed and b'"funds"' in sniffed
+            _assert_clean(bytes(sniffed), people, "MQTT messages")
+            crossed = b"".join(bytes(t) for ln in k.lines.values() for t in ln.taps)
+            _assert_clean(crossed, people, "display and voice lines")
+    run(main())
+    for p in tmp_path.rglob("*"):
+        if p.is_file() and not p.is_symlink():
+            _assert_clean(p.read_bytes(), people, str(p))
+    _assert_clean(caplog.text.encode(), people, "logs")

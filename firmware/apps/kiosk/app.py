@@ -23,16 +23,22 @@ class App:
     def __init__(self, cfg, board, boot):
         self.cfg = cfg
         self.boot = boot
-        from uplink.serial import SerialUplink
-
         gc.collect()
         self.sam = SamReader(hal.uart("sam", cfg))
         self.display = Display(hal.uart("display", cfg), screens.VP)
         self.voice = Voice(hal.uart("voice", cfg), self.display)
         self.key = binascii.unhexlify(cfg["region_key"])
-        # Fund answers are the largest messages: wire/names.py KIOSK_MAX_MESSAGE.
-        self.uplink = SerialUplink(hal.uart("edge", cfg), self._on_message, self._on_connect,
-                                   640)
+        if cfg["link"] == "mqtt":
+            from uplink.mqtt import MqttUplink
+
+            self.uplink = MqttUplink(cfg["mqtt"], cfg["dev"], cfg["site"], boot,
+                                     self._on_message, self._on_connect)
+        else:
+            from uplink.serial import SerialUplink
+
+            # Fund answers are the largest messages: wire/names.py KIOSK_MAX_MESSAGE.
+            self.uplink = SerialUplink(hal.uart("edge", cfg), self._on_message,
+                                       self._on_connect, 640)
         self._req = 0
         self._answer = None
         self._got = asyncio.Event()
@@ -74,8 +80,9 @@ class App:
         self._req += 1
         self._answer = None
         self._got.clear()
-        self.uplink.send({"t": "lookup", "dev": self.cfg["dev"], "id": self._req,
-                          "token": token})
+        if not self.uplink.send({"t": "lookup", "dev": self.cfg["dev"], "id": self._req,
+                                 "token": token}):
+            return None  # no link (or its queue is full): say so now, not in 3 s
         try:
             await asyncio.wait_for_ms(self._got.wait(), self.cfg["lookup_ms"])
         except asyncio.TimeoutError:

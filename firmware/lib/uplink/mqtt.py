@@ -1,7 +1,7 @@
 # Device side of the MQTT link: keeps one MQTTClient connected (first connect
 # retried too, backoff with jitter), publishes wire.message objects on the
 # device's topics and hands the edge's messages to the app.
-#   up:   huimin/<site>/<dev>/{hello,state,event,result,status}
+#   up:   huimin/<site>/<dev>/{hello,state,event,result,status,lookup}
 #   down: huimin/<site>/<dev>/down
 # hello and state are retained, status is retained and is the Last Will
 # (online: false, with the boot counter so a stale will is recognisable).
@@ -24,6 +24,7 @@ _ROUTES = {
     "ev": ("event", 1, False),
     "res": ("result", 1, False),
     "status": ("status", 1, True),
+    "lookup": ("lookup", 1, False),
 }
 _MAX_QUEUE = const(12)
 
@@ -46,8 +47,10 @@ class MqttUplink:
 
     def send(self, msg):
         t = msg["t"]
-        if t == "ev" and not self.connected:
-            return False  # events live in the journal, re-sent on connect
+        if (t == "ev" or t == "lookup") and not self.connected:
+            # Events live in the journal, re-sent on connect; a lookup is
+            # answered in seconds or not at all (the kiosk says the service is down).
+            return False
         q = self._q
         if t == "state":
             # Only the newest state matters (retained): while the broker is
