@@ -261,3 +261,33 @@ def test_a_new_image_that_is_never_heard_rolls_back_and_stops_the_rollout(
             await town.wait_online()
             await _rent_works(town)
     run(main())
+
+
+def test_a_kiosk_is_updated_over_its_serial_line_and_still_answers_a_swipe(
+        images: dict[str, Any], tmp_path: Path) -> None:
+    """Update mode on a 64K kiosk: the image arrives over the kiosk's serial
+    link, the bootloader verifies it, the edge confirms it, and a villager's
+    swipe still shows the payments."""
+    import random
+
+    from hardware.idcard_emulator import fictional_card
+    from tests.kiosk.test_swipe import RECORDS, _swipe
+
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=2, mqtt_share=0, seed=12, kiosks=1,
+                        ota_key=images["pub"], ota_confirm_s=20) as town:
+            await town.wait_online()
+            k = town.kiosks[0]
+            assert town.edge is not None
+            r = await _push(town, images["good"], [k.dev], wave=1)
+            assert r["state"] == "done", r
+            assert town.edge.registry.devices[k.dev].fw == "0.2.0"
+            assert k.restarts == 3  # update mode, verify pass, trial boot
+            assert _boot_record(k.flash)[:3] == ["a", "b", "2"]
+            log = k.log_path.read_text()
+            assert "image in slot_b verified" in log and "MemoryError" not in log
+            await town.wait_online()
+            card = fictional_card(random.Random(8))
+            await town.villager(card, RECORDS)
+            assert await _swipe(town, k, card) == "惠民资金查询结果"
+    run(main())
