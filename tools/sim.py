@@ -22,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--slots", type=int, default=12, help="slots per dock (default 12)")
     p.add_argument("--kiosks", type=int, default=1,
                    help="ID-card kiosks with scripted villagers (default 1)")
+    p.add_argument("--kiosk-link", choices=("serial", "mqtt"), default="serial",
+                   help="how kiosks reach the edge: a serial line (64K heap) or MQTT "
+                   "(72K heap) (default serial)")
     p.add_argument("--port", type=int, default=8080, help="edge HTTP port (default 8080; 0 = any)")
     p.add_argument("--mqtt-share", type=float, default=0.5,
                    help="share of docks on MQTT, the rest on serial lines (default 0.5)")
@@ -54,7 +57,7 @@ async def _main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     town = Town(args.dir.resolve(), docks=args.docks, slots=args.slots,
                 mqtt_share=args.mqtt_share, http_port=args.port, seed=args.seed,
-                kiosks=args.kiosks)
+                kiosks=args.kiosks, kiosk_link=args.kiosk_link)
     print(f"Starting a town of {args.docks} docks x {args.slots} slots "
           "(firmware under MicroPython)...", flush=True)
     async with town:
@@ -73,7 +76,8 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"GBFS 2.3: {base}/gbfs/2.3/gbfs.json")
         print(f"API: {base}/api/stations")
         if town.kiosks:
-            print(f"Kiosks: {len(town.kiosks)} with scripted villagers (screens in the log)")
+            print(f"Kiosks: {len(town.kiosks)} on {town.kiosks[0].link} with scripted villagers "
+                  "(screens in the log)")
         print(f"Logs: {args.dir}/devices/<device>/console.log")
         print("Press Ctrl-C to stop.", flush=True)
         riders = None if args.no_riders else asyncio.create_task(town.riders(), name="riders")
