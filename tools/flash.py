@@ -7,7 +7,9 @@ bootloader/ at the top, the image in slot_a/, then the boot record, written
 last, so a device whose cable was pulled mid-flash is never taken for done.
 Each file goes to `<name>.part` and is renamed once its SHA-256 on the device
 matches; files already there with the right hash are skipped, so running
-flash again resumes where the cable was pulled."""
+flash again resumes where the cable was pulled. A provisioned device is then
+reset to boot the new image (`--no-reset` leaves it in its REPL); a new one is
+left for `provision`, which resets it once it has its identity."""
 
 from __future__ import annotations
 
@@ -149,6 +151,7 @@ def flash(port: str, image: Path, erase_first: bool = False, out: Any = None,
         if bad:
             raise FlashError(f"{len(bad)} files do not match after writing, e.g. {bad[0]}")
         t.fs_writefile("boot_record", RECORD.encode())
+        provisioned = t.fs_exists("config.json")
     except (TransportError, OSError) as exc:
         raise FlashError(f"connection lost after {written} of {len(files)} files ({exc}); "
                          "the device is not done: run flash again to resume") from None
@@ -158,7 +161,31 @@ def flash(port: str, image: Path, erase_first: bool = False, out: Any = None,
             t.close()
         except (TransportError, OSError):
             pass
-    return {"written": written, "skipped": skipped, "files": len(files)}
+    return {"written": written, "skipped": skipped, "files": len(files),
+            "provisioned": int(provisioned)}
+
+
+# machine.reset() on a board; the unix port has none, and there a reset is the
+# interpreter's exit (its supervisor starts it again, as hal.reset() does).
+_RESET = ("import machine\ntry:\n machine.reset()\n"
+          "except AttributeError:\n import sys\n sys.exit()\n")
+
+
+def reset(port: str) -> None:
+    """Reset the device so it boots what is on its filesystem (it drops off the
+    REPL at once, so nothing is waited for)."""
+    from mpremote.transport import TransportError
+
+    t = _connect(port)
+    try:
+        t.exec_raw_no_follow(_RESET)
+    except (TransportError, OSError) as exc:
+        raise FlashError(f"could not reset the device on {port}: {exc}") from None
+    finally:
+        try:
+            t.close()
+        except (TransportError, OSError):
+            pass
 
 
 def base_image(port: str, firmware: Path, erase_flash: bool) -> None:
@@ -234,7 +261,17 @@ def _flash_cmd(args: argparse.Namespace) -> int:
         return 1
     version = read_manifest(image)["version"]
     print(f"{args.port}: version {version} flashed and verified ({r['written']} files written, "
-          f"{r['skipped']} already there). Next: huimin provision --port {args.port} ...")
+          f"{r['skipped']} already there).")
+    if not r["provisioned"]:
+        print(f"Not provisioned yet. Next: huimin provision --port {args.port} ... "
+              "(it resets the device when done)")
+    elif not args.no_reset:
+        try:
+            reset(args.port)
+        except FlashError as exc:
+            print(f"huimin flash: {exc}; press the board's reset button", file=sys.stderr)
+            return 1
+        print("Reset: the device boots the new image with its identity.")
     return 0
 
 
@@ -251,6 +288,8 @@ def _provision_cmd(args: argparse.Namespace) -> int:
         provision(args.port, cfg)
         if args.edge:
             register(args.edge, args.dev, args.station, args.kind)
+        if not args.no_reset:
+            reset(args.port)
     except (FlashError, ValueError) as exc:
         print(f"huimin provision: {exc}", file=sys.stderr)
         return 1
@@ -260,6 +299,9 @@ def _provision_cmd(args: argparse.Namespace) -> int:
     print(f"{args.port}: {args.dev} provisioned: {json.dumps(shown, ensure_ascii=False)}")
     if args.edge:
         print(f"registered with the edge at {args.edge} (station {args.station})")
+    if not args.no_reset:
+        print("Reset: the device starts with its identity; `huimin console --port "
+              f"{args.port}` shows it come up.")
     return 0
 
 
@@ -273,11 +315,14 @@ def add_parsers(sub: Any) -> None:
                    help="wipe the device first (with --base-image: its whole flash)")
     p.add_argument("--base-image", type=Path,
                    help="MicroPython .bin for a new ESP32, written with esptool first")
+    p.add_argument("--no-reset", action="store_true",
+                   help="leave a provisioned device in its REPL (by default it is reset to "
+                   "boot the new image; an unprovisioned one is left for `provision`)")
     p.set_defaults(func=_flash_cmd)
     q = sub.add_parser("provision", help="give a device its identity and keys",
                        description="Write config.json on the device (id, site, kind, slots, "
-                       "link, MQTT credentials, kiosk region key, update key) and register "
-                       "the device with the edge.")
+                       "link, MQTT credentials, kiosk region key, update key), register "
+                       "the device with the edge, and reset it so it starts with them.")
     q.add_argument("--port", required=True, help="the device's serial port")
     q.add_argument("--dev", required=True, help="device id, e.g. dock-014")
     q.add_argument("--kind", choices=("dock", "kiosk"), default="dock")
@@ -294,5 +339,7 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("--ota-key", help="the update key's public half (huimin ota keygen)")
     q.add_argument("--edge", help="edge URL to register the device with, e.g. "
                    "http://edge.local:8080")
+    q.add_argument("--no-reset", action="store_true",
+                   help="leave the device in its REPL (e.g. to run `huimin diag` next)")
     q.set_defaults(func=_provision_cmd)
 

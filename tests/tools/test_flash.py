@@ -99,12 +99,22 @@ def test_flash_copies_and_verifies_every_file_then_resumes_after_a_pulled_cable(
 
 
 def test_provision_writes_the_identity_and_registers_with_the_edge(
-        device: Device, tmp_path: Path) -> None:
+        device: Device, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A new device: flashed, and left for provision (nothing to boot with yet).
+    assert cli(["flash", "--port", device.port]) == 0
+    assert "Not provisioned yet" in capsys.readouterr().out
     cfg = device_config("dock-009", "dock", "anji", "mqtt", 8, "", {"host": "10.0.0.2",
                         "port": 1883, "user": "dock-009", "password": "s3cret"},
                         "", "ab" * 32, {})
     provision(device.port, cfg)
     assert json.loads((device.fs / "config.json").read_text()) == cfg
+    # Flashed again once provisioned: nothing to write, then the device is reset
+    # (on the unix port a reset is the interpreter's exit).
+    assert cli(["flash", "--port", device.port]) == 0
+    out = capsys.readouterr().out
+    assert "0 files written" in out and "Reset:" in out
+    assert device.proc is not None
+    assert device.proc.wait(timeout=10) is not None
     with pytest.raises(FlashError, match="region-key"):
         device_config("kiosk-2", "kiosk", "anji", "serial", 0, "/dev/ttyS1", None, "", "", {})
 
