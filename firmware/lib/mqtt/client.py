@@ -58,6 +58,9 @@ class MQTTClient:
         self._w = None
         self._pid = 0
         self._acked = {}
+        # Set on every PUBACK/SUBACK, on each pinger tick and when the link dies:
+        # a publisher waiting for its ack wakes at once, with no task per wait.
+        self._ack = asyncio.Event()
         self._lock = asyncio.Lock()
         self._last_rx = 0
         self._last_tx = 0
@@ -163,6 +166,7 @@ class MQTTClient:
                     await self._on_publish(h[0], body)
                 elif t == _PUBACK or t == _SUBACK:
                     self._acked[(body[0] << 8) | body[1]] = True
+                    self._ack.set()
         except Exception as e:  # any failure ends this connection; the wrapper reconnects
             self._die(e)
 
@@ -188,6 +192,7 @@ class MQTTClient:
         try:
             while True:
                 await asyncio.sleep_ms(ka // 4)
+                self._ack.set()  # the clock of a publisher's ack timeout
                 now = time.ticks_ms()
                 if time.ticks_diff(now, self._last_rx) > ka * 3 // 2:
                     raise MQTTError("broker silent")
@@ -200,6 +205,7 @@ class MQTTClient:
         if not self.dead.is_set():
             self.error = e
             self.dead.set()
+            self._ack.set()
 
     async def _await_ack(self, n, data, tries=3):
         pid = n
@@ -210,14 +216,17 @@ class MQTTClient:
             self._acked.pop(pid, None)
             await self._send(pkt)
             t0 = time.ticks_ms()
-            # Poll in 10 ms steps: wait_for would build a task per publish,
-            # and a full 64K heap has no room for that at the wrong moment.
+            # No wait_for (it would build a task per publish on a full heap): the
+            # reader wakes us on each ack, the pinger on each tick (the timeout's
+            # clock, so a missing ack is noticed within a keepalive quarter).
             while not self._acked.pop(pid, False):
                 if self.dead.is_set():
                     raise MQTTError("connection lost")
                 if time.ticks_diff(time.ticks_ms(), t0) >= self.timeout * 1000:
                     break
-                await asyncio.sleep_ms(10)
+                self._ack.clear()
+                if pid not in self._acked:
+                    await self._ack.wait()
             else:
                 return
         raise MQTTError("no ack for %d" % pid)
