@@ -192,8 +192,14 @@ class EdgeService:
         self._acks.put_nowait((_done(True), Inbound(dev, msg, self._routes[dev], "", 0.0)))
 
     async def _acker(self) -> None:
-        # Acks go out in order, each only after its event is stored on disk.
+        # Acks go out in order, each only after its event is stored on disk. They
+        # are not waited for one by one: an MQTT ack's PUBACK is a broker round
+        # trip, and waiting for each capped ingest at ~1,500 events/s
+        # (bench/ingest.py). A lost ack costs a resend, refused as a duplicate.
+        sending: set[asyncio.Task[None]] = set()
         while True:
+            if len(sending) >= _ACKS_IN_FLIGHT:
+                await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
             fut, item = await self._acks.get()
             try:
                 if item.msg["t"] != names.EVENT:
@@ -214,7 +220,10 @@ class EdgeService:
                     self._notify("event", m)
                 else:
                     self.metrics.inc("events.duplicate")
-                await item.reply({"t": "ack", "epoch": m["epoch"], "seq": m["seq"]})
+                t = asyncio.create_task(item.reply({"t": "ack", "epoch": m["epoch"],
+                                                    "seq": m["seq"]}))
+                sending.add(t)
+                t.add_done_callback(sending.discard)
             finally:
                 self._acks.task_done()
 
@@ -304,6 +313,9 @@ class EdgeService:
                 return await fut
         finally:
             self._pending.pop(cid, None)
+
+
+_ACKS_IN_FLIGHT = 256  # acks sent and not yet confirmed by the transport
 
 
 async def _shutdown_watch(tasks: list[asyncio.Task[Any]], grace_s: float = 5.0) -> None:
