@@ -220,8 +220,8 @@ class EdgeService:
                     self._notify("event", m)
                 else:
                     self.metrics.inc("events.duplicate")
-                t = asyncio.create_task(item.reply({"t": "ack", "epoch": m["epoch"],
-                                                    "seq": m["seq"]}))
+                t = asyncio.create_task(_send(item, {"t": "ack", "epoch": m["epoch"],
+                                                     "seq": m["seq"]}))
                 sending.add(t)
                 t.add_done_callback(sending.discard)
             finally:
@@ -316,6 +316,10 @@ class EdgeService:
 
 
 _ACKS_IN_FLIGHT = 256  # acks sent and not yet confirmed by the transport
+
+
+async def _send(item: Inbound, msg: dict[str, Any]) -> None:
+    await item.reply(msg)
 
 
 async def _shutdown_watch(tasks: list[asyncio.Task[Any]], grace_s: float = 5.0) -> None:

@@ -59,12 +59,14 @@ class MqttTransport:
 
     def _client(self) -> aiomqtt.Client:
         c = self.cfg
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             c.host, c.port, identifier=c.client_id, username=c.username, password=c.password,
             keepalive=c.keepalive, clean_session=False, timeout=10, socket_options=NODELAY,
-            # Acks are sent without waiting one by one (service._acker): up to 256 in flight.
-            pending_calls_threshold=300,
             will=aiomqtt.Will(self._status_topic, b'{"online":false}', qos=1, retain=True))
+        # Acks are sent without waiting one by one (service._acker): up to 256 in
+        # flight is normal, not worth aiomqtt's warning.
+        client.pending_calls_threshold = 300
+        return client
 
     async def run(self) -> None:
         delay = 0.5
