@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tools import console, diag, flash, fleet, ota, sim
+from tools.firmware import BOARD_PORTS
 
 
 def _until_signal(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("build", help="cross-compile the firmware for a board",
                        description="Build the device image (.mpy files, board pin map) into "
                        "build/firmware/BOARD.")
-    p.add_argument("--board", default="unix", help="unix or esp32s3 (default unix)")
+    p.add_argument("--board", default="unix", choices=sorted(BOARD_PORTS),
+                   help="board to build for (default unix; hardware/boards/ has their pin maps)")
     p.set_defaults(func=_build)
     flash.add_parsers(sub)
     fleet.add_parser(sub)

@@ -19,7 +19,8 @@ BOARDS = ROOT / "hardware" / "boards"
 BUILD = ROOT / "build" / "firmware"
 
 # board name -> (port folder, board file)
-BOARD_PORTS = {"unix": ("unix", "unix_dock.json"), "esp32s3": ("esp32s3", "esp32s3_dock.json")}
+BOARD_PORTS = {"unix": ("unix", "unix_dock.json"), "esp32s3": ("esp32s3", "esp32s3_dock.json"),
+               "esp32s3-kiosk": ("esp32s3", "esp32s3_kiosk.json")}
 
 
 class BuildError(RuntimeError):

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tools.firmware import BuildError, build, read_manifest
+from tools.firmware import BOARD_PORTS, BuildError, build, read_manifest
 from tools.progress import Bar
 
 RECORD = "a - 0 0 flashed"  # the boot record flash leaves (bootloader/slot.py)
@@ -282,9 +282,14 @@ def _provision_cmd(args: argparse.Namespace) -> int:
             mqtt = {"host": args.mqtt_host, "port": args.mqtt_port}
             if args.mqtt_user:
                 mqtt.update(user=args.mqtt_user, password=args.mqtt_password or "")
+        extra: dict[str, Any] = {}
+        if args.wifi_ssid:
+            if not mqtt:
+                raise FlashError("--wifi-ssid is for a device on MQTT: give --mqtt-host too")
+            extra["wifi"] = {"ssid": args.wifi_ssid, "password": args.wifi_password or ""}
         cfg = device_config(args.dev, args.kind, args.site, "mqtt" if mqtt else "serial",
                             args.slots, args.uart, mqtt, args.region_key or "",
-                            args.ota_key or "", {})
+                            args.ota_key or "", extra)
         provision(args.port, cfg)
         if args.edge:
             register(args.edge, args.dev, args.station, args.kind)
@@ -294,8 +299,9 @@ def _provision_cmd(args: argparse.Namespace) -> int:
         print(f"huimin provision: {exc}", file=sys.stderr)
         return 1
     shown: dict[str, Any] = {k: ("*" if k == "region_key" else v) for k, v in cfg.items()}
-    if isinstance(cfg.get("mqtt"), dict) and "password" in cfg["mqtt"]:
-        shown["mqtt"] = {**cfg["mqtt"], "password": "*"}
+    for k in ("mqtt", "wifi"):
+        if isinstance(cfg.get(k), dict) and "password" in cfg[k]:
+            shown[k] = {**cfg[k], "password": "*"}
     print(f"{args.port}: {args.dev} provisioned: {json.dumps(shown, ensure_ascii=False)}")
     if args.edge:
         print(f"registered with the edge at {args.edge} (station {args.station})")
@@ -309,7 +315,8 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("flash", help="copy the firmware to a device over USB serial",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", required=True, help="the device's serial port, e.g. /dev/ttyUSB0")
-    p.add_argument("--board", default="unix", help="board to build for: unix or esp32s3")
+    p.add_argument("--board", default="unix", choices=sorted(BOARD_PORTS),
+                   help="board to build for (default unix; hardware/boards/ has their pin maps)")
     p.add_argument("--image", type=Path, help="an image folder already built (huimin ota build)")
     p.add_argument("--erase", action="store_true",
                    help="wipe the device first (with --base-image: its whole flash)")
@@ -335,6 +342,8 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("--mqtt-port", type=int, default=1883)
     q.add_argument("--mqtt-user")
     q.add_argument("--mqtt-password")
+    q.add_argument("--wifi-ssid", help="Wi-Fi network for a board on MQTT (ESP32-S3)")
+    q.add_argument("--wifi-password")
     q.add_argument("--region-key", help="a kiosk's lookup-token key (hex), from the region")
     q.add_argument("--ota-key", help="the update key's public half (huimin ota keygen)")
     q.add_argument("--edge", help="edge URL to register the device with, e.g. "

@@ -18,7 +18,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tools.firmware import BuildError, build, keygen, public_key_hex, read_manifest, sign
+from tools.firmware import (
+    BOARD_PORTS,
+    BuildError,
+    build,
+    keygen,
+    public_key_hex,
+    read_manifest,
+    sign,
+)
 from tools.progress import Bar
 
 DEFAULT_EDGE = "http://127.0.0.1:8080"
@@ -137,7 +145,8 @@ def add_parser(sub: Any) -> None:
                         description="Cross-compile the firmware for a board and sign its "
                         "manifest (every file's SHA-256) with the private key.")
     b.add_argument("--key", type=Path, required=True, help="the private key (PEM)")
-    b.add_argument("--board", default="unix", help="unix or esp32s3 (default unix)")
+    b.add_argument("--board", default="unix", choices=sorted(BOARD_PORTS),
+                   help="board to build for (default unix; hardware/boards/ has their pin maps)")
     b.add_argument("--version", help="version to stamp (default firmware/VERSION)")
     b.add_argument("--out", type=Path, help="image folder (default build/firmware/BOARD)")
     b.set_defaults(func=_build)

@@ -155,7 +155,8 @@ async def _voice(cfg):
          % ("idle" if hmi_query.TTS_IDLE in got else "speaking"))
 
 
-async def _kiosk(cfg):
+async def _kiosk(cfg, board):
+    await hal.init(board, cfg)  # a board's UART pins, and its Wi-Fi if configured
     await _card_module(cfg)
     await _display(cfg)
     await _voice(cfg)
@@ -167,6 +168,6 @@ def run(slot="slot_a"):
     with open(slot + "/board.json") as f:
         board = json.load(f)
     if cfg.get("kind", "dock") == "kiosk":
-        asyncio.run(_kiosk(cfg))
+        asyncio.run(_kiosk(cfg, board))
     else:
         asyncio.run(_dock(cfg, board))

@@ -253,3 +253,23 @@ def test_diag_runs_the_kiosk_self_test_against_the_emulated_modules(
     assert "FAIL" in rows["voice module"] and "no answer" in rows["voice module"]
     assert "pass" in rows["display"]
     assert "3 checks, 2 failed" in broken
+
+
+def test_provision_a_kiosk_on_wifi_masks_its_secrets(
+        device: Device, capsys: pytest.CaptureFixture[str]) -> None:
+    """An ESP32-S3 kiosk reaches the edge over Wi-Fi: provision writes the
+    network and the broker, and prints neither password nor the region key."""
+    base = ["provision", "--port", device.port, "--dev", "kiosk-005", "--kind", "kiosk",
+            "--site", "anji", "--region-key", "ab" * 16, "--no-reset"]
+    assert cli([*base, "--wifi-ssid", "centre"]) == 1  # Wi-Fi without a broker
+    assert "give --mqtt-host" in capsys.readouterr().err
+    assert cli([*base, "--mqtt-host", "10.0.0.2", "--mqtt-user", "kiosk-005",
+                "--mqtt-password", "mq-secret", "--wifi-ssid", "village-centre",
+                "--wifi-password", "wifi-secret"]) == 0
+    out = capsys.readouterr().out
+    cfg = json.loads((device.fs / "config.json").read_text())
+    assert cfg["link"] == "mqtt" and cfg["wifi"] == {"ssid": "village-centre",
+                                                     "password": "wifi-secret"}
+    assert "village-centre" in out
+    for secret in ("wifi-secret", "mq-secret", "ab" * 16):
+        assert secret not in out

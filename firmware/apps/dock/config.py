@@ -43,6 +43,7 @@ def load(path):
             raise ValueError("config: %s=%r not one of %r" % (key, v, hi))
         cfg[key] = v
     cfg["mqtt"] = raw.get("mqtt") or {}
+    cfg["wifi"] = raw.get("wifi") or {}  # {"ssid", "password"}: a board on MQTT over Wi-Fi
     if cfg["link"] == "serial" and not cfg["uart"]:
         raise ValueError("config: link=serial needs uart")
     return cfg
@@ -51,6 +52,6 @@ def load(path):
 def dump(cfg):
     for key in sorted(cfg):
         v = cfg[key]
-        if key == "mqtt":
+        if key == "mqtt" or key == "wifi":
             v = dict((k, "*" if k == "password" else x) for k, x in v.items())
         _log.info("config %s = %r", key, v)

@@ -43,6 +43,7 @@ def load(path):
     if len(cfg["region_key"]) < 32:
         raise ValueError("config: region_key must be at least 16 bytes of hex")
     cfg["mqtt"] = raw.get("mqtt") or {}
+    cfg["wifi"] = raw.get("wifi") or {}  # {"ssid", "password"}: a board on MQTT over Wi-Fi
     return cfg
 
 
@@ -51,6 +52,6 @@ def dump(cfg):
         v = cfg[key]
         if key == "region_key":
             v = "*"
-        elif key == "mqtt":
+        elif key == "mqtt" or key == "wifi":
             v = dict((k, "*" if k == "password" else x) for k, x in v.items())
         _log.info("config %s = %r", key, v)

@@ -1,4 +1,5 @@
-# Hardware layer, ESP32-S3 dock controller (pins from hardware/boards/esp32s3_dock.json).
+# Hardware layer, ESP32-S3 boards (pins from hardware/boards/esp32s3_dock.json and
+# esp32s3_kiosk.json, whichever the image was built for; Wi-Fi when the config has it).
 # Same interface as ports/unix/hal.py. Not exercised by the test suite: there is
 # no board here; the unix port runs the same app code.
 import asyncio
@@ -69,6 +70,29 @@ class MuxTags:
 
 async def init(board, cfg):
     _board.update(board)
+    wifi = cfg.get("wifi")
+    if wifi:
+        await _wifi(wifi)
+
+
+async def _wifi(w):
+    """Station mode; the MQTT uplink's reconnect loop covers a slow access point,
+    so boot waits at most 15 s. The ESP32 port rejoins by itself after a drop."""
+    import network
+
+    import log
+
+    wlan = network.WLAN(network.STA_IF)
+    wlan.active(True)
+    if not wlan.isconnected():
+        wlan.connect(w["ssid"], w.get("password", ""))
+    t0 = time.ticks_ms()
+    while not wlan.isconnected() and time.ticks_diff(time.ticks_ms(), t0) < 15000:
+        await asyncio.sleep_ms(200)
+    if wlan.isconnected():
+        log.get("hal").info("wifi %s: %s", w["ssid"], wlan.ifconfig()[0])
+    else:
+        log.get("hal").warning("wifi %s: not joined yet (status %r)", w["ssid"], wlan.status())
 
 
 def uart(name, cfg):
