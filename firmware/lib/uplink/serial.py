@@ -12,6 +12,7 @@ from wire.link import Link
 
 _log = log.get("uplink")
 _GAP_MS = const(100)  # a partial frame older than this is abandoned
+_RESERVE = const(640)  # wire/names.py KIOSK_MAX_MESSAGE
 
 
 class SerialUplink:
@@ -24,6 +25,11 @@ class SerialUplink:
         self.link = Link(max_queue=16, diff=time.ticks_diff, max_payload=max_payload)
         self.bad = 0  # undecodable messages from the edge
         self._buf = bytearray(64)
+        # A kiosk's answers need one free block of up to 640 bytes when they
+        # arrive, and hours of swipes fragment a 64K heap until 8K free has no
+        # such hole. A block is held in reserve and let go when a message finds
+        # no room; tick() makes it again. (0: a dock, whose messages are small.)
+        self._reserve = bytearray(_RESERVE) if max_payload > 256 else 0
         self._wake = asyncio.Event()
         self._last_rx = 0
         self.connected = True  # a serial line has no session; frames are retried
@@ -49,11 +55,19 @@ class SerialUplink:
             try:
                 link.receive(mv[:n])
             except MemoryError as e:
-                # No block for the payload's copy just now: the frame stays in
-                # the decoder and is taken with the next bytes (the edge resends
-                # until it hears our ack). The link must not die of it.
-                self.bad += 1
-                _log.warning("no heap for a message from edge: %r", e)
+                # No block for the payload's copy: the frame stays in the
+                # decoder. Let the reserve go and take the frame again; failing
+                # that, it is taken with the next bytes (the edge resends until
+                # it hears our ack). The link must not die of it.
+                try:
+                    if not self._reserve:
+                        raise e
+                    self._reserve = None
+                    link.receive(b"")
+                    _log.info("heap fragmented: a message took the reserve block")
+                except MemoryError as e2:
+                    self.bad += 1
+                    _log.warning("no heap for a message from edge: %r", e2)
             while True:
                 payload = link.recv()
                 if payload is None:
@@ -86,6 +100,11 @@ class SerialUplink:
     def tick(self, now):
         """Called by the app's loop: retransmit timers and the inter-byte gap."""
         link = self.link
+        if self._reserve is None:  # used: hold a block again for the next answer
+            try:
+                self._reserve = bytearray(_RESERVE)
+            except MemoryError:
+                pass
         if link.decoder.pending() and time.ticks_diff(now, self._last_rx) > _GAP_MS:
             link.decoder.gap()
         if not link.idle():
