@@ -29,6 +29,7 @@ import paho.mqtt.client as paho
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.simdocks import event, rent_or_return
 from edge.config import parse
 from edge.service import EdgeService
 from tools.broker import Broker, free_port
@@ -129,19 +130,14 @@ async def main(args: argparse.Namespace) -> None:
             await asyncio.sleep(interval)
             continue
         s = slots[i]
-        if "L" in s and (rng.random() < 0.5 or "E" not in s):
-            k, ev, new = s.index("L"), "rented", "E"
-        else:
-            k, ev, new = s.index("E"), "returned", "L"
-        s[k] = new
+        k, ev = rent_or_return(s, rng)
         seq[i] += 1
         state_n[i] += 1
         t0 = time.time()
         with lock:
             sent[(dev, seq[i])] = t0
         gbfs_want[sid] = (s.count("L"), t0)
-        publish(f"huimin/b/{dev}/event", {"t": "ev", "dev": dev, "epoch": "e", "seq": seq[i],
-                                          "ev": ev, "slot": k, "bike": f"0B{i:04X}{k:04X}"})
+        publish(f"huimin/b/{dev}/event", event(i, seq[i], k, ev))
         publish(f"huimin/b/{dev}/state", {"t": "state", "dev": dev, "boot": 1, "n": state_n[i],
                                           "slots": "".join(s)}, qos=0)
         await asyncio.sleep(interval)

@@ -28,6 +28,7 @@ import paho.mqtt.client as paho
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.simdocks import event, rent_or_return
 from tools.broker import Broker, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,15 +118,9 @@ async def main(args: argparse.Namespace) -> None:
         while carry_ev >= 1:
             carry_ev -= 1
             i = rng.randrange(n)
-            s = slots[i]
-            if "L" in s and (rng.random() < 0.5 or "E" not in s):
-                k, ev, new = s.index("L"), "rented", "E"
-            else:
-                k, ev, new = s.index("E"), "returned", "L"
-            s[k] = new
+            k, ev = rent_or_return(slots[i], rng)
             seq[i] += 1
-            send(i, "event", {"t": "ev", "dev": f"d{i:04d}", "epoch": "e", "seq": seq[i],
-                              "ev": ev, "slot": k, "bike": f"0B{i:04X}{k:04X}"})
+            send(i, "event", event(i, seq[i], k, ev))
             state(i)
             events += 1
         await asyncio.sleep(step)

@@ -186,6 +186,25 @@ def edge_fw(town: Town) -> dict[str, str]:
     return {d.dev: town.edge.registry.devices[d.dev].fw for d in town.docks}
 
 
+async def _push_refused(town: Town, image: Path, why: str) -> None:
+    """One dock, one image it must refuse: the rollout stops with `why` in the error."""
+    d = town.docks[0]
+    r = await _push(town, image, [d.dev], wave=1)
+    p = r["devices"][d.dev]
+    assert r["state"] == "stopped" and p["state"] == "failed", r
+    assert why in p["error"], p
+
+
+async def _still_on_the_old_image(town: Town) -> None:
+    """After a refusal: the boot record points at slot a, nothing pending; the
+    dock comes back on 0.1.0 and rents."""
+    d = town.docks[0]
+    assert _boot_record(d.flash)[:3] == ["a", "-", "0"]
+    await town.wait_online()
+    assert edge_fw(town)[d.dev] == "0.1.0"
+    await _rent_works(town)
+
+
 def test_an_image_with_a_bad_signature_is_refused(images: dict[str, Any],
                                                   tmp_path: Path) -> None:
     async def main() -> None:
@@ -193,17 +212,12 @@ def test_an_image_with_a_bad_signature_is_refused(images: dict[str, Any],
                         ota_key=images["pub"]) as town:
             await town.wait_online()
             d = town.docks[0]
-            r = await _push(town, images["forged"], [d.dev], wave=1)
-            assert r["state"] == "stopped"
-            p = r["devices"][d.dev]
-            assert p["state"] == "failed" and "refused:signature" in p["error"]
+            await _push_refused(town, images["forged"], "refused:signature")
             assert edge_fw(town)[d.dev] == "0.1.0"
-            assert _boot_record(d.flash)[:3] == ["a", "-", "0"]
             assert "refused:signature; staying on slot_a" in d.log_path.read_text()
             assert town.edge is not None
             assert town.edge.registry.devices[d.dev].ota == "refused:signature"
-            await town.wait_online()
-            await _rent_works(town)
+            await _still_on_the_old_image(town)
     run(main())
 
 
@@ -218,25 +232,15 @@ def test_an_image_with_a_changed_file_or_for_another_board_is_refused(
                         ota_key=images["pub"]) as town:
             await town.wait_online()
             d = town.docks[0]
-            r = await _push(town, images["tampered"], [d.dev], wave=1)
-            p = r["devices"][d.dev]
-            assert r["state"] == "stopped" and p["state"] == "failed", r
-            assert "image check failed on the device: hash " in p["error"], p
+            await _push_refused(town, images["tampered"],
+                                "image check failed on the device: hash ")
             await until(lambda: d.restarts == 2, 15)  # into update mode, and straight out
-            assert _boot_record(d.flash)[:3] == ["a", "-", "0"]
-            await town.wait_online()
-            assert edge_fw(town)[d.dev] == "0.1.0"
-            await _rent_works(town)
+            await _still_on_the_old_image(town)
 
-            r = await _push(town, images["other_board"], [d.dev], wave=1)
-            p = r["devices"][d.dev]
-            assert r["state"] == "stopped" and "refused:board" in p["error"], r
-            assert _boot_record(d.flash)[:3] == ["a", "-", "0"]
+            await _push_refused(town, images["other_board"], "refused:board")
             assert _boot_record(d.flash)[4] == "refused:board"
             assert "refused:board; staying on slot_a" in d.log_path.read_text()
-            await town.wait_online()
-            assert edge_fw(town)[d.dev] == "0.1.0"
-            await _rent_works(town)
+            await _still_on_the_old_image(town)
     run(main())
 
 

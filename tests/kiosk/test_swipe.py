@@ -35,6 +35,14 @@ RECORDS = [{"programme": "耕地地力保护补贴", "amount_fen": 12345, "paid"
             "status": "已发放"}]
 
 
+async def _idle_shows_nearby_bikes(town: Town, k: SimKiosk) -> None:
+    """The idle screen's first line: the nearest station's bikes, sent by the edge."""
+    assert town.edge is not None and town.cfg is not None and k.screen is not None
+    st = town.edge.stations.statuses()[0]
+    want = f"{town.cfg.stations[0].name_zh}  可借{st.bikes_available}"
+    await until(lambda: k.screen.texts.get(screens.LINES[0], "").startswith(want), 20)  # type: ignore[union-attr]
+
+
 async def _swipe(town: Town, k: SimKiosk, card: Card | None, fault: str | None = None) -> str:
     """Place the card, wait for the kiosk to finish, return the screen's title;
     the whole screen as shown is kept in `shown_screen` (removal clears it)."""
@@ -64,10 +72,7 @@ def test_swipe_shows_and_speaks_payments_then_privacy_scan(
             await town.wait_online()
             k = town.kiosks[0]
             assert k.screen is not None and k.voice is not None and town.edge is not None
-            # Idle: nearby bike availability from the edge.
-            st = town.edge.stations.statuses()[0]
-            want = f"{town.cfg.stations[0].name_zh}  可借{st.bikes_available}"  # type: ignore[union-attr]
-            await until(lambda: k.screen.texts.get(screens.LINES[0], "").startswith(want), 20)
+            await _idle_shows_nearby_bikes(town, k)
             rng = random.Random(5)
             card = fictional_card(rng)
             people.append(card)
@@ -182,9 +187,7 @@ def test_a_kiosk_on_mqtt_swipes_and_nothing_personal_crosses_the_broker(
             sniffer = asyncio.create_task(sniff())
             await town.wait_online()
             assert k.screen is not None and k.voice is not None
-            st = town.edge.stations.statuses()[0]
-            want = f"{town.cfg.stations[0].name_zh}  可借{st.bikes_available}"  # type: ignore[union-attr]
-            await until(lambda: k.screen.texts.get(screens.LINES[0], "").startswith(want), 20)
+            await _idle_shows_nearby_bikes(town, k)
             rng = random.Random(11)
             card = fictional_card(rng)
             people.append(card)
