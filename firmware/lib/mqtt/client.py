@@ -83,8 +83,9 @@ class MQTTClient:
     async def _send(self, data):
         async with self._lock:
             self._w.write(data)
-            # No wait_for: it builds a task per packet on a full heap. A write
-            # that stalls is caught by the pinger ("broker silent").
+            # No wait_for: it builds a task per packet on a full heap. Known
+            # gap: a write the broker stops reading (without closing) waits here
+            # until the TCP stack gives up, and the pinger waits behind this lock.
             await self._w.drain()
             self._last_tx = time.ticks_ms()
 
