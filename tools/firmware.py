@@ -109,6 +109,7 @@ def build(board: str = "unix", out: Path | None = None, version: str | None = No
         files[extra] = _sha256(dest / extra)
     board_name = json.loads((dest / "board.json").read_text())["name"]
     manifest = {"version": version, "board": board_name, "files": dict(sorted(files.items()))}
+    # indent=1: one '"path": "sha256",' line per file, as lib/ota.py reads it.
     text = json.dumps(manifest, indent=1)
     mpath = dest / "manifest.json"
     if not mpath.exists() or mpath.read_text() != text:

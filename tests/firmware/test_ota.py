@@ -8,6 +8,7 @@ edge, rolled back by the device itself, which stops the rollout."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -115,6 +116,57 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     victim.write_bytes(victim.read_bytes() + b"\x00")
     return {"pub": pub, "good": good, "forged": forged, "broken": broken,
             "other_board": other_board, "tampered": tampered}
+
+
+_FRAGMENTED_END_CHECK = """
+import sys, gc, json
+sys.path.insert(0, sys.argv[1] + "/lib")
+import ota
+# Fill the heap with 600-byte blocks, then free every other one: 16K free, in
+# holes, as after a long image transfer.
+keep = [None] * 200
+n = 0
+try:
+    while n < 200:
+        keep[n] = bytearray(600)
+        n += 1
+except MemoryError:
+    pass
+for i in range(0, n, 2):
+    keep[i] = None
+gc.collect()
+try:
+    with open(sys.argv[1] + "/manifest.json") as f:
+        print("json.load", len(json.load(f)["files"]))
+except MemoryError as e:
+    print("json.load", e)
+with open(sys.argv[1] + "/manifest.json") as f:
+    c = 0
+    for e in ota._entries(f):
+        c += 1
+print(c)
+print(ota._check(sys.argv[1]))
+print(ota._check(sys.argv[2]))
+"""
+
+
+def test_the_updaters_end_check_reads_the_manifest_as_the_build_writes_it(
+        images: dict[str, Any], tmp_path: Path) -> None:
+    """lib/ota.py reads manifest.json line by line: in a heap cut into holes,
+    where json.load fails for its dict's 752-byte table (as it did in CI after
+    a 50K transfer), the line reader lists exactly the build's files, passes
+    the good image and names the tampered file."""
+    script = tmp_path / "end_check.py"
+    script.write_text(_FRAGMENTED_END_CHECK)
+    r = subprocess.run([micropython_path(), "-X", "heapsize=48K", str(script),
+                        str(images["good"]), str(images["tampered"])],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    files = json.loads((images["good"] / "manifest.json").read_text())["files"]
+    victim = next(p for p in sorted(images["tampered"].rglob("*.mpy")))
+    out = r.stdout.splitlines()
+    assert out[0].startswith("json.load memory allocation failed"), out
+    assert out[1:] == [str(len(files)), "None", "hash " + victim.relative_to(images["tampered"]).as_posix()]
 
 
 def _boot_record(flash: Path) -> list[str]:
