@@ -121,6 +121,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 _FRAGMENTED_END_CHECK = """
 import sys, gc, json
 sys.path.insert(0, sys.argv[1] + "/lib")
+sys.path.append(sys.argv[1] + "/bootloader")  # a device's is at its root
 import ota
 # Fill the heap with 600-byte blocks, then free every other one: 16K free, in
 # holes, as after a long image transfer.
