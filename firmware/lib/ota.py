@@ -79,7 +79,8 @@ def _check(slot):
     clear answer now: the bootloader's verify pass checks again, signed."""
     import sys
 
-    sys.path.append("bootloader")  # the device's own, outside both slots
+    if "bootloader" not in sys.path:
+        sys.path.append("bootloader")  # the device's own, outside both slots
     from verify_image import sha256_hex
 
     buf = bytearray(256)
