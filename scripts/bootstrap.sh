@@ -12,6 +12,13 @@ command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 # also run the real daemon with the virtual reader driver.
 [ -f /usr/include/PCSC/winscard.h ] || need_apt+=(libpcsclite-dev)
 command -v swig >/dev/null 2>&1 || need_apt+=(swig)
+# ... and a C compiler with the C library's headers and Python's own headers:
+# a minimal Debian or Raspberry Pi OS Lite has none of them.
+command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+[ -f /usr/include/stdio.h ] || need_apt+=(libc6-dev)
+python3 -c 'import os, sysconfig, sys
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || need_apt+=(python3-dev)
 command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need_apt+=(pcscd)
 [ -f /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || need_apt+=(vsmartcard-vpcd)
 # --test: also what the test suite drives (headless Chromium for the web pages).
