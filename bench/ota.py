@@ -88,7 +88,8 @@ async def rollout(work: Path, link: str, image: Path, pub: str,
         svc.command = timed  # type: ignore[method-assign]
         t0 = time.perf_counter()
         r = await asyncio.to_thread(push, f"http://127.0.0.1:{town.http_port}", image,
-                                    [town.docks[0].dev], 1, 120.0, 0.1, io.StringIO())
+                                    [town.docks[0].dev], 1, 120.0, 0.1, io.StringIO(),
+                                    town.token)
         wall = time.perf_counter() - t0
         base = await broker_round_trip(town.broker.port, rounds) if town.broker else float("nan")
         return {"state": r["state"], "wall_s": wall, "chunks": len(times),

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import aiomqtt
 
+from cloud_bridge import signing
 from cloud_bridge.errors import UplinkError
 from edge.config import UplinkConfig
 from edge.journal import OutboxRow
@@ -42,7 +43,9 @@ class MqttUplink:
         self.client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         url = urlparse(cfg.url)
-        self.host, self.port = url.hostname or "127.0.0.1", url.port or 1883
+        self.tls = url.scheme == "mqtts"  # verified against the system's CAs
+        self.host, self.port = url.hostname or "127.0.0.1", url.port or (8883 if self.tls
+                                                                           else 1883)
 
     def topic(self, row: OutboxRow) -> tuple[str, bool]:
         if row.kind == "status":
@@ -82,7 +85,8 @@ class MqttUplink:
                         self.host, self.port, identifier=f"huimin-bridge-{self.site}",
                         username=self.cfg.username, password=self.cfg.password,
                         clean_session=False, keepalive=30, timeout=self.cfg.timeout_s,
-                        socket_options=NODELAY) as c:
+                        socket_options=NODELAY,
+                        tls_params=aiomqtt.TLSParameters() if self.tls else None) as c:
                     self.client = c
                     await c.subscribe(f"{self.prefix}/rentals/new", qos=1)
                     self.connected.set()
@@ -101,12 +105,30 @@ class MqttUplink:
             delay = min(delay * 2, 30.0)
 
     def _rental(self, payload: Any) -> None:
+        """A rental unlocks a bike, so only the backend may send one: the
+        message is {"ts", "body", "sig"}, signed with this site's key as a
+        webhook is (cloud_bridge/signing.py); a stale timestamp is refused, and
+        a replay within the skew finds its rental_id already claimed."""
         try:
-            req = json.loads(payload)
-            assert isinstance(req, dict)
-        except (ValueError, TypeError, AssertionError):
+            env = json.loads(payload)
+            assert isinstance(env, dict)
+            body, ts, sig = env["body"], env["ts"], env["sig"]
+            assert isinstance(body, str) and isinstance(sig, str)
+        except (ValueError, TypeError, AssertionError, KeyError):
             self.svc.metrics.inc("rentals.rejected", "malformed")
             log.warning("%s: malformed rental message dropped", self.name)
+            return
+        why = signing.verify(self.cfg.secret, body.encode(),
+                             {"X-Huimin-Timestamp": str(ts), "X-Huimin-Signature": sig})
+        if why is not None:
+            self.svc.metrics.inc("rentals.rejected", "signature")
+            log.warning("%s: rental refused: %s", self.name, why)
+            return
+        try:
+            req = json.loads(body)
+            assert isinstance(req, dict)
+        except (ValueError, AssertionError):
+            self.svc.metrics.inc("rentals.rejected", "malformed")
             return
         self.svc.start_rental(req)
 

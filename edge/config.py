@@ -31,6 +31,9 @@ class StationConfig:
 class SerialConfig:
     port: str
     baud: int = 115200
+    # The devices wired to this port: the cable is their credential, and only
+    # they may speak on it (docs/security.md).
+    devices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class MqttConfig:
     password: str | None = None
     client_id: str = "huimin-edge"
     keepalive: int = 30
+    tls: bool = False  # mqtts://: verify the broker against `ca`
+    ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,10 @@ class EdgeConfig:
     uplinks: tuple[UplinkConfig, ...] = ()
     rental_timeout_s: float = 60.0
     kiosks: tuple[str, ...] = ()  # kiosk device ids this edge answers lookups for
+    # The devices' command keys and broker password hashes (edge/device_keys.py)
+    device_keys: Path = Path("device-keys.toml")
+    # Technicians' API tokens, hashed (edge/api_tokens.py, huimin token)
+    api_tokens: Path = Path("api-tokens.toml")
 
     @property
     def base_url(self) -> str:
@@ -154,18 +163,37 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
     ids = [s.id for s in stations]
     if len(set(ids)) != len(ids):
         raise ConfigError("station ids must be unique")
-    serial = tuple(SerialConfig(port=_get(p, "port", str, where="serial."),
-                                baud=_get(p, "baud", int, 115200, "serial."))
-                   for p in _get(raw, "serial", list, []))
+    serial = []
+    for i, p in enumerate(_get(raw, "serial", list, [])):
+        w = f"serial[{i}]."
+        devices = tuple(str(d) for d in _get(p, "devices", list, [], w))
+        if not devices:
+            raise ConfigError(f"{w}devices: list the devices wired to this port "
+                              "(only they may speak on it)")
+        serial.append(SerialConfig(port=_get(p, "port", str, where=w),
+                                   baud=_get(p, "baud", int, 115200, w), devices=devices))
     mqtt = None
     if "mqtt" in raw:
         m = _get(raw, "mqtt", dict)
         url = urlparse(_get(m, "url", str, where="mqtt."))
-        if url.scheme not in ("mqtt", "tcp") or not url.hostname:
-            raise ConfigError("mqtt.url must look like mqtt://host:1883")
-        mqtt = MqttConfig(host=url.hostname, port=url.port or 1883,
-                          username=_get(m, "username", str, None, "mqtt."),
-                          password=_get(m, "password", str, None, "mqtt."),
+        if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
+            raise ConfigError("mqtt.url must look like mqtt://127.0.0.1:1883 or "
+                              "mqtts://broker:8883")
+        if url.scheme == "mqtt" and url.hostname not in _LOOPBACK:
+            raise ConfigError("mqtt.url: plain MQTT only to a broker on this machine "
+                              "(127.0.0.1); use mqtts:// with mqtt.ca for another host")
+        ca = _get(m, "ca", str, "", "mqtt.")
+        if url.scheme == "mqtts" and not ca:
+            raise ConfigError("mqtt.ca: the county CA certificate that signed the broker's")
+        username = _get(m, "username", str, None, "mqtt.")
+        password = _get(m, "password", str, None, "mqtt.")
+        if not username or not password:
+            raise ConfigError("mqtt.username and mqtt.password: the broker takes no "
+                              "anonymous clients (huimin broker makes the edge's account)")
+        mqtt = MqttConfig(host=url.hostname, port=url.port or (8883 if ca else 1883),
+                          username=username, password=password,
+                          tls=url.scheme == "mqtts",
+                          ca=(base / ca if base is not None else Path(ca)) if ca else None,
                           client_id=_get(m, "client_id", str, f"huimin-edge-{site}", "mqtt."),
                           keepalive=_get(m, "keepalive", int, 30, "mqtt."))
     uplinks = []
@@ -179,8 +207,17 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
         if (kind == "webhook") != (scheme in ("http", "https")) or not urlparse(url).hostname:
             raise ConfigError(f"{w}url {url!r} does not suit a {kind} uplink")
         secret = _get(u, "secret", str, "", w)
-        if kind == "webhook" and len(secret) < 16:
-            raise ConfigError(f"{w}secret must be at least 16 characters (HMAC key)")
+        if len(secret) < 16:
+            raise ConfigError(f"{w}secret must be at least 16 characters (this site's HMAC "
+                              "key: webhooks are signed with it, MQTT rentals checked)")
+        if kind == "mqtt":
+            host = urlparse(url).hostname
+            if urlparse(url).scheme != "mqtts" and host not in _LOOPBACK:
+                raise ConfigError(f"{w}url: plain MQTT only to a broker on this machine; "
+                                  "mqtts:// to the city")
+            if not _get(u, "username", str, "", w) or not _get(u, "password", str, "", w):
+                raise ConfigError(f"{w}username and password: the city broker's account "
+                                  "for this site's bridge")
         batch = _get(u, "batch", int, 100, w)
         if not 1 <= batch <= 1000:
             raise ConfigError(f"{w}batch must be 1..1000")
@@ -202,9 +239,24 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
         public_url=_get(edge, "public_url", str, "", "edge."), db=db, heartbeat_timeout_s=hb,
         status_ttl_s=_get(edge, "status_ttl_s", int, 0, "edge."),
         static_ttl_s=_get(edge, "static_ttl_s", int, 300, "edge."),
-        system=system, stations=tuple(stations), serial=serial, mqtt=mqtt,
-        uplinks=tuple(uplinks), kiosks=tuple(kiosks),
+        system=system, stations=tuple(stations), mqtt=mqtt,
+        uplinks=tuple(uplinks), kiosks=tuple(kiosks), serial=tuple(serial),
+        device_keys=_path(_get(edge, "device_keys", str, "", "edge."), db, base,
+                          "device-keys.toml"),
+        api_tokens=_path(_get(edge, "api_tokens", str, "", "edge."), db, base,
+                         "api-tokens.toml"),
         rental_timeout_s=float(_get(edge, "rental_timeout_s", (int, float), 60.0, "edge.")))
+
+
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _path(value: str, db: Path, base: Path | None, default: str) -> Path:
+    """A path from the config, relative to its folder; by default beside the db."""
+    if not value:
+        return db.with_name(default)
+    p = Path(value)
+    return p if p.is_absolute() or base is None else base / p
 
 
 def load(path: Path) -> EdgeConfig:

@@ -139,16 +139,45 @@ class HttpServer:
         return web.FileResponse(STATIC / "fleet.html")
 
 
+    def _technician(self, request: web.Request) -> str | web.Response:
+        """The technician's name if the request carries a valid token (huimin
+        token), else the 401 to answer. State-changing endpoints call this first."""
+        auth = request.headers.get("Authorization", "")
+        who = self.svc.tokens.check(auth[7:]) if auth.startswith("Bearer ") else None
+        if who is None:
+            self.svc.metrics.inc("http.unauthorized")
+            log.warning("refused %s %s from %s: %s", request.method, request.path,
+                        request.remote, "bad token" if auth else "no token")
+            return web.json_response(
+                {"error": "unauthorized",
+                 "detail": "a technician token is required (huimin token add; sent as "
+                           "Authorization: Bearer)"}, status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="huimin-edge"'})
+        return who
+
     async def api_device_register(self, request: web.Request) -> web.Response:
-        """Body: {"id", "station", "kind"} (huimin provision)."""
+        """Body: {"id", "station", "kind", "command_key", "mqtt_password"?}
+        (huimin provision): the device's command key, and on MQTT its broker
+        password's hash (never the password itself)."""
         from edge.errors import Rejected
 
+        who = self._technician(request)
+        if isinstance(who, web.Response):
+            return who
         try:
             body = await request.json()
             dev, station, kind = str(body["id"]), str(body["station"]), str(body["kind"])
             if not dev or len(dev) > 64:
                 raise ValueError("bad device id")
-            await self.svc.provision(dev, station, kind)
+            key = str(body["command_key"])
+            if len(bytes.fromhex(key)) < 16:
+                raise ValueError("command_key: 32+ hex digits")
+            mqtt_hash = body.get("mqtt_password")
+            if mqtt_hash is not None and not str(mqtt_hash).startswith("$7$"):
+                raise ValueError("mqtt_password: the broker's hash ($7$...), not a password")
+            await self.svc.provision(dev, station, kind, key,
+                                     str(mqtt_hash) if mqtt_hash else None)
+            log.info("device %s registered by %s", dev, who)
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response({"error": "bad request", "detail": str(exc)}, status=400)
         except Rejected as exc:
@@ -173,6 +202,10 @@ class HttpServer:
         from edge.errors import Rejected
         from edge.ota import Image
 
+        who = self._technician(request)
+        if isinstance(who, web.Response):
+            return who
+        log.info("rollout requested by %s", who)
         try:
             body = await request.json()
             image = Image.from_upload(body["image"])

@@ -44,6 +44,11 @@ class Image:
             missing = sorted(set(man["files"]) - set(files))
             if missing:
                 raise ValueError(f"files in the manifest but not uploaded: {missing[:3]}")
+            # Only what was signed goes to a device: an unlisted file could be
+            # imported before a signed one (docs/security.md).
+            extra = sorted(set(files) - set(man["files"]) - {"manifest.json", "manifest.sig"})
+            if extra:
+                raise ValueError(f"files the signed manifest does not list: {extra[:3]}")
             for p in files:
                 if p.startswith("/") or ".." in p.split("/"):
                     raise ValueError(f"bad path {p!r}")

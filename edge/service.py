@@ -18,7 +18,9 @@ from wire import kiosk_messages as _kiosk_messages  # noqa: F401  (registers the
 from wire import message, names
 
 from cloud_bridge.bridge import Bridge
+from edge.api_tokens import ApiTokens
 from edge.config import EdgeConfig
+from edge.device_keys import DeviceKeys
 from edge.errors import Rejected
 from edge.funds import Funds
 from edge.journal import EventRecord, Journal, OutboxRecord, StateRecord
@@ -44,10 +46,13 @@ class EdgeService:
         self.journal = Journal(cfg.db, tuple(u.name for u in cfg.uplinks))
         self.inbound: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=10_000)
         self._acks: asyncio.Queue[tuple[asyncio.Future[bool], Inbound]] = asyncio.Queue()
+        self.keys = DeviceKeys(cfg.device_keys)
+        self.tokens = ApiTokens(cfg.api_tokens)
         self.transports: list[SerialTransport | MqttTransport] = [
-            SerialTransport(p, self.inbound, self.metrics) for p in cfg.serial]
+            SerialTransport(p, self.inbound, self.metrics, self.keys) for p in cfg.serial]
         if cfg.mqtt is not None:
-            self.transports.append(MqttTransport(cfg.mqtt, cfg.site, self.inbound, self.metrics))
+            self.transports.append(MqttTransport(cfg.mqtt, cfg.site, self.inbound, self.metrics,
+                                                 self.keys))
         self._routes: dict[str, Reply] = {}
         self._cmd_ids = itertools.count(int(time.time()) % 1_000_000 * 1000)
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -126,6 +131,11 @@ class EdgeService:
         if msg.get("dev", item.device) != item.device:
             raise Rejected("device_mismatch", f"message says {msg.get('dev')!r}")
         t = msg["t"]
+        if dev.transport and item.transport != dev.transport and t != names.HELLO:
+            # A device's route moves only with its birth on the new link: one
+            # stray message must not divert its commands (docs/security.md).
+            raise Rejected("wrong_transport",
+                           f"{t} via {item.transport}; the device is on {dev.transport}")
         self.metrics.inc("rx", t)
         if t == names.STATUS:
             if msg["online"]:
@@ -149,6 +159,8 @@ class EdgeService:
             dev.kind, dev.fw, dev.slots = msg["kind"], msg["fw"], msg["slots"]
             dev.boot, dev.epoch = msg["boot"], msg["epoch"]
             dev.ota = msg.get("ota") or dev.ota
+            if "ctr" in msg:
+                self.keys.device_floor(dev.id, msg["ctr"])
             log.info("device %s hello: %s fw %s, %d slots, boot %d%s", dev.id, dev.kind, dev.fw,
                      dev.slots, dev.boot, f", last update: {msg['ota']}" if msg.get("ota") else "")
             self.ota.on_hello(dev.id, msg)
@@ -180,6 +192,10 @@ class EdgeService:
                 dev.faults += 1
             self._acks.put_nowait((self.journal.submit(rec), item))
         elif t == names.RESULT:
+            if msg.get("err") == "stale_ctr" and "ctr" in msg:
+                # Sent before the device's hello told its counter floor (it
+                # rebooted): number on above it; command() sends it again.
+                self.keys.device_floor(dev.id, msg["ctr"])
             fut = self._pending.pop(msg["id"], None)
             if fut is not None and not fut.done():
                 fut.set_result(msg)
@@ -284,13 +300,17 @@ class EdgeService:
                 self._station_changed(d.station)
 
     # -- commands ----------------------------------------------------------------
-    async def provision(self, dev: str, station: str, kind: str) -> None:
+    async def provision(self, dev: str, station: str, kind: str, command_key: str,
+                        mqtt_password_hash: str | None = None) -> None:
         """Register a device (huimin provision): it may talk to the edge from now
-        on, and stays registered across restarts."""
+        on, and stays registered across restarts; its command key (and broker
+        password hash, for `huimin broker`) go to the device-keys file."""
         if kind not in ("dock", "kiosk"):
             raise Rejected("bad_kind", kind)
         if station not in self.stations.by_id:
             raise Rejected("unknown_station", station)
+        extra = {"mqtt_password": mqtt_password_hash} if mqtt_password_hash else {}
+        await asyncio.to_thread(self.keys.add, dev, command_key, **extra)
         await self.journal.provisioned_put(dev, station, kind)
         self.registry.add(dev, station, kind)
         self.stations.add_device(dev, station)
@@ -298,7 +318,17 @@ class EdgeService:
 
     async def command(self, dev: str, op: str, wait_s: float = 5.0,
                       **args: Any) -> dict[str, Any]:
-        """Send a command to a device and wait for its result message."""
+        """Send a command to a device and wait for its result message. A
+        command the device refused as numbered below its floor (sent while it
+        rebooted) is sent once more, numbered above it."""
+        res = await self._command_once(dev, op, wait_s, **args)
+        if res.get("err") == "stale_ctr":
+            self.metrics.inc("commands.renumbered")
+            res = await self._command_once(dev, op, wait_s, **args)
+        return res
+
+    async def _command_once(self, dev: str, op: str, wait_s: float,
+                            **args: Any) -> dict[str, Any]:
         reply = self._routes.get(dev)
         if reply is None:
             raise Rejected("no_route", f"device {dev} has not been heard from")

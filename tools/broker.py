@@ -1,37 +1,128 @@
-"""Start a private Mosquitto for the simulator and the tests, with the
-project's broker settings: queues sized so a subscriber that falls behind
-(or an edge that is away) never loses messages silently, persistence on."""
+"""The Mosquitto a county runs, as files made from the device registry, and a
+private one started with exactly those files for the simulator and the tests.
+
+What the configuration says (docs/security.md):
+- no anonymous clients; one account per device (made by `huimin provision`),
+  one for the edge, one for the bridge; passwords stored hashed in Mosquitto's
+  own PBKDF2-SHA512 format;
+- an ACL under which a device may publish only its own uplink topics and read
+  only its own downlink, and the edge and bridge get just what they use;
+- a TLS listener for devices (the county CA's server certificate, tools/ca.py)
+  and a plain listener on loopback only, for the edge on the same Pi;
+- queues sized so a subscriber that falls behind (or an edge that is away)
+  never loses messages silently, persistence on (../shared/mqtt.md).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import getpass
+import hashlib
+import os
+import secrets
 import shutil
+import signal
 import socket
+from dataclasses import dataclass, field
 from pathlib import Path
 
+# The device's uplink leaves (firmware/lib/uplink/mqtt.py) and its downlink.
+DEVICE_UP = ("hello", "state", "event", "result", "status", "lookup")
+DEVICE_DOWN = "down"
+
 CONF = """\
-# Written by huimin (tools/broker.py). Mosquitto's defaults drop messages for a
-# slow or absent subscriber with nothing in any log (max_queued_messages 1000);
-# these limits make the broker hold a long outage's worth instead.
+# Written by huimin (tools/broker.py) from the device registry; do not edit by
+# hand: `huimin broker` writes it again after each provisioning.
+per_listener_settings false
+allow_anonymous false
+password_file {dir}/passwd
+acl_file {dir}/acl
+# The edge on this machine: plain MQTT, loopback only.
 listener {port} 127.0.0.1
-allow_anonymous true
+{tls}
 # Started as root, Mosquitto switches to user "mosquitto" and then cannot write
 # its persistence file or log here: sessions would not survive a restart.
 user {user}
 persistence true
-persistence_location {dir}/
+persistence_location {data}/
 autosave_interval 5
+# Mosquitto's defaults drop messages for a slow or absent subscriber with
+# nothing in any log (max_queued_messages 1000); hold a long outage instead.
 max_queued_messages 1000000
 max_queued_bytes 0
 max_inflight_messages 100
 set_tcp_nodelay true
 message_size_limit 4096
-log_dest file {dir}/mosquitto.log
+log_dest file {data}/mosquitto.log
 log_type error
 log_type warning
 log_type notice
+log_type information
 """
+
+TLS_LISTENER = """\
+# Devices: TLS only, the server certificate signed by the county CA.
+listener {port} {bind}
+cafile {ca}
+certfile {cert}
+keyfile {key}
+tls_version tlsv1.2
+"""
+
+
+def password_hash(password: str, iterations: int = 101) -> str:
+    """A password as Mosquitto 2's password file stores it ($7$: PBKDF2-SHA512,
+    as mosquitto_passwd writes it), so no clear password lands on disk."""
+    salt = secrets.token_bytes(12)
+    dk = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(dk).decode()}"
+
+
+def new_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+@dataclass
+class Accounts:
+    """Who may connect, and what each may do. `role` picks the ACL."""
+    site: str
+    edge: dict[str, str] = field(default_factory=dict)  # username -> hash
+    devices: dict[str, str] = field(default_factory=dict)
+    bridges: dict[str, str] = field(default_factory=dict)  # a city broker's edges
+    backends: dict[str, str] = field(default_factory=dict)  # a city broker's backend
+    # Read-only monitoring of every device topic (a county's operations, or a
+    # privacy audit); none is made unless asked for.
+    monitors: dict[str, str] = field(default_factory=dict)
+
+    def passwd(self) -> str:
+        rows = {**self.edge, **self.devices, **self.bridges, **self.backends, **self.monitors}
+        return "".join(f"{u}:{h}\n" for u, h in sorted(rows.items()))
+
+    def acl(self) -> str:
+        s = self.site
+        out = ["# Written by huimin (tools/broker.py). Anything not allowed here is denied.", ""]
+        for u in sorted(self.edge):
+            out += [f"user {u}", *(f"topic read huimin/{s}/+/{leaf}" for leaf in DEVICE_UP),
+                    f"topic write huimin/{s}/+/{DEVICE_DOWN}",
+                    f"topic readwrite huimin/{s}/_edge/status", ""]
+        for u in sorted(self.bridges):  # u is "bridge-<site>"
+            site = u.removeprefix("bridge-")
+            out += [f"user {u}", f"topic write huimin-city/{site}/events",
+                    f"topic write huimin-city/{site}/status/+",
+                    f"topic write huimin-city/{site}/rentals/results",
+                    f"topic write huimin-city/{site}/gbfs/#",
+                    f"topic read huimin-city/{site}/rentals/new", ""]
+        for u in sorted(self.monitors):
+            out += [f"user {u}", f"topic read huimin/{s}/#", ""]
+        for u in sorted(self.backends):
+            out += [f"user {u}", "topic read huimin-city/#",
+                    "topic write huimin-city/+/rentals/new", ""]
+        # Every other account is a device, and %u its id: its own topics only.
+        out += ["# devices (username = device id)",
+                *(f"pattern write huimin/{s}/%u/{leaf}" for leaf in DEVICE_UP),
+                f"pattern read huimin/{s}/%u/{DEVICE_DOWN}", ""]
+        return "\n".join(out)
 
 
 def mosquitto_path() -> str | None:
@@ -46,23 +137,71 @@ def free_port() -> int:
         return port
 
 
+@dataclass
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def write_config(dir: Path, accounts: Accounts, port: int, tls_port: int | None = None,
+                 tls: TlsFiles | None = None, bind: str = "127.0.0.1",
+                 user: str | None = None, data: Path | None = None) -> Path:
+    """mosquitto.conf, passwd (0600) and acl in `dir`, persistence and log in
+    `data` (default: `dir`); returns the .conf."""
+    from edge.device_keys import write_private
+
+    dir.mkdir(parents=True, exist_ok=True)
+    write_private(dir / "passwd", accounts.passwd())
+    (dir / "acl").write_text(accounts.acl())
+    tls_text = ""
+    if tls is not None and tls_port is not None:
+        tls_text = TLS_LISTENER.format(port=tls_port, bind=bind, ca=tls.ca, cert=tls.cert,
+                                       key=tls.key)
+    conf = dir / "mosquitto.conf"
+    conf.write_text(CONF.format(port=port, dir=dir, tls=tls_text, data=data or dir,
+                                user=user or getpass.getuser()))
+    return conf
+
+
 class Broker:
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    """A private Mosquitto running the county configuration (write_config):
+    the simulator's, the tests' and the benchmarks'. Accounts can be added
+    while it runs (it rereads passwd and acl on SIGHUP, as on a Pi)."""
+
+    def __init__(self, workdir: Path, port: int | None = None, site: str = "anji",
+                 tls: TlsFiles | None = None) -> None:
         self.dir = workdir
         self.port = port or free_port()
+        self.tls = tls
+        self.tls_port = free_port() if tls is not None else None
+        self.accounts = Accounts(site)
         self.proc: asyncio.subprocess.Process | None = None
 
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
+    def account(self, username: str, role: str = "device", password: str | None = None) -> str:
+        """Make an account; returns its password (kept by the caller, not here)."""
+        password = password or new_password()
+        table = {"device": self.accounts.devices, "edge": self.accounts.edge,
+                 "bridge": self.accounts.bridges, "backend": self.accounts.backends,
+                 "monitor": self.accounts.monitors}[role]
+        table[username] = password_hash(password)
+        return password
+
+    def add_hashed(self, username: str, hashed: str) -> None:
+        self.accounts.devices[username] = hashed
+
+    def _write(self) -> Path:
+        return write_config(self.dir, self.accounts, self.port, self.tls_port, self.tls)
+
     async def start(self) -> None:
         exe = mosquitto_path()
         if exe is None:
             raise RuntimeError("mosquitto is not installed: run ./scripts/bootstrap.sh")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        conf = self.dir / "mosquitto.conf"
-        conf.write_text(CONF.format(port=self.port, dir=self.dir, user=getpass.getuser()))
+        conf = self._write()
         self.proc = await asyncio.create_subprocess_exec(
             exe, "-c", str(conf), stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL)
@@ -77,6 +216,18 @@ class Broker:
                 await asyncio.sleep(0.02)
         raise RuntimeError("mosquitto did not start listening")
 
+    async def reload(self) -> None:
+        """Reread passwd and acl (after account()): wait until the log says so."""
+        log = self.dir / "mosquitto.log"
+        before = log.read_text().count("Reloading config") if log.exists() else 0
+        if self.proc is not None and self.proc.returncode is None:
+            self._write()
+            self.proc.send_signal(signal.SIGHUP)
+            for _ in range(200):
+                if log.exists() and log.read_text().count("Reloading config") > before:
+                    return
+                await asyncio.sleep(0.02)
+
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
@@ -86,3 +237,9 @@ class Broker:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+
+
+def private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from tools import console, diag, flash, fleet, ota, sim
+from tools import console, county, diag, flash, fleet, ota, sim
 from tools.firmware import BOARD_PORTS
 
 
@@ -42,14 +42,20 @@ def _edge(args: argparse.Namespace) -> int:
 
 
 def _backend(args: argparse.Namespace) -> int:
+    from tools.credentials import CredentialError, secret
     from tools.devbackend import DevBackend
 
-    if len(args.secret) < 16:
-        print("huimin backend: --secret must be at least 16 characters", file=sys.stderr)
+    try:
+        key = secret("webhook HMAC key", "HUIMIN_WEBHOOK_SECRET", args.secret_file)
+    except CredentialError as exc:
+        print(f"huimin backend: {exc.code}", file=sys.stderr)
+        return 2
+    if len(key) < 16:
+        print("huimin backend: the webhook key must be at least 16 characters", file=sys.stderr)
         return 2
 
     async def work(stop: asyncio.Event) -> None:
-        backend = DevBackend(args.db, args.secret)
+        backend = DevBackend(args.db, key)
         url = await backend.start(args.host, args.port)
         print(f"Backend: {url}/  (webhook {url}/webhook)", flush=True)
         await stop.wait()
@@ -85,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9000, help="listen port (default 9000)")
     p.add_argument("--db", type=Path, default=Path("backend.db"), help="SQLite file")
-    p.add_argument("--secret", required=True, help="the webhook HMAC key shared with edges")
+    p.add_argument("--secret-file", type=Path, help="the webhook HMAC key shared with edges, "
+                   "in a file of mode 0600 (or $HUIMIN_WEBHOOK_SECRET; never on the command "
+                   "line)")
     p.set_defaults(func=_backend)
     p = sub.add_parser("build", help="cross-compile the firmware for a board",
                        description="Build the device image (.mpy files, board pin map) into "
@@ -94,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="board to build for (default unix; hardware/boards/ has their pin maps)")
     p.set_defaults(func=_build)
     flash.add_parsers(sub)
+    county.add_parsers(sub)
     fleet.add_parser(sub)
     console.add_parser(sub)
     diag.add_parser(sub)

@@ -68,8 +68,14 @@ def firmware_version() -> str:
     return (FIRMWARE / "VERSION").read_text().strip()
 
 
+def security_version() -> int:
+    """firmware/SECURITY: raised by a release that fixes a security hole; a
+    device that confirmed such an image refuses every image below it."""
+    return int((FIRMWARE / "SECURITY").read_text().strip())
+
+
 def build(board: str = "unix", out: Path | None = None, version: str | None = None,
-          source: Path = FIRMWARE) -> Path:
+          source: Path = FIRMWARE, security: int | None = None) -> Path:
     """Build the image for `board`; returns its folder. Rebuilds only changed
     files. The image holds the slot's files (lib/, apps/, drivers/, the port's
     hal), the bootloader (main.py, bootloader/), `version`, `board.json` and
@@ -108,7 +114,9 @@ def build(board: str = "unix", out: Path | None = None, version: str | None = No
     for extra in ("main.py", "board.json", "version"):
         files[extra] = _sha256(dest / extra)
     board_name = json.loads((dest / "board.json").read_text())["name"]
-    manifest = {"version": version, "board": board_name, "files": dict(sorted(files.items()))}
+    manifest = {"version": version,
+                "security": security_version() if security is None else security,
+                "board": board_name, "files": dict(sorted(files.items()))}
     # indent=1: one '"path": "sha256",' line per file, as lib/ota.py reads it.
     text = json.dumps(manifest, indent=1)
     mpath = dest / "manifest.json"

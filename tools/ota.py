@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tools.credentials import edge_token
 from tools.firmware import (
     BOARD_PORTS,
     BuildError,
@@ -32,10 +33,13 @@ from tools.progress import Bar
 DEFAULT_EDGE = "http://127.0.0.1:8080"
 
 
-def _http(method: str, url: str, body: Any = None, timeout: float = 30.0) -> Any:
+def _http(method: str, url: str, body: Any = None, timeout: float = 30.0,
+          token: str = "") -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read())
@@ -59,11 +63,13 @@ def image_upload(image: Path) -> dict[str, Any]:
 
 
 def push(edge: str, image: Path, devices: list[str], wave: int, deadline_s: float,
-         poll_s: float = 0.5, out: Any = None) -> dict[str, Any]:
-    """Start a rollout and follow it to its end; returns the final rollout."""
+         poll_s: float = 0.5, out: Any = None, token: str | None = None) -> dict[str, Any]:
+    """Start a rollout and follow it to its end; returns the final rollout. A
+    rollout is a technician's act: the edge wants their token."""
     out = out or sys.stderr
+    token = token if token is not None else edge_token()
     r = _http("POST", f"{edge}/api/ota", {"image": image_upload(image), "devices": devices,
-                                          "wave": wave, "deadline_s": deadline_s})
+                                          "wave": wave, "deadline_s": deadline_s}, token=token)
     print(f"rollout {r['id']}: version {r['version']} to {len(devices)} device(s), "
           f"{len(r['waves'])} wave(s) of up to {wave}", file=out)
     bars = {d: Bar(d, p["total"], out) for d, p in r["devices"].items()}
@@ -109,7 +115,8 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
-    r = push(args.edge, args.image, args.devices, args.wave, args.deadline)
+    r = push(args.edge, args.image, args.devices, args.wave, args.deadline,
+             token=edge_token(args.token_file))
     failed = [d for d, p in r["devices"].items() if p["state"] != "confirmed"]
     if r["state"] == "done":
         print(f"rollout {r['id']} done: {len(r['devices'])} device(s) run {r['version']}")
@@ -161,6 +168,9 @@ def add_parser(sub: Any) -> None:
     u.add_argument("--wave", type=int, default=5, help="devices per wave (default 5)")
     u.add_argument("--deadline", type=float, default=180.0,
                    help="seconds a device has to come back on the new version (default 180)")
+    u.add_argument("--token-file", type=Path,
+                   help="your technician token (default $HUIMIN_EDGE_TOKEN or "
+                   "~/.config/huimin/edge-token; huimin token add)")
     u.set_defaults(func=_push)
     s = osub.add_parser("status", help="the edge's rollouts",
                         description="Every rollout the edge knows: version, board, state, "

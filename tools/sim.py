@@ -9,7 +9,7 @@ import logging
 import signal
 from pathlib import Path
 
-from tools.town import Town
+from tools.town import KIOSK_HEAP, KIOSK_MQTT_HEAP, Town
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -23,8 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--kiosks", type=int, default=1,
                    help="ID-card kiosks with scripted villagers (default 1)")
     p.add_argument("--kiosk-link", choices=("serial", "mqtt"), default="serial",
-                   help="how kiosks reach the edge: a serial line (64K heap) or MQTT "
-                   "(72K heap) (default serial)")
+                   help=f"how kiosks reach the edge: a serial line ({KIOSK_HEAP} heap) or "
+                   f"MQTT over TLS ({KIOSK_MQTT_HEAP} heap) (default serial)")
     p.add_argument("--port", type=int, default=8080, help="edge HTTP port (default 8080; 0 = any)")
     p.add_argument("--mqtt-share", type=float, default=0.5,
                    help="share of docks on MQTT, the rest on serial lines (default 0.5)")
@@ -68,7 +68,9 @@ async def _main(args: argparse.Namespace) -> int:
         base = f"http://127.0.0.1:{town.http_port}"
         n_serial = sum(1 for d in town.docks if d.link == "serial")
         print(f"Docks: {n_serial} on serial lines, {len(town.docks) - n_serial} on MQTT"
-              + (f" ({town.broker.url})" if town.broker else " (no Mosquitto installed)"))
+              + (f" (mqtts://127.0.0.1:{town.broker.tls_port}, TLS with the county CA in "
+                 f"{args.dir}/ca; accounts and ACL in {args.dir}/broker)" if town.broker
+                 else " (no Mosquitto installed)"))
         print(f"Status: {base}/")
         if town.backend_url:
             print(f"Backend: {town.backend_url}/")
@@ -79,6 +81,7 @@ async def _main(args: argparse.Namespace) -> int:
             print(f"Kiosks: {len(town.kiosks)} on {town.kiosks[0].link} with scripted villagers "
                   "(screens in the log)")
         print(f"Logs: {args.dir}/devices/<device>/console.log")
+        print(f"Technician token: {args.dir}/technician-token (huimin ota push --token-file)")
         print("Press Ctrl-C to stop.", flush=True)
         riders = None if args.no_riders else asyncio.create_task(town.riders(), name="riders")
         villagers = asyncio.create_task(town.villagers(), name="villagers") if town.kiosks \

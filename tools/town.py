@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import random
+import secrets
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -20,13 +21,16 @@ import aiohttp
 from wire import idcard
 
 from edge import config as edge_config
+from edge.api_tokens import ApiTokens
 from edge.config import EdgeConfig
+from edge.device_keys import dump_devices, write_private
 from edge.service import EdgeService
 from hardware.dock_emulator import DockEmulator
 from hardware.idcard_emulator import Card, IdCardModule, fictional_card
 from hardware.kiosk_emulator import HmiScreen, VoiceModule
 from hardware.serial_line import SerialLine
-from tools.broker import Broker, free_port, mosquitto_path
+from tools.broker import Broker, TlsFiles, free_port, mosquitto_path, password_hash
+from tools.ca import county_tls
 from tools.devbackend import DevBackend
 from tools.firmware import build, install, micropython_path
 
@@ -40,11 +44,13 @@ PLACES = [("递铺街道", "Dipu"), ("昌硕广场", "Changshuo Square"),
           ("体育中心", "Sports Centre"), ("凤凰山", "Fenghuang Hill"), ("万达广场", "Wanda Plaza")]
 CENTRE = (30.638, 119.681)
 ROOT = Path(__file__).resolve().parent.parent
-HEAP = "64K"  # as shipped: the dock firmware must fit a 64K heap
-KIOSK_HEAP = "64K"  # the kiosk, too (tests/firmware/test_kiosk_heap.py)
-# On MQTT the kiosk needs more: the client's code and names take 5K more than the
-# serial link's (docs/kiosk.md, measured), and 64K leaves it no room for an answer.
-KIOSK_MQTT_HEAP = "72K"
+# Each device's heap: the smallest (in 4K steps) at which its soak keeps 10%
+# free at its lowest (tests/firmware/test_heap_soak.py, test_kiosk_heap.py);
+# the figures are in firmware/apps/dock/README.md and docs/kiosk.md.
+HEAP = "76K"  # a dock on a serial line
+MQTT_HEAP = "84K"  # a dock on MQTT: the client, TLS and its buffers
+KIOSK_HEAP = "76K"
+KIOSK_MQTT_HEAP = "80K"
 
 
 @dataclass
@@ -60,6 +66,7 @@ class SimDock:
     restarts: int = 0
     log_path: Path = field(default_factory=Path)
     config: dict[str, Any] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)  # command_key, mqtt password
 
 
 @dataclass
@@ -74,12 +81,13 @@ class SimKiosk:
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
     log_path: Path = field(default_factory=Path)
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 class Town:
     def __init__(self, workdir: Path, docks: int = 6, slots: int = 12, mqtt_share: float = 0.5,
                  http_port: int = 0, heartbeat_s: int = 10, seed: int | None = None,
-                 heap: str = HEAP, use_mqtt: bool | None = None, fill: float = 0.6,
+                 heap: str | None = None, use_mqtt: bool | None = None, fill: float = 0.6,
                  backend: bool = True, edge_process: bool = False,
                  city_broker: bool = False, kiosks: int = 0,
                  kiosk_heap: str | None = None, baud: int = 0, ota_key: str = "",
@@ -118,6 +126,11 @@ class Town:
         self._edge_task: asyncio.Task[None] | None = None
         self._sup: list[asyncio.Task[None]] = []
         self._bike_no = 0
+        self.device_secrets: dict[str, dict[str, str]] = {}
+        self.token = ""  # a technician's API token for this town's edge
+        self.edge_mqtt_password = ""
+        self.bridge_password = self.city_backend_password = ""
+        self.tls: TlsFiles | None = None
 
     # -- set-up ------------------------------------------------------------------
     def _new_bike(self) -> str:
@@ -130,21 +143,28 @@ class Town:
                  f"heartbeat_timeout_s = {self.heartbeat_s * 3}", "",
                  "[system]", 'id = "anji-public-bikes"', 'name_zh = "安吉公共自行车"',
                  'name_en = "Anji Public Bikes"', ""]
+        lines.insert(5, f'device_keys = "{self.dir / "device-keys.toml"}"')
+        lines.insert(6, f'api_tokens = "{self.dir / "api-tokens.toml"}"')
         if self.broker is not None:
-            lines += ["[mqtt]", f'url = "{self.broker.url}"', ""]
+            lines += ["[mqtt]", f'url = "{self.broker.url}"', 'username = "huimin-edge"',
+                      f'password = "{self.edge_mqtt_password}"', ""]
         if self.city_broker is not None:
             lines += ["[[uplinks]]", 'name = "city-mqtt"', 'kind = "mqtt"',
-                      f'url = "{self.city_broker.url}"', "timeout_s = 5", ""]
+                      f'url = "{self.city_broker.url}"', "timeout_s = 5",
+                      'username = "bridge-anji"', f'password = "{self.bridge_password}"',
+                      f'secret = "{self.secret}"', ""]
         if self.backend_url:
             lines += ["[[uplinks]]", 'name = "city"', 'kind = "webhook"',
                       f'url = "{self.backend_url}/webhook"', f'secret = "{self.secret}"',
                       "timeout_s = 5", ""]
         for d in self.docks:
             if d.line is not None:
-                lines += ["[[serial]]", f'port = "{d.line.paths[1]}"', ""]
+                lines += ["[[serial]]", f'port = "{d.line.paths[1]}"', f'devices = ["{d.dev}"]',
+                          ""]
         for k in self.kiosks:
             if "edge" in k.lines:
-                lines += ["[[serial]]", f'port = "{k.lines["edge"].paths[1]}"', ""]
+                lines += ["[[serial]]", f'port = "{k.lines["edge"].paths[1]}"',
+                          f'devices = ["{k.dev}"]', ""]
             lines += ["[[kiosks]]", f'id = "{k.dev}"', ""]
         for i, d in enumerate(self.docks):
             zh, en = PLACES[i % len(PLACES)]
@@ -160,7 +180,8 @@ class Town:
     async def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         for stale in ("edge.db", "edge.db-wal", "edge.db-shm", "broker", "devices", "backend.db",
-                      "backend.db-wal", "backend.db-shm", "city-broker"):
+                      "backend.db-wal", "backend.db-shm", "city-broker", "ca", "device-keys.toml",
+                      "device-keys.toml.counter", "api-tokens.toml", "technician-token"):
             p = self.dir / stale
             if p.is_dir():
                 shutil.rmtree(p)
@@ -168,8 +189,11 @@ class Town:
                 p.unlink()
         self.firmware = build("unix")
         if self.use_mqtt:
-            self.broker = Broker(self.dir / "broker")
-            await self.broker.start()
+            # The county's setup, as docs/deploy.md makes it: a CA, the broker's
+            # certificate, accounts for the edge and each MQTT device.
+            self.tls = county_tls(self.dir / "ca", ["127.0.0.1", "localhost"])
+            self.broker = Broker(self.dir / "broker", tls=self.tls)
+            self.edge_mqtt_password = self.broker.account("huimin-edge", "edge")
         n_mqtt = round(self.n_docks * self.mqtt_share)
         for i in range(self.n_docks):
             dev = f"dock-{i + 1:03d}"
@@ -182,6 +206,7 @@ class Town:
             if link == "serial":
                 d.line = SerialLine()
                 d.line.open()
+            self._provision(d)
             self.docks.append(d)
         for i in range(self.n_kiosks):
             link = "mqtt" if self.kiosk_link == "mqtt" and self.broker is not None else "serial"
@@ -195,17 +220,27 @@ class Town:
             k.voice = VoiceModule(k.lines["voice"].paths[1])
             for peer in (k.module, k.screen, k.voice):
                 await peer.start()
+            self._provision(k)
             self.kiosks.append(k)
+        write_private(self.dir / "device-keys.toml", dump_devices(self.device_secrets))
+        # The simulator's technician (huimin token add sim --out ...): what the
+        # technician tools send the edge's API.
+        self.token = ApiTokens(self.dir / "api-tokens.toml").add("sim")
+        write_private(self.dir / "technician-token", self.token + "\n")
+        if self.broker is not None:
+            await self.broker.start()
         if self.http_port == 0:
             self.http_port = free_port()
         if self.with_city_broker:
             self.city_broker = Broker(self.dir / "city-broker")
+            self.bridge_password = self.city_broker.account("bridge-anji", "bridge")
+            self.city_backend_password = self.city_broker.account("city-backend", "backend")
             await self.city_broker.start()
         if self.with_backend:
             self.backend = DevBackend(self.dir / "backend.db", self.secret)
             self.backend_url = await self.backend.start()
         toml = self._edge_toml()
-        (self.dir / "edge.toml").write_text(toml, encoding="utf-8")
+        write_private(self.dir / "edge.toml", toml)  # it holds the edge's broker password
         self.cfg = edge_config.load(self.dir / "edge.toml")
         if self.edge_process:
             await self.start_edge_process()
@@ -224,6 +259,23 @@ class Town:
             await self._start_dock(d)
         for k in self.kiosks:
             await self._start_kiosk(k)
+
+    def _provision(self, d: SimDock | SimKiosk) -> None:
+        """What `huimin provision` makes for a device: its command key and, on
+        MQTT, its broker account (the edge keeps the key, the broker the hash)."""
+        d.secrets["command_key"] = secrets.token_hex(32)
+        entry = {"command_key": d.secrets["command_key"]}
+        if d.link == "mqtt" and self.broker is not None:
+            d.secrets["mqtt_password"] = pw = secrets.token_urlsafe(18)
+            entry["mqtt_password"] = password_hash(pw)
+            self.broker.add_hashed(d.dev, entry["mqtt_password"])
+        self.device_secrets[d.dev] = entry
+
+    def _device_mqtt(self, d: SimDock | SimKiosk) -> dict[str, Any]:
+        assert self.broker is not None and self.broker.tls_port is not None
+        shutil.copyfile(self.dir / "ca" / "ca.der", d.flash / "ca.der")
+        return {"host": "127.0.0.1", "port": self.broker.tls_port, "keepalive": 15,
+                "user": d.dev, "password": d.secrets["mqtt_password"], "ca": "ca.der"}
 
     async def start_edge_process(self) -> None:
         """`huimin edge` as a child process, as on a Pi; ready when /healthz answers."""
@@ -256,10 +308,11 @@ class Town:
         d.config = {"dev": d.dev, "site": "anji", "kind": "dock", "slots": d.slots,
                     "link": d.link, "bus": bus, "heartbeat_s": self.heartbeat_s,
                     "uart": d.line.paths[0] if d.line else "", "ota_key": self.ota_key,
-                    "ota_confirm_s": self.ota_confirm_s}
+                    "ota_confirm_s": self.ota_confirm_s,
+                    "cmd_key": d.secrets["command_key"]}
         if d.link == "mqtt" and self.broker is not None:
-            d.config["mqtt"] = {"host": "127.0.0.1", "port": self.broker.port, "keepalive": 15}
-        (d.flash / "config.json").write_text(json.dumps(d.config))
+            d.config["mqtt"] = self._device_mqtt(d)
+        write_private(d.flash / "config.json", json.dumps(d.config))
         d.log_path = d.flash / "console.log"
         # The firmware sits on the device's filesystem, as after `flash`; short
         # relative paths also keep the interpreter's interned import paths small.
@@ -274,10 +327,10 @@ class Town:
                "display_uart": k.lines["display"].paths[0],
                "voice_uart": k.lines["voice"].paths[0], "region_key": self.region_key.hex(),
                "heartbeat_s": self.heartbeat_s, "show_s": 30, "ota_key": self.ota_key,
-               "ota_confirm_s": self.ota_confirm_s}
+               "ota_confirm_s": self.ota_confirm_s, "cmd_key": k.secrets["command_key"]}
         if k.link == "mqtt" and self.broker is not None:
-            cfg["mqtt"] = {"host": "127.0.0.1", "port": self.broker.port, "keepalive": 15}
-        (k.flash / "config.json").write_text(json.dumps(cfg))
+            cfg["mqtt"] = self._device_mqtt(k)
+        write_private(k.flash / "config.json", json.dumps(cfg))
         install(self.firmware, k.flash)
         k.log_path = k.flash / "console.log"
         self._sup.append(asyncio.create_task(self._supervise(k), name=f"fw:{k.dev}"))
@@ -297,7 +350,7 @@ class Town:
             with open(d.log_path, "ab") as out:  # noqa: ASYNC230 (opening a log is instant)
                 d.proc = await asyncio.create_subprocess_exec(
                     micropython_path(), "-X",
-                    f"heapsize={self.kiosk_heap if isinstance(d, SimKiosk) else self.heap}",
+                    f"heapsize={self._heap(d)}",
                     "main.py", cwd=d.flash, stdout=out, stderr=out)
                 rc = await d.proc.wait()
             if self._stop.is_set():
@@ -305,6 +358,11 @@ class Town:
             d.restarts += 1
             log.warning("%s firmware exited (%s); restarting", d.dev, rc)
             await asyncio.sleep(0.5)
+
+    def _heap(self, d: SimDock | SimKiosk) -> str:
+        if isinstance(d, SimKiosk):
+            return self.kiosk_heap
+        return self.heap or (MQTT_HEAP if d.link == "mqtt" else HEAP)
 
     async def wait_online(self, limit_s: float = 20.0) -> None:
         assert self.edge is not None

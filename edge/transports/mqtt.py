@@ -20,7 +20,8 @@ from wire import message, names
 
 from edge.config import MqttConfig
 from edge.metrics import Metrics
-from edge.model import Inbound
+from edge.model import DeviceAuth, Inbound
+from edge.transports.authentic import authentic
 
 log = logging.getLogger("edge.mqtt")
 
@@ -46,8 +47,9 @@ def raise_if_cancelling() -> None:
 
 class MqttTransport:
     def __init__(self, cfg: MqttConfig, site: str, inbound: asyncio.Queue[Inbound],
-                 metrics: Metrics) -> None:
+                 metrics: Metrics, keys: DeviceAuth) -> None:
         self.cfg = cfg
+        self.keys = keys
         self.site = site
         self.name = "mqtt"
         self.inbound = inbound
@@ -62,6 +64,7 @@ class MqttTransport:
         client = aiomqtt.Client(
             c.host, c.port, identifier=c.client_id, username=c.username, password=c.password,
             keepalive=c.keepalive, clean_session=False, timeout=10, socket_options=NODELAY,
+            tls_params=aiomqtt.TLSParameters(ca_certs=str(c.ca)) if c.tls and c.ca else None,
             will=aiomqtt.Will(self._status_topic, b'{"online":false}', qos=1, retain=True))
         # Acks are sent without waiting one by one (service._acker): up to 256 in
         # flight is normal, not worth aiomqtt's warning.
@@ -117,6 +120,8 @@ class MqttTransport:
             self.metrics.inc("rx.rejected", "wrong_topic")
             log.warning("mqtt: %s message on %s", msg["t"], topic)
             return
+        if not authentic(self.keys, dev, bytes(payload), self.metrics, "mqtt"):
+            return
         await self.inbound.put(Inbound(dev, msg, self._replier(dev), self.name, time.time()))
 
     def _replier(self, dev: str) -> Any:
@@ -128,7 +133,13 @@ class MqttTransport:
                 self.metrics.inc("tx.dropped", "mqtt_down")
                 return
             try:
-                await client.publish(topic, message.encode(msg), qos=1)
+                data = self.keys.seal(dev, msg)
+            except KeyError:
+                self.metrics.inc("tx.dropped", "no_key")
+                log.warning("mqtt: %s has no command key (not provisioned): not sent", dev)
+                return
+            try:
+                await client.publish(topic, data, qos=1)
             except aiomqtt.MqttError as exc:
                 self.metrics.inc("tx.dropped", "mqtt_error")
                 log.warning("mqtt: reply to %s failed: %s", dev, exc)

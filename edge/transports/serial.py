@@ -17,7 +17,8 @@ from wire.link import Link
 
 from edge.config import SerialConfig
 from edge.metrics import Metrics
-from edge.model import Inbound
+from edge.model import DeviceAuth, Inbound, Reply
+from edge.transports.authentic import authentic
 
 log = logging.getLogger("edge.serial")
 _GAP_S = 0.1  # a partial frame older than this is abandoned
@@ -29,12 +30,14 @@ def _ms() -> int:
 
 class SerialTransport:
     def __init__(self, cfg: SerialConfig, inbound: asyncio.Queue[Inbound], metrics: Metrics,
-                 ) -> None:
+                 keys: DeviceAuth) -> None:
         self.cfg = cfg
+        self.keys = keys
         self.name = f"serial:{cfg.port}"
         self.inbound = inbound
         self.metrics = metrics
         self.link: Link | None = None
+        self._repliers: dict[str, Reply] = {}
         self._wake = asyncio.Event()
         self.connected = asyncio.Event()
 
@@ -111,14 +114,37 @@ class SerialTransport:
             self.metrics.inc("rx.rejected", "no_device")
             log.warning("%s: dropped %s message without a device id", self.name, msg["t"])
             return
-        await self.inbound.put(Inbound(dev, msg, self.reply, self.name, now))
+        if dev not in self.cfg.devices:
+            # The cable is the device's credential: only the devices configured
+            # on this port may speak on it (docs/security.md).
+            self.metrics.inc("rx.rejected", "wrong_port")
+            log.warning("%s: %s message from %r, which is not configured on this port",
+                        self.name, msg["t"], dev[:64])
+            return
+        if not authentic(self.keys, dev, payload, self.metrics, self.name):
+            return
+        await self.inbound.put(Inbound(dev, msg, self._replier(dev), self.name, now))
 
-    async def reply(self, msg: dict[str, Any]) -> None:
+    def _replier(self, dev: str) -> Reply:
+        r = self._repliers.get(dev)
+        if r is None:
+            async def reply(msg: dict[str, Any]) -> None:
+                await self.send(dev, msg)
+            r = self._repliers[dev] = reply
+        return r
+
+    async def send(self, dev: str, msg: dict[str, Any]) -> None:
         link = self.link
         if link is None or not self.connected.is_set():
             self.metrics.inc("tx.dropped", "serial_down")
             return
-        if not link.send(message.encode(msg)):
+        try:
+            data = self.keys.seal(dev, msg)
+        except KeyError:
+            self.metrics.inc("tx.dropped", "no_key")
+            log.warning("%s: %s has no command key (not provisioned): not sent", self.name, dev)
+            return
+        if not link.send(data):
             self.metrics.inc("tx.dropped", "serial_queue_full")
         self._wake.set()
 

@@ -127,6 +127,13 @@ def _decode_point(b):
     return (x, y, 1, x * y % _P)
 
 
+def _small_order(p):
+    # [8]P is the neutral element (0, 1): P is one of the eight torsion points.
+    # A key or R like that lets one signature verify for every message.
+    q = _mul(8, p)
+    return q[0] % _P == 0 and (q[1] - q[2]) % _P == 0
+
+
 _GY = 4 * pow(5, _P - 2, _P) % _P
 _B = None
 
@@ -141,7 +148,9 @@ def verify(public_key, message, signature):
     a = _decode_point(public_key)
     r = _decode_point(signature[:32])
     s = int.from_bytes(signature[32:], "little")
-    if a is None or r is None or s >= _L:
+    # Refused: non-canonical encodings (y >= p, "-0", s >= L: _decode_point and
+    # here) and small-order A or R (RFC 8032 leaves these to the verifier).
+    if a is None or r is None or s >= _L or _small_order(a) or _small_order(r):
         return False
     k = int.from_bytes(sha512(signature[:32] + public_key + message), "little") % _L
     sb = _mul(s, _B)

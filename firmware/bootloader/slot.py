@@ -6,7 +6,9 @@
 #   slot; a second boot still in trial (a crash, or no confirmation by the
 #   deadline) rolls back. The app leaves markers: "ota_confirmed" (the edge heard the
 #   image on trial: keep it) and "ota_update_mode" (boot into update mode, state 3,
-#   which is never written: a reset there is back to normal).
+#   which is never written: a reset there is back to normal). The verify pass
+#   leaves "ota_floor_next", the image's security version; a confirm makes it
+#   "ota_floor", below which verify_image.py refuses images (anti-rollback).
 # Few names and literals: each one is interned for good and costs the app's
 # 64K heap.
 import os
@@ -34,6 +36,10 @@ def choose():
     if int(r[2]) == 2:
         if ok:
             r = ("%s - 0 0 update_confirmed" % r[1]).split()
+            try:  # anti-rollback: the confirmed image's security version is the floor
+                os.rename("ota_floor_next", "ota_floor")
+            except OSError:
+                pass
         elif int(r[3]) == 0:
             r[3] = r[2]  # tried once; the slot to start is r[1]
         else:

@@ -25,6 +25,15 @@ def _check(slot, active):
     with open(active + "/board.json") as f:
         if json.load(f).get("name") != man.get("board"):
             return "refused:board"
+    # Anti-rollback: an image below the floor (the security version of the last
+    # confirmed image) is refused, however genuinely it was signed once.
+    sec = man.get("security", 0)
+    if not isinstance(sec, int) or sec < floor():
+        return "refused:rollback"
+    # Only signed files may sit in the slot: an unlisted lib/x.py would be
+    # imported before the signed lib/x.mpy.
+    if _stray(slot, man["files"], ""):
+        return "refused:stray"
     buf = bytearray(512)
     for path, want in man["files"].items():
         try:
@@ -33,6 +42,29 @@ def _check(slot, active):
             return "refused:missing"
         if got != want:
             return "refused:hash"
+    return None
+
+
+def floor():
+    try:
+        with open("ota_floor") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 0
+
+
+def _stray(slot, files, d):
+    """The first file in the slot that the manifest does not list, or None."""
+    import os
+
+    for e in os.ilistdir(slot + "/" + d if d else slot):
+        p = d + "/" + e[0] if d else e[0]
+        if e[1] == 0x4000:
+            s = _stray(slot, files, p)
+            if s:
+                return s
+        elif p not in files and p != "manifest.json" and p != "manifest.sig":
+            return p
     return None
 
 
@@ -62,6 +94,11 @@ def run(r):
     if why is None:
         print("I %d boot: image in slot_%s verified; trial boot" % (time.ticks_ms(), r[1]))
         r = [r[0], r[1], "2", "0", "verified"]
+        # The floor rises only when the edge confirms this image (slot.py).
+        with open("slot_" + r[1] + "/manifest.json") as f:
+            sec = json.load(f).get("security", 0)
+        with open("ota_floor_next", "w") as f:
+            f.write(str(sec))
     else:
         print("W %d boot: image in slot_%s %s; staying on slot_%s" % (
             time.ticks_ms(), r[1], why, r[0]))

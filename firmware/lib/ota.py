@@ -93,7 +93,36 @@ def _check(slot):
                     return "hash " + p
             except OSError:
                 return "missing " + p
-    return None if n_files else "manifest lists no files"
+    if not n_files:
+        return "manifest lists no files"
+    # Every listed file is there; any more is a stray (an unlisted lib/x.py
+    # would be imported before the signed lib/x.mpy). Counted first: no set of
+    # 40 names on a fragmented heap. Strays are removed and the image refused.
+    if sum(1 for _ in _files(slot, "")) == n_files + 2:  # + manifest.json, .sig
+        return None
+    stray = None
+    for p in _files(slot, ""):
+        if p != "manifest.json" and p != "manifest.sig" and not _listed(slot, p):
+            os.remove(slot + "/" + p)
+            stray = p
+    return "stray " + stray if stray else "manifest.sig missing"
+
+
+def _files(slot, d):
+    for e in os.ilistdir(slot + "/" + d if d else slot):
+        p = d + "/" + e[0] if d else e[0]
+        if e[1] == 0x4000:
+            yield from _files(slot, p)
+        else:
+            yield p
+
+
+def _listed(slot, path):
+    with open(slot + "/manifest.json") as m:
+        for p, _ in _entries(m):
+            if p == path:
+                return True
+    return False
 
 
 def handle(msg):
@@ -150,22 +179,27 @@ class Updater:
         self.cfg = cfg
         self.boot = boot
         self._last = time.ticks_ms()
+        from command_guard import CommandGuard
+
+        # Every update step is a command: MAC and counter checked like the app's.
+        guard = CommandGuard(cfg["cmd_key"], cfg["dev"])
         if cfg["link"] == "mqtt":
             from uplink.mqtt import MqttUplink
 
             self.uplink = MqttUplink(cfg["mqtt"], cfg["dev"], cfg["site"], boot,
-                                     self._on_message, self._hello)
+                                     guard, self._on_message, self._hello)
         else:
             from uplink.serial import SerialUplink
 
             # Update mode has the heap: frames up to 1K, so 512-byte chunks.
-            self.uplink = SerialUplink(hal.uart("edge", cfg), self._on_message, self._hello,
-                                       1024)
+            self.uplink = SerialUplink(hal.uart("edge", cfg), guard, self._on_message,
+                                       self._hello, 1024)
 
     def _hello(self):
         self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": self.cfg["kind"],
                           "fw": self.cfg["fw"], "slots": self.cfg.get("slots", 0),
-                          "boot": self.boot, "epoch": "-", "ota": "receiving"})
+                          "boot": self.boot, "epoch": "-", "ota": "receiving",
+                          "ctr": self.uplink.guard.last})
 
     def _on_message(self, msg):
         import time

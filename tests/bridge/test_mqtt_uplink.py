@@ -13,6 +13,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
+from cloud_bridge import signing
 from tests.conftest import needs_mosquitto, run, until
 from tools.town import Town
 
@@ -22,12 +23,13 @@ pytestmark = needs_mosquitto
 class CitySubscriber:
     """A city-side consumer with a persistent session (paho's own thread)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, password: str) -> None:
         self.got: list[tuple[str, dict[str, Any]]] = []
         self.retained: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="city-consumer",
                         clean_session=False)
+        c.username_pw_set("city-backend", password)
         c.on_connect = lambda cl, *_: cl.subscribe("huimin-city/#", qos=1)
         c.on_message = self._on
         c.reconnect_delay_set(0.1, 1)
@@ -57,7 +59,7 @@ def test_city_broker_gets_events_status_gbfs_and_sends_rentals(tmp_path: Path) -
                         backend=False, city_broker=True) as town:
             await town.wait_online()
             assert town.city_broker is not None and town.edge is not None
-            sub = CitySubscriber(town.city_broker.port)
+            sub = CitySubscriber(town.city_broker.port, town.city_backend_password)
             try:
                 d = town.docks[0]
                 bike = await town.rent(d)
@@ -81,10 +83,28 @@ def test_city_broker_gets_events_status_gbfs_and_sends_rentals(tmp_path: Path) -
                 doc = sub.retained[gbfs_topic]
                 assert doc["version"] == "3.0" and doc["data"]["stations"][0]["station_id"] == \
                     st.station_id
-                # A rental published for this site.
+                # A rental published for this site: refused unsigned, stale or
+                # signed with another key; taken once when the backend signed it.
                 locked = [i for i, s in enumerate(d.emulator.slots) if s.present and s.latched]
-                sub.c.publish("huimin-city/anji/rentals/new", json.dumps(
-                    {"rental_id": "mq-1", "station": d.station, "slot": locked[0]}), qos=1)
+                body = json.dumps({"rental_id": "mq-1", "station": d.station, "slot": locked[0]})
+                m = town.edge.metrics
+
+                def send(env: dict[str, Any]) -> None:
+                    sub.c.publish("huimin-city/anji/rentals/new", json.dumps(env),
+                                  qos=1).wait_for_publish(5)
+
+                send(json.loads(body))  # the old unsigned form
+                await until(lambda: m.get("rentals.rejected", "malformed") == 1)
+                for secret, ts in (("another-sites-key-0123", None), (town.secret, 1_000_000)):
+                    h = signing.sign(secret, body.encode(), ts)
+                    send({"body": body, "ts": int(h["X-Huimin-Timestamp"]),
+                          "sig": h["X-Huimin-Signature"]})
+                await until(lambda: m.get("rentals.rejected", "signature") == 2)
+                assert not d.emulator.takeable()
+                h = signing.sign(town.secret, body.encode())
+                signed = {"body": body, "ts": int(h["X-Huimin-Timestamp"]),
+                          "sig": h["X-Huimin-Signature"]}
+                send(signed)
                 await until(lambda: d.emulator.takeable(), 10)
                 d.emulator.take_bike(locked[0])
 
@@ -95,6 +115,9 @@ def test_city_broker_gets_events_status_gbfs_and_sends_rentals(tmp_path: Path) -
                     return None
                 res = await until(result, 20)
                 assert res["ok"] and res["slot"] == locked[0]
+                send(signed)  # replayed: its rental_id is taken, no second unlock
+                await until(lambda: m.get("rentals.duplicate") == 1)
+                assert not d.emulator.takeable()
             finally:
                 sub.close()
     run(main())

@@ -97,7 +97,8 @@ def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
                     assert r["fw"] == "0.1.0" and r["station"] == d.station
                     assert r["link"].startswith(d.link) and r["faults"] == "0"
                 from tools.flash import register
-                await asyncio.to_thread(register, edge, "dock-099", town.docks[0].station, "dock")
+                await asyncio.to_thread(register, edge, "dock-099", town.docks[0].station, "dock",
+                                        "99" * 32, None, town.token)
                 await until(lambda: row("dock-099").get("state") == "offline", 10)
                 summary = browser.find_element(By.ID, "summary").text
                 assert summary.startswith("3 devices, 2 online, 1 offline"), summary

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import needs_mosquitto, run, until
 from tools.firmware import FIRMWARE, build, keygen, micropython_path, sign
 from tools.ota import push
-from tools.town import Town
+from tools.town import HEAP, Town
 
 # RFC 8032, section 7.1: TEST 1, 2 and 3 (secret key, public key, message, signature).
 RFC8032 = [
@@ -40,7 +40,8 @@ RFC8032 = [
 
 def _vectors() -> list[tuple[str, str, str, bool]]:
     """(public, message, signature, valid): RFC 8032's, then the library's own
-    over a manifest-sized message, then tampered ones."""
+    over a manifest-sized message, then tampered ones, small-order points and
+    non-canonical encodings."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -60,6 +61,22 @@ def _vectors() -> list[tuple[str, str, str, bool]]:
     out.append((pk, msg[:-2] + "00", sig, False))  # message changed
     out.append((pk, msg, sig[:-2] + ("00" if sig[-2:] != "00" else "01"), False))  # sig changed
     out.append((RFC8032[1][1], msg, sig, False))  # someone else's key
+    # Small-order keys and R: with A = R = the neutral point and s = 0 a plain
+    # RFC 8032 check accepts the "signature" for any message at all.
+    neutral = "01" + "00" * 31
+    torsion = [neutral, "ec" + "ff" * 30 + "7f",  # order 1 and 2 (y = 1, y = -1)
+               "00" * 32, "00" * 31 + "80",  # order 4 (y = 0)
+               "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+               "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"]
+    for a in torsion:
+        out.append((a, msg, neutral + "00" * 32, False))
+    out.append((pk, msg, neutral + sig[64:], False))  # a real key, small-order R
+    # Non-canonical encodings: y >= p for the key (1 + p), and s + L for s.
+    out.append(("ee" + "ff" * 30 + "7f", msg, neutral + "00" * 32, False))
+    _, pk1, msg1, sig1 = RFC8032[0]
+    s_plus_l = int.from_bytes(bytes.fromhex(sig1[64:]), "little") + 2 ** 252 + \
+        27742317777372353535851937790883648493
+    out.append((pk1, msg1, sig1[:64] + s_plus_l.to_bytes(32, "little").hex(), False))
     return out
 
 
@@ -74,13 +91,13 @@ def test_ed25519_verifier_matches_rfc8032_and_cryptography_on_both_interpreters(
     spec.loader.exec_module(mod)
     for pk, msg, sig, valid in vectors:
         assert mod.verify(bytes.fromhex(pk), bytes.fromhex(msg), bytes.fromhex(sig)) is valid
-    # The shipped .mpy under MicroPython, in a 64K heap.
+    # The shipped .mpy under MicroPython, in the dock's heap.
     image = build("unix")
     code = ("import sys, binascii as b\nsys.path.insert(0, %r)\nimport ed25519\n" %
             str(image / "bootloader")
             + "".join("print(ed25519.verify(b.unhexlify(%r), b.unhexlify(%r), b.unhexlify(%r)))\n"
                       % v[:3] for v in vectors))
-    r = subprocess.run([micropython_path(), "-X", "heapsize=64K", "-c", code],
+    r = subprocess.run([micropython_path(), "-X", f"heapsize={HEAP}", "-c", code],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [str(v[3]) for v in vectors]
@@ -114,8 +131,17 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     shutil.copytree(good, tampered)
     victim = next(p for p in sorted(tampered.rglob("*.mpy")))
     victim.write_bytes(victim.read_bytes() + b"\x00")
+    # A genuinely signed image with one file more: a lib/device.py that the
+    # device would import before the signed lib/device.mpy.
+    strayed = d / "img-0.2.0-stray"
+    shutil.copytree(good, strayed)
+    (strayed / "lib" / "device.py").write_text("print('not signed')\n")
+    # A release that fixes a security hole: security version 2.
+    secure = build("unix", d / "img-0.5.0", "0.5.0", security=2)
+    sign(secure, d / "key.pem")
     return {"pub": pub, "good": good, "forged": forged, "broken": broken,
-            "other_board": other_board, "tampered": tampered}
+            "other_board": other_board, "tampered": tampered, "strayed": strayed,
+            "secure": secure}
 
 
 _FRAGMENTED_END_CHECK = """
@@ -123,13 +149,13 @@ import sys, gc, json
 sys.path.insert(0, sys.argv[1] + "/lib")
 sys.path.append(sys.argv[1] + "/bootloader")  # a device's is at its root
 import ota
-# Fill the heap with 600-byte blocks, then free every other one: 16K free, in
+# Fill the heap with 400-byte blocks, then free every other one: ~16K free, in
 # holes, as after a long image transfer.
-keep = [None] * 200
+keep = [None] * 300
 n = 0
 try:
-    while n < 200:
-        keep[n] = bytearray(600)
+    while n < 300:
+        keep[n] = bytearray(400)
         n += 1
 except MemoryError:
     pass
@@ -178,7 +204,8 @@ def _boot_record(flash: Path) -> list[str]:
 
 async def _push(town: Town, image: Path, devices: list[str], wave: int) -> dict[str, Any]:
     edge = f"http://127.0.0.1:{town.http_port}"
-    r: dict[str, Any] = await asyncio.to_thread(push, edge, image, devices, wave, 60.0, 0.2)
+    r: dict[str, Any] = await asyncio.to_thread(push, edge, image, devices, wave, 60.0, 0.2,
+                                                None, town.token)
     return r
 
 
@@ -347,4 +374,91 @@ def test_a_kiosk_is_updated_over_its_serial_line_and_still_answers_a_swipe(
             card = fictional_card(random.Random(8))
             await town.villager(card, RECORDS)
             assert await _swipe(town, k, card) == "惠民资金查询结果"
+    run(main())
+
+
+_STAGED_CHECKS = """
+import sys
+sys.path[:0] = ["slot_a/lib", "bootloader"]
+import ota, verify_image
+print(verify_image._check("slot_b", "slot_a"))
+print(ota._check("slot_b"))
+print(verify_image._check("slot_b", "slot_a"))
+"""
+
+
+def _stage(tmp: Path, images: dict[str, Any], staged: Path, floor: int | None) -> Path:
+    """A device's flash with the good image active and `staged` in slot_b."""
+    flash = tmp / "flash"
+    shutil.copytree(images["good"], flash / "slot_a")
+    shutil.copytree(images["good"] / "bootloader", flash / "bootloader")
+    shutil.copytree(staged, flash / "slot_b")
+    (flash / "config.json").write_text(json.dumps({"ota_key": images["pub"]}))
+    if floor is not None:
+        (flash / "ota_floor").write_text(str(floor))
+    return flash
+
+
+def test_a_signed_image_with_an_extra_file_is_refused_by_updater_and_bootloader(
+        images: dict[str, Any], tmp_path: Path) -> None:
+    """Under MicroPython, on a device's flash: the bootloader's verify pass
+    refuses the staged image for its unlisted lib/device.py; the updater's end
+    check names it and removes it, after which the same image verifies."""
+    flash = _stage(tmp_path, images, images["strayed"], None)
+    r = subprocess.run([micropython_path(), "-X", f"heapsize={HEAP}", "-c", _STAGED_CHECKS],
+                       capture_output=True, text=True, timeout=60, cwd=flash)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.split("\n")[:3] == ["refused:stray", "stray lib/device.py", "None"], r.stdout
+    assert not (flash / "slot_b" / "lib" / "device.py").exists()
+
+
+def test_the_edge_refuses_to_forward_files_the_manifest_does_not_list(
+        images: dict[str, Any]) -> None:
+    from edge.errors import Rejected
+    from edge.ota import Image
+    from tools.ota import image_upload
+
+    import base64
+
+    upload = image_upload(images["good"])
+    Image.from_upload(upload)
+    # The CLI sends only listed files; a hand-made upload adds one.
+    upload["files"]["lib/device.py"] = base64.b64encode(
+        (images["strayed"] / "lib" / "device.py").read_bytes()).decode()
+    with pytest.raises(Rejected, match="does not list.*lib/device.py"):
+        Image.from_upload(upload)
+
+
+def test_an_image_below_the_security_floor_is_refused(images: dict[str, Any],
+                                                      tmp_path: Path) -> None:
+    """The floor comes from a confirmed image (ota_floor): a genuinely signed
+    older image is refused by the verify pass; at the floor it passes."""
+    flash = _stage(tmp_path / "low", images, images["good"], 2)
+    r = subprocess.run([micropython_path(), "-X", f"heapsize={HEAP}", "-c", _STAGED_CHECKS],
+                       capture_output=True, text=True, timeout=60, cwd=flash)
+    assert r.stdout.split("\n")[0] == "refused:rollback", r.stdout + r.stderr
+    flash = _stage(tmp_path / "at", images, images["secure"], 2)
+    r = subprocess.run([micropython_path(), "-X", f"heapsize={HEAP}", "-c", _STAGED_CHECKS],
+                       capture_output=True, text=True, timeout=60, cwd=flash)
+    assert r.stdout.split("\n")[0] == "None", r.stdout + r.stderr
+
+
+def test_after_a_security_update_is_confirmed_a_downgrade_is_refused(
+        images: dict[str, Any], tmp_path: Path) -> None:
+    """End to end: 0.5.0 (security 2) confirmed raises the dock's floor; the
+    older, genuinely signed 0.2.0 (security 1) is then refused:rollback."""
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=5,
+                        ota_key=images["pub"]) as town:
+            await town.wait_online()
+            d = town.docks[0]
+            r = await _push(town, images["secure"], [d.dev], wave=1)
+            assert r["devices"][d.dev]["state"] == "confirmed", r
+            # The confirm takes effect at the next boot (the bootloader owns the
+            # record): the next push's reboot into update mode, before any verify.
+            await _push_refused(town, images["good"], "refused:rollback")
+            assert (d.flash / "ota_floor").read_text() == "2"
+            await town.wait_online()
+            assert edge_fw(town)[d.dev] == "0.5.0"
+            await _rent_works(town)
     run(main())

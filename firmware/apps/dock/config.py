@@ -9,6 +9,7 @@ _log = log.get("dock")
 # key: (default, min, max) for numbers; (default, None, choices) for strings
 SCHEMA = {
     "dev": (None, None, None),
+    "cmd_key": (None, None, None),  # hex: the edge's messages are checked with it
     "site": ("town", None, None),
     "kind": ("dock", None, ("dock",)),
     "slots": (12, 1, 32),
@@ -42,7 +43,10 @@ def load(path):
         elif hi is not None and v not in hi:
             raise ValueError("config: %s=%r not one of %r" % (key, v, hi))
         cfg[key] = v
-    cfg["mqtt"] = raw.get("mqtt") or {}
+    cfg["mqtt"] = m = raw.get("mqtt") or {}
+    if cfg["link"] == "mqtt" and not (m.get("user") and m.get("password") and m.get("ca")):
+        # No anonymous or clear-text broker: an account and the county CA (TLS).
+        raise ValueError("config: link=mqtt needs mqtt.user, mqtt.password and mqtt.ca")
     cfg["wifi"] = raw.get("wifi") or {}  # {"ssid", "password"}: a board on MQTT over Wi-Fi
     if cfg["link"] == "serial" and not cfg["uart"]:
         raise ValueError("config: link=serial needs uart")
@@ -52,6 +56,8 @@ def load(path):
 def dump(cfg):
     for key in sorted(cfg):
         v = cfg[key]
-        if key == "mqtt" or key == "wifi":
+        if key == "cmd_key":
+            v = "*"
+        elif key == "mqtt" or key == "wifi":
             v = dict((k, "*" if k == "password" else x) for k, x in v.items())
         _log.info("config %s = %r", key, v)

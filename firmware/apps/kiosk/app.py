@@ -11,6 +11,7 @@ import device
 import hal
 import log
 from apps.kiosk import screens
+from command_guard import CommandGuard
 from drivers.display import Display, Voice
 from drivers.sam_reader import ReadError, SamReader
 from wire import idcard
@@ -28,16 +29,17 @@ class App:
         self.display = Display(hal.uart("display", cfg), screens.VP)
         self.voice = Voice(hal.uart("voice", cfg), self.display)
         self.key = binascii.unhexlify(cfg["region_key"])
+        guard = CommandGuard(cfg["cmd_key"], cfg["dev"])
         if cfg["link"] == "mqtt":
             from uplink.mqtt import MqttUplink
 
             self.uplink = MqttUplink(cfg["mqtt"], cfg["dev"], cfg["site"], boot,
-                                     self._on_message, self._on_connect)
+                                     guard, self._on_message, self._on_connect)
         else:
             from uplink.serial import SerialUplink
 
             # Fund answers are the largest messages: wire/names.py KIOSK_MAX_MESSAGE.
-            self.uplink = SerialUplink(hal.uart("edge", cfg), self._on_message,
+            self.uplink = SerialUplink(hal.uart("edge", cfg), guard, self._on_message,
                                        self._on_connect, 640)
         self._req = 0
         self._answer = None
@@ -49,7 +51,7 @@ class App:
     def _on_connect(self):
         self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": "kiosk",
                           "fw": self.cfg["fw"], "slots": 0, "boot": self.boot, "epoch": "-",
-                          "ota": self.cfg["ota"]})
+                          "ota": self.cfg["ota"], "ctr": self.uplink.guard.last})
 
     def _on_message(self, msg):
         if msg["t"] == "near":

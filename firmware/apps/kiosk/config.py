@@ -7,6 +7,7 @@ _log = log.get("kiosk")
 
 SCHEMA = {
     "dev": (None, None, None),
+    "cmd_key": (None, None, None),  # hex: the edge's messages are checked with it
     "site": ("town", None, None),
     "kind": ("kiosk", None, ("kiosk",)),
     "link": ("serial", None, ("serial", "mqtt")),
@@ -42,7 +43,10 @@ def load(path):
         cfg[key] = v
     if len(cfg["region_key"]) < 32:
         raise ValueError("config: region_key must be at least 16 bytes of hex")
-    cfg["mqtt"] = raw.get("mqtt") or {}
+    cfg["mqtt"] = m = raw.get("mqtt") or {}
+    if cfg["link"] == "mqtt" and not (m.get("user") and m.get("password") and m.get("ca")):
+        # No anonymous or clear-text broker: an account and the county CA (TLS).
+        raise ValueError("config: link=mqtt needs mqtt.user, mqtt.password and mqtt.ca")
     cfg["wifi"] = raw.get("wifi") or {}  # {"ssid", "password"}: a board on MQTT over Wi-Fi
     return cfg
 
@@ -50,7 +54,7 @@ def load(path):
 def dump(cfg):
     for key in sorted(cfg):
         v = cfg[key]
-        if key == "region_key":
+        if key == "region_key" or key == "cmd_key":
             v = "*"
         elif key == "mqtt" or key == "wifi":
             v = dict((k, "*" if k == "password" else x) for k, x in v.items())

@@ -43,8 +43,11 @@ def _str(s):
 
 class MQTTClient:
     def __init__(self, client_id, host, port=1883, user=None, password=None,
-                 keepalive=30, will=None, clean=True, timeout_ms=5000, on_message=None):
+                 keepalive=30, will=None, clean=True, timeout_ms=5000, on_message=None,
+                 ca=None):
         self.client_id = client_id
+        self.ca = ca  # the county CA's certificate (DER file): TLS, broker verified
+        self._ctx = None
         self.host = host
         self.port = port
         self.user = user
@@ -117,15 +120,7 @@ class MQTTClient:
         self._acked.clear()
         self.dead.clear()
         self.error = None
-        self._r, self._w = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout)
-        # TCP_NODELAY (IPPROTO_TCP 6, option 1, on Linux and lwIP alike): a
-        # PUBACK and the next PUBLISH are two small writes, and Nagle holds the
-        # second until the broker's delayed ACK of the first, ~40 ms a time.
-        try:
-            self._w.s.setsockopt(6, 1, 1)
-        except (AttributeError, OSError):
-            pass
+        self._r = self._w = await asyncio.wait_for(self._open(), self.timeout)
         await self._send(self._connect_packet())
         try:
             resp = await self._read(4)
@@ -139,6 +134,51 @@ class MQTTClient:
         self._last_rx = time.ticks_ms()
         self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._pinger())]
         return resp[2] & 1  # session present
+
+    async def _open(self):
+        # asyncio.open_connection, with TCP_NODELAY set before TLS wraps the
+        # socket (an SSLSocket has no setsockopt). IPPROTO_TCP 6, option 1 on
+        # Linux and lwIP alike: a PUBACK and the next PUBLISH are two small
+        # writes, and Nagle holds the second until the broker's delayed ACK of
+        # the first, ~40 ms a time.
+        import socket
+        from errno import EINPROGRESS
+
+        from asyncio import core
+
+        ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
+        s = socket.socket(ai[0], ai[1], ai[2])
+        try:
+            s.setsockopt(6, 1, 1)
+        except OSError:
+            pass
+        s.setblocking(False)
+        try:
+            s.connect(ai[-1])
+        except OSError as e:
+            if e.errno != EINPROGRESS:
+                raise
+        ctx = self._tls()
+        if ctx:
+            # The handshake runs with the first writes, non-blocking.
+            s = ctx.wrap_socket(s, server_hostname=self.host, do_handshake_on_connect=False)
+            s.setblocking(False)
+        st = asyncio.StreamReader(s)
+        yield core._io_queue.queue_write(s)  # connected (or failed: the CONNACK read says)
+        return st
+
+    def _tls(self):
+        # One context for the device's life: the CA is parsed once.
+        ctx = self._ctx
+        if ctx is None and self.ca:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.verify_mode = ssl.CERT_REQUIRED  # a broker without the county's cert is refused
+            with open(self.ca, "rb") as f:
+                ctx.load_verify_locations(cadata=f.read())
+            self._ctx = ctx
+        return ctx
 
     async def _reader(self):
         try:

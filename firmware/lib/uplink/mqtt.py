@@ -13,7 +13,7 @@ from micropython import const
 
 import log
 from mqtt.client import MQTTClient
-from wire import message
+from wire import auth, message
 
 _log = log.get("uplink")
 
@@ -30,8 +30,9 @@ _MAX_QUEUE = const(12)
 
 
 class MqttUplink:
-    def __init__(self, cfg, dev, site, boot, on_message, on_connect=None):
+    def __init__(self, cfg, dev, site, boot, guard, on_message, on_connect=None):
         self.cfg = cfg
+        self.guard = guard  # lib/command_guard.py: only the edge's messages pass
         self.dev = dev
         self.base = "huimin/%s/%s/" % (site, dev)
         self.boot = boot
@@ -63,7 +64,9 @@ class MqttUplink:
             # are re-sent until the edge acks them.
             self.dropped += 1
             return False
-        q.append((t, message.encode(msg)))
+        # Sealed with the device's key: even a broker that is not honest cannot
+        # speak for this device (docs/security.md).
+        q.append((t, auth.seal(self.guard.key, auth.UP, message.encode(msg))))
         self._wake.set()
         return True
 
@@ -80,6 +83,12 @@ class MqttUplink:
         except ValueError as e:
             self.bad += 1
             _log.warning("dropped message on %s: %s", topic, e)
+            return
+        why = self.guard.refuse(payload, msg)
+        if why:
+            a = self.guard.answer(msg, why)
+            if a:
+                self.send(a)
             return
         self.on_message(msg)
 
@@ -110,8 +119,8 @@ class MqttUplink:
             delay = min(delay * 2, 30000)
 
     def _status(self, online):
-        return message.encode({"t": "status", "dev": self.dev, "online": online,
-                               "boot": self.boot})
+        return auth.seal(self.guard.key, auth.UP, message.encode(
+            {"t": "status", "dev": self.dev, "online": online, "boot": self.boot}))
 
     def _client(self):
         cfg = self.cfg
@@ -119,7 +128,7 @@ class MqttUplink:
             self.dev, cfg.get("host", "127.0.0.1"), cfg.get("port", 1883),
             cfg.get("user"), cfg.get("password"), cfg.get("keepalive", 30),
             (self.base + "status", self._status(False), True, 1),
-            clean=False, on_message=self._incoming)
+            clean=False, on_message=self._incoming, ca=cfg["ca"])
 
     async def _pump(self, c):
         while not c.dead.is_set():

@@ -7,7 +7,7 @@ import time
 from micropython import const
 
 import log
-from wire import message
+from wire import auth, message
 from wire.link import Link
 
 _log = log.get("uplink")
@@ -16,8 +16,9 @@ _RESERVE = const(640)  # wire/names.py KIOSK_MAX_MESSAGE
 
 
 class SerialUplink:
-    def __init__(self, uart, on_message, on_connect=None, max_payload=256):
+    def __init__(self, uart, guard, on_message, on_connect=None, max_payload=256):
         self.uart = uart
+        self.guard = guard  # lib/command_guard.py: only the edge's messages pass
         self.on_message = on_message
         self.on_connect = on_connect
         # A dock gets only commands and acks (under 100 bytes): 256 is plenty; a
@@ -35,7 +36,9 @@ class SerialUplink:
         self.connected = True  # a serial line has no session; frames are retried
 
     def send(self, msg):
-        ok = self.link.send(message.encode(msg))
+        # Sealed with the device's key: a message the edge can trust came
+        # from this device (docs/security.md).
+        ok = self.link.send(auth.seal(self.guard.key, auth.UP, message.encode(msg)))
         self._wake.set()
         return ok
 
@@ -80,6 +83,12 @@ class SerialUplink:
                     payload = None
                     self.bad += 1
                     _log.warning("dropped message from edge: %r", e)
+                    continue
+                why = self.guard.refuse(payload, msg)
+                if why:
+                    a = self.guard.answer(msg, why)
+                    if a:
+                        self.send(a)
                     continue
                 try:
                     self.on_message(msg)

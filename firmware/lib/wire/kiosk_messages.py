@@ -3,5 +3,5 @@
 from wire import message
 
 message.SCHEMA["lookup"] = "dev #id token"
-message.SCHEMA["funds"] = "#id ?ok err~ *records~ #as_of~ ?stale~"
-message.SCHEMA["near"] = "*stations"
+message.SCHEMA["funds"] = "#id ?ok err~ *records~ #as_of~ ?stale~ mac~"
+message.SCHEMA["near"] = "*stations mac~"

@@ -19,16 +19,18 @@ SLOT_CHARS = "ELUFXDB"
 
 
 # type -> fields; prefix "#" int, "?" bool, "*" any JSON value, none str;
-# suffix "~" optional.
+# suffix "~" optional. Everything the edge sends a device carries "mac" (and a
+# command its counter "ctr"): wire/auth.py; hello tells the edge the last
+# counter the device accepted.
 # Kept as strings: tuples of tuples cost several KiB of a device's heap.
 SCHEMA = {
-    "hello": "dev kind fw #slots #boot epoch ota~",
+    "hello": "dev kind fw #slots #boot epoch ota~ #ctr~",
     "state": "dev #boot #n slots #up~ #mem~",
     "ev": "dev epoch #seq ev #slot bike~ code~ #up~",
     "status": "dev ?online #boot~",
-    "cmd": "#id op #slot~ ?enabled~ path~ #off~ *data~",
-    "ack": "epoch #seq",
-    "res": "dev #id ?ok err~ #slot~",
+    "cmd": "#id op #slot~ ?enabled~ path~ #off~ *data~ #ctr~ mac~",
+    "ack": "epoch #seq mac~",
+    "res": "dev #id ?ok err~ #slot~ #ctr~",
 }
 # Kiosk-only types are added by wire/kiosk_messages.py (kiosks and the edge
 # import it): a dock never loads their names.

@@ -1,0 +1,71 @@
+"""Technician credentials for the edge's API: bearer tokens made and revoked
+with `huimin token`, kept as SHA-256 hashes in a TOML file readable by the
+edge's user only (a stolen copy of the file gives no token). Issue a token
+per technician or laptop, so that one lost laptop is one revocation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import tomllib
+from pathlib import Path
+
+from edge.device_keys import check_private, write_private
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiTokens:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.hashes: dict[str, str] = {}
+        self._mtime = -1.0
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the file again if it changed: a revocation on the Pi takes
+        effect at the next request, without a restart."""
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            self.hashes, self._mtime = {}, -1.0
+            return
+        if mtime == self._mtime:
+            return
+        self._mtime = mtime
+        check_private(self.path)
+        raw = tomllib.loads(self.path.read_text(encoding="utf-8"))
+        self.hashes = {str(k): str(v) for k, v in raw.get("tokens", {}).items()}
+
+    def _save(self) -> None:
+        lines = ["# Technician API tokens (huimin token): SHA-256 of each; mode 0600.",
+                 "[tokens]", *(f'"{n}" = "{h}"' for n, h in sorted(self.hashes.items())), ""]
+        write_private(self.path, "\n".join(lines))
+
+    def add(self, name: str) -> str:
+        """A new token for `name` (replacing any it had); only its hash is kept."""
+        if not name or not name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("a token name is letters, digits, - and _")
+        token = "hmt_" + secrets.token_urlsafe(32)
+        self.hashes[name] = _hash(token)
+        self._save()
+        return token
+
+    def revoke(self, name: str) -> bool:
+        found = self.hashes.pop(name, None) is not None
+        if found:
+            self._save()
+        return found
+
+    def check(self, token: str) -> str | None:
+        """The token's name, or None. Compared in constant time with every hash."""
+        self.reload()
+        h = _hash(token)
+        who = None
+        for name, want in self.hashes.items():
+            if hmac.compare_digest(h, want):
+                who = name
+        return who

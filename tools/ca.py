@@ -1,0 +1,84 @@
+"""The county's own certificate authority (the `cryptography` package): a CA
+that signs the broker's server certificate, and whose certificate every device
+and the edge get at provisioning to verify the broker by (docs/deploy.md).
+Keys are written 0600 and never leave the folder they are made in."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from edge.device_keys import write_private
+from tools.broker import TlsFiles
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Huimin county"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    write_private(path, key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode())
+
+
+def make_ca(dir: Path, name: str = "Huimin county CA", years: int = 20) -> Path:
+    """ca.pem (public: goes on devices, also as ca.der) and ca.key (0600)."""
+    dir.mkdir(parents=True, exist_ok=True)
+    if (dir / "ca.key").exists():
+        raise FileExistsError(f"{dir / 'ca.key'} exists; not replacing a county CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name(name)).issuer_name(_name(name))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365 * years))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                         False), critical=True)
+            .sign(key, hashes.SHA256()))
+    _write_key(dir / "ca.key", key)
+    (dir / "ca.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (dir / "ca.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    return dir / "ca.pem"
+
+
+def make_server_cert(dir: Path, hosts: list[str], years: int = 2) -> TlsFiles:
+    """server.pem + server.key (0600) for the broker, for each name or IP in
+    `hosts` (what devices put in their config's mqtt.host)."""
+    ca_key = serialization.load_pem_private_key((dir / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca = x509.load_pem_x509_certificate((dir / "ca.pem").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            sans.append(x509.DNSName(h))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365 * years))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    _write_key(dir / "server.key", key)
+    (dir / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return TlsFiles(dir / "ca.pem", dir / "server.pem", dir / "server.key")
+
+
+def county_tls(dir: Path, hosts: list[str]) -> TlsFiles:
+    """The CA (made once) and a server certificate for `hosts`."""
+    if not (dir / "ca.key").exists():
+        make_ca(dir)
+    return make_server_cert(dir, hosts)
