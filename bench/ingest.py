@@ -4,8 +4,9 @@ A backlog of N dock events (QoS 1, 1,000 docks) waits at the broker in two
 persistent sessions: the edge's and a plain `mosquitto_sub`'s. Each consumer
 is then started alone and timed until it has the whole backlog:
   - baseline: `mosquitto_sub -C N` (C, prints and forgets),
-  - edge: every event decoded, checked, written to the SQLite journal
-    (committed, so durable) and acknowledged to its dock.
+  - edge: every event decoded, its MAC checked, written to the SQLite journal
+    (committed, so durable) and acknowledged to its dock (the ack sealed).
+Both run on the county's secure setup: accounts, ACL, the docks on TLS.
 The publisher's speed is out of both measurements. Prints both rates and the
 ratio (DESIGN.md's target: at least 0.35x). Usage:
     .venv/bin/python bench/ingest.py [--events 50000] [--docks 1000]
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import shutil
 import subprocess
@@ -24,10 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import paho.mqtt.client as paho
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.fleet import Fleet, mosquitto_sub_env, secure_broker
 from edge.config import parse
 from edge.service import EdgeService
 from tools.broker import Broker, free_port
@@ -35,10 +34,10 @@ from tools.broker import Broker, free_port
 SITE = "b"
 
 
-def _edge(work: Path, broker: Broker, docks: int) -> EdgeService:
+def _edge(work: Path, broker: Broker, docks: int, password: str) -> EdgeService:
     raw = {"edge": {"site": SITE, "http_port": free_port(), "db": str(work / "edge.db"),
                     "heartbeat_timeout_s": 3600},
-           "mqtt": {"url": broker.url},
+           "mqtt": {"url": broker.url, "username": "huimin-edge", "password": password},
            "stations": [{"id": f"s{i:04d}", "name_zh": f"站{i}", "lat": 30.6 + i * 1e-4,
                          "lon": 119.6, "devices": [f"d{i:04d}"]} for i in range(docks)]}
     return EdgeService(parse(raw))
@@ -62,61 +61,53 @@ async def _run_edge(svc: EdgeService, until_stored: int) -> tuple[float, float]:
     return took, t0 - t_start
 
 
-def _publish(port: int, msgs: list[tuple[str, bytes]]) -> None:
-    pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-docks")
-    pub.max_inflight_messages_set(1000)
-    pub.connect("127.0.0.1", port)
-    pub.loop_start()
-    infos = []
-    for i, (topic, body) in enumerate(msgs):
-        infos.append(pub.publish(topic, body, qos=1))
-        if i % 1000 == 999:  # paho stalls past 65,535 outstanding ids (docs: mqtt.md)
-            infos[-1].wait_for_publish(30)
-    for info in infos:
-        info.wait_for_publish(30)
-    pub.disconnect()
-    pub.loop_stop()
-
-
 async def main(args: argparse.Namespace) -> None:
     sub = shutil.which("mosquitto_sub")
     if sub is None:
         raise SystemExit("mosquitto_sub not found (./run-tests installs mosquitto-clients)")
     work = Path(tempfile.mkdtemp(prefix="huimin-bench-ingest-"))
-    broker = Broker(work / "broker")
-    await broker.start()
     n, docks = args.events, args.docks
+    broker, edge_pw = secure_broker(work, SITE)
+    base_pw = broker.account("bench-base", "monitor")
+    devs = [f"d{i:04d}" for i in range(docks)]
+    fleet = Fleet(broker, SITE, devs)
+    fleet.write_keys(work / "device-keys.toml")  # beside edge.db: the edge's keys file
+    await broker.start()
+    base_env = mosquitto_sub_env(work, "bench-base", base_pw)
     base_cmd = [sub, "-h", "127.0.0.1", "-p", str(broker.port), "-c", "-i", "bench-base",
                 "-q", "1", "-t", f"huimin/{SITE}/+/event"]
     # 1. Both sessions exist; the docks say hello (so the edge knows them), then
     #    both consumers go away.
-    await asyncio.to_thread(subprocess.run, [*base_cmd, "-W", "1"], capture_output=True)
-    hellos = [(f"huimin/{SITE}/d{i:04d}/hello", json.dumps(
-        {"t": "hello", "dev": f"d{i:04d}", "kind": "dock", "fw": "bench", "slots": 12,
-         "boot": 1, "epoch": "e"}).encode()) for i in range(docks)]
-    await asyncio.to_thread(_publish, broker.port, hellos)
-    await _run_edge(_edge(work, broker, docks), 0)
-    # 2. The backlog: N events, each dock in order.
-    events = []
-    for k in range(n):
-        i, seq = k % docks, k // docks + 1
-        events.append((f"huimin/{SITE}/d{i:04d}/event", json.dumps(
-            {"t": "ev", "dev": f"d{i:04d}", "epoch": "e", "seq": seq,
-             "ev": "rented" if seq % 2 else "returned", "slot": seq % 12,
-             "bike": f"0B{i:04X}{seq:04X}"}, separators=(",", ":")).encode()))
-    t0 = time.perf_counter()
-    await asyncio.to_thread(_publish, broker.port, events)
+    await asyncio.to_thread(subprocess.run, [*base_cmd, "-W", "1"], capture_output=True,
+                            env=base_env)
+    async with fleet:
+        for d in devs:
+            fleet.publish(d, "hello", {"t": "hello", "dev": d, "kind": "dock", "fw": "bench",
+                                       "slots": 12, "boot": 1, "epoch": "e"})
+        await fleet.flush()
+        await _run_edge(_edge(work, broker, docks, edge_pw), 0)
+        # 2. The backlog: N events, each dock in order, each sealed by its dock.
+        t0 = time.perf_counter()
+        for k in range(n):
+            i, seq = k % docks, k // docks + 1
+            fleet.publish(devs[i], "event", {
+                "t": "ev", "dev": devs[i], "epoch": "e", "seq": seq,
+                "ev": "rented" if seq % 2 else "returned", "slot": seq % 12,
+                "bike": f"0B{i:04X}{seq:04X}"})
+            if k % 2000 == 1999:
+                await fleet.flush()
+        await fleet.flush()
     print(f"backlog: {n} events from {docks} docks queued in {time.perf_counter() - t0:.1f} s")
     # 3. Baseline: mosquitto_sub drains its backlog.
     t0 = time.perf_counter()
     # Nothing else runs meanwhile: a blocking wait keeps the timing clean.
     r = subprocess.run([*base_cmd, "-C", str(n), "-W", "120"],  # noqa: ASYNC221
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=base_env)
     base_s = time.perf_counter() - t0
     if r.returncode != 0:
         print(f"WARNING: mosquitto_sub ended with {r.returncode}: {r.stderr.decode()[:200]}")
     # 4. The edge drains its backlog into the journal.
-    svc = _edge(work, broker, docks)
+    svc = _edge(work, broker, docks, edge_pw)
     edge_s, start_s = await _run_edge(svc, n)
     stored = svc.metrics.get("events.stored")
     await broker.stop()

@@ -1,8 +1,9 @@
 """Dock event -> backend and dock event -> GBFS latency at 1,000 docks.
 
-One Python publisher speaks for 1,000 docks on their own MQTT topics (1,000
-MicroPython processes do not fit one machine; the edge cannot tell, it sees
-the same topics and messages). The edge runs with a webhook uplink to the
+1,000 simulated docks, each with its own broker account over TLS and its own
+key sealing every message (bench/fleet.py: 1,000 MicroPython processes do not
+fit one machine; the edge cannot tell, it sees the same topics, accounts and
+sealed messages). The edge runs with a webhook uplink to the
 development backend. Each event's publish time is compared with:
   - backend: when the development backend stored it (its `received`),
   - GBFS: when /gbfs/3.0/station_status.json (polled every 20 ms with ETag)
@@ -29,10 +30,11 @@ import paho.mqtt.client as paho
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.fleet import Fleet, secure_broker
 from bench.simdocks import event, rent_or_return
 from edge.config import parse
 from edge.service import EdgeService
-from tools.broker import Broker, free_port
+from tools.broker import free_port
 from tools.devbackend import DevBackend
 
 SECRET = "bench-secret-0123456789"
@@ -45,14 +47,18 @@ def pct(xs: list[float], p: float) -> float:
 
 async def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="huimin-bench-"))
-    broker = Broker(work / "broker")
+    broker, edge_pw = secure_broker(work, "b")
+    base_pw = broker.account("bench-baseline", "monitor")
+    devs = [f"d{i:04d}" for i in range(args.docks)]
+    fleet = Fleet(broker, "b", devs)
+    fleet.write_keys(work / "device-keys.toml")
     await broker.start()
     backend = DevBackend(work / "backend.db", SECRET)
     burl = await backend.start()
     n = args.docks
     raw = {"edge": {"site": "b", "http_port": free_port(), "db": str(work / "edge.db"),
                     "heartbeat_timeout_s": 600},
-           "mqtt": {"url": broker.url},
+           "mqtt": {"url": broker.url, "username": "huimin-edge", "password": edge_pw},
            "uplinks": [{"name": "city", "kind": "webhook", "url": f"{burl}/webhook",
                         "secret": SECRET}],
            "stations": [{"id": f"s{i:04d}", "name_zh": f"站{i}", "lat": 30.6 + i * 1e-4,
@@ -75,28 +81,26 @@ async def main(args: argparse.Namespace) -> None:
                 base_got[f"{doc['dev']}:{doc['seq']}"] = time.time()
 
     base = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-baseline")
+    base.username_pw_set("bench-baseline", base_pw)
     base.on_message = on_base
     base.connect("127.0.0.1", broker.port)
     base.subscribe("huimin/b/+/event", qos=1)
     base.loop_start()
-    pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-docks")
-    pub.max_inflight_messages_set(1000)
-    pub.connect("127.0.0.1", broker.port)
-    pub.loop_start()
+    await fleet.__aenter__()
 
     slots = [list("LLLLLLEEEEEE") for _ in range(n)]
     state_n = [0] * n
 
-    def publish(topic: str, msg: dict[str, object], qos: int = 1) -> None:
-        pub.publish(topic, json.dumps(msg, separators=(",", ":")), qos=qos)
+    def publish(dev: str, leaf: str, msg: dict[str, object], qos: int = 1) -> None:
+        fleet.publish(dev, leaf, msg, qos=qos)
 
     for i in range(n):
-        dev = f"d{i:04d}"
-        publish(f"huimin/b/{dev}/hello", {"t": "hello", "dev": dev, "kind": "dock",
-                                          "fw": "bench", "slots": 12, "boot": 1, "epoch": "e"})
+        dev = devs[i]
+        publish(dev, "hello", {"t": "hello", "dev": dev, "kind": "dock",
+                               "fw": "bench", "slots": 12, "boot": 1, "epoch": "e"})
         state_n[i] += 1
-        publish(f"huimin/b/{dev}/state", {"t": "state", "dev": dev, "boot": 1, "n": state_n[i],
-                                          "slots": "".join(slots[i])})
+        publish(dev, "state", {"t": "state", "dev": dev, "boot": 1, "n": state_n[i],
+                               "slots": "".join(slots[i])})
     await asyncio.sleep(3)  # births settle
 
     async def watch_gbfs() -> None:
@@ -137,9 +141,9 @@ async def main(args: argparse.Namespace) -> None:
         with lock:
             sent[(dev, seq[i])] = t0
         gbfs_want[sid] = (s.count("L"), t0)
-        publish(f"huimin/b/{dev}/event", event(i, seq[i], k, ev))
-        publish(f"huimin/b/{dev}/state", {"t": "state", "dev": dev, "boot": 1, "n": state_n[i],
-                                          "slots": "".join(s)}, qos=0)
+        publish(dev, "event", event(i, seq[i], k, ev))
+        publish(dev, "state", {"t": "state", "dev": dev, "boot": 1, "n": state_n[i],
+                               "slots": "".join(s)}, qos=0)
         await asyncio.sleep(interval)
     await asyncio.sleep(3)  # drain
     watcher.cancel()
@@ -153,7 +157,7 @@ async def main(args: argparse.Namespace) -> None:
     with lock:
         base_lat = [base_got[f"{d}:{q}"] - t0 for (d, q), t0 in sent.items()
                     if f"{d}:{q}" in base_got]
-    pub.loop_stop()
+    await fleet.__aexit__(None, None, None)
     base.loop_stop()
     stop.set()
     await edge_task

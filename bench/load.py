@@ -1,7 +1,8 @@
 """One edge process under a town's normal load: how much of a core it uses.
 
 The edge runs as on a Pi (`huimin edge`, its own process) for N docks (default
-2,000). One Python publisher speaks for all of them on their own MQTT topics:
+2,000), on the county's secure setup: each dock its own broker account over
+TLS, every message sealed with its key (bench/fleet.py). Each sends
 a retained `state` heartbeat from each dock every `--heartbeat` seconds, and
 rent/return events (each with its new state) at `--per-hour` per dock. Over
 the measuring window the edge's CPU time (utime + stime from /proc) is divided
@@ -24,11 +25,11 @@ import time
 import urllib.request
 from pathlib import Path
 
-import paho.mqtt.client as paho
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.fleet import Fleet, secure_broker
 from bench.simdocks import event, rent_or_return
+from edge.device_keys import write_private
 from tools.broker import Broker, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,14 +42,15 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
 
 
-def edge_toml(work: Path, broker: Broker, docks: int, port: int) -> Path:
+def edge_toml(work: Path, broker: Broker, docks: int, port: int, password: str) -> Path:
     lines = ["[edge]", f'site = "{SITE}"', f"http_port = {port}", f'db = "{work / "edge.db"}"',
-             "heartbeat_timeout_s = 120", "", "[mqtt]", f'url = "{broker.url}"', ""]
+             "heartbeat_timeout_s = 120", "", "[mqtt]", f'url = "{broker.url}"',
+             'username = "huimin-edge"', f'password = "{password}"', ""]
     for i in range(docks):
         lines += ["[[stations]]", f'id = "s{i:04d}"', f'name_zh = "站{i}"', f'name_en = "S{i}"',
                   f"lat = {30.6 + i * 1e-4:.6f}", "lon = 119.6", f'devices = ["d{i:04d}"]', ""]
     p = work / "edge.toml"
-    p.write_text("\n".join(lines), encoding="utf-8")
+    write_private(p, "\n".join(lines))
     return p
 
 
@@ -61,25 +63,25 @@ def metrics(port: int) -> dict[str, int]:
 
 async def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="huimin-bench-load-"))
-    broker = Broker(work / "broker")
+    broker, edge_pw = secure_broker(work, SITE)
+    n = args.docks
+    devs = [f"d{i:04d}" for i in range(n)]
+    fleet = Fleet(broker, SITE, devs)
+    fleet.write_keys(work / "device-keys.toml")
     await broker.start()
     assert broker.proc is not None
     port = free_port()
-    n = args.docks
     with open(work / "edge.log", "wb") as log:  # noqa: ASYNC230 (opening a log is instant)
         edge = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tools.cli", "edge", "--config",
-            str(edge_toml(work, broker, n, port)), stdout=log, stderr=log, cwd=ROOT)
+            str(edge_toml(work, broker, n, port, edge_pw)), stdout=log, stderr=log, cwd=ROOT)
     for _ in range(600):
         try:
             metrics(port)
             break
         except OSError:
             await asyncio.sleep(0.1)
-    pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-docks")
-    pub.max_inflight_messages_set(1000)
-    pub.connect("127.0.0.1", broker.port)
-    pub.loop_start()
+    await fleet.__aenter__()
     rng = random.Random(1)
     slots = [list("LLLLLLEEEEEE") for _ in range(n)]
     state_n = [0] * n
@@ -87,16 +89,15 @@ async def main(args: argparse.Namespace) -> None:
 
     def send(i: int, leaf: str, msg: dict[str, object], qos: int = 1,
              retain: bool = False) -> None:
-        pub.publish(f"huimin/{SITE}/d{i:04d}/{leaf}", json.dumps(msg, separators=(",", ":")),
-                    qos=qos, retain=retain)
+        fleet.publish(devs[i], leaf, msg, qos=qos, retain=retain)
 
     def state(i: int) -> None:
         state_n[i] += 1
-        send(i, "state", {"t": "state", "dev": f"d{i:04d}", "boot": 1, "n": state_n[i],
-                          "slots": "".join(slots[i]), "heap": 9000}, qos=0, retain=True)
+        send(i, "state", {"t": "state", "dev": devs[i], "boot": 1, "n": state_n[i],
+                          "slots": "".join(slots[i]), "mem": 9000}, qos=0, retain=True)
 
     for i in range(n):
-        send(i, "hello", {"t": "hello", "dev": f"d{i:04d}", "kind": "dock", "fw": "bench",
+        send(i, "hello", {"t": "hello", "dev": devs[i], "kind": "dock", "fw": "bench",
                           "slots": 12, "boot": 1, "epoch": "e"}, retain=True)
         state(i)
     await asyncio.sleep(5)  # births settle
@@ -128,7 +129,7 @@ async def main(args: argparse.Namespace) -> None:
     e1, b1 = cpu_s(edge.pid), cpu_s(broker.proc.pid)
     await asyncio.sleep(2)  # the last events land
     stored = metrics(port).get("events.stored", 0)
-    pub.loop_stop()
+    await fleet.__aexit__(None, None, None)
     edge.terminate()
     await edge.wait()
     await broker.stop()
