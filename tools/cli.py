@@ -27,14 +27,11 @@ def _until_signal(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 def _edge(args: argparse.Namespace) -> int:
-    from edge import config
-    from edge.errors import ConfigError
     from edge.service import EdgeService
+    from tools.county import load_edge_config
 
-    try:
-        cfg = config.load(args.config)
-    except ConfigError as exc:
-        print(f"huimin edge: bad configuration: {exc}", file=sys.stderr)
+    cfg = load_edge_config(args.config, "edge")
+    if cfg is None:
         return 2
 
     _until_signal(EdgeService(cfg).run)

@@ -17,7 +17,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge.config import EdgeConfig
 from edge.device_keys import load_devices, write_private
+
+
+def load_edge_config(path: Path, prog: str) -> EdgeConfig | None:
+    """The edge's configuration, or None after saying on stderr what is wrong."""
+    from edge import config
+    from edge.errors import ConfigError
+
+    try:
+        return config.load(path)
+    except ConfigError as exc:
+        print(f"huimin {prog}: bad configuration: {exc}", file=sys.stderr)
+        return None
 
 
 def _ca(args: argparse.Namespace) -> int:
@@ -31,14 +44,10 @@ def _ca(args: argparse.Namespace) -> int:
 
 
 def _broker(args: argparse.Namespace) -> int:
-    from edge import config
-    from edge.errors import ConfigError
     from tools.broker import Accounts, TlsFiles, password_hash, write_config
 
-    try:
-        cfg = config.load(args.config)
-    except ConfigError as exc:
-        print(f"huimin broker: bad configuration: {exc}", file=sys.stderr)
+    cfg = load_edge_config(args.config, "broker")
+    if cfg is None:
         return 2
     if cfg.mqtt is None or not cfg.mqtt.username or not cfg.mqtt.password:
         print("huimin broker: the edge's [mqtt] needs url, username and password",
@@ -70,14 +79,10 @@ def _broker(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from edge import config
     from edge.api_tokens import ApiTokens
-    from edge.errors import ConfigError
 
-    try:
-        cfg = config.load(args.config)
-    except ConfigError as exc:
-        print(f"huimin token: bad configuration: {exc}", file=sys.stderr)
+    cfg = load_edge_config(args.config, "token")
+    if cfg is None:
         return 2
     tokens = ApiTokens(cfg.api_tokens)
     if args.token_cmd == "add":

@@ -22,12 +22,22 @@ def _take(n):
         return False
 
 
+def put(r):
+    # Written aside, then renamed over: a power cut leaves the old record or
+    # the new one, never an empty file (which would stop every boot).
+    with open("boot_record.new", "w") as f:
+        f.write(" ".join(r))
+    os.rename("boot_record.new", "boot_record")
+
+
 def choose():
     """-> (boot record, slot folder, update mode)."""
     try:
         with open("boot_record") as f:
             r = f.read().split()
     except OSError:
+        r = []
+    if len(r) < 5:  # none yet (or, before records were renamed into place, a torn one)
         r = "a - 0 0 -    ".split()
     ok = _take("ota_confirmed")
     update = _take("ota_update_mode")
@@ -44,7 +54,6 @@ def choose():
             r[3] = r[2]  # tried once; the slot to start is r[1]
         else:
             r = ("%s - 0 0 rolled_back" % r[0]).split()
-        with open("boot_record", "w") as f:
-            f.write(" ".join(r))
+        put(r)
     f = "slot_" + (r[1] if int(r[2]) == 2 else r[0])
     return r, f, update and int(r[2]) == 0

@@ -103,8 +103,7 @@ def run(r):
         print("W %d boot: image in slot_%s %s; staying on slot_%s" % (
             time.ticks_ms(), r[1], why, r[0]))
         r = [r[0], "-", "0", "0", why]
-    with open("boot_record", "w") as f:
-        f.write(" ".join(r))
+    sys.modules["slot"].put(r)  # the bootloader's own (it called us), renamed into place
     # Reset: the next boot starts on a clean heap, without this code.
     try:
         import machine

@@ -54,6 +54,17 @@ class CommandGuard:
             _log.warning("refused %s from edge: %s (%d refused)", msg["t"], why, self.refused)
         return why
 
+    def admit(self, payload, msg, send):
+        """True when msg may be acted on; else False, after answering through
+        send() what the edge should hear (the uplinks call this)."""
+        why = self.refuse(payload, msg)
+        if not why:
+            return True
+        a = self.answer(msg, why)
+        if a:
+            send(a)
+        return False
+
     def answer(self, msg, why):
         """What to tell the edge about a refused message, or None. A command
         with a valid MAC but a used counter is the edge's own, sent before it

@@ -17,14 +17,17 @@ import os
 def _record():
     try:
         with open("boot_record") as f:
-            return f.read().split()
+            r = f.read().split()
     except OSError:
-        return "a - 0 0 -".split()
+        r = []
+    return r if len(r) >= 5 else "a - 0 0 -".split()
 
 
 def _save(r):
-    with open("boot_record", "w") as f:
+    # As the bootloader writes it (bootloader/slot.py put): aside, then renamed.
+    with open("boot_record.new", "w") as f:
         f.write(" ".join(r))
+    os.rename("boot_record.new", "boot_record")
 
 
 def _staging(r):

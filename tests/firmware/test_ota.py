@@ -462,3 +462,18 @@ def test_after_a_security_update_is_confirmed_a_downgrade_is_refused(
             assert edge_fw(town)[d.dev] == "0.5.0"
             await _rent_works(town)
     run(main())
+
+
+def test_a_torn_boot_record_boots_the_active_slot(images: dict[str, Any], tmp_path: Path) -> None:
+    """A boot record emptied by a power cut mid-write (as records were written
+    before they were renamed into place) must not stop every boot: the
+    bootloader starts slot a. Records are now written aside and renamed."""
+    flash = _stage(tmp_path, images, images["good"], None)
+    (flash / "boot_record").write_text("")
+    code = ("import sys\nsys.path[:0] = ['bootloader']\nimport slot\n"
+            "r, f, t = slot.choose()\nprint(f, t)\nslot.put(['b', '-', '0', '0', 'x'])\n")
+    r = subprocess.run([micropython_path(), "-X", f"heapsize={HEAP}", "-c", code],
+                       capture_output=True, text=True, timeout=60, cwd=flash)
+    assert r.stdout.split() == ["slot_a", "False"], r.stdout + r.stderr
+    assert (flash / "boot_record").read_text() == "b - 0 0 x"
+    assert not (flash / "boot_record.new").exists()

@@ -84,11 +84,7 @@ class MqttUplink:
             self.bad += 1
             _log.warning("dropped message on %s: %s", topic, e)
             return
-        why = self.guard.refuse(payload, msg)
-        if why:
-            a = self.guard.answer(msg, why)
-            if a:
-                self.send(a)
+        if not self.guard.admit(payload, msg, self.send):
             return
         self.on_message(msg)
 

@@ -84,11 +84,7 @@ class SerialUplink:
                     self.bad += 1
                     _log.warning("dropped message from edge: %r", e)
                     continue
-                why = self.guard.refuse(payload, msg)
-                if why:
-                    a = self.guard.answer(msg, why)
-                    if a:
-                        self.send(a)
+                if not self.guard.admit(payload, msg, self.send):
                     continue
                 try:
                     self.on_message(msg)
