@@ -66,11 +66,12 @@ class Fleet:
         return bytes(auth.seal(self.keys[dev], auth.UP, data))
 
     async def __aenter__(self) -> Fleet:
-        assert self.broker.tls is not None and self.broker.tls_port is not None
+        port = self.broker.tls_port
+        assert self.broker.tls is not None and port is not None
         tls = aiomqtt.TLSParameters(ca_certs=str(self.broker.tls.ca))
 
         async def one(dev: str) -> None:
-            c = aiomqtt.Client("127.0.0.1", self.broker.tls_port, identifier=dev, username=dev,
+            c = aiomqtt.Client("127.0.0.1", port, identifier=dev, username=dev,
                                password=self.passwords[dev], tls_params=tls, keepalive=300,
                                clean_session=True, max_inflight_messages=1000)
             await self._stack.enter_async_context(c)

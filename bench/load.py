@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import Fleet, secure_broker
 from bench.simdocks import event, rent_or_return
+from edge.api_tokens import ApiTokens
 from edge.device_keys import write_private
 from tools.broker import Broker, free_port
 
@@ -54,8 +55,10 @@ def edge_toml(work: Path, broker: Broker, docks: int, port: int, password: str) 
     return p
 
 
-def metrics(port: int) -> dict[str, int]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/metrics", timeout=10) as r:
+def metrics(port: int, token: str) -> dict[str, int]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/metrics",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
         doc = json.loads(r.read())
     counters: dict[str, int] = doc.get("counters", doc)
     return counters
@@ -68,6 +71,7 @@ async def main(args: argparse.Namespace) -> None:
     devs = [f"d{i:04d}" for i in range(n)]
     fleet = Fleet(broker, SITE, devs)
     fleet.write_keys(work / "device-keys.toml")
+    token = ApiTokens(work / "api-tokens.toml").add("bench")  # /api/metrics is a technician's
     await broker.start()
     assert broker.proc is not None
     port = free_port()
@@ -77,7 +81,7 @@ async def main(args: argparse.Namespace) -> None:
             str(edge_toml(work, broker, n, port, edge_pw)), stdout=log, stderr=log, cwd=ROOT)
     for _ in range(600):
         try:
-            metrics(port)
+            metrics(port, token)
             break
         except OSError:
             await asyncio.sleep(0.1)
@@ -128,7 +132,7 @@ async def main(args: argparse.Namespace) -> None:
     wall = time.perf_counter() - t0
     e1, b1 = cpu_s(edge.pid), cpu_s(broker.proc.pid)
     await asyncio.sleep(2)  # the last events land
-    stored = metrics(port).get("events.stored", 0)
+    stored = metrics(port, token).get("events.stored", 0)
     await fleet.__aexit__(None, None, None)
     edge.terminate()
     await edge.wait()

@@ -1,6 +1,6 @@
 """The edge's HTTP server: GBFS v2.3 and v3.0 feeds (ETag/If-None-Match -> 304,
 Last-Modified, gzip), a JSON API of devices, stations, events and metrics, and
-the public availability page."""
+the public availability page. Who may use what: edge/http_auth.py."""
 
 from __future__ import annotations
 
@@ -16,12 +16,21 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from edge import gbfs
+from edge.http_auth import (
+    TECHNICIAN,
+    Sessions,
+    login_form,
+    login_handler,
+    logout_handler,
+    middleware,
+)
 from edge.webserver import serve
 
 if TYPE_CHECKING:
     from edge.service import EdgeService
 
 log = logging.getLogger("edge.http")
+MAX_PAGE = 1000  # the most rows any list returns at once
 STATIC = Path(__file__).parent / "static"
 
 
@@ -42,9 +51,14 @@ class HttpServer:
         self.port = 0
         self._cache: dict[tuple[str, str, str], _Cached] = {}
         self._runner: web.AppRunner | None = None
-        app = web.Application(client_max_size=16 * 1024 * 1024)  # OTA images
+        self.sessions = Sessions()
+        app = web.Application(client_max_size=16 * 1024 * 1024,  # OTA images
+                              middlewares=[middleware(svc.tokens, self.sessions, svc.metrics)])
         app.add_routes([
             web.get("/", self.page),
+            web.get("/login", login_form),
+            web.post("/login", login_handler(svc.tokens, self.sessions, svc.metrics)),
+            web.post("/logout", logout_handler(self.sessions)),
             web.get("/fleet", self.fleet_page),
             web.get("/gbfs/{version}/{feed}.json", self.feed),
             web.get("/gbfs/{version}/{lang}/{feed}.json", self.feed),
@@ -116,11 +130,32 @@ class HttpServer:
         return _json({"stations": out, "version": self.svc.stations.version})
 
     async def api_devices(self, request: web.Request) -> web.Response:
-        return _json({"devices": [d.as_json() for d in self.svc.registry.devices.values()]})
+        """?offset=N&limit=1..1000 (all, up to 1000)."""
+        try:
+            offset = int(request.query.get("offset", "0"))
+            limit = int(request.query.get("limit", str(MAX_PAGE)))
+            if offset < 0 or not 1 <= limit <= MAX_PAGE:
+                raise ValueError(f"offset >= 0, limit 1..{MAX_PAGE}")
+        except ValueError as exc:
+            return web.json_response({"error": f"bad request: {exc}"}, status=400)
+        devs = sorted(self.svc.registry.devices.values(), key=lambda d: d.id)
+        page = devs[offset:offset + limit]
+        return _json({"devices": [d.as_json() for d in page], "total": len(devs),
+                      "next": offset + limit if offset + limit < len(devs) else None})
 
     async def api_events(self, request: web.Request) -> web.Response:
-        limit = min(int(request.query.get("limit", "100")), 10_000)
-        return _json({"events": await self.svc.journal.events(limit)})
+        """Newest first, a page at a time: ?limit=1..1000 (100), ?before=<id>
+        from the previous page's "next"."""
+        try:
+            limit = int(request.query.get("limit", "100"))
+            before = int(request.query["before"]) if "before" in request.query else None
+            if not 1 <= limit <= MAX_PAGE:
+                raise ValueError(f"limit must be 1..{MAX_PAGE}")
+        except ValueError as exc:
+            return web.json_response({"error": f"bad request: {exc}"}, status=400)
+        rows = await self.svc.journal.events(limit, before)
+        nxt = rows[-1]["id"] if len(rows) == limit else None
+        return _json({"events": rows, "next": nxt})
 
     async def api_metrics(self, request: web.Request) -> web.Response:
         outbox = {name: {"rows": n, "oldest_age_s": round(age, 1)}
@@ -139,31 +174,13 @@ class HttpServer:
         return web.FileResponse(STATIC / "fleet.html")
 
 
-    def _technician(self, request: web.Request) -> str | web.Response:
-        """The technician's name if the request carries a valid token (huimin
-        token), else the 401 to answer. State-changing endpoints call this first."""
-        auth = request.headers.get("Authorization", "")
-        who = self.svc.tokens.check(auth[7:]) if auth.startswith("Bearer ") else None
-        if who is None:
-            self.svc.metrics.inc("http.unauthorized")
-            log.warning("refused %s %s from %s: %s", request.method, request.path,
-                        request.remote, "bad token" if auth else "no token")
-            return web.json_response(
-                {"error": "unauthorized",
-                 "detail": "a technician token is required (huimin token add; sent as "
-                           "Authorization: Bearer)"}, status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="huimin-edge"'})
-        return who
-
     async def api_device_register(self, request: web.Request) -> web.Response:
         """Body: {"id", "station", "kind", "command_key", "mqtt_password"?}
         (huimin provision): the device's command key, and on MQTT its broker
         password's hash (never the password itself)."""
         from edge.errors import Rejected
 
-        who = self._technician(request)
-        if isinstance(who, web.Response):
-            return who
+        who = request[TECHNICIAN]
         try:
             body = await request.json()
             dev, station, kind = str(body["id"]), str(body["station"]), str(body["kind"])
@@ -202,10 +219,7 @@ class HttpServer:
         from edge.errors import Rejected
         from edge.ota import Image
 
-        who = self._technician(request)
-        if isinstance(who, web.Response):
-            return who
-        log.info("rollout requested by %s", who)
+        log.info("rollout requested by %s", request[TECHNICIAN])
         try:
             body = await request.json()
             image = Image.from_upload(body["image"])

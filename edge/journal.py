@@ -200,11 +200,14 @@ class Journal:
         assert self._db is not None, "journal not open"
         return self._db.execute(sql, args).fetchall()
 
-    async def events(self, limit: int = 1000) -> list[dict[str, Any]]:
+    async def events(self, limit: int = 1000, before: int | None = None) -> list[dict[str, Any]]:
+        """Newest first; `before`: only rows with a smaller id (the next page)."""
         rows = await self._run(
-            self._query, "SELECT device, epoch, seq, station, kind, slot, bike, code, received"
-            " FROM events ORDER BY id DESC LIMIT ?", (limit,))
-        keys = ("device", "epoch", "seq", "station", "kind", "slot", "bike", "code", "received")
+            self._query, "SELECT id, device, epoch, seq, station, kind, slot, bike, code, "
+            "received FROM events WHERE id < ? ORDER BY id DESC LIMIT ?",
+            (before if before is not None else 1 << 62, limit))
+        keys = ("id", "device", "epoch", "seq", "station", "kind", "slot", "bike", "code",
+                "received")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     async def states(self) -> list[StateRecord]:

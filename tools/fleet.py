@@ -8,18 +8,32 @@ import json
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
+
+from tools.credentials import edge_token
 
 DEFAULT_EDGE = "http://127.0.0.1:8080"
 
 
-def devices(edge: str) -> list[dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"{edge}/api/devices", timeout=10) as r:
-            out: list[dict[str, Any]] = json.loads(r.read())["devices"]
-            return out
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise SystemExit(f"huimin fleet: cannot read {edge}/api/devices: {exc}") from None
+def devices(edge: str, token: str) -> list[dict[str, Any]]:
+    """Every device, page by page (the edge sends at most 1,000 at once)."""
+    out: list[dict[str, Any]] = []
+    offset: int | None = 0
+    while offset is not None:
+        req = urllib.request.Request(f"{edge}/api/devices?offset={offset}",
+                                     headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                page = json.loads(r.read())
+        except urllib.error.HTTPError as exc:
+            why = "your technician token was refused" if exc.code == 401 else exc.reason
+            raise SystemExit(f"huimin fleet: {edge}/api/devices: {exc.code} {why}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise SystemExit(f"huimin fleet: cannot read {edge}/api/devices: {exc}") from None
+        out += page["devices"]
+        offset = page.get("next")
+    return out
 
 
 def _ago(t: float) -> str:
@@ -45,7 +59,7 @@ def table(devs: list[dict[str, Any]]) -> str:
 
 
 def _fleet(args: argparse.Namespace) -> int:
-    devs = devices(args.edge)
+    devs = devices(args.edge, edge_token(args.token_file))
     if args.json:
         print(json.dumps(devs, ensure_ascii=False, indent=1))
     else:
@@ -59,5 +73,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--edge", default=DEFAULT_EDGE, help=f"edge URL (default {DEFAULT_EDGE})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--check", action="store_true", help="exit 3 when a device is offline")
+    p.add_argument("--token-file", type=Path,
+                   help="your technician token (default $HUIMIN_EDGE_TOKEN or "
+                   "~/.config/huimin/edge-token)")
     p.set_defaults(func=_fleet)
 

@@ -75,7 +75,7 @@ def push(edge: str, image: Path, devices: list[str], wave: int, deadline_s: floa
     bars = {d: Bar(d, p["total"], out) for d, p in r["devices"].items()}
     shown: set[str] = set()
     while True:
-        r = _http("GET", f"{edge}/api/ota/{r['id']}")
+        r = _http("GET", f"{edge}/api/ota/{r['id']}", token=token)
         for d, p in r["devices"].items():
             if d in shown:
                 continue
@@ -129,7 +129,7 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    for r in _http("GET", f"{args.edge}/api/ota"):
+    for r in _http("GET", f"{args.edge}/api/ota", token=edge_token(args.token_file)):
         states: dict[str, int] = {}
         for p in r["devices"].values():
             states[p["state"]] = states.get(p["state"], 0) + 1
@@ -178,4 +178,7 @@ def add_parser(sub: Any) -> None:
                         "(waiting, preparing, sending, checking, rebooting, confirmed, "
                         "failed, skipped).")
     s.add_argument("--edge", default=DEFAULT_EDGE, help=f"edge URL (default {DEFAULT_EDGE})")
+    s.add_argument("--token-file", type=Path,
+                   help="your technician token (default $HUIMIN_EDGE_TOKEN or "
+                   "~/.config/huimin/edge-token)")
     s.set_defaults(func=_status)

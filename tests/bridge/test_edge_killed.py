@@ -19,7 +19,8 @@ pytestmark = needs_mosquitto
 
 async def _edge_json(town: Town, path: str) -> dict[str, Any]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s, s.get(
-            f"http://127.0.0.1:{town.http_port}{path}") as r:
+            f"http://127.0.0.1:{town.http_port}{path}",
+            headers={"Authorization": f"Bearer {town.token}"}) as r:
         data: dict[str, Any] = await r.json()
         return data
 

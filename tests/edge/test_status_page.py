@@ -8,6 +8,7 @@ import asyncio
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,6 +69,13 @@ def test_availability_page_renders_and_updates_live(tmp_path: Path) -> None:
     run(main())
 
 
+def _sign_in(browser: Any, token: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "signin").click()
+
+
 def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """The technician's dashboard (<edge>/fleet) shows each device's state,
@@ -82,7 +90,17 @@ def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
             try:
                 from selenium.webdriver.common.by import By
 
+                # Not signed in: the dashboard sends the browser to the sign-in form;
+                # a wrong token is refused there, the technician's token lets it in.
                 await asyncio.to_thread(browser.get, f"{edge}/fleet")
+                assert "/login" in browser.current_url
+                await asyncio.to_thread(_sign_in, browser, "hmt_wrong")
+                # (read in a thread: the browser waits on the edge, which runs in this loop)
+                await until(lambda: asyncio.to_thread(lambda: "not valid" in browser.page_source),
+                            10)
+                await asyncio.to_thread(_sign_in, browser, town.token)
+                await until(lambda: asyncio.to_thread(
+                    lambda: browser.current_url.endswith("/fleet")), 10)
 
                 def row(dev: str) -> dict[str, str]:
                     rows = browser.find_elements(By.CSS_SELECTOR, f'tr[data-device="{dev}"]')
@@ -105,7 +123,11 @@ def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
             finally:
                 await asyncio.to_thread(browser.quit)
             from tools.cli import main as cli
-            rc = await asyncio.to_thread(cli, ["fleet", "--edge", edge, "--check"])
+            token_file = tmp_path / "token"
+            token_file.write_text(town.token)
+            token_file.chmod(0o600)
+            rc = await asyncio.to_thread(cli, ["fleet", "--edge", edge, "--check",
+                                               "--token-file", str(token_file)])
             out = capsys.readouterr().out
             assert rc == 3 and "dock-099" in out and "OFFLINE" in out
             assert "3 devices, 2 online, 1 offline" in out
