@@ -96,6 +96,11 @@ class EdgeConfig:
     kiosks: tuple[str, ...] = ()  # kiosk device ids this edge answers lookups for
     # The devices' command keys and broker password hashes (edge/device_keys.py)
     device_keys: Path = Path("device-keys.toml")
+    # Fund answers cached for kiosks: forgotten this long after a villager's
+    # last lookup, and all at once when the region key's id changes.
+    funds_retention_days: float = 30.0
+    region_key_id: str = ""
+    kiosk_lookups_per_minute: float = 30.0  # per kiosk, after a burst of 10 (edge/funds.py)
     # Technicians' API tokens, hashed (edge/api_tokens.py, huimin token)
     api_tokens: Path = Path("api-tokens.toml")
 
@@ -232,6 +237,12 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
         if not _ID.match(kid) or kid in seen_dev or kid in kiosks:
             raise ConfigError(f"kiosks[{i}].id {kid!r} is not a unique printable device id")
         kiosks.append(kid)
+    retention = _get(edge, "funds_retention_days", (int, float), 30.0, "edge.")
+    if not 1 <= retention <= 3650:
+        raise ConfigError("edge.funds_retention_days must be 1..3650")
+    rate = _get(edge, "kiosk_lookups_per_minute", (int, float), 30.0, "edge.")
+    if not 1 <= rate <= 600:
+        raise ConfigError("edge.kiosk_lookups_per_minute must be 1..600")
     if len({u.name for u in uplinks}) != len(uplinks):
         raise ConfigError("uplink names must be unique")
     return EdgeConfig(
@@ -245,6 +256,9 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
                           "device-keys.toml"),
         api_tokens=_path(_get(edge, "api_tokens", str, "", "edge."), db, base,
                          "api-tokens.toml"),
+        funds_retention_days=float(retention),
+        kiosk_lookups_per_minute=float(rate),
+        region_key_id=_get(edge, "region_key_id", str, "", "edge."),
         rental_timeout_s=float(_get(edge, "rental_timeout_s", (int, float), 60.0, "edge.")))
 
 

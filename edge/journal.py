@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS device_state (
     device TEXT PRIMARY KEY, boot INTEGER NOT NULL, n INTEGER NOT NULL,
     slots TEXT NOT NULL, reported REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS funds_seen (token TEXT PRIMARY KEY, looked REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _BATCH = 1000
@@ -269,6 +271,31 @@ class Journal:
                         " DO UPDATE SET records=excluded.records, as_of=excluded.as_of,"
                         " fetched=excluded.fetched", (token, records, as_of, time.time()))
 
+    async def funds_touch(self, token: str) -> None:
+        """A kiosk asked for this token now: the retention clock starts again."""
+        await self._run(self._exec, "INSERT INTO funds_seen VALUES (?,?) ON CONFLICT(token)"
+                        " DO UPDATE SET looked=excluded.looked", (token, time.time()))
+
+    async def funds_purge(self, cutoff: float, cap: int) -> int:
+        """Forget villagers not looked up since `cutoff` (wall clock), and the
+        least recently looked-up beyond `cap`; returns how many went."""
+        return await self._run(self._exec_script, [
+            ("DELETE FROM funds_seen WHERE looked < ? OR token NOT IN "
+             "(SELECT token FROM funds_seen ORDER BY looked DESC LIMIT ?)", (cutoff, cap)),
+            ("DELETE FROM funds_cache WHERE token NOT IN (SELECT token FROM funds_seen)", ())])
+
+    async def funds_clear(self) -> int:
+        return await self._run(self._exec_script, [("DELETE FROM funds_seen", ()),
+                                                   ("DELETE FROM funds_cache", ())])
+
+    async def meta_get(self, key: str) -> str | None:
+        rows = await self._run(self._query, "SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    async def meta_put(self, key: str, value: str) -> None:
+        await self._run(self._exec, "INSERT INTO meta VALUES (?,?) ON CONFLICT(key)"
+                        " DO UPDATE SET value=excluded.value", (key, value))
+
     # -- devices registered by `huimin provision` ----------------------------------
     async def provisioned_put(self, device: str, station: str, kind: str) -> None:
         await self._run(self._exec, "INSERT INTO provisioned VALUES (?,?,?,?) ON CONFLICT(device)"
@@ -284,6 +311,15 @@ class Journal:
         assert self._db is not None, "journal not open"
         with self._db:
             return self._db.execute(sql, args).rowcount
+
+    def _exec_script(self, steps: list[tuple[str, tuple[Any, ...]]]) -> int:
+        """Several statements in one transaction; the last one's row count."""
+        assert self._db is not None, "journal not open"
+        n = 0
+        with self._db:
+            for sql, args in steps:
+                n = self._db.execute(sql, args).rowcount
+        return n
 
     async def rental_claim(self, rental_id: str, station: str) -> tuple[bool, str | None]:
         """(True, None) if this id is new (now claimed); else (False, stored result JSON)."""

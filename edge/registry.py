@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 class Device:
     id: str
     station: str
-    kind: str = "dock"
+    kind: str = "dock"  # what the device says in its hello
+    # What the edge registered it as (configuration or provisioning), which its
+    # own hello cannot change: a dock never gets a kiosk's fund lookups.
+    role: str = "dock"
     fw: str = ""
     slots: int = 0
     boot: int = 0
@@ -34,15 +37,17 @@ class Device:
 
 
 class Registry:
-    def __init__(self, device_station: dict[str, str], timeout_s: float) -> None:
-        self.devices = {d: Device(d, s) for d, s in device_station.items()}
+    def __init__(self, device_station: dict[str, str], timeout_s: float,
+                 kiosks: tuple[str, ...] = ()) -> None:
+        self.devices = {d: Device(d, s, role="kiosk" if d in kiosks else "dock")
+                        for d, s in device_station.items()}
         self.timeout_s = timeout_s
 
     def add(self, dev: str, station: str, kind: str) -> Device:
         d = self.devices.get(dev)
         if d is None:
             d = self.devices[dev] = Device(dev, station, kind)
-        d.station, d.kind = station, kind
+        d.station, d.kind, d.role = station, kind, kind
         return d
 
     def get(self, dev: str) -> Device | None:

@@ -41,7 +41,7 @@ class EdgeService:
         self.cfg = cfg
         self.started = time.time()
         self.metrics = Metrics()
-        self.registry = Registry(cfg.device_station(), cfg.heartbeat_timeout_s)
+        self.registry = Registry(cfg.device_station(), cfg.heartbeat_timeout_s, cfg.kiosks)
         self.stations = Stations(cfg.stations, self.started)
         self.journal = Journal(cfg.db, tuple(u.name for u in cfg.uplinks))
         self.inbound: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=10_000)
@@ -76,6 +76,7 @@ class EdgeService:
                 self.stations.add_device(dev, station)
         for s in await self.journal.states():
             self.stations.restore(s.device, s.boot, s.n, s.slots, s.reported)
+        await self.funds.start()
         http = HttpServer(self)
         await http.start()
         self.http_port = http.port
@@ -200,7 +201,7 @@ class EdgeService:
             if fut is not None and not fut.done():
                 fut.set_result(msg)
         elif t == names.LOOKUP:
-            self.spawn(self._answer_lookup(item), f"lookup:{dev.id}:{msg['id']}")
+            self._lookup(dev.id, item)
         elif t in (names.COMMAND, names.ACK, names.FUNDS):
             raise Rejected("unexpected_type", f"{t} is edge-to-device only")
 
@@ -280,6 +281,23 @@ class EdgeService:
         t = asyncio.get_running_loop().create_task(coro, name=name)
         self._rental_tasks.add(t)
         t.add_done_callback(self._rental_tasks.discard)
+
+    def is_kiosk(self, dev: str) -> bool:
+        d = self.registry.get(dev)
+        return d is not None and d.role == "kiosk"
+
+    def _lookup(self, dev: str, item: Inbound) -> None:
+        """A kiosk's fund lookup: only from a device registered as a kiosk, with
+        a token of the kiosk's form, at a villager's pace (docs/kiosk.md)."""
+        why = self.funds.admit(dev, item.msg["token"], time.monotonic())
+        if why is not None:
+            self.metrics.inc("funds.refused", why)
+            log.warning("lookup from %s refused: %s", dev, why)
+            if why == "busy":  # a kiosk over its rate hears it; the rest hear nothing
+                self.spawn(_send(item, {"t": names.FUNDS, "id": item.msg["id"], "ok": False,
+                                        "err": "busy"}), f"lookup-busy:{dev}")
+            return
+        self.spawn(self._answer_lookup(item), f"lookup:{dev}:{item.msg['id']}")
 
     async def _answer_lookup(self, item: Inbound) -> None:
         answer = await self.funds.lookup(item.msg["token"])

@@ -91,9 +91,11 @@ class Town:
                  backend: bool = True, edge_process: bool = False,
                  city_broker: bool = False, kiosks: int = 0,
                  kiosk_heap: str | None = None, baud: int = 0, ota_key: str = "",
-                 ota_confirm_s: int = 60, kiosk_link: str = "serial") -> None:
+                 ota_confirm_s: int = 60, kiosk_link: str = "serial",
+                 kiosk_lookups_per_minute: float | None = None) -> None:
         self.dir = workdir
         self.kiosk_link = kiosk_link  # "serial" (a cable to the Pi) or "mqtt" (Wi-Fi/4G)
+        self.kiosk_lookups_per_minute = kiosk_lookups_per_minute  # None: the edge's default
         self.ota_key = ota_key  # hex Ed25519 public key provisioned on devices (docs/ota.md)
         self.ota_confirm_s = ota_confirm_s
         self.with_backend = backend
@@ -140,7 +142,9 @@ class Town:
     def _edge_toml(self) -> str:
         lines = ["[edge]", 'site = "anji"', f"http_port = {self.http_port}",
                  f'db = "{self.dir / "edge.db"}"',
-                 f"heartbeat_timeout_s = {self.heartbeat_s * 3}", "",
+                 f"heartbeat_timeout_s = {self.heartbeat_s * 3}",
+                 *([f"kiosk_lookups_per_minute = {self.kiosk_lookups_per_minute}"]
+                   if self.kiosk_lookups_per_minute else []), "",
                  "[system]", 'id = "anji-public-bikes"', 'name_zh = "安吉公共自行车"',
                  'name_en = "Anji Public Bikes"', ""]
         lines.insert(5, f'device_keys = "{self.dir / "device-keys.toml"}"')

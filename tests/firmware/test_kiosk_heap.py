@@ -30,8 +30,11 @@ from tools.town import KIOSK_HEAP, KIOSK_MQTT_HEAP, Town
 ])
 def test_kiosk_soaks_in_its_heap(tmp_path: Path, link: str, heap: str, rounds: int) -> None:
     async def main() -> None:
+        # Swipes come back to back here, faster than villagers do: the edge's
+        # per-kiosk lookup rate (30 a minute by default) is raised for the soak.
         async with Town(tmp_path, docks=1, slots=2, mqtt_share=0, seed=4, kiosks=1,
-                        heartbeat_s=2, kiosk_heap=heap, kiosk_link=link) as town:
+                        heartbeat_s=2, kiosk_heap=heap, kiosk_link=link,
+                        kiosk_lookups_per_minute=600) as town:
             await town.wait_online()
             k = town.kiosks[0]
             edge = town.edge

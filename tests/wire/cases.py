@@ -456,6 +456,19 @@ def case_journal_meta_lost_keeps_the_events_epoch():
     _rmtree(d)
 
 
+def case_idcard_decoder_wipe_leaves_nothing_of_the_card():
+    from wire import idcard, idcard_module
+    text = idcard_module.build_text({"name": "张三", "id": "11010519491231002X",
+                                     "valid_to": "长期", "address": "黄平县"})
+    dec = idcard.SamDecoder(idcard.TEXT_KEEP)
+    body = None
+    for b in dec.decode(idcard_module.response(idcard.OK, text)):
+        body = b
+    assert body is not None and b"\x20\x5f" in bytes(dec._buf)  # "张" (U+5F20) is in it
+    dec.wipe()
+    assert bytes(dec._buf) == bytes(len(dec._buf))
+
+
 # -- message authentication (wire/auth.py; docs/security.md) ----------------
 def case_auth_hmac_matches_rfc4231_test_case_1():
     from wire import auth

@@ -5,6 +5,7 @@
 import asyncio
 import binascii
 import gc
+import random
 import time
 
 import device
@@ -57,7 +58,7 @@ class App:
         if msg["t"] == "near":
             self._near = msg["stations"]
             self._redraw = True
-        elif msg["t"] == "funds" and msg["id"] == self._req:
+        elif msg["t"] == "funds" and self._req and msg["id"] == self._req:
             self._answer = msg
             self._got.set()
         elif msg["t"] == "cmd":
@@ -79,16 +80,22 @@ class App:
             await self.voice.say(screen[4])
 
     async def _lookup(self, token):
-        self._req += 1
+        # A random id, outstanding only while we wait: an answer to another
+        # request, a late one or a replayed one is dropped (answers are sealed
+        # with this kiosk's key as well: docs/security.md).
+        self._req = random.getrandbits(30) | 1
         self._answer = None
         self._got.clear()
         if not self.uplink.send({"t": "lookup", "dev": self.cfg["dev"], "id": self._req,
                                  "token": token}):
+            self._req = 0
             return None  # no link (or its queue is full): say so now, not in 3 s
         try:
             await asyncio.wait_for_ms(self._got.wait(), self.cfg["lookup_ms"])
         except asyncio.TimeoutError:
             return None
+        finally:
+            self._req = 0  # nothing outstanding: 0 is never sent
         ans = self._answer
         self._answer = None  # held past the swipe, it would split the heap
         return ans
@@ -99,10 +106,12 @@ class App:
         try:
             text = await self.sam.read_text()
         except ReadError as e:
+            self.sam.decoder.wipe()  # a part of a text block may be in it
             _log.warning("read failed: %s", e.reason)
             return screens.message(e.reason)
         name, number, valid_to, resident = idcard.person(text)
         text = None
+        self.sam.decoder.wipe()  # the card's text block does not stay in the buffer
         if not resident:
             return screens.message("card_type")
         if idcard.check_id(number) is not None:

@@ -132,6 +132,12 @@ class SamDecoder:
         self._st = 0
         return self._mv[:min(self.size, self._cap)]
 
+    def wipe(self):
+        """Zero the buffer: a card's text block must not outlive its read."""
+        b = self._buf
+        for i in range(len(b)):
+            b[i] = 0
+
     def decode(self, data):
         """Every complete frame's body in data, in order (for callers with heap to spare)."""
         out = []
