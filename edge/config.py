@@ -101,6 +101,10 @@ class EdgeConfig:
     funds_retention_days: float = 30.0
     region_key_id: str = ""
     kiosk_lookups_per_minute: float = 30.0  # per kiosk, after a burst of 10 (edge/funds.py)
+    # What the edge keeps (edge/service.py retention): events the backend has,
+    # finished rentals, and failed deliveries kept for a technician to read.
+    events_retention_days: float = 90.0
+    dead_letter_max: int = 10_000
     # Technicians' API tokens, hashed (edge/api_tokens.py, huimin token)
     api_tokens: Path = Path("api-tokens.toml")
 
@@ -240,6 +244,11 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
     retention = _get(edge, "funds_retention_days", (int, float), 30.0, "edge.")
     if not 1 <= retention <= 3650:
         raise ConfigError("edge.funds_retention_days must be 1..3650")
+    keep_days = _get(edge, "events_retention_days", (int, float), 90.0, "edge.")
+    dead_max = _get(edge, "dead_letter_max", int, 10_000, "edge.")
+    if not 1 <= keep_days <= 3650 or not 10 <= dead_max <= 10_000_000:
+        raise ConfigError("edge.events_retention_days must be 1..3650, edge.dead_letter_max "
+                          "10..10000000")
     rate = _get(edge, "kiosk_lookups_per_minute", (int, float), 30.0, "edge.")
     if not 1 <= rate <= 600:
         raise ConfigError("edge.kiosk_lookups_per_minute must be 1..600")
@@ -258,6 +267,7 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
                          "api-tokens.toml"),
         funds_retention_days=float(retention),
         kiosk_lookups_per_minute=float(rate),
+        events_retention_days=float(keep_days), dead_letter_max=dead_max,
         region_key_id=_get(edge, "region_key_id", str, "", "edge."),
         rental_timeout_s=float(_get(edge, "rental_timeout_s", (int, float), 60.0, "edge.")))
 

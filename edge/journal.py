@@ -271,6 +271,29 @@ class Journal:
                         " DO UPDATE SET records=excluded.records, as_of=excluded.as_of,"
                         " fetched=excluded.fetched", (token, records, as_of, time.time()))
 
+    async def retention(self, events_before: float, rentals_before: float,
+                        dead_letter_max: int) -> tuple[int, int, int]:
+        """Forget what no one needs any more, in one transaction: events
+        received before `events_before` that every uplink has delivered (no
+        outbox row left for them), finished rentals created before
+        `rentals_before`, and dead letters beyond the newest `dead_letter_max`.
+        Returns how many of each went."""
+        def work() -> tuple[int, int, int]:
+            assert self._db is not None, "journal not open"
+            with self._db:
+                ev = self._db.execute(
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE received < ? "
+                    "AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.key = 'ev:' || "
+                    "events.device || ':' || events.epoch || ':' || events.seq) LIMIT 10000)",
+                    (events_before,)).rowcount
+                rn = self._db.execute("DELETE FROM rentals WHERE created < ? AND result IS NOT "
+                                      "NULL", (rentals_before,)).rowcount
+                dl = self._db.execute("DELETE FROM dead_letter WHERE id NOT IN (SELECT id FROM "
+                                      "dead_letter ORDER BY id DESC LIMIT ?)",
+                                      (dead_letter_max,)).rowcount
+            return ev, rn, dl
+        return await self._run(work)
+
     async def funds_touch(self, token: str) -> None:
         """A kiosk asked for this token now: the retention clock starts again."""
         await self._run(self._exec, "INSERT INTO funds_seen VALUES (?,?) ON CONFLICT(token)"

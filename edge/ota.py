@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge.ota")
 CHUNK = 512  # raw bytes a message: base64 plus the command fits update mode's 1K link
 TRIES = 4  # a chunk whose result is lost is resent this often before the device fails
+KEEP_ROLLOUTS = 20  # ended rollouts remembered (without their images)
 
 
 @dataclass
@@ -128,6 +129,19 @@ class Ota:
         return r
 
     async def _run(self, r: Rollout) -> None:
+        try:
+            await self._waves(r)
+        finally:
+            # The image (up to 16 MB) is let go as soon as the rollout ends, and
+            # only the last KEEP_ROLLOUTS are remembered for `huimin ota status`.
+            r.image = Image(r.image.version, r.image.board, {})
+            if r.state == "running":
+                r.state = "stopped"
+            ended = [k for k, x in self.rollouts.items() if x.state != "running"]
+            for k in ended[:max(0, len(ended) - KEEP_ROLLOUTS)]:
+                del self.rollouts[k]
+
+    async def _waves(self, r: Rollout) -> None:
         for i, wave in enumerate(r.waves):
             r.wave = i + 1
             await asyncio.gather(*(self._update(r, d) for d in wave))

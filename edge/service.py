@@ -27,6 +27,7 @@ from edge.journal import EventRecord, Journal, OutboxRecord, StateRecord
 from edge.metrics import Metrics
 from edge.model import Inbound, Reply
 from edge.ota import Ota
+from edge.ratelog import RateLimitedLog
 from edge.registry import Registry
 from edge.rentals import Rentals
 from edge.stations import Stations
@@ -46,6 +47,7 @@ class EdgeService:
         self.journal = Journal(cfg.db, tuple(u.name for u in cfg.uplinks))
         self.inbound: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=10_000)
         self._acks: asyncio.Queue[tuple[asyncio.Future[bool], Inbound]] = asyncio.Queue()
+        self._warn = RateLimitedLog(log)  # bad input: a few lines a minute per reason
         self.keys = DeviceKeys(cfg.device_keys)
         self.tokens = ApiTokens(cfg.api_tokens)
         self.transports: list[SerialTransport | MqttTransport] = [
@@ -86,6 +88,7 @@ class EdgeService:
                          tg.create_task(self._dispatch(), name="dispatch"),
                          tg.create_task(self._acker(), name="acker"),
                          tg.create_task(self._offline_check(), name="offline-check"),
+                         tg.create_task(self._retention(), name="retention"),
                          tg.create_task(self._kiosk_feed(), name="kiosk-feed")]
                 if self.cfg.kiosks:
                     tasks.append(tg.create_task(self.funds.refresh(), name="funds-refresh"))
@@ -118,8 +121,8 @@ class EdgeService:
                 self.handle(item)
             except Rejected as exc:
                 self.metrics.inc("rx.rejected", exc.reason)
-                log.warning("rejected %s from %s via %s: %s", item.msg.get("t"), item.device,
-                            item.transport, exc)
+                self._warn.warning(exc.reason, "rejected %s from %s via %s: %s",
+                                   item.msg.get("t"), item.device[:64], item.transport, exc)
             except Exception:  # a bug here must not stop the edge
                 self.metrics.inc("rx.error")
                 log.exception("error handling %s from %s", item.msg.get("t"), item.device)
@@ -273,7 +276,14 @@ class EdgeService:
             await asyncio.sleep(10)
 
     def start_rental(self, req: dict[str, Any]) -> None:
-        """Run a rental from the backend; tracked so shutdown cancels it."""
+        """Run a rental from the backend; tracked so shutdown cancels it. A
+        backend that sends more than MAX_TASKS at once is told to come back
+        (its outbox retries), not given a task each."""
+        if len(self._rental_tasks) >= MAX_TASKS:
+            self.metrics.inc("rentals.rejected", "busy")
+            self._warn.warning("busy", "%d requests in flight: rental %s refused for now",
+                               len(self._rental_tasks), str(req.get("rental_id"))[:40])
+            return
         self.spawn(self.rentals.rent(req), f"rental:{req.get('rental_id')}")
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
@@ -306,6 +316,24 @@ class EdgeService:
     def _notify(self, kind: str, payload: dict[str, Any]) -> None:
         for fn in self.listeners:
             fn(kind, payload)
+
+    async def _retention(self, every_s: float = 3600.0) -> None:
+        """Hourly: every table keeps what it needs, and no more (bounds in
+        docs/security.md)."""
+        while True:
+            await self.retention()
+            await asyncio.sleep(every_s)
+
+    async def retention(self) -> None:
+        now, day = time.time(), 86400
+        ev, rn, dl = await self.journal.retention(
+            now - self.cfg.events_retention_days * day, now - 7 * day, self.cfg.dead_letter_max)
+        for name, n in (("events", ev), ("rentals", rn), ("dead_letter", dl)):
+            if n:
+                self.metrics.inc("retention.deleted", name, n)
+        if ev or rn or dl:
+            log.info("retention: %d delivered events, %d finished rentals, %d dead letters "
+                     "over %d deleted", ev, rn, dl, self.cfg.dead_letter_max)
 
     async def _offline_check(self) -> None:
         while True:
@@ -364,6 +392,7 @@ class EdgeService:
 
 
 _ACKS_IN_FLIGHT = 256  # acks sent and not yet confirmed by the transport
+MAX_TASKS = 1000  # rentals, lookups and rollouts in flight at once
 
 
 async def _send(item: Inbound, msg: dict[str, Any]) -> None:

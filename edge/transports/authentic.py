@@ -7,8 +7,10 @@ import logging
 
 from edge.metrics import Metrics
 from edge.model import DeviceAuth
+from edge.ratelog import RateLimitedLog
 
 log = logging.getLogger("edge.auth")
+_warn = RateLimitedLog(log)
 
 
 def authentic(keys: DeviceAuth, dev: str, data: bytes, metrics: Metrics, where: str) -> bool:
@@ -20,6 +22,6 @@ def authentic(keys: DeviceAuth, dev: str, data: bytes, metrics: Metrics, where: 
         return True
     reason = "unregistered" if ok is None else "bad_mac"
     metrics.inc("rx.rejected", reason)
-    log.warning("%s: dropped a message from %r: %s", where, dev[:64],
+    _warn.warning(reason, "%s: dropped a message from %r: %s", where, dev[:64],
                 "no key for it (not provisioned)" if ok is None else "its MAC is wrong")
     return False

@@ -21,9 +21,11 @@ from wire import message, names
 from edge.config import MqttConfig
 from edge.metrics import Metrics
 from edge.model import DeviceAuth, Inbound
+from edge.ratelog import RateLimitedLog
 from edge.transports.authentic import authentic
 
 log = logging.getLogger("edge.mqtt")
+_warn = RateLimitedLog(log)
 
 UP_LEAVES = ("hello", "state", "event", "result", "status", "lookup")
 _EXPECTED = {"hello": names.HELLO, "state": names.STATE, "event": names.EVENT,
@@ -100,7 +102,7 @@ class MqttTransport:
         parts = topic.split("/")
         if len(parts) != 4 or parts[3] not in _EXPECTED:
             self.metrics.inc("rx.rejected", "bad_topic")
-            log.warning("mqtt: message on unexpected topic %s", topic)
+            _warn.warning("bad_topic", "mqtt: message on unexpected topic %s", topic[:120])
             return
         dev, leaf = parts[2], parts[3]
         if dev == "_edge":
@@ -114,11 +116,11 @@ class MqttTransport:
             msg: dict[str, Any] = message.decode(bytes(payload))
         except message.DecodeError as exc:
             self.metrics.inc("rx.rejected", exc.reason)
-            log.warning("mqtt: dropped message on %s: %s", topic, exc)
+            _warn.warning(exc.reason, "mqtt: dropped message on %s: %s", topic, exc)
             return
         if msg["t"] != _EXPECTED[leaf]:
             self.metrics.inc("rx.rejected", "wrong_topic")
-            log.warning("mqtt: %s message on %s", msg["t"], topic)
+            _warn.warning("wrong_topic", "mqtt: %s message on %s", msg["t"], topic)
             return
         if not authentic(self.keys, dev, bytes(payload), self.metrics, "mqtt"):
             return

@@ -18,6 +18,7 @@ from wire.link import Link
 from edge.config import SerialConfig
 from edge.metrics import Metrics
 from edge.model import DeviceAuth, Inbound, Reply
+from edge.ratelog import RateLimitedLog
 from edge.transports.authentic import authentic
 
 log = logging.getLogger("edge.serial")
@@ -38,6 +39,7 @@ class SerialTransport:
         self.metrics = metrics
         self.link: Link | None = None
         self._repliers: dict[str, Reply] = {}
+        self._warn = RateLimitedLog(log)
         self._wake = asyncio.Event()
         self.connected = asyncio.Event()
 
@@ -107,19 +109,20 @@ class SerialTransport:
             msg: dict[str, Any] = message.decode(payload)
         except message.DecodeError as exc:
             self.metrics.inc("rx.rejected", exc.reason)
-            log.warning("%s: dropped message: %s", self.name, exc)
+            self._warn.warning(exc.reason, "%s: dropped message: %s", self.name, exc)
             return
         dev = msg.get("dev")
         if not isinstance(dev, str):
             self.metrics.inc("rx.rejected", "no_device")
-            log.warning("%s: dropped %s message without a device id", self.name, msg["t"])
+            self._warn.warning("no_device", "%s: dropped %s message without a device id",
+                               self.name, msg["t"])
             return
         if dev not in self.cfg.devices:
             # The cable is the device's credential: only the devices configured
             # on this port may speak on it (docs/security.md).
             self.metrics.inc("rx.rejected", "wrong_port")
-            log.warning("%s: %s message from %r, which is not configured on this port",
-                        self.name, msg["t"], dev[:64])
+            self._warn.warning("wrong_port", "%s: %s message from %r, which is not configured "
+                               "on this port", self.name, msg["t"], dev[:64])
             return
         if not authentic(self.keys, dev, payload, self.metrics, self.name):
             return

@@ -5,6 +5,7 @@ and when the region key changes."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -78,4 +79,43 @@ def test_cached_answers_expire_and_go_with_a_new_region_key(tmp_path: Path) -> N
             assert await svc2.journal.funds_get(TOKEN) is None
         finally:
             await svc2.journal.close()
+    run(main())
+
+
+def test_retention_keeps_undelivered_events_and_caps_dead_letters(tmp_path: Path) -> None:
+    """edge/journal.py retention(): old events go only once no uplink still
+    has them to deliver; finished rentals go, claimed ones stay; dead letters
+    keep the newest N."""
+    from edge.journal import EventRecord, OutboxRow
+
+    async def main() -> None:
+        svc = EdgeService(parse({
+            "edge": {"site": "t", "http_port": 0, "db": str(tmp_path / "edge.db")},
+            "stations": [{"id": "s1", "name_zh": "一号站", "lat": 30.6, "lon": 119.6,
+                          "devices": ["dock-a"]}],
+            "uplinks": [{"name": "city", "kind": "webhook", "url": "https://city.example/x",
+                         "secret": "0123456789abcdef0"}]}))
+        j = svc.journal
+        await j.open()
+        writer = asyncio.create_task(j.run())
+        try:
+            for seq in range(4):
+                await j.submit(EventRecord("dock-a", "e", seq, "s1", "returned", 0, "0B01", None,
+                                           1000.0, '{"x":1}'))
+            batch = await j.outbox_batch("city", 10)
+            delivered = [r for r in batch if r.key in ("ev:dock-a:e:0", "ev:dock-a:e:1")]
+            await j.outbox_done("city", [(r.id, r.version) for r in delivered])
+            await j.rental_claim("r-done", "s1")
+            await j.rental_result("r-done", "{}")
+            await j.rental_claim("r-open", "s1")
+            rows = [OutboxRow(1000 + i, 0, "status", f"k{i}", "{}", 0.0) for i in range(30)]
+            for i in range(0, 30, 10):
+                await j.outbox_dead_letter("city", rows[i:i + 10], "refused")
+            ev, rn, dl = await j.retention(2000.0, time.time() + 1, 10)
+            assert (ev, rn, dl) == (2, 1, 20)
+            left = sorted(e["seq"] for e in await j.events())
+            assert left == [2, 3]  # still on their way to the backend
+        finally:
+            writer.cancel()
+            await j.close()
     run(main())

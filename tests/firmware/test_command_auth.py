@@ -140,3 +140,31 @@ def test_a_command_sent_while_the_dock_rebooted_is_renumbered_and_obeyed(
             assert edge.metrics.get("commands.renumbered") == 1
             await until(lambda: 1 in d.emulator.takeable(), 10)
     run(main())
+
+
+def test_an_oversize_message_is_skipped_and_acked_not_redelivered(tmp_path: Path) -> None:
+    """A 3,000-byte publish on a dock's down topic (only a compromised edge
+    account or broker could send one): the dock's MQTT client reads past it
+    without allocating it, acks it (so it is not redelivered on every
+    reconnect), stays connected and goes on obeying the edge."""
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=1.0, seed=2, fill=1.0,
+                        backend=False) as town:
+            await town.wait_online()
+            edge = town.edge
+            assert edge is not None
+            d = town.docks[0]
+            inj = Injector(town, d)
+            try:
+                inj.send(b"{" + b" " * 2998 + b"}")
+                await until(lambda: "byte message (cap 1536)" in d.log_path.read_text(), 10)
+            finally:
+                inj.close()
+            res = await edge.command(d.dev, "unlock", slot=0)
+            assert res["ok"], res
+            await until(lambda: 0 in d.emulator.takeable(), 10)
+            log = d.log_path.read_text()
+            assert "mqtt down" not in log and "MemoryError" not in log
+            assert log.count("byte message (cap 1536)") == 1
+            assert d.restarts == 0
+    run(main())

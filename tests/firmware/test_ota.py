@@ -239,6 +239,8 @@ def test_rollout_updates_a_serial_and_an_mqtt_dock(images: dict[str, Any],
             r = await _push(town, images["good"], devs, wave=1)
             assert r["state"] == "done", r
             assert edge_fw(town) == {d: "0.2.0" for d in devs}
+            assert town.edge is not None  # the image is let go when the rollout ends
+            assert all(not x.image.files for x in town.edge.ota.rollouts.values())
             for d in town.docks:
                 # Into update mode, the verify pass, the trial boot: three resets.
                 assert d.restarts == 3

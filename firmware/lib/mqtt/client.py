@@ -19,6 +19,9 @@ _SUBACK = const(0x90)
 _PINGREQ = const(0xC0)
 _PINGRESP = const(0xD0)
 _DISCONNECT = const(0xE0)
+# The largest packet taken in: the edge's messages are at most 1K (wire/
+# message.py), an update chunk's command about 800 bytes.
+_MAX_PACKET = const(1536)
 
 
 class MQTTError(OSError):
@@ -70,6 +73,8 @@ class MQTTClient:
         self.dead = asyncio.Event()
         self._tasks = []
         self._pbuf = bytearray(192)  # PUBLISH packets are built here (grows if need be)
+        self.dropped = 0  # oversize packets skipped and acked
+        self.rejected = 0  # messages the handler failed on, acked all the same
 
     def _next_pid(self):
         self._pid = self._pid % 65535 + 1
@@ -198,11 +203,19 @@ class MQTTClient:
                     shift += 7
                     if not b[0] & 0x80:
                         break
+                t = h[0] & 0xF0
+                if n > _MAX_PACKET:
+                    # Never allocated: a PUBLISH is skipped and acked (else the
+                    # broker sends it again on every reconnect); anything else
+                    # that big is not MQTT from a sane broker.
+                    if t != _PUBLISH:
+                        raise MQTTError("packet of %d bytes" % n)
+                    await self._skip(h[0], n)
+                    continue
                 body = await self._r.readexactly(n) if n else b""
                 if len(body) < n:
                     raise MQTTError("closed")
                 self._last_rx = time.ticks_ms()
-                t = h[0] & 0xF0
                 if t == _PUBLISH:
                     await self._on_publish(h[0], body)
                 elif t == _PUBACK or t == _SUBACK:
@@ -223,9 +236,39 @@ class MQTTClient:
             pos += 2
         msg = bytes(body[pos:])
         if self.on_message:
-            self.on_message(topic, msg)
+            try:
+                self.on_message(topic, msg)
+            except Exception as e:  # MemoryError too: acked all the same, or it comes back forever
+                self.rejected += 1
+                print("E", time.ticks_ms(), "mqtt: handler failed on %s: %r" % (topic, e))
         if qos == 1:
             # Ack after the handler ran: a crash before this leaves it to redelivery.
+            await self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
+
+    async def _skip(self, h, n):
+        # An oversize PUBLISH: read its topic length and id, let the rest go by
+        # in small reads, and ack it (counted in self.dropped).
+        b = await self._r.readexactly(2)
+        tl = (b[0] << 8) | b[1]
+        left = n - 2
+        while tl:
+            k = min(tl, 64)
+            await self._r.readexactly(k)
+            tl -= k
+            left -= k
+        pid = 0
+        if (h >> 1) & 3:
+            b = await self._r.readexactly(2)
+            pid = (b[0] << 8) | b[1]
+            left -= 2
+        while left > 0:
+            k = min(left, 64)
+            await self._r.readexactly(k)
+            left -= k
+        self._last_rx = time.ticks_ms()
+        self.dropped += 1
+        print("W", time.ticks_ms(), "mqtt: dropped a %d-byte message (cap %d)" % (n, _MAX_PACKET))
+        if pid:
             await self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
 
     async def _pinger(self):
