@@ -88,16 +88,22 @@ class BankCard:
 def read_bank_card(region_key: bytes, reader_name: str | None = None) -> BankCard:
     """A UnionPay debit/credit card: PSE, then the application, then the PAN (tag 5A)."""
     with _card(reader_name) as conn:
-        _tx(conn, [0x00, 0xA4, 0x04, 0x00, len(PSE), *PSE])
-        for aid in UNIONPAY_AIDS:
-            try:
-                _tx(conn, [0x00, 0xA4, 0x04, 0x00, len(aid), *aid])
-                break
-            except CardReadError:
-                continue
-        else:
-            raise CardReadError("not a UnionPay card")
-        rec = _tx(conn, [0x00, 0xB2, 0x01, (1 << 3) | 0x04, 0x00])
+        return bank_card(conn, region_key)
+
+
+def bank_card(conn: CardConnection, region_key: bytes) -> BankCard:
+    """The exchange itself, on a connected card (whatever it answers: a
+    BankCard or CardReadError)."""
+    _tx(conn, [0x00, 0xA4, 0x04, 0x00, len(PSE), *PSE])
+    for aid in UNIONPAY_AIDS:
+        try:
+            _tx(conn, [0x00, 0xA4, 0x04, 0x00, len(aid), *aid])
+            break
+        except CardReadError:
+            continue
+    else:
+        raise CardReadError("not a UnionPay card")
+    rec = _tx(conn, [0x00, 0xB2, 0x01, (1 << 3) | 0x04, 0x00])
     i = rec.find(b"\x5a")
     if i < 0 or i + 2 + rec[i + 1] > len(rec):
         raise CardReadError("no card number on the card")
@@ -110,11 +116,20 @@ def read_bank_card(region_key: bytes, reader_name: str | None = None) -> BankCar
 def read_social_card(region_key: bytes, reader_name: str | None = None) -> SocialCard:
     """Blocking (pyscard): run it in a thread from asyncio code."""
     with _card(reader_name) as conn:
-        _tx(conn, [0x00, 0xA4, 0x04, 0x00, len(AID), *AID])
-        _tx(conn, [0x00, 0xA4, 0x02, 0x00, 0x02, 0xEF, 0x06])
-        number = _tlv_value(_tx(conn, [0x00, 0xB2, 0x08, 0x04, 0x00]), 0x08).decode()
+        return social_card(conn, region_key)
+
+
+def social_card(conn: CardConnection, region_key: bytes) -> SocialCard:
+    """The exchange itself, on a connected card (whatever it answers: a
+    SocialCard or CardReadError)."""
+    _tx(conn, [0x00, 0xA4, 0x04, 0x00, len(AID), *AID])
+    _tx(conn, [0x00, 0xA4, 0x02, 0x00, 0x02, 0xEF, 0x06])
+    try:
+        number = _tlv_value(_tx(conn, [0x00, 0xB2, 0x08, 0x04, 0x00]), 0x08).decode("ascii")
         name = _tlv_value(_tx(conn, [0x00, 0xB2, 0x09, 0x04, 0x00]), 0x09).decode(
             "gbk").strip()
+    except UnicodeDecodeError as exc:
+        raise CardReadError("a record that is not text") from exc
     why = idcard.check_id(number)
     if why is not None:
         raise CardReadError(f"social-security number fails its check ({why})")

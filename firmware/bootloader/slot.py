@@ -37,7 +37,11 @@ def choose():
             r = f.read().split()
     except OSError:
         r = []
-    if len(r) < 5:  # none yet (or, before records were renamed into place, a torn one)
+    # None yet, a torn one (before records were renamed into place) or a
+    # damaged one: start the first slot rather than stop every boot.
+    if (len(r) < 5 or r[0] not in ("a", "b") or r[1] not in ("-", "a", "b")
+            or r[2] not in ("0", "1", "2") or not r[3].isdigit()
+            or (r[2] != "0" and r[1] == "-")):
         r = "a - 0 0 -    ".split()
     ok = _take("ota_confirmed")
     update = _take("ota_update_mode")

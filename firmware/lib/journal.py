@@ -43,17 +43,19 @@ class Journal:
         if _exists(self.root + _FILES[2]):
             with open(self.root + _FILES[2]) as f:
                 parts = f.read().split()
-            if len(parts) == 2:
+            if len(parts) == 2 and parts[1].isdigit():  # else damaged: as if lost
                 self.epoch = parts[0]
-                self.next_seq = int(parts[1])
+                self.next_seq = max(1, int(parts[1]))
         if not self.epoch and _exists(self.root + _FILES[0]):
             # Meta lost but events kept: they carry their epoch; keep it, or
             # the edge's acks (which quote it) would never match them.
             with open(self.root + _FILES[0]) as f:
                 for line in f:
                     if self._seq_of(line) is not None:
-                        self.epoch = json.loads(line[line.find(" ") + 1:])["epoch"]
-                        break
+                        e = json.loads(line[line.find(" ") + 1:]).get("epoch")
+                        if isinstance(e, str) and e:
+                            self.epoch = e
+                            break
         if not self.epoch:
             # A new journal (new flash): a fresh epoch tells the edge that
             # sequence numbers restart, so they are not taken for duplicates.
@@ -90,7 +92,8 @@ class Journal:
             return None
         try:
             seq = int(line[:sp])
-            json.loads(line[sp + 1:])
+            if not isinstance(json.loads(line[sp + 1:]), dict):
+                return None  # a damaged line that still parses
         except ValueError:
             return None
         return seq

@@ -17,6 +17,7 @@ _RX = const(3)
 _DUP = const(4)
 _QUEUE_FULL = const(5)
 _STRAY_ACK = const(6)
+_MAX_ACKS = const(8)  # acks waiting to be written; older ones go (their frames come again)
 
 
 def _diff(t, s):
@@ -83,8 +84,16 @@ class Link:
                 else:
                     self.stats[_STRAY_ACK] += 1
                 continue
+            new = (kind & FLAG_FIRST) or seq != self._rx_seq
+            if new and len(self._rx) >= self.max_queue:
+                # Not taken, not acked: the peer sends it again once we have
+                # room. (A flood must not grow the heap.)
+                self.stats[_QUEUE_FULL] += 1
+                continue
+            if len(self._acks) >= _MAX_ACKS:
+                self._acks.pop(0)  # its frame comes again and is acked then
             self._acks.append(seq)
-            if (kind & FLAG_FIRST) or seq != self._rx_seq:
+            if new:
                 self._rx_seq = seq
                 self._rx.append(payload)
                 self.stats[_RX] += 1

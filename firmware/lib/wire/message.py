@@ -16,6 +16,7 @@ _MAX_MESSAGE = const(1024)
 # a bike arriving), F fault without bike, X fault holding a bike, D disabled,
 # B disabled holding a bike.
 SLOT_CHARS = "ELUFXDB"
+_SLOT_BYTES = b"ELUFXDB"
 
 
 # type -> fields; prefix "#" int, "?" bool, "*" any JSON value, none str;
@@ -74,8 +75,10 @@ def check(msg):
     if t == "cmd" and msg["op"] not in ("unlock", "set_slot", "reboot", "hello", "ota"):
         raise DecodeError("bad_field", "cmd.op")
     if t == "state":
-        for c in msg["slots"]:
-            if c not in SLOT_CHARS:
+        # Byte by byte: iterating a str interns each character on MicroPython,
+        # so garbage from outside would grow the heap for good (tests/fuzz).
+        for c in msg["slots"].encode():
+            if c not in _SLOT_BYTES:
                 raise DecodeError("bad_field", "state.slots")
     return msg
 
