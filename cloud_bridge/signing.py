@@ -1,6 +1,11 @@
 """Webhook signatures: HMAC-SHA256 over "<timestamp>.<body>", sent as
 `X-Huimin-Timestamp` and `X-Huimin-Signature: sha256=<hex>`. The timestamp
-bounds replays (the receiver refuses skews over five minutes)."""
+bounds replays (the receiver refuses skews over five minutes).
+
+The backend's answers that the edge acts on (rentals, fund records) are
+signed the same way over "<timestamp>.<nonce>.<body>", where the nonce is the
+one the edge sent with its request (`X-Huimin-Nonce`): an answer recorded
+earlier, or made for another request, does not verify."""
 
 from __future__ import annotations
 
@@ -33,3 +38,15 @@ def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> str | None:
     if not hmac.compare_digest(want, sig):
         return "signature mismatch"
     return None
+
+
+NONCE = "X-Huimin-Nonce"
+
+
+def sign_answer(secret: str, nonce: str, body: bytes, ts: int | None = None) -> dict[str, str]:
+    return sign(secret, nonce.encode() + b"." + body, ts)
+
+
+def verify_answer(secret: str, nonce: str, body: bytes, headers: Mapping[str, str]) -> str | None:
+    """None if the answer is the backend's, for this request, and fresh."""
+    return verify(secret, nonce.encode() + b"." + body, headers)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import time
 from typing import Any
 
 import aiohttp
 
 from cloud_bridge.errors import UplinkError
-from cloud_bridge.signing import sign
+from cloud_bridge.signing import NONCE, sign, verify_answer
 from edge.config import UplinkConfig
 from edge.journal import OutboxRow
 
@@ -73,19 +74,33 @@ class WebhookUplink:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise UplinkError(f"{type(exc).__name__}: {exc}") from exc
 
+    async def _signed_get(self, path: str, limit: aiohttp.ClientTimeout) -> tuple[int, Any]:
+        """GET a backend resource the edge will act on: the request signed with
+        this site's key and a fresh nonce; the answer must come back signed
+        over that nonce, recently (cloud_bridge/signing.py), or it is refused."""
+        nonce = secrets.token_hex(16)
+        headers = {**sign(self.cfg.secret, path.encode()), NONCE: nonce}
+        try:
+            async with self.session().get(self.base + path, headers=headers,
+                                          timeout=limit) as resp:
+                body = await resp.read()
+                why = verify_answer(self.cfg.secret, nonce, body, resp.headers)
+                if why is not None:
+                    if resp.status in (401, 403):
+                        raise UplinkError(f"HTTP {resp.status}: the backend refused our "
+                                          "credentials")
+                    raise UplinkError(f"answer refused ({why})")
+                return resp.status, json.loads(body) if resp.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise UplinkError(f"{type(exc).__name__}: {exc}") from exc
+
     async def poll_rentals(self, wait_s: float = 20.0) -> list[dict[str, Any]]:
         """Long-poll the backend for rentals addressed to this site."""
         path = f"/edge/{self.site}/rentals?wait={wait_s:g}"
-        headers = sign(self.cfg.secret, path.encode())
         timeout = aiohttp.ClientTimeout(total=wait_s + self.cfg.timeout_s)
-        try:
-            async with self.session().get(self.base + path, headers=headers,
-                                          timeout=timeout) as resp:
-                if resp.status != 200:
-                    raise UplinkError(f"HTTP {resp.status}: {(await resp.text())[:200]}")
-                data = await resp.json()
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
-            raise UplinkError(f"{type(exc).__name__}: {exc}") from exc
+        status, data = await self._signed_get(path, timeout)
+        if status != 200:
+            raise UplinkError(f"HTTP {status}")
         rentals = data.get("rentals") if isinstance(data, dict) else None
         if not isinstance(rentals, list):
             raise UplinkError("malformed rentals answer")
@@ -94,17 +109,11 @@ class WebhookUplink:
     async def fetch_funds(self, token: str, wait_s: float) -> dict[str, Any] | None:
         """A villager's fund records by lookup token; None if the backend has none."""
         path = f"/edge/{self.site}/funds/{token}"
-        try:
-            async with self.session().get(self.base + path,
-                                          headers=sign(self.cfg.secret, path.encode()),
-                                          timeout=aiohttp.ClientTimeout(total=wait_s)) as resp:
-                if resp.status == 404:
-                    return None
-                if resp.status != 200:
-                    raise UplinkError(f"HTTP {resp.status}")
-                data = await resp.json()
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
-            raise UplinkError(f"{type(exc).__name__}: {exc}") from exc
+        status, data = await self._signed_get(path, aiohttp.ClientTimeout(total=wait_s))
+        if status == 404:
+            return None
+        if status != 200:
+            raise UplinkError(f"HTTP {status}")
         if not isinstance(data, dict) or not isinstance(data.get("records"), list):
             raise UplinkError("malformed fund records")
         return data

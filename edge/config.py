@@ -219,6 +219,9 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
         if len(secret) < 16:
             raise ConfigError(f"{w}secret must be at least 16 characters (this site's HMAC "
                               "key: webhooks are signed with it, MQTT rentals checked)")
+        if kind == "webhook" and scheme != "https" and urlparse(url).hostname not in _LOOPBACK:
+            raise ConfigError(f"{w}url: https:// to the city backend (plain http only to this "
+                              "machine)")
         if kind == "mqtt":
             host = urlparse(url).hostname
             if urlparse(url).scheme != "mqtts" and host not in _LOOPBACK:

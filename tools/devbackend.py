@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from cloud_bridge.signing import verify
+from cloud_bridge.signing import NONCE, sign_answer, verify
 from edge.webserver import serve
 
 log = logging.getLogger("backend")
@@ -51,6 +51,7 @@ class DevBackend:
         self.fail_status = 503
         self.retry_after: float | None = None
         self.delay_s = 0.0
+        self.tamper_answers = False  # tests: answers changed after signing
         self._rentals_changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._closing = False
@@ -193,7 +194,7 @@ class DevBackend:
             due = self._due(site)
             left = deadline - time.monotonic()
             if due or left <= 0 or self._closing:
-                return web.json_response({"rentals": due})
+                return self._answer(request, {"rentals": due})
             async with self._rentals_changed:
                 try:
                     async with asyncio.timeout(left):
@@ -235,10 +236,21 @@ class DevBackend:
                                " WHERE token = ? ORDER BY paid DESC",
                                (request.match_info["token"],)).fetchall()
         if not rows:
-            return web.json_response({"error": "unknown token"}, status=404)
-        return web.json_response({"records": [
+            return self._answer(request, {"error": "unknown token"}, 404)
+        return self._answer(request, {"records": [
             {"programme": p, "amount_fen": a, "paid": d, "status": st} for p, a, d, st in rows],
             "as_of": time.time()})
+
+    def _answer(self, request: web.Request, doc: dict[str, Any],
+                status: int = 200) -> web.Response:
+        """An answer an edge will act on: signed with the site's key over the
+        nonce of its request (cloud_bridge/signing.py)."""
+        body = json.dumps(doc).encode()
+        headers = sign_answer(self.secret, request.headers.get(NONCE, ""), body)
+        if self.tamper_answers:  # a test's man in the middle, after the signature
+            body = body.replace(b'"records"', b'"records" ')
+        return web.Response(body=body, status=status, headers=headers,
+                            content_type="application/json")
 
     # -- views -------------------------------------------------------------------
     def events(self) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.conftest import run, until
 from tools.town import Town
@@ -231,4 +232,52 @@ def test_backend_answers_signed_fund_lookups_by_token(tmp_path: Path) -> None:
                     assert r.status == 404
         finally:
             await backend.stop()
+    run(main())
+
+
+def test_the_edge_acts_only_on_answers_signed_for_its_request(tmp_path: Path) -> None:
+    """Fund records and rentals from the backend count only when signed with the
+    site's key over the nonce the edge sent, recently: a changed answer, one
+    recorded for another request, or an old one is refused."""
+    import time
+
+    from cloud_bridge import signing
+    from cloud_bridge.errors import UplinkError
+    from cloud_bridge.webhook import WebhookUplink
+    from edge.config import UplinkConfig
+    from tools.devbackend import DevBackend
+
+    async def main() -> None:
+        backend = DevBackend(tmp_path / "b.db", "k" * 16)
+        url = await backend.start()
+        up = WebhookUplink(UplinkConfig("city", "webhook", f"{url}/webhook", "k" * 16), "anji")
+        try:
+            tok = "ab" * 16
+            async with aiohttp.ClientSession() as s, s.post(f"{url}/api/funds", json={
+                    "token": tok, "records": [{"programme": "p", "amount_fen": 1,
+                                               "paid": "2026-01-01", "status": "ok"}]}) as r:
+                assert r.status == 201
+            got = await up.fetch_funds(tok, 5.0)
+            assert got is not None and got["records"][0]["amount_fen"] == 1
+            assert await up.fetch_funds("cd" * 16, 5.0) is None  # a signed "unknown"
+            assert await up.poll_rentals(0.1) == []
+            backend.tamper_answers = True  # changed on the way, after signing
+            with pytest.raises(UplinkError, match="signature mismatch"):
+                await up.fetch_funds(tok, 5.0)
+            backend.tamper_answers = False
+            wrong = WebhookUplink(UplinkConfig("city", "webhook", f"{url}/webhook",
+                                               "another-sites-key"), "anji")
+            with pytest.raises(UplinkError, match="401"):
+                await wrong.fetch_funds(tok, 5.0)
+            await wrong.close()
+        finally:
+            await up.close()
+            await backend.stop()
+        # A recorded answer replayed to another request, or an old one.
+        body = b'{"rentals": []}'
+        h = signing.sign_answer("k" * 16, "nonce-1", body)
+        assert signing.verify_answer("k" * 16, "nonce-1", body, h) is None
+        assert signing.verify_answer("k" * 16, "nonce-2", body, h) == "signature mismatch"
+        old = signing.sign_answer("k" * 16, "nonce-3", body, int(time.time()) - 3600)
+        assert "skew" in (signing.verify_answer("k" * 16, "nonce-3", body, old) or "")
     run(main())
