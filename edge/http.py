@@ -183,6 +183,8 @@ class HttpServer:
         who = request[TECHNICIAN]
         try:
             body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("the body is a JSON object")
             dev, station, kind = str(body["id"]), str(body["station"]), str(body["kind"])
             if not dev or len(dev) > 64:
                 raise ValueError("bad device id")
@@ -222,6 +224,8 @@ class HttpServer:
         log.info("rollout requested by %s", request[TECHNICIAN])
         try:
             body = await request.json()
+            if not isinstance(body, dict) or not isinstance(body.get("devices"), list):
+                raise ValueError('the body is {"image", "devices": [...], ...}')
             image = Image.from_upload(body["image"])
             r = self.svc.ota.start(image, [str(d) for d in body["devices"]],
                                    int(body.get("wave", 1)),

@@ -38,8 +38,12 @@ class Image:
     @classmethod
     def from_upload(cls, body: dict[str, Any]) -> Image:
         try:
+            if not isinstance(body, dict) or not isinstance(body.get("files"), dict):
+                raise ValueError("the image is {\"files\": {path: base64}}")
             files = {str(p): base64.b64decode(b) for p, b in body["files"].items()}
             man = json.loads(files["manifest.json"])
+            if not isinstance(man, dict) or not isinstance(man.get("files"), dict):
+                raise ValueError("manifest.json is not a manifest")
             if "manifest.sig" not in files:
                 raise ValueError("the image is not signed (manifest.sig missing)")
             missing = sorted(set(man["files"]) - set(files))

@@ -106,9 +106,19 @@ class DevBackend:
             site = doc["site"]
             items = doc["items"]
             assert isinstance(site, str) and isinstance(items, list)
-        except (ValueError, KeyError, AssertionError):
+            assert all(isinstance(it, dict) for it in items)
+        except (ValueError, KeyError, AssertionError, TypeError):
             self.stats["malformed"] += 1
             return web.json_response({"error": "malformed"}, status=400)
+        try:
+            return await self._store(site, items)
+        except (sqlite3.Error, TypeError, ValueError, OverflowError) as exc:
+            # A value of the wrong type for its column: the batch's transaction
+            # was rolled back; the sender's item is malformed.
+            self.stats["malformed"] += 1
+            return web.json_response({"error": f"malformed item: {exc}"[:200]}, status=400)
+
+    async def _store(self, site: str, items: list[dict[str, Any]]) -> web.Response:
         accepted: list[str] = []
         dups: list[str] = []
         now = time.time()
@@ -155,13 +165,17 @@ class DevBackend:
             req = await request.json()
             site, station = req["site"], req["station"]
             slot = req.get("slot")
-        except (ValueError, KeyError):
-            return web.json_response({"error": "need site and station"}, status=400)
-        rid = req.get("rental_id") or uuid.uuid4().hex[:12]
+            rid = req.get("rental_id") or uuid.uuid4().hex[:12]
+            if not (isinstance(site, str) and isinstance(station, str) and isinstance(rid, str)
+                    and (slot is None or (type(slot) is int and 0 <= slot < 64))):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "need site and station (text), slot 0..63"},
+                                     status=400)
         with self.db:
             cur = self.db.execute(
                 "INSERT OR IGNORE INTO rentals VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (rid, site, station, slot, req.get("rider", ""), "issued", None, time.time(),
+                (rid, site, station, slot, str(req.get("rider", "")), "issued", None, time.time(),
                  None, json.dumps({k: req[k] for k in ("hold_min", "reservation_id")
                                    if k in req})))
         if not cur.rowcount:
@@ -220,7 +234,10 @@ class DevBackend:
             token, records = req["token"], req["records"]
             rows = [(token, r["programme"], int(r["amount_fen"]), r["paid"], r["status"])
                     for r in records]
-        except (ValueError, KeyError, TypeError):
+            if not all(isinstance(v, str) for row in rows for v in (row[0], *row[3:])) or \
+                    not all(isinstance(row[1], str) and -2**62 < row[2] < 2**62 for row in rows):
+                raise ValueError
+        except (ValueError, KeyError, TypeError, OverflowError):
             return web.json_response({"error": "need token and records"}, status=400)
         with self.db:
             self.db.executemany("INSERT INTO funds VALUES (?,?,?,?,?)", rows)
