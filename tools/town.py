@@ -92,10 +92,12 @@ class Town:
                  city_broker: bool = False, kiosks: int = 0,
                  kiosk_heap: str | None = None, baud: int = 0, ota_key: str = "",
                  ota_confirm_s: int = 60, kiosk_link: str = "serial",
-                 kiosk_lookups_per_minute: float | None = None) -> None:
+                 kiosk_lookups_per_minute: float | None = None,
+                 dock_config: dict[str, Any] | None = None) -> None:
         self.dir = workdir
         self.kiosk_link = kiosk_link  # "serial" (a cable to the Pi) or "mqtt" (Wi-Fi/4G)
         self.kiosk_lookups_per_minute = kiosk_lookups_per_minute  # None: the edge's default
+        self.dock_config = dock_config or {}  # extra settings for every dock's config.json
         self.ota_key = ota_key  # hex Ed25519 public key provisioned on devices (docs/ota.md)
         self.ota_confirm_s = ota_confirm_s
         self.with_backend = backend
@@ -313,7 +315,7 @@ class Town:
                     "link": d.link, "bus": bus, "heartbeat_s": self.heartbeat_s,
                     "uart": d.line.paths[0] if d.line else "", "ota_key": self.ota_key,
                     "ota_confirm_s": self.ota_confirm_s,
-                    "cmd_key": d.secrets["command_key"]}
+                    "cmd_key": d.secrets["command_key"], **self.dock_config}
         if d.link == "mqtt" and self.broker is not None:
             d.config["mqtt"] = self._device_mqtt(d)
         write_private(d.flash / "config.json", json.dumps(d.config))

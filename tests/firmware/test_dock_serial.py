@@ -1,4 +1,4 @@
-"""A dock's real firmware under MicroPython (64K heap as shipped... see
+"""A dock's real firmware under MicroPython (the heap it ships with: see
 tools/town.py HEAP) talking to the edge over a pseudo-terminal serial line."""
 
 from __future__ import annotations
@@ -106,4 +106,45 @@ def test_unreadable_tag_is_a_fault_and_the_bike_is_not_locked(tmp_path: Path) ->
             assert town.edge.stations.statuses()[0].bikes_available == 0
             d.emulator.take_bike(1)
             await until(lambda: town.edge.stations.statuses()[0].bikes_disabled == 0)
+    run(main())
+
+
+def test_a_full_journal_refuses_rentals_and_keeps_every_return(tmp_path: Path) -> None:
+    """The edge cannot store events (its disk is full): the dock keeps each
+    accepted event on flash. Once its journal holds journal_max minus one
+    return per slot, it refuses rentals, saying why, and still records a bike
+    pushed in; when the edge stores again, everything arrives once and renting
+    resumes."""
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=3, fill=1.0,
+                        backend=False, dock_config={"journal_max": 6}) as town:
+            await town.wait_online()
+            edge = town.edge
+            assert edge is not None
+            d = town.docks[0]
+            real_submit = edge.journal.submit
+
+            def disk_full(item):  # type: ignore[no-untyped-def]
+                if type(item).__name__ == "EventRecord":
+                    f = asyncio.get_running_loop().create_future()
+                    f.set_exception(OSError(28, "No space left on device"))
+                    return f
+                return real_submit(item)
+
+            edge.journal.submit = disk_full  # type: ignore[method-assign]
+            taken = [await town.rent(d, 0), await town.rent(d, 1)]
+            assert all(taken)  # two rentals accepted: two events wait on flash
+            await until(lambda: d.log_path.read_text().count("event rented") == 2, 10)
+            res = await edge.command(d.dev, "unlock", slot=2)
+            assert (res["ok"], res.get("err"), res.get("slot")) == (False, "journal_full", 2)
+            assert d.emulator.takeable() == []
+            town.give_back(d, taken[0], 0)  # a return is always recorded
+            await until(lambda: "event returned slot=0" in d.log_path.read_text(), 10)
+            assert "journal full (2 events wait for the edge)" in d.log_path.read_text()
+            edge.journal.submit = real_submit  # type: ignore[method-assign]
+            await until(lambda: edge.metrics.get("events.stored") == 3, 20)
+            rows = await edge.journal.events()
+            assert sorted((r["kind"], r["slot"]) for r in rows) == [
+                ("rented", 0), ("rented", 1), ("returned", 0)]
+            assert await town.rent(d, 2) is not None  # room again
     run(main())

@@ -87,7 +87,15 @@ class App:
         slot = msg.get("slot")
         _log.info("command %d %s slot=%r", cid, op, slot)
         if op == "unlock":
-            self.dock.unlock(-1 if slot is None else slot, cid, now)
+            waiting = len(self.journal.pending)
+            if waiting >= self.cfg["journal_max"] - self.dock.n:
+                # Every accepted event stays until the edge has it: with the journal
+                # this full, rentals stop (the edge hears why) and returns go on.
+                _log.warning("journal full (%d events wait for the edge): rental refused",
+                             waiting)
+                self._result(cid, False, "journal_full", slot)
+            else:
+                self.dock.unlock(-1 if slot is None else slot, cid, now)
         elif op == "set_slot":
             ok = slot is not None and self.dock.set_enabled(slot, msg.get("enabled", True), now)
             self._result(cid, ok, None if ok else "bad_slot", slot)

@@ -17,6 +17,9 @@ SCHEMA = {
     "uart": ("", None, None),
     "bus": ("", None, None),
     "journal": ("journal", None, None),
+    # Events kept on flash for the edge at most; room for a return to every
+    # slot is kept, so rentals are refused first (app.py): nothing is lost.
+    "journal_max": (500, 2, 5000),
     "heartbeat_s": (30, 2, 3600),
     "state_min_ms": (200, 0, 10000),
     "resend_ms": (3000, 200, 600000),
@@ -48,6 +51,8 @@ def load(path):
         # No anonymous or clear-text broker: an account and the county CA (TLS).
         raise ValueError("config: link=mqtt needs mqtt.user, mqtt.password and mqtt.ca")
     cfg["wifi"] = raw.get("wifi") or {}  # {"ssid", "password"}: a board on MQTT over Wi-Fi
+    if cfg["journal_max"] <= cfg["slots"]:
+        raise ValueError("config: journal_max must be more than slots")
     if cfg["link"] == "serial" and not cfg["uart"]:
         raise ValueError("config: link=serial needs uart")
     return cfg
