@@ -42,17 +42,29 @@ def _backend(args: argparse.Namespace) -> int:
     from tools.credentials import CredentialError, secret
     from tools.devbackend import DevBackend
 
+    keys: str | dict[str, str]
     try:
-        key = secret("webhook HMAC key", "HUIMIN_WEBHOOK_SECRET", args.secret_file)
-    except CredentialError as exc:
-        print(f"huimin backend: {exc.code}", file=sys.stderr)
+        if args.site_keys is not None:
+            import tomllib
+
+            from tools.credentials import read_secret_file
+
+            keys = {str(k): str(v) for k, v in
+                    tomllib.loads(read_secret_file(args.site_keys)).items()}
+        else:
+            keys = secret("webhook HMAC key", "HUIMIN_WEBHOOK_SECRET", args.secret_file)
+    except (CredentialError, ValueError) as exc:
+        print(f"huimin backend: {getattr(exc, 'code', exc)}", file=sys.stderr)
         return 2
-    if len(key) < 16:
-        print("huimin backend: the webhook key must be at least 16 characters", file=sys.stderr)
+    if any(len(k) < 16 for k in (keys.values() if isinstance(keys, dict) else [keys])):
+        print("huimin backend: every key must be at least 16 characters", file=sys.stderr)
         return 2
+    if isinstance(keys, str):
+        logging.getLogger("backend").warning(
+            "one key for every site: any edge could act for another (give --site-keys)")
 
     async def work(stop: asyncio.Event) -> None:
-        backend = DevBackend(args.db, key)
+        backend = DevBackend(args.db, keys)
         url = await backend.start(args.host, args.port)
         print(f"Backend: {url}/  (webhook {url}/webhook)", flush=True)
         await stop.wait()
@@ -88,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9000, help="listen port (default 9000)")
     p.add_argument("--db", type=Path, default=Path("backend.db"), help="SQLite file")
-    p.add_argument("--secret-file", type=Path, help="the webhook HMAC key shared with edges, "
+    p.add_argument("--site-keys", type=Path, help="each site's key: a TOML file of mode 0600 "
+                   "with lines like anji = \"<key>\"")
+    p.add_argument("--secret-file", type=Path, help="one key for every site (development), "
                    "in a file of mode 0600 (or $HUIMIN_WEBHOOK_SECRET; never on the command "
                    "line)")
     p.set_defaults(func=_backend)

@@ -243,7 +243,9 @@ class Town:
             self.city_backend_password = self.city_broker.account("city-backend", "backend")
             await self.city_broker.start()
         if self.with_backend:
-            self.backend = DevBackend(self.dir / "backend.db", self.secret)
+            # The city gives each site its own key (one shared key would let any
+            # edge act for any other).
+            self.backend = DevBackend(self.dir / "backend.db", {"anji": self.secret})
             self.backend_url = await self.backend.start()
         toml = self._edge_toml()
         write_private(self.dir / "edge.toml", toml)  # it holds the edge's broker password

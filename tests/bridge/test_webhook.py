@@ -123,7 +123,9 @@ def test_wrong_signature_is_refused_and_nothing_is_lost(tmp_path: Path) -> None:
         async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=5, fill=1.0) as town:
             await town.wait_online()
             assert town.backend is not None and town.edge is not None
-            town.backend.secret = "someone-else-entirely"  # the city rotated the key
+            keys = town.backend.secrets
+            assert keys is not None  # one key per site, as a city runs it
+            keys["anji"] = "someone-else-entirely"  # the city rotated the key
             d = town.docks[0]
             bike = await town.rent(d)
             assert bike is not None
@@ -131,7 +133,7 @@ def test_wrong_signature_is_refused_and_nothing_is_lost(tmp_path: Path) -> None:
             assert town.backend.events() == []
             n, _ = await town.edge.journal.outbox_stats("city")
             assert n >= 1  # still queued, not dropped
-            town.backend.secret = town.secret  # the key is fixed: the backlog drains
+            keys["anji"] = town.secret  # the key is fixed: the backlog drains
             await until(lambda: [e["bike"] for e in town.backend.events()] == [bike], 60)  # type: ignore[union-attr]
     run(main())
 
@@ -280,4 +282,37 @@ def test_the_edge_acts_only_on_answers_signed_for_its_request(tmp_path: Path) ->
         assert signing.verify_answer("k" * 16, "nonce-2", body, h) == "signature mismatch"
         old = signing.sign_answer("k" * 16, "nonce-3", body, int(time.time()) - 3600)
         assert "skew" in (signing.verify_answer("k" * 16, "nonce-3", body, old) or "")
+    run(main())
+
+
+def test_each_site_has_its_own_key_at_the_backend(tmp_path: Path) -> None:
+    """One site's key does not speak for another site, nor for a site the
+    backend does not know."""
+    import json as _json
+
+    from cloud_bridge.signing import sign
+    from tools.devbackend import DevBackend
+
+    async def main() -> None:
+        k1, k2 = "anji-key-0123456789", "dipu-key-0123456789"
+        backend = DevBackend(tmp_path / "b.db", {"anji": k1, "dipu": k2})
+        url = await backend.start()
+        try:
+            async with aiohttp.ClientSession() as s:
+                def post(site: str, key: str) -> Any:
+                    body = _json.dumps({"site": site, "items": []}).encode()
+                    return s.post(f"{url}/webhook", data=body, headers=sign(key, body))
+                async with post("anji", k1) as r:
+                    assert r.status == 200
+                async with post("anji", k2) as r:  # dipu's edge speaking for anji
+                    assert r.status == 401
+                async with post("nowhere", "") as r:
+                    assert r.status == 401
+                path = "/edge/dipu/funds/" + "ab" * 16
+                async with s.get(url + path, headers=sign(k1, path.encode())) as r:
+                    assert r.status == 401
+                async with s.get(url + path, headers=sign(k2, path.encode())) as r:
+                    assert r.status == 404
+        finally:
+            await backend.stop()
     run(main())
