@@ -41,24 +41,33 @@ def _readers() -> list[str]:
 def pcscd(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     if subprocess.run(["pgrep", "-x", "pcscd"], capture_output=True).returncode == 0:
         pytest.skip("a pcscd is already running (one per host: it always uses /run/pcscd)")
-    port = free_port()
-    conf = tmp_path / "reader.conf.d"
-    conf.mkdir()
-    (conf / "vpcd").write_text(f'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x{port:X}\n'
-                               f"LIBPATH {VPCD}\nCHANNELID 0x{port:X}\n")
-    log = tmp_path / "pcscd.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([str(PCSCD), "-f", "-c", str(conf)], stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 10
-        while not any("Virtual PCD" in r for r in _readers()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"pcscd did not come up: {log.read_text()[-500:]}")
-            time.sleep(0.05)
-        yield port, log
-    finally:
-        proc.terminate()
-        proc.wait(5)
+    # vpcd listens on a port picked here; between picking and listening another
+    # process (an outgoing connection's ephemeral port, say) may take it:
+    # "Address already in use" means try another, not a failed test.
+    for attempt in range(5):
+        port = free_port()
+        conf = tmp_path / f"reader.conf.d.{attempt}"
+        conf.mkdir()
+        (conf / "vpcd").write_text(f'FRIENDLYNAME "Virtual PCD"\nDEVICENAME /dev/null:0x{port:X}\n'
+                                   f"LIBPATH {VPCD}\nCHANNELID 0x{port:X}\n")
+        log = tmp_path / f"pcscd.{attempt}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([str(PCSCD), "-f", "-c", str(conf)], stdout=out, stderr=out)
+        try:
+            deadline = time.monotonic() + 10
+            while not any("Virtual PCD" in r for r in _readers()):
+                if "Address already in use" in log.read_text(errors="replace"):
+                    break
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"pcscd did not come up: {log.read_text()[-500:]}")
+                time.sleep(0.05)
+            else:
+                yield port, log
+                return
+        finally:
+            proc.terminate()
+            proc.wait(5)
+    pytest.fail("pcscd: every port tried was taken")
 
 
 def _wait(pred, what: str, secs: float = 5.0) -> None:  # type: ignore[no-untyped-def]
