@@ -218,3 +218,43 @@ def test_a_kiosk_on_mqtt_swipes_and_nothing_personal_crosses_the_broker(
         if p.is_file() and not p.is_symlink():
             _assert_clean(p.read_bytes(), people, str(p))
     _assert_clean(caplog.text.encode(), people, "logs")
+
+
+def test_a_forged_funds_answer_never_reaches_the_screen(tmp_path: Path) -> None:
+    """Someone on the kiosk's line answers its lookup first, with the right
+    request id: unsealed, then sealed with another key. The kiosk refuses both
+    (no valid MAC under its key) and shows the edge's genuine answer."""
+    from wire import auth, message
+
+    from edge.transports.serial import SerialTransport
+
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=6, kiosks=1) as town:
+            await town.wait_online()
+            edge = town.edge
+            assert edge is not None
+            k = town.kiosks[0]
+            t = next(x for x in edge.transports
+                     if isinstance(x, SerialTransport) and k.dev in x.cfg.devices)
+            genuine = edge._answer_lookup
+
+            async def forger_first(item):  # type: ignore[no-untyped-def]
+                forged = message.encode({"t": "funds", "id": item.msg["id"], "ok": True,
+                                         "records": [["伪造补贴", 99999900, "2026-11-30", "已发放"]],
+                                         "as_of": 1, "stale": False})
+                assert t.link is not None
+                t.link.send(forged)
+                t.link.send(bytes(auth.seal(auth.Key(b"x" * 32), auth.DOWN, forged)))
+                t._wake.set()
+                await asyncio.sleep(0.3)
+                await genuine(item)
+
+            edge._answer_lookup = forger_first  # type: ignore[method-assign]
+            card = fictional_card(random.Random(8))
+            await town.villager(card, RECORDS)
+            assert await _swipe(town, k, card) == "惠民资金查询结果"
+            assert shown_screen[screens.VP[2]] == "合计：276.45元"
+            assert "伪造" not in "".join(shown_screen.values())
+            log = k.log_path.read_text()
+            assert log.count("guard: refused funds from edge: bad mac") == 2
+    run(main())
