@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HEAP = "76K"  # a dock on a serial line
 MQTT_HEAP = "84K"  # a dock on MQTT: the client, TLS and its buffers
 KIOSK_HEAP = "76K"
-KIOSK_MQTT_HEAP = "80K"
+KIOSK_MQTT_HEAP = "84K"
 
 
 @dataclass
