@@ -82,6 +82,10 @@ class EdgeConfig:
     site: str
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # HTTPS by the edge itself (a certificate from `huimin ca`), for when it
+    # must be reached beyond the Pi without a reverse proxy (docs/deploy.md).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     public_url: str = ""
     db: Path = Path("edge.db")
     heartbeat_timeout_s: float = 90.0
@@ -110,7 +114,8 @@ class EdgeConfig:
 
     @property
     def base_url(self) -> str:
-        return self.public_url.rstrip("/") or f"http://{self.http_host}:{self.http_port}"
+        scheme = "https" if self.tls_cert else "http"
+        return self.public_url.rstrip("/") or f"{scheme}://{self.http_host}:{self.http_port}"
 
     def device_station(self) -> dict[str, str]:
         """Every registered device and its station ("" for kiosks)."""
@@ -244,6 +249,16 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
         if not _ID.match(kid) or kid in seen_dev or kid in kiosks:
             raise ConfigError(f"kiosks[{i}].id {kid!r} is not a unique printable device id")
         kiosks.append(kid)
+    http_host = _get(edge, "http_host", str, "127.0.0.1", "edge.")
+    cert, key = _get(edge, "tls_cert", str, "", "edge."), _get(edge, "tls_key", str, "", "edge.")
+    if bool(cert) != bool(key):
+        raise ConfigError("edge.tls_cert and edge.tls_key go together")
+    tls_cert = (base / cert if base is not None else Path(cert)) if cert else None
+    tls_key = (base / key if base is not None else Path(key)) if key else None
+    if http_host not in _LOOPBACK and tls_cert is None:
+        raise ConfigError(f"edge.http_host {http_host}: beyond this machine only over HTTPS: "
+                          "give edge.tls_cert and edge.tls_key (huimin ca), or keep 127.0.0.1 "
+                          "behind a TLS reverse proxy (docs/deploy.md)")
     retention = _get(edge, "funds_retention_days", (int, float), 30.0, "edge.")
     if not 1 <= retention <= 3650:
         raise ConfigError("edge.funds_retention_days must be 1..3650")
@@ -258,7 +273,7 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
     if len({u.name for u in uplinks}) != len(uplinks):
         raise ConfigError("uplink names must be unique")
     return EdgeConfig(
-        site=site, http_host=_get(edge, "http_host", str, "127.0.0.1", "edge."), http_port=port,
+        site=site, http_host=http_host, http_port=port, tls_cert=tls_cert, tls_key=tls_key,
         public_url=_get(edge, "public_url", str, "", "edge."), db=db, heartbeat_timeout_s=hb,
         status_ttl_s=_get(edge, "status_ttl_s", int, 0, "edge."),
         static_ttl_s=_get(edge, "static_ttl_s", int, 300, "edge."),

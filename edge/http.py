@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import logging
+import ssl
 from dataclasses import asdict
 from email.utils import formatdate
 from pathlib import Path
@@ -75,9 +76,13 @@ class HttpServer:
         self.app = app
 
     async def start(self) -> None:
-        self._runner, self.port = await serve(self.app, self.svc.cfg.http_host,
-                                              self.svc.cfg.http_port)
-        log.info("http on %s:%d", self.svc.cfg.http_host, self.port)
+        cfg = self.svc.cfg
+        tls = None
+        if cfg.tls_cert is not None and cfg.tls_key is not None:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+        self._runner, self.port = await serve(self.app, cfg.http_host, cfg.http_port, tls=tls)
+        log.info("%s on %s:%d", "https" if tls else "http", cfg.http_host, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -3,16 +3,18 @@ the port it got: shared by the edge's HTTP server and the development backend.""
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from aiohttp import web
 
 
 async def serve(app: web.Application, host: str, port: int,
-                shutdown_timeout: float = 2.0) -> tuple[web.AppRunner, int]:
+                shutdown_timeout: float = 2.0,
+                tls: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=tls)
     await site.start()
     server: Any = site._server  # aiohttp has no public "bound port" for port 0
     return runner, server.sockets[0].getsockname()[1]

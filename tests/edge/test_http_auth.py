@@ -138,3 +138,46 @@ def test_lists_are_paged_with_a_maximum(tmp_path: Path) -> None:
                 page = await r.json()
                 assert len(page["devices"]) == 1 and page["total"] == 1 and page["next"] is None
     run(main())
+
+
+def test_beyond_the_pi_only_over_https(tmp_path: Path) -> None:
+    """An edge listening beyond loopback must serve HTTPS itself (a certificate
+    from the county CA) or sit behind a TLS proxy; served so, a client that
+    trusts the county CA gets the pages, and its session cookie is Secure."""
+    import ssl
+
+    import pytest
+
+    from edge.errors import ConfigError
+    from tools.ca import county_tls
+
+    base_cfg = {"edge": {"site": "t", "http_port": 0, "db": str(tmp_path / "edge.db"),
+                         "http_host": "0.0.0.0"}}
+    with pytest.raises(ConfigError, match="HTTPS"):
+        parse(base_cfg)
+    tls = county_tls(tmp_path / "ca", ["127.0.0.1"])
+    token = ApiTokens(tmp_path / "api-tokens.toml").add("wang")
+    cfg = parse({"edge": {**base_cfg["edge"], "http_host": "127.0.0.1",
+                          "tls_cert": str(tls.cert), "tls_key": str(tls.key)}})
+
+    async def main() -> None:
+        svc = EdgeService(cfg)
+        stop = asyncio.Event()
+        task = asyncio.create_task(svc.run(stop))
+        await svc.ready.wait()
+        trust = ssl.create_default_context(cafile=str(tls.ca))
+        try:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trust)) as s:
+                base = f"https://127.0.0.1:{svc.http_port}"
+                async with s.get(base + "/healthz") as r:
+                    assert r.status == 200
+                async with s.post(base + "/login", data={"token": token},
+                                  allow_redirects=False) as r:
+                    assert r.status == 303 and "Secure" in r.headers["Set-Cookie"]
+            async with aiohttp.ClientSession() as s:  # no trust in the county CA
+                with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                    await s.get(f"https://127.0.0.1:{svc.http_port}/healthz")
+        finally:
+            stop.set()
+            await task
+    run(main())
