@@ -93,11 +93,15 @@ class Town:
                  kiosk_heap: str | None = None, baud: int = 0, ota_key: str = "",
                  ota_confirm_s: int = 60, kiosk_link: str = "serial",
                  kiosk_lookups_per_minute: float | None = None,
-                 dock_config: dict[str, Any] | None = None) -> None:
+                 dock_config: dict[str, Any] | None = None,
+                 kiosk_key_store: bool = False) -> None:
         self.dir = workdir
         self.kiosk_link = kiosk_link  # "serial" (a cable to the Pi) or "mqtt" (Wi-Fi/4G)
         self.kiosk_lookups_per_minute = kiosk_lookups_per_minute  # None: the edge's default
         self.dock_config = dock_config or {}  # extra settings for every dock's config.json
+        # Kiosks keep the region key in the board's key store (hal.lookup_token;
+        # an eFuse block, emulated on this port by a file), not in config.json.
+        self.kiosk_key_store = kiosk_key_store
         self.ota_key = ota_key  # hex Ed25519 public key provisioned on devices (docs/ota.md)
         self.ota_confirm_s = ota_confirm_s
         self.with_backend = backend
@@ -333,12 +337,15 @@ class Town:
                "uart": k.lines["edge"].paths[0] if "edge" in k.lines else "",
                "sam_uart": k.lines["sam"].paths[0],
                "display_uart": k.lines["display"].paths[0],
-               "voice_uart": k.lines["voice"].paths[0], "region_key": self.region_key.hex(),
+               "voice_uart": k.lines["voice"].paths[0],
+               "region_key": "efuse" if self.kiosk_key_store else self.region_key.hex(),
                "heartbeat_s": self.heartbeat_s, "show_s": 30, "ota_key": self.ota_key,
                "ota_confirm_s": self.ota_confirm_s, "cmd_key": k.secrets["command_key"]}
         if k.link == "mqtt" and self.broker is not None:
             cfg["mqtt"] = self._device_mqtt(k)
         write_private(k.flash / "config.json", json.dumps(cfg))
+        if self.kiosk_key_store:
+            write_private(k.flash / "efuse_key", self.region_key.hex())
         install(self.firmware, k.flash)
         k.log_path = k.flash / "console.log"
         self._sup.append(asyncio.create_task(self._supervise(k), name=f"fw:{k.dev}"))

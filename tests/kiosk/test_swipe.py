@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import logging
 import random
 from pathlib import Path
@@ -257,4 +258,23 @@ def test_a_forged_funds_answer_never_reaches_the_screen(tmp_path: Path) -> None:
             assert "伪造" not in "".join(shown_screen.values())
             log = k.log_path.read_text()
             assert log.count("guard: refused funds from edge: bad mac") == 2
+    run(main())
+
+
+def test_a_kiosk_with_its_region_key_in_the_key_store(tmp_path: Path) -> None:
+    """"region_key": "efuse": the kiosk asks the board for the token
+    (hal.lookup_token: the ESP32-S3's HMAC peripheral; emulated on this port)
+    and holds no key itself; its config.json has none."""
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=9, kiosks=1,
+                        kiosk_key_store=True) as town:
+            await town.wait_online()
+            k = town.kiosks[0]
+            cfg = json.loads((k.flash / "config.json").read_text())
+            assert cfg["region_key"] == "efuse"
+            assert town.region_key.hex() not in (k.flash / "config.json").read_text()
+            card = fictional_card(random.Random(12))
+            await town.villager(card, RECORDS)
+            assert await _swipe(town, k, card) == "惠民资金查询结果"
+            assert shown_screen[screens.VP[2]] == "合计：276.45元"
     run(main())

@@ -29,7 +29,9 @@ class App:
         self.sam = SamReader(hal.uart("sam", cfg))
         self.display = Display(hal.uart("display", cfg), screens.VP)
         self.voice = Voice(hal.uart("voice", cfg), self.display)
-        self.key = binascii.unhexlify(cfg["region_key"])
+        # None: the key is in the board's key store (hal.lookup_token), not here
+        k = cfg["region_key"]
+        self.key = None if k == "efuse" else binascii.unhexlify(k)
         guard = CommandGuard(cfg["cmd_key"], cfg["dev"])
         if cfg["link"] == "mqtt":
             from uplink.mqtt import MqttUplink
@@ -119,7 +121,7 @@ class App:
         t = time.localtime(time.time())
         if idcard.expired(valid_to, "%04d%02d%02d" % (t[0], t[1], t[2])):
             return screens.message("expired")
-        token = idcard.token(self.key, number)
+        token = idcard.token(self.key, number) if self.key else hal.lookup_token(number)
         name, masked_id = idcard.mask_name(name), idcard.mask_id(number)
         number = None  # the clear number and name go now; only masks and token stay
         gc.collect()

@@ -41,8 +41,9 @@ def load(path):
         elif hi is not None and v not in hi:
             raise ValueError("config: %s=%r not one of %r" % (key, v, hi))
         cfg[key] = v
-    if len(cfg["region_key"]) < 32:
-        raise ValueError("config: region_key must be at least 16 bytes of hex")
+    if cfg["region_key"] != "efuse" and len(cfg["region_key"]) < 32:
+        # "efuse": the key is in the board's key store, behind hal.lookup_token
+        raise ValueError("config: region_key must be at least 16 bytes of hex, or efuse")
     cfg["mqtt"] = m = raw.get("mqtt") or {}
     if cfg["link"] == "mqtt" and not (m.get("user") and m.get("password") and m.get("ca")):
         # No anonymous or clear-text broker: an account and the county CA (TLS).

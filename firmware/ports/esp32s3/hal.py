@@ -107,3 +107,11 @@ def tag_port(n):
 
 def reset():
     machine.reset()
+
+
+def lookup_token(n):
+    """The lookup token from the HMAC peripheral, the region key in an eFuse
+    block that software cannot read ("region_key": "efuse"). Stock MicroPython
+    has no binding to the peripheral (a C module in a custom build would be):
+    until then a kiosk on this board keeps its key in config.json."""
+    raise OSError("no HMAC peripheral binding in this MicroPython build")

@@ -48,3 +48,17 @@ def uart(name, cfg):
 def reset():
     # A soft reset on the unix port is a process exit; the supervisor restarts us.
     sys.exit(1)
+
+
+def lookup_token(n):
+    """The kiosk's lookup token for ID number n, from the board's key store
+    ("region_key": "efuse" in config.json): the app never holds the key. On the
+    ESP32-S3 this is the HMAC peripheral with the key in an eFuse block; here
+    the block is emulated by a file beside config.json ("efuse_key", hex),
+    read for each token and not kept."""
+    import binascii
+
+    from wire import idcard
+
+    with open("efuse_key") as f:
+        return idcard.token(binascii.unhexlify(f.read().strip()), n)
