@@ -66,7 +66,12 @@ def _backend(args: argparse.Namespace) -> int:
     async def work(stop: asyncio.Event) -> None:
         backend = DevBackend(args.db, keys)
         url = await backend.start(args.host, args.port)
-        print(f"Backend: {url}/  (webhook {url}/webhook)", flush=True)
+        from edge.device_keys import write_private
+
+        token_file = args.db.with_name(args.db.name + ".operator-token")
+        write_private(token_file, backend.operator_token + "\n")
+        print(f"Backend: {url}/  (webhook {url}/webhook; the operator's token for "
+              f"POST /api/rentals and /api/funds is in {token_file}, mode 0600)", flush=True)
         await stop.wait()
         await backend.stop()
 

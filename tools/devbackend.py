@@ -9,8 +9,10 @@ delayed after the items are stored."""
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
+import secrets
 import sqlite3
 import time
 import uuid
@@ -38,6 +40,9 @@ CREATE TABLE IF NOT EXISTS rentals (id TEXT PRIMARY KEY, site TEXT, station TEXT
 REDELIVER_S = 30.0  # a rental sent to an edge without a result is offered again after this
 
 
+OPERATOR_PATHS = ("/api/rentals", "/api/funds", "/_faults")
+
+
 class DevBackend:
     def __init__(self, db: Path, secret: str | dict[str, str]) -> None:
         """secret: each site's key ({site: key}), as a city runs it; one str
@@ -50,7 +55,8 @@ class DevBackend:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
         self.stats = {"posts": 0, "items": 0, "duplicates": 0, "bad_signature": 0,
-                      "malformed": 0, "stale_status": 0, "injected_failures": 0}
+                      "malformed": 0, "stale_status": 0, "injected_failures": 0,
+                      "unauthorized": 0}
         self.fail_next = 0
         self.fail_status = 503
         self.retry_after: float | None = None
@@ -60,7 +66,10 @@ class DevBackend:
         self._runner: web.AppRunner | None = None
         self._closing = False
         self.port = 0
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+        # The city's own operations (issue a rental, add fund records, inject
+        # faults) need the operator's token: no state-changing call without one.
+        self.operator_token = secrets.token_urlsafe(24)
+        app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[self._operator])
         app.add_routes([
             web.post("/webhook", self.webhook),
             web.get("/edge/{site}/rentals", self.edge_rentals),
@@ -75,6 +84,17 @@ class DevBackend:
             web.get("/", self.page),
         ])
         self.app = app
+
+    @web.middleware
+    async def _operator(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method == "POST" and request.path in OPERATOR_PATHS:
+            got = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(got.encode(), f"Bearer {self.operator_token}".encode()):
+                self.stats["unauthorized"] += 1
+                return web.json_response({"error": "the operator's token is required"},
+                                         status=401)
+        resp: web.StreamResponse = await handler(request)
+        return resp
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._runner, self.port = await serve(self.app, host, port)

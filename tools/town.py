@@ -355,7 +355,8 @@ class Town:
         tok: str = idcard.token(self.region_key, card.id_number)
         if records and self.backend is not None:
             async with aiohttp.ClientSession() as s, s.post(
-                    f"{self.backend_url}/api/funds", json={"token": tok, "records": records}) as r:
+                    f"{self.backend_url}/api/funds", json={"token": tok, "records": records},
+                    headers={"Authorization": f"Bearer {self.backend.operator_token}"}) as r:
                 r.raise_for_status()
         return tok
 

@@ -63,7 +63,9 @@ def test_events_reach_backend_exactly_once_through_an_outage(tmp_path: Path) -> 
 
 async def _rental(town: Town, body: dict[str, Any]) -> dict[str, Any]:
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{town.backend_url}/api/rentals", json=body) as r:
+        assert town.backend is not None  # the city's operator issues it
+        async with s.post(f"{town.backend_url}/api/rentals", json=body, headers={
+                "Authorization": f"Bearer {town.backend.operator_token}"}) as r:
             assert r.status == 201, await r.text()
             created: dict[str, Any] = await r.json()
         rid = created["rental_id"]
@@ -219,9 +221,13 @@ def test_backend_answers_signed_fund_lookups_by_token(tmp_path: Path) -> None:
         url = await backend.start()
         try:
             async with aiohttp.ClientSession() as s:
-                async with s.post(f"{url}/api/funds", json={"token": "t0k3n", "records": [
-                        {"programme": "耕地地力保护补贴", "amount_fen": 12345, "paid": "2026-03-01",
-                         "status": "已发放"}]}) as r:
+                op = {"Authorization": f"Bearer {backend.operator_token}"}
+                records = {"token": "t0k3n", "records": [
+                    {"programme": "耕地地力保护补贴", "amount_fen": 12345, "paid": "2026-03-01",
+                     "status": "已发放"}]}
+                async with s.post(f"{url}/api/funds", json=records) as r:
+                    assert r.status == 401  # not the city's operator
+                async with s.post(f"{url}/api/funds", headers=op, json=records) as r:
                     assert r.status == 201
                 path = "/edge/anji/funds/t0k3n"
                 async with s.get(url + path, headers=sign("k" * 16, path.encode())) as r:
@@ -255,7 +261,8 @@ def test_the_edge_acts_only_on_answers_signed_for_its_request(tmp_path: Path) ->
         up = WebhookUplink(UplinkConfig("city", "webhook", f"{url}/webhook", "k" * 16), "anji")
         try:
             tok = "ab" * 16
-            async with aiohttp.ClientSession() as s, s.post(f"{url}/api/funds", json={
+            async with aiohttp.ClientSession() as s, s.post(f"{url}/api/funds", headers={
+                    "Authorization": f"Bearer {backend.operator_token}"}, json={
                     "token": tok, "records": [{"programme": "p", "amount_fen": 1,
                                                "paid": "2026-01-01", "status": "ok"}]}) as r:
                 assert r.status == 201
