@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tools import console, county, diag, flash, fleet, ota, sim
+from tools.credentials import add_edge_config_arg
 from tools.firmware import BOARD_PORTS
 
 
@@ -95,8 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_parser(sub)
     p = sub.add_parser("edge", help="run the edge service", description="Run the edge service "
                        "(serial + MQTT transports, journal, GBFS, API) from a TOML configuration.")
-    p.add_argument("--config", type=Path, default=Path("/etc/huimin/edge.toml"),
-                   help="configuration file (default /etc/huimin/edge.toml)")
+    add_edge_config_arg(p)
     p.set_defaults(func=_edge)
     p = sub.add_parser("backend", help="run the development city backend",
                        description="A small real stand-in for the city-service backend: "

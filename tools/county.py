@@ -19,6 +19,7 @@ from typing import Any
 
 from edge.config import EdgeConfig
 from edge.device_keys import load_devices, write_private
+from tools.credentials import add_edge_config_arg
 
 
 def load_edge_config(path: Path, prog: str) -> EdgeConfig | None:
@@ -122,8 +123,7 @@ def add_parsers(sub: Any) -> None:
                        "its own topics, the edge to what it uses; devices on TLS, the edge "
                        "on loopback. Run again after provisioning an MQTT device, then reload "
                        "Mosquitto.")
-    p.add_argument("--config", type=Path, default=Path("/etc/huimin/edge.toml"),
-                   help="the edge's configuration (default /etc/huimin/edge.toml)")
+    add_edge_config_arg(p)
     p.add_argument("--out", type=Path, default=Path("/etc/mosquitto/huimin"),
                    help="folder for the files (default /etc/mosquitto/huimin)")
     p.add_argument("--ca-dir", type=Path, help="the county CA folder (huimin ca): TLS for "
@@ -139,8 +139,7 @@ def add_parsers(sub: Any) -> None:
                        description="Make (add), revoke or list the tokens technicians' "
                        "tools send the edge's API. Only hashes are kept; a new token is "
                        "written to a file of mode 0600, never printed.")
-    p.add_argument("--config", type=Path, default=Path("/etc/huimin/edge.toml"),
-                   help="the edge's configuration (default /etc/huimin/edge.toml)")
+    add_edge_config_arg(p)
     tsub = p.add_subparsers(dest="token_cmd", required=True, metavar="ACTION")
     a = tsub.add_parser("add", help="a new token for a technician or laptop")
     a.add_argument("name", help="who holds it, e.g. wang-laptop")

@@ -8,6 +8,7 @@ import getpass
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from edge.device_keys import KeyFileError, check_private
 
@@ -39,6 +40,19 @@ def edge_token(path: Path | None = None) -> str:
     raise CredentialError(
         f"no technician token: set {TOKEN_ENV}, pass --token-file, or save it to {TOKEN_FILE} "
         "(huimin token add NAME --out FILE, on the edge)")
+
+
+def add_token_arg(parser: Any) -> None:
+    """--token-file, as every command that talks to the edge's API takes it."""
+    parser.add_argument("--token-file", type=Path,
+                        help=f"your technician token (default ${TOKEN_ENV} or {TOKEN_FILE}; "
+                        "huimin token add makes one)")
+
+
+def add_edge_config_arg(parser: Any) -> None:
+    """--config, the edge's TOML file, as every command run on the edge takes it."""
+    parser.add_argument("--config", type=Path, default=Path("/etc/huimin/edge.toml"),
+                        help="the edge's configuration (default /etc/huimin/edge.toml)")
 
 
 def secret(what: str, env: str, path: Path | None = None) -> str:

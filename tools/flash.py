@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tools.credentials import add_token_arg
 from tools.firmware import BOARD_PORTS, BuildError, build, read_manifest
 from tools.progress import Bar
 
@@ -409,8 +410,7 @@ def add_parsers(sub: Any) -> None:
     q.add_argument("--ota-key", help="the update key's public half (huimin ota keygen)")
     q.add_argument("--edge", help="edge URL to register the device with, e.g. "
                    "http://127.0.0.1:8080 (through an SSH tunnel to the Pi)")
-    q.add_argument("--token-file", type=Path, help="your technician token (default "
-                   "$HUIMIN_EDGE_TOKEN or ~/.config/huimin/edge-token)")
+    add_token_arg(q)
     q.add_argument("--keys-file", type=Path, help="instead of --edge, on the edge itself: its "
                    "device-keys file")
     q.add_argument("--no-reset", action="store_true",

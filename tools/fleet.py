@@ -8,10 +8,9 @@ import json
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 from typing import Any
 
-from tools.credentials import edge_token
+from tools.credentials import add_token_arg, edge_token
 
 DEFAULT_EDGE = "http://127.0.0.1:8080"
 
@@ -73,8 +72,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--edge", default=DEFAULT_EDGE, help=f"edge URL (default {DEFAULT_EDGE})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--check", action="store_true", help="exit 3 when a device is offline")
-    p.add_argument("--token-file", type=Path,
-                   help="your technician token (default $HUIMIN_EDGE_TOKEN or "
-                   "~/.config/huimin/edge-token)")
+    add_token_arg(p)
     p.set_defaults(func=_fleet)
 

@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tools.credentials import edge_token
+from tools.credentials import add_token_arg, edge_token
 from tools.firmware import (
     BOARD_PORTS,
     BuildError,
@@ -168,9 +168,7 @@ def add_parser(sub: Any) -> None:
     u.add_argument("--wave", type=int, default=5, help="devices per wave (default 5)")
     u.add_argument("--deadline", type=float, default=180.0,
                    help="seconds a device has to come back on the new version (default 180)")
-    u.add_argument("--token-file", type=Path,
-                   help="your technician token (default $HUIMIN_EDGE_TOKEN or "
-                   "~/.config/huimin/edge-token; huimin token add)")
+    add_token_arg(u)
     u.set_defaults(func=_push)
     s = osub.add_parser("status", help="the edge's rollouts",
                         description="Every rollout the edge knows: version, board, state, "
@@ -178,7 +176,5 @@ def add_parser(sub: Any) -> None:
                         "(waiting, preparing, sending, checking, rebooting, confirmed, "
                         "failed, skipped).")
     s.add_argument("--edge", default=DEFAULT_EDGE, help=f"edge URL (default {DEFAULT_EDGE})")
-    s.add_argument("--token-file", type=Path,
-                   help="your technician token (default $HUIMIN_EDGE_TOKEN or "
-                   "~/.config/huimin/edge-token)")
+    add_token_arg(s)
     s.set_defaults(func=_status)
