@@ -302,7 +302,7 @@ class EdgeService:
         why = self.funds.admit(dev, item.msg["token"], time.monotonic())
         if why is not None:
             self.metrics.inc("funds.refused", why)
-            log.warning("lookup from %s refused: %s", dev, why)
+            self._warn.warning(why, "lookup from %s refused: %s", dev[:64], why)
             if why == "busy":  # a kiosk over its rate hears it; the rest hear nothing
                 self.spawn(_send(item, {"t": names.FUNDS, "id": item.msg["id"], "ok": False,
                                         "err": "busy"}), f"lookup-busy:{dev}")
