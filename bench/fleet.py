@@ -17,7 +17,7 @@ from typing import Any
 import aiomqtt
 from wire import auth
 
-from edge.device_keys import dump_devices, write_private
+from edge.adapters.device_keys import dump_devices, write_private
 from tools.broker import Broker, password_hash
 from tools.ca import county_tls
 

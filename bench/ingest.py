@@ -28,22 +28,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import Fleet, mosquitto_sub_env, secure_broker
 from edge.config import parse
-from edge.service import EdgeService
+from edge.runtime import Edge
 from tools.broker import Broker, free_port
 
 SITE = "b"
 
 
-def _edge(work: Path, broker: Broker, docks: int, password: str) -> EdgeService:
+def _edge(work: Path, broker: Broker, docks: int, password: str) -> Edge:
     raw = {"edge": {"site": SITE, "http_port": free_port(), "db": str(work / "edge.db"),
                     "heartbeat_timeout_s": 3600},
            "mqtt": {"url": broker.url, "username": "huimin-edge", "password": password},
            "stations": [{"id": f"s{i:04d}", "name_zh": f"站{i}", "lat": 30.6 + i * 1e-4,
                          "lon": 119.6, "devices": [f"d{i:04d}"]} for i in range(docks)]}
-    return EdgeService(parse(raw))
+    return Edge(parse(raw))
 
 
-async def _run_edge(svc: EdgeService, until_stored: int) -> tuple[float, float]:
+async def _run_edge(svc: Edge, until_stored: int) -> tuple[float, float]:
     """Start the edge; returns (seconds from its MQTT connect to `until_stored`
     events stored, seconds it took to start)."""
     stop = asyncio.Event()

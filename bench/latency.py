@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.fleet import Fleet, secure_broker
 from bench.simdocks import event, rent_or_return
 from edge.config import parse
-from edge.service import EdgeService
+from edge.runtime import Edge
 from tools.broker import free_port
 from tools.devbackend import DevBackend
 
@@ -63,7 +63,7 @@ async def main(args: argparse.Namespace) -> None:
                         "secret": SECRET}],
            "stations": [{"id": f"s{i:04d}", "name_zh": f"站{i}", "lat": 30.6 + i * 1e-4,
                          "lon": 119.6, "devices": [f"d{i:04d}"]} for i in range(n)]}
-    svc = EdgeService(parse(raw))
+    svc = Edge(parse(raw))
     stop = asyncio.Event()
     edge_task = asyncio.create_task(svc.run(stop))
     await svc.ready.wait()

@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import Fleet, secure_broker
 from bench.simdocks import event, rent_or_return
-from edge.api_tokens import ApiTokens
-from edge.device_keys import write_private
+from edge.adapters.api_tokens import ApiTokens
+from edge.adapters.device_keys import write_private
 from tools.broker import Broker, free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,7 +27,8 @@ import aiomqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.transports.mqtt import NODELAY
+from edge.core.messages import Result
+from edge.netutil import NODELAY
 from tools.firmware import build, keygen, sign
 from tools.ota import push
 from tools.town import Town
@@ -89,17 +90,17 @@ async def rollout(work: Path, link: str, image: Path, pub: str,
         await town.wait_online()
         svc = town.edge
         assert svc is not None
-        plain = svc.command
+        plain = svc.links.command
         times: list[float] = []
 
-        async def timed(dev: str, op: str, wait_s: float = 5.0, **a: Any) -> dict[str, Any]:
+        async def timed(dev: str, op: str, wait_s: float = 5.0, **a: Any) -> Result:
             t0 = time.perf_counter()
             r = await plain(dev, op, wait_s, **a)
             if op == "ota" and a.get("data"):
                 times.append((time.perf_counter() - t0) * 1000)
             return r
 
-        svc.command = timed  # type: ignore[method-assign]
+        svc.links.command = timed  # type: ignore[method-assign]
         t0 = time.perf_counter()
         r = await asyncio.to_thread(push, f"http://127.0.0.1:{town.http_port}", image,
                                     [town.docks[0].dev], 1, 120.0, 0.1, io.StringIO(),

@@ -16,29 +16,33 @@ import asyncio
 import json
 import logging
 import random
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlparse
 
 import aiomqtt
 
 from cloud_bridge import signing
 from cloud_bridge.errors import UplinkError
+from cloud_bridge.uplink import OnRental
 from edge.config import UplinkConfig
-from edge.journal import OutboxRow
-from edge.transports.mqtt import NODELAY, raise_if_cancelling
-
-if TYPE_CHECKING:
-    from edge.service import EdgeService
+from edge.core.metrics import Metrics
+from edge.core.records import OutboxRow
+from edge.netutil import NODELAY, raise_if_cancelling
 
 log = logging.getLogger("bridge.mqtt")
 
 
 class MqttUplink:
-    def __init__(self, cfg: UplinkConfig, svc: EdgeService) -> None:
+    answers_funds = False  # the city broker carries no request/answer for fund records
+
+    def __init__(self, cfg: UplinkConfig, site: str, metrics: Metrics,
+                 on_connected: Callable[[], None]) -> None:
         self.cfg = cfg
-        self.svc = svc
+        self.metrics = metrics
+        self._on_connected = on_connected  # the outbox lane: send what waited
         self.name = cfg.name
-        self.site = svc.cfg.site
+        self.site = site
         self.prefix = f"huimin-city/{self.site}"
         self.client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
@@ -67,16 +71,21 @@ class MqttUplink:
         except aiomqtt.MqttError as exc:
             raise UplinkError(f"city broker: {exc}") from exc
 
-    async def publish_retained(self, topic: str, payload: bytes) -> None:
+    async def publish_feed(self, path: str, body: bytes) -> bool:
+        """Retained, so a subscriber gets the newest at once."""
         client = self.client
         if client is None or not self.connected.is_set():
-            return  # GBFS is state, not history: the next change republishes it
+            return True  # GBFS is state, not history: the next change republishes it
         try:
-            await client.publish(f"{self.prefix}/{topic}", payload, qos=1, retain=True)
+            await client.publish(f"{self.prefix}/{path}", body, qos=1, retain=True)
         except aiomqtt.MqttError as exc:
             log.warning("%s: GBFS publish failed: %s", self.name, exc)
+        return True
 
-    async def run(self) -> None:
+    async def fetch_funds(self, token: str, wait_s: float) -> dict[str, Any] | None:
+        raise UplinkError("fund lookups go through a webhook uplink")
+
+    async def run(self, on_rental: OnRental) -> None:
         """Connection supervisor: reconnect with backoff, resubscribe, take rentals."""
         delay = 0.5
         while True:
@@ -92,9 +101,11 @@ class MqttUplink:
                     self.connected.set()
                     delay = 0.5
                     log.info("%s: connected to %s:%d", self.name, self.host, self.port)
-                    self.svc.journal.outbox_changed[self.name].set()
+                    self._on_connected()
                     async for m in c.messages:
-                        self._rental(m.payload)
+                        req = self._rental(m.payload)
+                        if req is not None:
+                            on_rental(req)
             except aiomqtt.MqttError as exc:
                 raise_if_cancelling()
                 log.warning("%s: %s; reconnecting in %.1f s", self.name, exc, delay)
@@ -104,7 +115,7 @@ class MqttUplink:
             await asyncio.sleep(delay * (1 + random.random() / 2))
             delay = min(delay * 2, 30.0)
 
-    def _rental(self, payload: Any) -> None:
+    def _rental(self, payload: Any) -> Any:
         """A rental unlocks a bike, so only the backend may send one: the
         message is {"ts", "body", "sig"}, signed with this site's key as a
         webhook is (cloud_bridge/signing.py); a stale timestamp is refused, and
@@ -115,22 +126,20 @@ class MqttUplink:
             body, ts, sig = env["body"], env["ts"], env["sig"]
             assert isinstance(body, str) and isinstance(sig, str)
         except (ValueError, TypeError, AssertionError, KeyError):
-            self.svc.metrics.inc("rentals.rejected", "malformed")
+            self.metrics.inc("rentals.rejected", "malformed")
             log.warning("%s: malformed rental message dropped", self.name)
-            return
+            return None
         why = signing.verify(self.cfg.secret, body.encode(),
                              {"X-Huimin-Timestamp": str(ts), "X-Huimin-Signature": sig})
         if why is not None:
-            self.svc.metrics.inc("rentals.rejected", "signature")
+            self.metrics.inc("rentals.rejected", "signature")
             log.warning("%s: rental refused: %s", self.name, why)
-            return
+            return None
         try:
-            req = json.loads(body)
-            assert isinstance(req, dict)
-        except (ValueError, AssertionError):
-            self.svc.metrics.inc("rentals.rejected", "malformed")
-            return
-        self.svc.start_rental(req)
+            return json.loads(body)
+        except ValueError:
+            self.metrics.inc("rentals.rejected", "malformed")
+            return None
 
     async def close(self) -> None:
         pass

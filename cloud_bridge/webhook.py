@@ -3,8 +3,10 @@ its idempotency key; and a signed long-poll for rentals the backend issued."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
 import secrets
 import time
 from typing import Any
@@ -13,10 +15,12 @@ import aiohttp
 
 from cloud_bridge.errors import UplinkError
 from cloud_bridge.signing import NONCE, sign, verify_answer
+from cloud_bridge.uplink import OnRental
 from edge.config import UplinkConfig
-from edge.journal import OutboxRow
+from edge.core.records import OutboxRow
 
 log = logging.getLogger("bridge.webhook")
+MAX_BACKOFF_S = 60.0
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -29,11 +33,31 @@ def _retry_after(value: str | None) -> float | None:
 
 
 class WebhookUplink:
+    answers_funds = True
+
     def __init__(self, cfg: UplinkConfig, site: str) -> None:
         self.cfg = cfg
         self.site = site
         self.name = cfg.name
         self._session: aiohttp.ClientSession | None = None
+
+    async def run(self, on_rental: OnRental) -> None:
+        """Long-polls the backend for this site's rentals, for ever."""
+        backoff = 0.5
+        while True:
+            try:
+                rentals = await self.poll_rentals()
+            except UplinkError as exc:
+                log.warning("%s: rental poll failed: %s", self.name, exc.reason)
+                await asyncio.sleep(backoff * (1 + random.random()))
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                continue
+            backoff = 0.5
+            for r in rentals:
+                on_rental(r)  # each runs on its own; results travel through the outbox
+
+    async def publish_feed(self, path: str, body: bytes) -> bool:
+        return False  # the backend reads the edge's own GBFS over HTTPS
 
     @property
     def base(self) -> str:

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from edge.errors import ConfigError
+
+class ConfigError(Exception):
+    """The configuration file is wrong: fix it; the service does not start."""
+
 
 _ID = re.compile(r"^[A-Za-z0-9.@:/_-]{1,64}$")
 
@@ -98,18 +101,18 @@ class EdgeConfig:
     uplinks: tuple[UplinkConfig, ...] = ()
     rental_timeout_s: float = 60.0
     kiosks: tuple[str, ...] = ()  # kiosk device ids this edge answers lookups for
-    # The devices' command keys and broker password hashes (edge/device_keys.py)
+    # The devices' command keys and broker password hashes (edge/adapters/device_keys.py)
     device_keys: Path = Path("device-keys.toml")
     # Fund answers cached for kiosks: forgotten this long after a villager's
     # last lookup, and all at once when the region key's id changes.
     funds_retention_days: float = 30.0
     region_key_id: str = ""
-    kiosk_lookups_per_minute: float = 30.0  # per kiosk, after a burst of 10 (edge/funds.py)
-    # What the edge keeps (edge/service.py retention): events the backend has,
+    kiosk_lookups_per_minute: float = 30.0  # per kiosk, after a burst of 10 (edge/app/funds.py)
+    # What the edge keeps (edge/runtime.py retention): events the backend has,
     # finished rentals, and failed deliveries kept for a technician to read.
     events_retention_days: float = 90.0
     dead_letter_max: int = 10_000
-    # Technicians' API tokens, hashed (edge/api_tokens.py, huimin token)
+    # Technicians' API tokens, hashed (edge/adapters/api_tokens.py, huimin token)
     api_tokens: Path = Path("api-tokens.toml")
 
     @property

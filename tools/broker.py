@@ -149,7 +149,7 @@ def write_config(dir: Path, accounts: Accounts, port: int, tls_port: int | None 
                  user: str | None = None, data: Path | None = None) -> Path:
     """mosquitto.conf, passwd (0600) and acl in `dir`, persistence and log in
     `data` (default: `dir`); returns the .conf."""
-    from edge.device_keys import write_private
+    from edge.adapters.device_keys import write_private
 
     dir.mkdir(parents=True, exist_ok=True)
     write_private(dir / "passwd", accounts.passwd())

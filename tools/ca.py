@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from edge.device_keys import write_private
+from edge.adapters.device_keys import write_private
 from tools.broker import TlsFiles
 
 

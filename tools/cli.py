@@ -28,14 +28,14 @@ def _until_signal(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 
 
 def _edge(args: argparse.Namespace) -> int:
-    from edge.service import EdgeService
+    from edge.runtime import Edge
     from tools.county import load_edge_config
 
     cfg = load_edge_config(args.config, "edge")
     if cfg is None:
         return 2
 
-    _until_signal(EdgeService(cfg).run)
+    _until_signal(Edge(cfg).run)
     return 0
 
 
@@ -67,7 +67,7 @@ def _backend(args: argparse.Namespace) -> int:
     async def work(stop: asyncio.Event) -> None:
         backend = DevBackend(args.db, keys)
         url = await backend.start(args.host, args.port)
-        from edge.device_keys import write_private
+        from edge.adapters.device_keys import write_private
 
         token_file = args.db.with_name(args.db.name + ".operator-token")
         write_private(token_file, backend.operator_token + "\n")

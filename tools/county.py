@@ -17,15 +17,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge.adapters.device_keys import load_devices, write_private
 from edge.config import EdgeConfig
-from edge.device_keys import load_devices, write_private
 from tools.credentials import add_edge_config_arg
 
 
 def load_edge_config(path: Path, prog: str) -> EdgeConfig | None:
     """The edge's configuration, or None after saying on stderr what is wrong."""
     from edge import config
-    from edge.errors import ConfigError
+    from edge.config import ConfigError
 
     try:
         return config.load(path)
@@ -80,7 +80,7 @@ def _broker(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from edge.api_tokens import ApiTokens
+    from edge.adapters.api_tokens import ApiTokens
 
     cfg = load_edge_config(args.config, "token")
     if cfg is None:

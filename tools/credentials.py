@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge.device_keys import KeyFileError, check_private
+from edge.adapters.device_keys import KeyFileError, check_private
 
 TOKEN_ENV = "HUIMIN_EDGE_TOKEN"
 TOKEN_FILE = Path.home() / ".config" / "huimin" / "edge-token"

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from cloud_bridge.signing import NONCE, sign_answer, verify
-from edge.webserver import serve
+from edge.adapters.http.webserver import serve
 
 log = logging.getLogger("backend")
 

@@ -46,7 +46,28 @@ def micropython_path() -> str:
     return _tool("micropython")
 
 
-def _sources(port: str, source: Path) -> list[tuple[Path, str]]:
+# What only one kind of device runs: a board of the other kind ships without
+# it. The simulation board ("kind": "any") runs docks and kiosks from one image.
+ONLY_FOR = {
+    "dock": ("apps/dock/", "lib/wire/rdm6300.py", "drivers/tag_reader.py"),
+    "kiosk": ("apps/kiosk/", "lib/wire/idcard.py", "lib/wire/hmi.py", "lib/wire/hmi_query.py",
+              "lib/wire/kiosk_messages.py", "drivers/display.py", "drivers/sam_reader.py"),
+}
+
+
+def ships(rel: str, kind: str) -> bool:
+    """Whether a firmware file goes into an image for a device of this kind.
+    Never the emulators' halves of the codec (wire/*_module.py: what a tag
+    reader or a card module sends, for hardware/ and the tests)."""
+    if rel.startswith("lib/wire/") and rel.endswith("_module.py"):
+        return False
+    for other, paths in ONLY_FOR.items():
+        if other != kind and kind != "any" and any(rel.startswith(p) for p in paths):
+            return False
+    return True
+
+
+def _sources(port: str, source: Path, kind: str = "any") -> list[tuple[Path, str]]:
     """(source file, path on the device) for everything that ships."""
     out: list[tuple[Path, str]] = []
     for folder in ("lib", "drivers", "apps", "bootloader"):
@@ -56,7 +77,8 @@ def _sources(port: str, source: Path) -> list[tuple[Path, str]]:
                 # folders as namespace packages, and each module object costs heap.
                 continue
             rel = src.relative_to(source).as_posix()
-            out.append((src, rel))
+            if ships(rel, kind):
+                out.append((src, rel))
     # The board's port (hal.py and its helpers) sits at the top of the image.
     for src in sorted((source / "ports" / port).glob("*.py")):
         out.append((src, src.name))
@@ -88,7 +110,9 @@ def build(board: str = "unix", out: Path | None = None, version: str | None = No
     dest.mkdir(parents=True, exist_ok=True)
     mpyc = mpy_cross_path()
     files: dict[str, str] = {}
-    for src, rel in _sources(port, source):
+    # The unix port is the simulator's: one image runs docks and kiosks there.
+    kind = "any" if port == "unix" else str(json.loads((BOARDS / board_file).read_text())["kind"])
+    for src, rel in _sources(port, source, kind):
         target = dest / (rel[:-3] + ".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists() or target.stat().st_mtime < src.stat().st_mtime:
@@ -104,6 +128,8 @@ def build(board: str = "unix", out: Path | None = None, version: str | None = No
     # Data files ship as they are (an app's wording, read from flash when needed).
     for src in sorted((source / "apps").rglob("*.txt")):
         rel = src.relative_to(source).as_posix()
+        if not ships(rel, kind):
+            continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src, dest / rel)
         files[rel] = _sha256(dest / rel)

@@ -295,7 +295,7 @@ def _flash_cmd(args: argparse.Namespace) -> int:
 
 
 def _provision_cmd(args: argparse.Namespace) -> int:
-    from edge.device_keys import DeviceKeys
+    from edge.adapters.device_keys import DeviceKeys
     from tools.broker import new_password, password_hash
     from tools.credentials import CredentialError, edge_token, secret
 

@@ -21,10 +21,10 @@ import aiohttp
 from wire import idcard
 
 from edge import config as edge_config
-from edge.api_tokens import ApiTokens
+from edge.adapters.api_tokens import ApiTokens
+from edge.adapters.device_keys import dump_devices, write_private
 from edge.config import EdgeConfig
-from edge.device_keys import dump_devices, write_private
-from edge.service import EdgeService
+from edge.runtime import Edge
 from hardware.dock_emulator import DockEmulator
 from hardware.idcard_emulator import Card, IdCardModule, fictional_card
 from hardware.kiosk_emulator import HmiScreen, VoiceModule
@@ -128,7 +128,7 @@ class Town:
         self.mqtt_share = mqtt_share if self.use_mqtt else 0.0
         self.broker: Broker | None = None
         self.docks: list[SimDock] = []
-        self.edge: EdgeService | None = None
+        self.edge: Edge | None = None
         self.cfg: EdgeConfig | None = None
         self._stop = asyncio.Event()
         self._edge_task: asyncio.Task[None] | None = None
@@ -259,7 +259,7 @@ class Town:
             for d in self.docks:
                 await self._start_dock(d)
             return
-        self.edge = EdgeService(self.cfg)
+        self.edge = Edge(self.cfg)
         self._edge_task = asyncio.create_task(self.edge.run(self._stop), name="edge")
         ready = asyncio.create_task(self.edge.ready.wait(), name="edge-ready")
         await asyncio.wait({ready, self._edge_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -457,8 +457,8 @@ class Town:
                 return None
             slot = self.rng.choice(choices)
         res = await self.edge.command(d.dev, "unlock", slot=slot)
-        if not res.get("ok"):
-            log.info("rider at %s slot %d: unlock refused (%s)", d.station, slot, res.get("err"))
+        if not res.ok:
+            log.info("rider at %s slot %d: unlock refused (%s)", d.station, slot, res.err)
             return None
         await asyncio.sleep(0.05)
         return d.emulator.take_bike(slot)

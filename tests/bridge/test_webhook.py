@@ -50,7 +50,7 @@ def test_events_reach_backend_exactly_once_through_an_outage(tmp_path: Path) -> 
             made = await _ride(town, 3)
             await until(lambda: len(town.backend.events()) == made, 30)  # type: ignore[union-attr]
             evs = town.backend.events()
-            edge_rows = await town.edge.journal.events()
+            edge_rows = await town.edge.store.events()
             assert len({e["key"] for e in evs}) == len(evs) == len(edge_rows) == made
             assert {(e["device"], e["seq"]) for e in evs} == {
                 (r["device"], r["seq"]) for r in edge_rows}
@@ -133,7 +133,7 @@ def test_wrong_signature_is_refused_and_nothing_is_lost(tmp_path: Path) -> None:
             assert bike is not None
             await until(lambda: town.backend.stats["bad_signature"] >= 2)  # type: ignore[union-attr]
             assert town.backend.events() == []
-            n, _ = await town.edge.journal.outbox_stats("city")
+            n, _ = await town.edge.store.outbox_stats("city")
             assert n >= 1  # still queued, not dropped
             keys["anji"] = town.secret  # the key is fixed: the backlog drains
             await until(lambda: [e["bike"] for e in town.backend.events()] == [bike], 60)  # type: ignore[union-attr]
@@ -183,7 +183,7 @@ def test_tls_error_and_timeout_are_clear_retryable_errors(tmp_path: Path) -> Non
     from cloud_bridge.errors import UplinkError
     from cloud_bridge.webhook import WebhookUplink
     from edge.config import UplinkConfig
-    from edge.journal import OutboxRow
+    from edge.core.records import OutboxRow
     from tools.devbackend import DevBackend
 
     async def main() -> None:

@@ -16,9 +16,9 @@ from wire import auth, message
 from wire.framing import KIND_DATA, encode_frame
 from wire.link import Link
 
+from edge.adapters.device_keys import dump_devices, write_private
 from edge.config import parse
-from edge.device_keys import dump_devices, write_private
-from edge.service import EdgeService
+from edge.runtime import Edge
 from hardware.serial_line import SerialLine
 from tests.conftest import needs_mosquitto, run, until
 from tools.broker import Broker
@@ -53,7 +53,7 @@ def test_serial_garbage_is_counted_and_good_event_stored_once(tmp_path: Path) ->
     async def main() -> None:
         line = SerialLine()
         dev_path, edge_path = line.open()
-        svc = EdgeService(parse(_cfg(tmp_path, serial_port=edge_path)))
+        svc = Edge(parse(_cfg(tmp_path, serial_port=edge_path)))
         stop = asyncio.Event()
         task = asyncio.create_task(svc.run(stop))
         await svc.ready.wait()
@@ -103,7 +103,7 @@ def test_serial_garbage_is_counted_and_good_event_stored_once(tmp_path: Path) ->
             m = svc.metrics
             await until(lambda: m.get("events.duplicate") == 1)
             assert m.get("events.stored") == 2
-            rows = await svc.journal.events()
+            rows = await svc.store.events()
             assert sorted((r["seq"], r["bike"]) for r in rows) == [
                 (0, "0A00000002"), (1, "0A00000001")]
             assert m.get("serial.frame_dropped", "noise") > 0
@@ -132,7 +132,7 @@ def test_mqtt_garbage_is_counted_and_good_event_stored_once(tmp_path: Path) -> N
         # dock-a's own account; dock-zz has one at the broker but not at the edge
         a_pw, zz_pw = broker.account("dock-a"), broker.account("dock-zz")
         await broker.start()
-        svc = EdgeService(parse(_cfg(tmp_path, mqtt=broker.url, mqtt_password=edge_pw)))
+        svc = Edge(parse(_cfg(tmp_path, mqtt=broker.url, mqtt_password=edge_pw)))
         stop = asyncio.Event()
         task = asyncio.create_task(svc.run(stop))
         assert svc.transports
@@ -180,7 +180,7 @@ def test_mqtt_garbage_is_counted_and_good_event_stored_once(tmp_path: Path) -> N
 def test_kiosk_funds_answer_is_trimmed_to_the_kiosks_buffer() -> None:
     from wire import message, names
 
-    from edge.service import kiosk_funds_message
+    from edge.app.funds import kiosk_funds_message
     rec = {"programme": "城乡居民最低生活保障金补发", "amount_fen": 123456789,
            "paid": "2026-06-15", "status": "已发放（补发）"}
     msg = kiosk_funds_message(7, {"ok": True, "records": [rec] * 12, "as_of": 1, "stale": False})

@@ -1,4 +1,4 @@
-"""Kiosk lookups at the edge (edge/funds.py), with plain values: answered only
+"""Kiosk lookups at the edge (edge/app/funds.py), with plain values: answered only
 for devices registered as kiosks, only for tokens of the kiosks' form, at a
 villager's pace; cached answers forgotten after the retention, beyond the cap
 and when the region key changes."""
@@ -9,16 +9,16 @@ import asyncio
 import time
 from pathlib import Path
 
-from edge import funds
+from edge.app import funds
 from edge.config import parse
-from edge.service import EdgeService
+from edge.runtime import Edge
 from tests.conftest import run
 
 TOKEN = "4c8ff931add5422568bfa5b8f1db6182"
 
 
-def _svc(tmp: Path, **edge: object) -> EdgeService:
-    return EdgeService(parse({
+def _svc(tmp: Path, **edge: object) -> Edge:
+    return Edge(parse({
         "edge": {"site": "t", "http_port": 0, "db": str(tmp / "edge.db"), **edge},
         "stations": [{"id": "s1", "name_zh": "一号站", "lat": 30.6, "lon": 119.6,
                       "devices": ["dock-a"]}],
@@ -28,7 +28,7 @@ def _svc(tmp: Path, **edge: object) -> EdgeService:
 def test_lookups_only_from_kiosks_with_a_token_at_a_villagers_pace(tmp_path: Path) -> None:
     f = _svc(tmp_path).funds
     # A dock's own hello says "kiosk": its registered role stays a dock.
-    f.svc.registry.devices["dock-a"].kind = "kiosk"
+    f.registry.devices["dock-a"].kind = "kiosk"
     assert f.admit("dock-a", TOKEN, 0.0) == "not_a_kiosk"
     assert f.admit("stranger", TOKEN, 0.0) == "not_a_kiosk"
     for bad in ("", "11010519491231002X", TOKEN.upper(), TOKEN + "0", "g" * 32):
@@ -49,7 +49,7 @@ def test_lookups_only_from_kiosks_with_a_token_at_a_villagers_pace(tmp_path: Pat
 def test_cached_answers_expire_and_go_with_a_new_region_key(tmp_path: Path) -> None:
     async def main() -> None:
         svc = _svc(tmp_path, funds_retention_days=1, region_key_id="2026-a")
-        j = svc.journal
+        j = svc.store
         await j.open()
         try:
             await svc.funds.start()
@@ -73,29 +73,30 @@ def test_cached_answers_expire_and_go_with_a_new_region_key(tmp_path: Path) -> N
         finally:
             await j.close()
         svc2 = _svc(tmp_path, funds_retention_days=1, region_key_id="2026-b")
-        await svc2.journal.open()
+        await svc2.store.open()
         try:
             await svc2.funds.start()
-            assert await svc2.journal.funds_get(TOKEN) is None
+            assert await svc2.store.funds_get(TOKEN) is None
         finally:
-            await svc2.journal.close()
+            await svc2.store.close()
     run(main())
 
 
 def test_retention_keeps_undelivered_events_and_caps_dead_letters(tmp_path: Path) -> None:
-    """edge/journal.py retention(): old events go only once no uplink still
+    """edge/adapters/store.py retention(): old events go only once no uplink still
     has them to deliver; finished rentals go, claimed ones stay; dead letters
     keep the newest N."""
-    from edge.journal import EventRecord, OutboxRow
+    from edge.core.records import EventRecord, OutboxRow
+    from edge.core.rentals import DONE, Rental
 
     async def main() -> None:
-        svc = EdgeService(parse({
+        svc = Edge(parse({
             "edge": {"site": "t", "http_port": 0, "db": str(tmp_path / "edge.db")},
             "stations": [{"id": "s1", "name_zh": "一号站", "lat": 30.6, "lon": 119.6,
                           "devices": ["dock-a"]}],
             "uplinks": [{"name": "city", "kind": "webhook", "url": "https://city.example/x",
                          "secret": "0123456789abcdef0"}]}))
-        j = svc.journal
+        j = svc.store
         await j.open()
         writer = asyncio.create_task(j.run())
         try:
@@ -105,9 +106,9 @@ def test_retention_keeps_undelivered_events_and_caps_dead_letters(tmp_path: Path
             batch = await j.outbox_batch("city", 10)
             delivered = [r for r in batch if r.key in ("ev:dock-a:e:0", "ev:dock-a:e:1")]
             await j.outbox_done("city", [(r.id, r.version) for r in delivered])
-            await j.rental_claim("r-done", "s1")
-            await j.rental_result("r-done", "{}")
-            await j.rental_claim("r-open", "s1")
+            await j.rental_claim("r-done", "s1", time.time())
+            await j.rental_save(Rental("r-done", "s1", DONE, result={"ok": False}))
+            await j.rental_claim("r-open", "s1", time.time())
             rows = [OutboxRow(1000 + i, 0, "status", f"k{i}", "{}", 0.0) for i in range(30)]
             for i in range(0, 30, 10):
                 await j.outbox_dead_letter("city", rows[i:i + 10], "refused")

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 from jsonschema import Draft7Validator, FormatChecker
 
-from edge import gbfs
+from edge.core import gbfs
 from tests.conftest import run, until
 from tools.town import Town
 

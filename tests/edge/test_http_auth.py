@@ -1,7 +1,7 @@
 """The edge's HTTP server: public and read-only for the availability page,
 GBFS and /healthz; everything else for technicians only (a bearer token or the
 dashboard's session cookie); state-changing requests JSON and same-origin;
-lists paged with a maximum (edge/http_auth.py, docs/security.md)."""
+lists paged with a maximum (edge/adapters/http/auth.py, docs/security.md)."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ from pathlib import Path
 
 import aiohttp
 
-from edge.api_tokens import ApiTokens
+from edge.adapters.api_tokens import ApiTokens
 from edge.config import parse
-from edge.journal import EventRecord
-from edge.service import EdgeService
+from edge.core.records import EventRecord
+from edge.runtime import Edge
 from tests.conftest import run
 
 
 @asynccontextmanager
-async def edge(tmp: Path) -> AsyncIterator[tuple[EdgeService, str, str]]:
+async def edge(tmp: Path) -> AsyncIterator[tuple[Edge, str, str]]:
     token = ApiTokens(tmp / "api-tokens.toml").add("wang")
-    svc = EdgeService(parse({
+    svc = Edge(parse({
         "edge": {"site": "t", "http_port": 0, "db": str(tmp / "edge.db")},
         "stations": [{"id": "s1", "name_zh": "一号站", "lat": 30.6, "lon": 119.6,
                       "devices": ["dock-a"]}]}))
@@ -119,7 +119,7 @@ def test_lists_are_paged_with_a_maximum(tmp_path: Path) -> None:
         async with edge(tmp_path) as (svc, base, token), aiohttp.ClientSession(
                 headers={"Authorization": f"Bearer {token}"}) as s:
             for i in range(25):
-                await svc.journal.submit(EventRecord("dock-a", "e", i, "s1", "returned", 0,
+                await svc.store.submit(EventRecord("dock-a", "e", i, "s1", "returned", 0,
                                                      f"0B{i:08X}", None, 1.0, None))
             for bad in ("-1", "0", "1001", "x"):
                 async with s.get(f"{base}/api/events?limit={bad}") as r:
@@ -148,7 +148,7 @@ def test_beyond_the_pi_only_over_https(tmp_path: Path) -> None:
 
     import pytest
 
-    from edge.errors import ConfigError
+    from edge.config import ConfigError
     from tools.ca import county_tls
 
     base_cfg = {"edge": {"site": "t", "http_port": 0, "db": str(tmp_path / "edge.db"),
@@ -161,7 +161,7 @@ def test_beyond_the_pi_only_over_https(tmp_path: Path) -> None:
                           "tls_cert": str(tls.cert), "tls_key": str(tls.key)}})
 
     async def main() -> None:
-        svc = EdgeService(cfg)
+        svc = Edge(cfg)
         stop = asyncio.Event()
         task = asyncio.create_task(svc.run(stop))
         await svc.ready.wait()

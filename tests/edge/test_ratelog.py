@@ -1,4 +1,4 @@
-"""A flood of bad input does not flood the log (edge/ratelog.py): a few lines
+"""A flood of bad input does not flood the log (edge/core/ratelog.py): a few lines
 per reason a minute, then one line saying the rest are counted, then, when the
 minute is over, how many were held back."""
 
@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from edge import ratelog
+from edge.core import ratelog
 
 
 def test_a_flood_gets_a_few_lines_per_reason(caplog: pytest.LogCaptureFixture,

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from edge.service import _shutdown_watch
+from edge.runtime import _shutdown_watch
 from tests.conftest import run
 
 
@@ -49,7 +49,7 @@ def test_a_task_that_swallows_its_cancel_is_named_and_cancelled_again(
 
 
 def test_the_mqtt_reconnect_loop_does_not_swallow_a_cancel() -> None:
-    from edge.transports.mqtt import raise_if_cancelling
+    from edge.netutil import raise_if_cancelling
 
     async def loop() -> None:
         while True:

@@ -12,7 +12,7 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from wire import auth, message
 
-from edge.transports.serial import SerialTransport
+from edge.adapters.transports.serial import SerialTransport
 from tests.conftest import needs_mosquitto, run, until
 from tools.town import SimDock, Town
 
@@ -106,7 +106,7 @@ def test_forged_replayed_and_reordered_unlocks_are_refused_on_both_links(
                 assert key not in log  # no secret in the console
                 # The edge's own commands still work after all that.
                 res = await edge.command(d.dev, "unlock", slot=4)
-                assert res["ok"], res
+                assert res.ok, res
                 await until(lambda d=d: 4 in d.emulator.takeable(), 10)
                 assert d.restarts == 0
     run(main())
@@ -125,7 +125,7 @@ def test_a_command_sent_while_the_dock_rebooted_is_renumbered_and_obeyed(
             assert edge is not None
             d = town.docks[0]
             res = await edge.command(d.dev, "set_slot", slot=3, enabled=True)
-            assert res["ok"]
+            assert res.ok
             assert edge.metrics.get("commands.renumbered") == 0
             d_reg = edge.registry.devices[d.dev]
             assert d.proc is not None
@@ -136,7 +136,7 @@ def test_a_command_sent_while_the_dock_rebooted_is_renumbered_and_obeyed(
             # As if numbered before that hello arrived:
             edge.keys._next = floor - 10
             res = await edge.command(d.dev, "unlock", slot=1)
-            assert res["ok"], res
+            assert res.ok, res
             assert edge.metrics.get("commands.renumbered") == 1
             await until(lambda: 1 in d.emulator.takeable(), 10)
     run(main())
@@ -161,7 +161,7 @@ def test_an_oversize_message_is_skipped_and_acked_not_redelivered(tmp_path: Path
             finally:
                 inj.close()
             res = await edge.command(d.dev, "unlock", slot=0)
-            assert res["ok"], res
+            assert res.ok, res
             await until(lambda: 0 in d.emulator.takeable(), 10)
             log = d.log_path.read_text()
             assert "mqtt down" not in log and "MemoryError" not in log

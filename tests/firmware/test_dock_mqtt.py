@@ -24,7 +24,7 @@ def test_rent_return_and_last_will_over_mqtt(tmp_path: Path) -> None:
             assert bike is not None
 
             async def both() -> list[tuple[object, object]]:
-                evs = await edge.journal.events()
+                evs = await edge.store.events()
                 return [(e["kind"], e["bike"]) for e in reversed(evs)]
             await until(lambda: _len(both, 1))  # a rider takes seconds, not the 20 ms scan
             town.give_back(d, bike)

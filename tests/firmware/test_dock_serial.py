@@ -13,7 +13,7 @@ from tools.town import Town
 
 async def _events(town: Town) -> list[dict[str, object]]:
     assert town.edge is not None
-    return list(reversed(await town.edge.journal.events()))
+    return list(reversed(await town.edge.store.events()))
 
 
 def _station_matches_emulator(town: Town) -> bool:
@@ -122,7 +122,7 @@ def test_a_full_journal_refuses_rentals_and_keeps_every_return(tmp_path: Path) -
             edge = town.edge
             assert edge is not None
             d = town.docks[0]
-            real_submit = edge.journal.submit
+            real_submit = edge.store.submit
 
             def disk_full(item):  # type: ignore[no-untyped-def]
                 if type(item).__name__ == "EventRecord":
@@ -131,19 +131,19 @@ def test_a_full_journal_refuses_rentals_and_keeps_every_return(tmp_path: Path) -
                     return f
                 return real_submit(item)
 
-            edge.journal.submit = disk_full  # type: ignore[method-assign]
+            edge.store.submit = disk_full  # type: ignore[method-assign]
             taken = [await town.rent(d, 0), await town.rent(d, 1)]
             assert all(taken)  # two rentals accepted: two events wait on flash
             await until(lambda: d.log_path.read_text().count("event rented") == 2, 10)
             res = await edge.command(d.dev, "unlock", slot=2)
-            assert (res["ok"], res.get("err"), res.get("slot")) == (False, "journal_full", 2)
+            assert (res.ok, res.err, res.slot) == (False, "journal_full", 2)
             assert d.emulator.takeable() == []
             town.give_back(d, taken[0], 0)  # a return is always recorded
             await until(lambda: "event returned slot=0" in d.log_path.read_text(), 10)
             assert "journal full (2 events wait for the edge)" in d.log_path.read_text()
-            edge.journal.submit = real_submit  # type: ignore[method-assign]
+            edge.store.submit = real_submit  # type: ignore[method-assign]
             await until(lambda: edge.metrics.get("events.stored") == 3, 20)
-            rows = await edge.journal.events()
+            rows = await edge.store.events()
             assert sorted((r["kind"], r["slot"]) for r in rows) == [
                 ("rented", 0), ("rented", 1), ("returned", 0)]
             assert await town.rent(d, 2) is not None  # room again

@@ -416,8 +416,8 @@ def test_a_signed_image_with_an_extra_file_is_refused_by_updater_and_bootloader(
 
 def test_the_edge_refuses_to_forward_files_the_manifest_does_not_list(
         images: dict[str, Any]) -> None:
-    from edge.errors import Rejected
-    from edge.ota import Image
+    from edge.core.errors import Rejected
+    from edge.app.ota import Image
     from tools.ota import image_upload
 
     import base64

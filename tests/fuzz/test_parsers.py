@@ -251,8 +251,8 @@ def test_boot_record_of_any_text_picks_a_slot(record: str) -> None:
 def test_edge_mqtt_payload_path_of_any_topic_and_payload(topic: str, payload: bytes) -> None:
     import asyncio
 
-    from edge.metrics import Metrics
-    from edge.transports.mqtt import MqttTransport
+    from edge.adapters.transports.mqtt import MqttTransport
+    from edge.core.metrics import Metrics
 
     class Keys:
         def seal(self, dev: str, msg: dict[str, Any]) -> bytes:
@@ -279,7 +279,7 @@ def test_edge_mqtt_payload_path_of_any_topic_and_payload(topic: str, payload: by
                           st.binary(max_size=40)), min_size=1, max_size=6),
        st.binary(min_size=16, max_size=32))
 def test_pcsc_answers_of_any_card(answers: list[tuple[int, int, bytes]], key: bytes) -> None:
-    from edge.cardreader import pcsc
+    from edge.adapters.cardreader import pcsc
 
     class Card:
         def __init__(self) -> None:
@@ -300,8 +300,7 @@ def test_pcsc_answers_of_any_card(answers: list[tuple[int, int, bytes]], key: by
 
 @given(json_values)
 def test_edge_config_of_any_toml_shaped_value(raw: Any) -> None:
-    from edge.config import parse
-    from edge.errors import ConfigError
+    from edge.config import ConfigError, parse
 
     try:
         parse(raw if isinstance(raw, dict) else {"edge": raw})

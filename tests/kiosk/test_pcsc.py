@@ -91,7 +91,7 @@ def _card_present() -> bool:
 
 
 def test_social_security_card_read_on_real_pcscd(pcscd: tuple[int, Path]) -> None:
-    from edge.cardreader.pcsc import CardReadError, read_social_card
+    from edge.adapters.cardreader.pcsc import CardReadError, read_social_card
 
     port, log = pcscd
     person = fictional_card(random.Random(11))
@@ -123,7 +123,7 @@ def test_social_security_card_read_on_real_pcscd(pcscd: tuple[int, Path]) -> Non
 
 
 def test_bank_card_read_on_real_pcscd(pcscd: tuple[int, Path]) -> None:
-    from edge.cardreader.pcsc import CardReadError, read_bank_card, read_social_card
+    from edge.adapters.cardreader.pcsc import CardReadError, read_bank_card, read_social_card
     from hardware.virtual_card import BankCard
 
     port, log = pcscd

@@ -39,9 +39,14 @@ RECORDS = [{"programme": "耕地地力保护补贴", "amount_fen": 12345, "paid"
 async def _idle_shows_nearby_bikes(town: Town, k: SimKiosk) -> None:
     """The idle screen's first line: the nearest station's bikes, sent by the edge."""
     assert town.edge is not None and town.cfg is not None and k.screen is not None
-    st = town.edge.stations.statuses()[0]
-    want = f"{town.cfg.stations[0].name_zh}  可借{st.bikes_available}"
-    await until(lambda: k.screen.texts.get(screens.LINES[0], "").startswith(want), 20)  # type: ignore[union-attr]
+    edge, name = town.edge, town.cfg.stations[0].name_zh
+
+    def shows_now() -> bool:
+        # The dock's first report may land after the kiosk's first feed: compare
+        # with the edge's count now, not with the count when the wait began.
+        want = f"{name}  可借{edge.stations.statuses()[0].bikes_available}"
+        return k.screen.texts.get(screens.LINES[0], "").startswith(want)  # type: ignore[union-attr]
+    await until(shows_now, 25)
 
 
 async def _swipe(town: Town, k: SimKiosk, card: Card | None, fault: str | None = None) -> str:
@@ -153,7 +158,7 @@ def test_edge_refreshes_cached_fund_records_in_the_background(tmp_path: Path) ->
                 await until(lambda: town.edge.metrics.get("funds.refreshed") >= 1, 10)  # type: ignore[union-attr]
             finally:
                 task.cancel()
-            cached = await town.edge.journal.funds_get(tok)
+            cached = await town.edge.store.funds_get(tok)
             assert cached is not None and "城乡居民基础养老金" in cached[0]
     run(main())
 
@@ -227,7 +232,7 @@ def test_a_forged_funds_answer_never_reaches_the_screen(tmp_path: Path) -> None:
     (no valid MAC under its key) and shows the edge's genuine answer."""
     from wire import auth, message
 
-    from edge.transports.serial import SerialTransport
+    from edge.adapters.transports.serial import SerialTransport
 
     async def main() -> None:
         async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=6, kiosks=1) as town:
@@ -237,10 +242,10 @@ def test_a_forged_funds_answer_never_reaches_the_screen(tmp_path: Path) -> None:
             k = town.kiosks[0]
             t = next(x for x in edge.transports
                      if isinstance(x, SerialTransport) and k.dev in x.cfg.devices)
-            genuine = edge._answer_lookup
+            genuine = edge.funds._answer
 
-            async def forger_first(item):  # type: ignore[no-untyped-def]
-                forged = message.encode({"t": "funds", "id": item.msg["id"], "ok": True,
+            async def forger_first(lookup, reply):  # type: ignore[no-untyped-def]
+                forged = message.encode({"t": "funds", "id": lookup.id, "ok": True,
                                          "records": [["伪造补贴", 99999900, "2026-11-30", "已发放"]],
                                          "as_of": 1, "stale": False})
                 assert t.link is not None
@@ -248,9 +253,9 @@ def test_a_forged_funds_answer_never_reaches_the_screen(tmp_path: Path) -> None:
                 t.link.send(bytes(auth.seal(auth.Key(b"x" * 32), auth.DOWN, forged)))
                 t._wake.set()
                 await asyncio.sleep(0.3)
-                await genuine(item)
+                await genuine(lookup, reply)
 
-            edge._answer_lookup = forger_first  # type: ignore[method-assign]
+            edge.funds._answer = forger_first  # type: ignore[method-assign]
             card = fictional_card(random.Random(8))
             await town.villager(card, RECORDS)
             assert await _swipe(town, k, card) == "惠民资金查询结果"

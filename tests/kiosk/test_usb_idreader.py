@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from wire import idcard
 
-from edge.cardreader.idreader import IdReadError, UsbIdReader
+from edge.adapters.cardreader.idreader import IdReadError, UsbIdReader
 from hardware.idcard_emulator import IdCardModule, fictional_card
 from hardware.serial_line import SerialLine
 from tests.conftest import run

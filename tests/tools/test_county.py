@@ -13,8 +13,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 
-from edge.api_tokens import ApiTokens
-from edge.device_keys import dump_devices, write_private
+from edge.adapters.api_tokens import ApiTokens
+from edge.adapters.device_keys import dump_devices, write_private
 from tests.conftest import needs_mosquitto
 from tools.broker import free_port, mosquitto_path, password_hash
 from tools.cli import main as cli

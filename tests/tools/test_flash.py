@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.device_keys import load_devices
+from edge.adapters.device_keys import load_devices
 from tests.conftest import run
 from tools.cli import main as cli
 from tools.firmware import build, micropython_path, read_manifest

@@ -10,13 +10,17 @@ import json
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
-from cloud_bridge.errors import UplinkError
-from cloud_bridge.webhook import WebhookUplink
+from wire import names
 
-if TYPE_CHECKING:
-    from edge.service import EdgeService
+from edge.core.errors import UpstreamError
+from edge.core.messages import FundsAnswer, Lookup, to_wire
+from edge.core.metrics import Metrics
+from edge.core.ports import FundsSource, Reply
+from edge.core.ratelog import RateLimitedLog
+from edge.core.registry import Registry
 
 log = logging.getLogger("edge.funds")
 FRESH_S = 300.0  # answer from the cache without asking the backend
@@ -31,48 +35,91 @@ BACKEND_WAIT_S = 1.5  # a villager is waiting at the screen
 MAX_RECORDS = 6  # newest first; keeps the answer inside one 1 KiB message
 
 
+class FundsStore(Protocol):
+    async def funds_get(self, token: str) -> tuple[str, float, float] | None: ...
+
+    async def funds_stale(self, older_than_s: float, limit: int) -> list[str]: ...
+
+    async def funds_put(self, token: str, records: str, as_of: float) -> None: ...
+
+    async def funds_touch(self, token: str) -> None: ...
+
+    async def funds_purge(self, cutoff: float, cap: int) -> int: ...
+
+    async def funds_clear(self) -> int: ...
+
+    async def meta_get(self, key: str) -> str | None: ...
+
+    async def meta_put(self, key: str, value: str) -> None: ...
+
+
+Spawn = Callable[[Coroutine[Any, Any, Any], str], None]
+
+
 class Funds:
-    def __init__(self, svc: EdgeService) -> None:
-        self.svc = svc
+    def __init__(self, store: FundsStore, source: FundsSource | None, registry: Registry,
+                 metrics: Metrics, spawn: Spawn, *, lookups_per_minute: float,
+                 retention_days: float, region_key_id: str) -> None:
+        self.store = store
+        self.source = source  # None: no uplink can ask the backend; the cache answers
+        self.registry = registry
+        self.metrics = metrics
+        self.spawn = spawn
+        self.per_minute = lookups_per_minute
+        self.retention_days = retention_days
+        self.region_key_id = region_key_id
         self.fresh_s = FRESH_S
         self._buckets: dict[str, tuple[float, float]] = {}  # kiosk -> (tokens, at)
+        self._warn = RateLimitedLog(log)
+
+    def on_lookup(self, dev: str, lookup: Lookup, reply: Reply) -> None:
+        """A kiosk's fund lookup: only from a device registered as a kiosk, with
+        a token of the kiosk's form, at a villager's pace (docs/kiosk.md)."""
+        why = self.admit(dev, lookup.token, time.monotonic())
+        if why is not None:
+            self.metrics.inc("funds.refused", why)
+            self._warn.warning(why, "lookup from %s refused: %s", dev[:64], why)
+            if why == "busy":  # a kiosk over its rate hears it; the rest hear nothing
+                self.spawn(reply(to_wire(FundsAnswer(lookup.id, False, "busy"))),
+                           f"lookup-busy:{dev}")
+            return
+        self.spawn(self._answer(lookup, reply), f"lookup:{dev}:{lookup.id}")
+
+    async def _answer(self, lookup: Lookup, reply: Reply) -> None:
+        await reply(kiosk_funds_message(lookup.id, await self.lookup(lookup.token)))
 
     def admit(self, dev: str, token: str, now: float) -> str | None:
         """None if this lookup may go ahead, else why not: not a kiosk (by the
         edge's configuration or provisioning, not by what the device says),
         a token not of the kiosks' form, or over the kiosk's rate."""
-        if not self.svc.is_kiosk(dev):
+        d = self.registry.get(dev)
+        if d is None or d.role != "kiosk":
             return "not_a_kiosk"
         if not _TOKEN.fullmatch(token):
             return "bad_token"
         have, at = self._buckets.get(dev, (float(BURST), now))
-        have = min(float(BURST), have + (now - at) * self.svc.cfg.kiosk_lookups_per_minute / 60)
+        have = min(float(BURST), have + (now - at) * self.per_minute / 60)
         if have < 1.0:
             self._buckets[dev] = (have, now)
             return "busy"
         self._buckets[dev] = (have - 1.0, now)
         return None
 
-    def _backend(self) -> WebhookUplink | None:
-        return next((u for u in self.svc.bridge.uplinks if isinstance(u, WebhookUplink)), None)
-
     async def start(self) -> None:
         """At start: a new region key (its id in the configuration) makes every
         cached token meaningless; they go at once (docs/privacy.md)."""
-        key_id = self.svc.cfg.region_key_id
-        if key_id and await self.svc.journal.meta_get("region_key_id") != key_id:
-            n = await self.svc.journal.funds_clear()
-            await self.svc.journal.meta_put("region_key_id", key_id)
+        key_id = self.region_key_id
+        if key_id and await self.store.meta_get("region_key_id") != key_id:
+            n = await self.store.funds_clear()
+            await self.store.meta_put("region_key_id", key_id)
             log.info("region key is now %r: %d cached fund answers forgotten", key_id, n)
 
     async def purge(self) -> int:
         """Villagers not seen within the retention, or beyond the cap, are
         forgotten: the cache holds who came lately, not everyone ever."""
-        cfg = self.svc.cfg
-        n = await self.svc.journal.funds_purge(time.time() - cfg.funds_retention_days * 86400,
-                                               MAX_CACHED)
+        n = await self.store.funds_purge(time.time() - self.retention_days * 86400, MAX_CACHED)
         if n:
-            self.svc.metrics.inc("funds.expired", n=n)
+            self.metrics.inc("funds.expired", n=n)
         return n
 
     async def refresh(self, every_s: float = 600.0, batch: int = 50) -> None:
@@ -83,39 +130,39 @@ class Funds:
         while True:
             await asyncio.sleep(min(every_s, 60.0))
             await self.purge()
-            up = self._backend()
+            up = self.source
             if up is None:
                 continue
-            for token in await self.svc.journal.funds_stale(every_s, batch):
+            for token in await self.store.funds_stale(every_s, batch):
                 try:
                     got = await up.fetch_funds(token, 5.0)
-                except UplinkError:
+                except UpstreamError:
                     break
                 if got is not None:
                     await self._store(token, got)
-                    self.svc.metrics.inc("funds.refreshed")
+                    self.metrics.inc("funds.refreshed")
 
     async def _store(self, token: str, got: dict[str, Any]) -> dict[str, Any]:
         records = sorted(got["records"], key=lambda r: str(r.get("paid", "")),
                          reverse=True)[:MAX_RECORDS]
         as_of = float(got.get("as_of") or time.time())
-        await self.svc.journal.funds_put(token, json.dumps(records, ensure_ascii=False), as_of)
+        await self.store.funds_put(token, json.dumps(records, ensure_ascii=False), as_of)
         return {"ok": True, "records": records, "as_of": int(as_of), "stale": False}
 
     async def lookup(self, token: str) -> dict[str, Any]:
-        m = self.svc.metrics
-        await self.svc.journal.funds_touch(token)
-        cached = await self.svc.journal.funds_get(token)
+        m = self.metrics
+        await self.store.funds_touch(token)
+        cached = await self.store.funds_get(token)
         now = time.time()
         if cached is not None and now - cached[2] < self.fresh_s:
             m.inc("funds.lookup", "cache")
             return {"ok": True, "records": json.loads(cached[0]), "as_of": int(cached[1]),
                     "stale": False}
-        up = self._backend()
+        up = self.source
         if up is not None:
             try:
                 got = await up.fetch_funds(token, BACKEND_WAIT_S)
-            except UplinkError as exc:
+            except UpstreamError as exc:
                 log.warning("fund lookup %s...: backend unavailable (%s)", token[:8], exc.reason)
             else:
                 if got is None:
@@ -129,3 +176,19 @@ class Funds:
                     "stale": True}
         m.inc("funds.lookup", "unavailable")
         return {"ok": False, "err": "unavailable"}
+
+
+def kiosk_funds_message(req_id: int, answer: dict[str, Any]) -> dict[str, Any]:
+    """A lookup answer as the kiosk takes it: records as compact rows, newest
+    first, the oldest dropped until the message fits the kiosk's buffer."""
+    msg = {"t": names.FUNDS, "id": req_id, **answer}
+    if "records" in msg:
+        msg["records"] = [[r.get("programme", ""), int(r.get("amount_fen", 0)),
+                           r.get("paid", ""), r.get("status", "")] for r in msg["records"]]
+        while msg["records"] and _encoded_size(msg) > names.KIOSK_MAX_MESSAGE:
+            msg["records"].pop()
+    return msg
+
+
+def _encoded_size(msg: dict[str, Any]) -> int:
+    return len(json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode())

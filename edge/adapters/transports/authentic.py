@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from edge.metrics import Metrics
-from edge.model import DeviceAuth
-from edge.ratelog import RateLimitedLog
+from edge.core.metrics import Metrics
+from edge.core.ports import DeviceAuth
+from edge.core.ratelog import RateLimitedLog
 
 log = logging.getLogger("edge.auth")
 _warn = RateLimitedLog(log)

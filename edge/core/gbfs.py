@@ -1,5 +1,5 @@
 """GBFS feeds, v2.3 and v3.0 side by side, built from the live station state.
-Pure functions: (config, state, clock) in, JSON-ready dicts out; edge/http.py
+Pure functions: (config, state, clock) in, JSON-ready dicts out; edge/adapters/http/server.py
 serves and caches them. Rules beyond the schemas: docs/gbfs.md."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge.config import EdgeConfig
-from edge.stations import StationStatus
+from edge.core.stations import StationStatus
 
 VERSIONS = ("2.3", "3.0")
 FEEDS = ("gbfs", "gbfs_versions", "system_information", "vehicle_types",

@@ -15,11 +15,12 @@ import serial_asyncio_fast
 from wire import message, names
 from wire.link import Link
 
+from edge.adapters.transports.authentic import authentic
 from edge.config import SerialConfig
-from edge.metrics import Metrics
-from edge.model import DeviceAuth, Inbound, Reply
-from edge.ratelog import RateLimitedLog
-from edge.transports.authentic import authentic
+from edge.core import messages
+from edge.core.metrics import Metrics
+from edge.core.ports import DeviceAuth, Inbound, Reply
+from edge.core.ratelog import RateLimitedLog
 
 log = logging.getLogger("edge.serial")
 _GAP_S = 0.1  # a partial frame older than this is abandoned
@@ -126,7 +127,13 @@ class SerialTransport:
             return
         if not authentic(self.keys, dev, payload, self.metrics, self.name):
             return
-        await self.inbound.put(Inbound(dev, msg, self._replier(dev), self.name, now))
+        try:
+            typed = messages.parse(msg)
+        except message.DecodeError as exc:
+            self.metrics.inc("rx.rejected", exc.reason)
+            self._warn.warning(exc.reason, "%s: dropped message: %s", self.name, exc)
+            return
+        await self.inbound.put(Inbound(dev, typed, self._replier(dev), self.name, now))
 
     def _replier(self, dev: str) -> Reply:
         r = self._repliers.get(dev)

@@ -1,22 +1,33 @@
-"""The edge's durable journal (SQLite, WAL): every rent/return/fault event a
-dock sent, stored once per (device, epoch, seq) before the dock is told it
-may forget it, and each device's last reported slot states so a restarted
-edge still knows its stations. Writes are batched by one writer task; SQLite
-runs in a worker thread so the event loop never blocks on disk."""
+"""The edge's database (SQLite, WAL): every rent/return/fault event a dock
+sent, stored once per (device, epoch, seq) before the dock is told it may
+forget it; the outbox to the backend; each device's last slot report, so a
+restarted edge still knows its stations; rentals with their state; cached
+fund answers; devices provisioned at run time. Writes are batched by one
+writer task; SQLite runs in a worker thread so the loop never blocks on disk."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import sqlite3
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-log = logging.getLogger("edge.journal")
+from edge.core.records import (
+    EventRecord,
+    OutboxRecord,
+    OutboxRow,
+    StateRecord,
+    StoreItem,
+)
+from edge.core.rentals import DONE, Rental
+
+log = logging.getLogger("edge.store")
 T = TypeVar("T")
 
 SCHEMA = """
@@ -41,7 +52,9 @@ CREATE TABLE IF NOT EXISTS funds_cache (
     token TEXT PRIMARY KEY, records TEXT NOT NULL, as_of REAL NOT NULL, fetched REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rentals (
-    id TEXT PRIMARY KEY, station TEXT NOT NULL, result TEXT, created REAL NOT NULL
+    id TEXT PRIMARY KEY, station TEXT NOT NULL, result TEXT, created REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'claimed', device TEXT NOT NULL DEFAULT '', slot INTEGER,
+    deadline REAL NOT NULL DEFAULT 0, notice TEXT
 );
 CREATE TABLE IF NOT EXISTS provisioned (
     device TEXT PRIMARY KEY, station TEXT NOT NULL, kind TEXT NOT NULL, at REAL NOT NULL
@@ -57,52 +70,16 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _BATCH = 1000
 
 
-@dataclass(frozen=True)
-class EventRecord:
-    device: str
-    epoch: str
-    seq: int
-    station: str
-    kind: str
-    slot: int
-    bike: str | None
-    code: str | None
-    received: float
-    outbox: str | None = None  # JSON for the uplinks, queued in the same transaction
-
-
-@dataclass(frozen=True)
-class OutboxRecord:
-    """Something for the backend. Status is coalesced: one row per station and
-    uplink holds the newest; events and rental results are never dropped."""
-    kind: str  # "status", "rental"
-    key: str  # idempotency key; for status "status:<station>"
-    station: str
-    body: str
-
-
-@dataclass(frozen=True)
-class StateRecord:
-    device: str
-    boot: int
-    n: int
-    slots: str
-    reported: float
-
-
-Item = EventRecord | StateRecord | OutboxRecord
-
-
-class Journal:
+class SqliteStore:
     def __init__(self, path: Path, uplinks: tuple[str, ...] = ()) -> None:
         self.path = path
         self.uplinks = uplinks
         # One thread owns the connection: every read and write is queued on it.
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         # One wake-up per uplink's sender (set when its outbox gains rows).
-        self.outbox_changed = {u: asyncio.Event() for u in uplinks}
+        self._outbox_changed = {u: asyncio.Event() for u in uplinks}
         self._db: sqlite3.Connection | None = None
-        self._q: asyncio.Queue[tuple[Item, asyncio.Future[bool]]] = asyncio.Queue()
+        self._q: asyncio.Queue[tuple[StoreItem, asyncio.Future[bool]]] = asyncio.Queue()
         self.batches = 0
 
     def _open(self) -> None:
@@ -113,6 +90,7 @@ class Journal:
         # an OS crash or power cut can lose the last transactions.
         db.execute("PRAGMA synchronous=NORMAL")
         db.executescript(SCHEMA)
+        _migrate(db)
         self._db = db
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -126,7 +104,7 @@ class Journal:
             db, self._db = self._db, None
             await self._run(db.close)
 
-    def submit(self, item: Item) -> asyncio.Future[bool]:
+    def submit(self, item: StoreItem) -> asyncio.Future[bool]:
         """Queue a write; the future is True once stored (False: a duplicate event)."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._q.put_nowait((item, fut))
@@ -142,22 +120,22 @@ class Journal:
             try:
                 results = await self._run(self._write, [i for i, _ in batch])
             except sqlite3.Error as exc:
-                log.error("journal write failed (%d items): %s", len(batch), exc)
+                log.error("store write failed (%d items): %s", len(batch), exc)
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
             self.batches += 1
             if self.uplinks and any(isinstance(i, EventRecord | OutboxRecord) for i, _ in batch):
-                for ev in self.outbox_changed.values():
+                for ev in self._outbox_changed.values():
                     ev.set()
             for (_, fut), ok in zip(batch, results, strict=True):
                 if not fut.done():
                     fut.set_result(ok)
 
-    def _write(self, items: list[Item]) -> list[bool]:
+    def _write(self, items: list[StoreItem]) -> list[bool]:
         db = self._db
-        assert db is not None, "journal not open"
+        assert db is not None, "store not open"
         out = []
         db.execute("BEGIN")
         try:
@@ -199,7 +177,7 @@ class Journal:
 
     # -- reads (tests, API, start-up) ---------------------------------------
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        assert self._db is not None, "journal not open"
+        assert self._db is not None, "store not open"
         return self._db.execute(sql, args).fetchall()
 
     async def events(self, limit: int = 1000, before: int | None = None) -> list[dict[str, Any]]:
@@ -225,7 +203,7 @@ class Journal:
         return [OutboxRow(*r) for r in rows]
 
     def _delete(self, uplink: str, done: list[tuple[int, int]]) -> None:
-        assert self._db is not None, "journal not open"
+        assert self._db is not None, "store not open"
         # A status row updated while it was in flight has a new version: keep it.
         with self._db:
             self._db.executemany("DELETE FROM outbox WHERE uplink = ? AND id = ? AND version = ?",
@@ -235,7 +213,7 @@ class Journal:
         await self._run(self._delete, uplink, done)
 
     def _dead(self, uplink: str, rows: list[OutboxRow], reason: str) -> None:
-        assert self._db is not None, "journal not open"
+        assert self._db is not None, "store not open"
         now = time.time()
         with self._db:
             self._db.executemany(
@@ -249,13 +227,24 @@ class Journal:
         """Rows the backend refused as malformed: kept aside for a person, not retried."""
         await self._run(self._dead, uplink, rows, reason)
 
+    async def outbox_wait(self, uplink: str, timeout_s: float) -> None:
+        """Until the uplink's lane may have gained rows (or the timeout)."""
+        wake = self._outbox_changed[uplink]
+        wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await wake.wait()
+
+    def outbox_poke(self, uplink: str) -> None:
+        self._outbox_changed[uplink].set()
+
     async def outbox_stats(self, uplink: str) -> tuple[int, float | None]:
         rows = await self._run(self._query, "SELECT count(*), min(created) FROM outbox"
                                " WHERE uplink = ?", (uplink,))
         return int(rows[0][0]), rows[0][1]
 
 
-    # -- kiosk fund records (edge/funds.py) ------------------------------------------
+    # -- kiosk fund records (edge/app/funds.py) ------------------------------------------
     async def funds_get(self, token: str) -> tuple[str, float, float] | None:
         rows = await self._run(self._query, "SELECT records, as_of, fetched FROM funds_cache"
                                " WHERE token = ?", (token,))
@@ -279,15 +268,15 @@ class Journal:
         `rentals_before`, and dead letters beyond the newest `dead_letter_max`.
         Returns how many of each went."""
         def work() -> tuple[int, int, int]:
-            assert self._db is not None, "journal not open"
+            assert self._db is not None, "store not open"
             with self._db:
                 ev = self._db.execute(
                     "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE received < ? "
                     "AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.key = 'ev:' || "
                     "events.device || ':' || events.epoch || ':' || events.seq) LIMIT 10000)",
                     (events_before,)).rowcount
-                rn = self._db.execute("DELETE FROM rentals WHERE created < ? AND result IS NOT "
-                                      "NULL", (rentals_before,)).rowcount
+                rn = self._db.execute("DELETE FROM rentals WHERE created < ? AND state = ?",
+                                      (rentals_before, DONE)).rowcount
                 dl = self._db.execute("DELETE FROM dead_letter WHERE id NOT IN (SELECT id FROM "
                                       "dead_letter ORDER BY id DESC LIMIT ?)",
                                       (dead_letter_max,)).rowcount
@@ -329,41 +318,60 @@ class Journal:
         rows = await self._run(self._query, "SELECT device, station, kind FROM provisioned", ())
         return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
-    # -- rentals (edge/rentals.py) ------------------------------------------------
+    # -- rentals (edge/app/rentals.py) ------------------------------------------------
     def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
-        assert self._db is not None, "journal not open"
+        assert self._db is not None, "store not open"
         with self._db:
             return self._db.execute(sql, args).rowcount
 
     def _exec_script(self, steps: list[tuple[str, tuple[Any, ...]]]) -> int:
         """Several statements in one transaction; the last one's row count."""
-        assert self._db is not None, "journal not open"
+        assert self._db is not None, "store not open"
         n = 0
         with self._db:
             for sql, args in steps:
                 n = self._db.execute(sql, args).rowcount
         return n
 
-    async def rental_claim(self, rental_id: str, station: str) -> tuple[bool, str | None]:
-        """(True, None) if this id is new (now claimed); else (False, stored result JSON)."""
-        n = await self._run(self._exec, "INSERT OR IGNORE INTO rentals (id, station, created)"
-                            " VALUES (?,?,?)", (rental_id, station, time.time()))
+    async def rental_claim(self, rental_id: str, station: str, now: float) -> Rental | None:
+        """None if this id is new (now claimed); else the rental stored under it."""
+        n = await self._run(self._exec, "INSERT OR IGNORE INTO rentals (id, station, created,"
+                            " state) VALUES (?,?,?,'claimed')", (rental_id, station, now))
         if n == 1:
-            return True, None
-        rows = await self._run(self._query, "SELECT result FROM rentals WHERE id = ?",
-                               (rental_id,))
-        return False, rows[0][0] if rows else None
+            return None
+        rows = await self._run(self._query, _RENTAL_SELECT + " WHERE id = ?", (rental_id,))
+        return _rental(rows[0]) if rows else None
 
-    async def rental_result(self, rental_id: str, result: str) -> None:
-        await self._run(self._exec, "UPDATE rentals SET result = ? WHERE id = ?",
-                        (result, rental_id))
+    async def rental_save(self, r: Rental) -> None:
+        """A rental's new state, durably, before the edge acts on it."""
+        await self._run(self._exec, "UPDATE rentals SET state=?, device=?, slot=?, deadline=?,"
+                        " result=?, notice=? WHERE id = ?",
+                        (r.state, r.device, r.slot, r.deadline,
+                         json.dumps(r.result) if r.result is not None else None,
+                         json.dumps(r.notice) if r.notice is not None else None, r.id))
+
+    async def rentals_active(self) -> list[Rental]:
+        rows = await self._run(self._query, _RENTAL_SELECT + " WHERE state != ?", (DONE,))
+        return [_rental(r) for r in rows]
 
 
-@dataclass(frozen=True)
-class OutboxRow:
-    id: int
-    version: int
-    kind: str
-    key: str
-    body: str
-    created: float
+_RENTAL_SELECT = "SELECT id, station, state, device, slot, deadline, created, result, notice" \
+    " FROM rentals"
+
+
+def _rental(row: tuple[Any, ...]) -> Rental:
+    return Rental(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                  json.loads(row[7]) if row[7] else None, json.loads(row[8]) if row[8] else None)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """A database from before rentals had states: add the columns; a rental
+    with no result was claimed and never finished (resumed at start)."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(rentals)")}
+    if "state" in have:
+        return
+    with db:
+        for col in ("state TEXT NOT NULL DEFAULT 'claimed'", "device TEXT NOT NULL DEFAULT ''",
+                    "slot INTEGER", "deadline REAL NOT NULL DEFAULT 0", "notice TEXT"):
+            db.execute(f"ALTER TABLE rentals ADD COLUMN {col}")
+        db.execute("UPDATE rentals SET state = 'done' WHERE result IS NOT NULL")

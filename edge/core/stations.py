@@ -112,5 +112,9 @@ class Stations:
                 d.reported = max(d.reported, now)
             self._bump(now)
 
+    def device_slots(self, dev: str) -> DeviceSlots | None:
+        st = self._dev.get(dev)
+        return st.devices[dev] if st is not None else None
+
     def statuses(self) -> list[StationStatus]:
         return [s.status(self.started) for s in self.by_id.values()]

@@ -11,18 +11,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 import time
 from typing import Any
 
 import aiomqtt
 from wire import message, names
 
+from edge.adapters.transports.authentic import authentic
 from edge.config import MqttConfig
-from edge.metrics import Metrics
-from edge.model import DeviceAuth, Inbound
-from edge.ratelog import RateLimitedLog
-from edge.transports.authentic import authentic
+from edge.core import messages
+from edge.core.metrics import Metrics
+from edge.core.ports import DeviceAuth, Inbound
+from edge.core.ratelog import RateLimitedLog
+from edge.netutil import NODELAY, raise_if_cancelling
 
 log = logging.getLogger("edge.mqtt")
 _warn = RateLimitedLog(log)
@@ -30,21 +31,6 @@ _warn = RateLimitedLog(log)
 UP_LEAVES = ("hello", "state", "event", "result", "status", "lookup")
 _EXPECTED = {"hello": names.HELLO, "state": names.STATE, "event": names.EVENT,
              "result": names.RESULT, "status": names.STATUS, "lookup": names.LOOKUP}
-
-
-# paho leaves Nagle on: a PUBACK and the next PUBLISH, two small writes, would
-# wait ~40 ms for the broker's delayed ACK each time (bench/ota.py: a command's
-# round trip was 88 ms with Nagle on everywhere, 10 ms with it off).
-NODELAY = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
-
-
-def raise_if_cancelling() -> None:
-    """Called where an MqttError is caught in a reconnect loop: when the task
-    is being cancelled, aiomqtt's disconnect may time out and raise MqttError in
-    place of the CancelledError, and the loop would swallow the shutdown."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class MqttTransport:
@@ -124,7 +110,8 @@ class MqttTransport:
             return
         if not authentic(self.keys, dev, bytes(payload), self.metrics, "mqtt"):
             return
-        await self.inbound.put(Inbound(dev, msg, self._replier(dev), self.name, time.time()))
+        await self.inbound.put(Inbound(dev, messages.parse(msg), self._replier(dev), self.name,
+                                       time.time()))
 
     def _replier(self, dev: str) -> Any:
         topic = f"huimin/{self.site}/{dev}/down"

@@ -11,7 +11,7 @@ import secrets
 import tomllib
 from pathlib import Path
 
-from edge.device_keys import check_private, write_private
+from edge.adapters.device_keys import check_private, write_private
 
 
 def _hash(token: str) -> str:

@@ -1,6 +1,6 @@
 """The edge's HTTP server: GBFS v2.3 and v3.0 feeds (ETag/If-None-Match -> 304,
 Last-Modified, gzip), a JSON API of devices, stations, events and metrics, and
-the public availability page. Who may use what: edge/http_auth.py."""
+the public availability page. Who may use what: edge/adapters/http/auth.py."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import ssl
 from dataclasses import asdict
 from email.utils import formatdate
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from edge import gbfs
-from edge.http_auth import (
+from edge.adapters.api_tokens import ApiTokens
+from edge.adapters.http.auth import (
     TECHNICIAN,
     Sessions,
     login_form,
@@ -25,10 +25,16 @@ from edge.http_auth import (
     logout_handler,
     middleware,
 )
-from edge.webserver import serve
-
-if TYPE_CHECKING:
-    from edge.service import EdgeService
+from edge.adapters.http.webserver import serve
+from edge.adapters.store import SqliteStore
+from edge.app.ota import Ota
+from edge.config import EdgeConfig
+from edge.core import gbfs
+from edge.core.errors import Rejected
+from edge.core.metrics import Metrics
+from edge.core.registry import Registry
+from edge.core.rollout import Image
+from edge.core.stations import Stations
 
 log = logging.getLogger("edge.http")
 MAX_PAGE = 1000  # the most rows any list returns at once
@@ -46,8 +52,27 @@ class _Cached:
         self.modified = formatdate(modified, usegmt=True)
 
 
+class EdgeView(Protocol):
+    """What the HTTP API reads and asks of the edge (edge/runtime.py's Edge)."""
+    cfg: EdgeConfig
+    started: float
+    metrics: Metrics
+    stations: Stations
+    registry: Registry
+    tokens: ApiTokens
+    store: SqliteStore
+    ota: Ota
+
+    def backlog(self) -> dict[str, tuple[int, float]]: ...
+
+    def inbound_backlog(self) -> int: ...
+
+    async def provision(self, dev: str, station: str, kind: str, command_key: str,
+                        mqtt_password_hash: str | None = None) -> None: ...
+
+
 class HttpServer:
-    def __init__(self, svc: EdgeService) -> None:
+    def __init__(self, svc: EdgeView) -> None:
         self.svc = svc
         self.port = 0
         self._cache: dict[tuple[str, str, str], _Cached] = {}
@@ -158,15 +183,15 @@ class HttpServer:
                 raise ValueError(f"limit must be 1..{MAX_PAGE}")
         except ValueError as exc:
             return web.json_response({"error": f"bad request: {exc}"}, status=400)
-        rows = await self.svc.journal.events(limit, before)
+        rows = await self.svc.store.events(limit, before)
         nxt = rows[-1]["id"] if len(rows) == limit else None
         return _json({"events": rows, "next": nxt})
 
     async def api_metrics(self, request: web.Request) -> web.Response:
         outbox = {name: {"rows": n, "oldest_age_s": round(age, 1)}
-                  for name, (n, age) in self.svc.bridge.backlog.items()}
+                  for name, (n, age) in self.svc.backlog().items()}
         return _json({"counters": self.svc.metrics.snapshot(),
-                      "inbound_backlog": self.svc.inbound.qsize(), "outbox": outbox})
+                      "inbound_backlog": self.svc.inbound_backlog(), "outbox": outbox})
 
     async def healthz(self, request: web.Request) -> web.Response:
         return _json({"ok": True, "site": self.svc.cfg.site})
@@ -183,8 +208,6 @@ class HttpServer:
         """Body: {"id", "station", "kind", "command_key", "mqtt_password"?}
         (huimin provision): the device's command key, and on MQTT its broker
         password's hash (never the password itself)."""
-        from edge.errors import Rejected
-
         who = request[TECHNICIAN]
         try:
             body = await request.json()
@@ -223,9 +246,6 @@ class HttpServer:
     async def api_ota_start(self, request: web.Request) -> web.Response:
         """Body: {"image": {"files": {path: base64}}, "devices": [...], "wave": n,
         "deadline_s": s}. The image comes signed; devices check the signature."""
-        from edge.errors import Rejected
-        from edge.ota import Image
-
         log.info("rollout requested by %s", request[TECHNICIAN])
         try:
             body = await request.json()

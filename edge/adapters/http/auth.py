@@ -19,8 +19,8 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 if TYPE_CHECKING:
-    from edge.api_tokens import ApiTokens
-    from edge.metrics import Metrics
+    from edge.adapters.api_tokens import ApiTokens
+    from edge.core.metrics import Metrics
 
 log = logging.getLogger("edge.http")
 

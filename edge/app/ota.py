@@ -12,122 +12,58 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
-import json
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-from edge.errors import Rejected
-
-if TYPE_CHECKING:
-    from edge.service import EdgeService
+from edge.app.links import DeviceLinks
+from edge.core.errors import Rejected
+from edge.core.messages import Hello, Result
+from edge.core.registry import Registry
+from edge.core.rollout import (
+    DeviceProgress,
+    Image,
+    Rollout,
+    busy_devices,
+    forget_ended,
+    plan_waves,
+)
 
 log = logging.getLogger("edge.ota")
 CHUNK = 512  # raw bytes a message: base64 plus the command fits update mode's 1K link
 TRIES = 4  # a chunk whose result is lost is resent this often before the device fails
-KEEP_ROLLOUTS = 20  # ended rollouts remembered (without their images)
-
-
-@dataclass
-class Image:
-    version: str
-    board: str
-    files: dict[str, bytes]  # path -> content; manifest.json and manifest.sig included
-
-    @classmethod
-    def from_upload(cls, body: dict[str, Any]) -> Image:
-        try:
-            if not isinstance(body, dict) or not isinstance(body.get("files"), dict):
-                raise ValueError("the image is {\"files\": {path: base64}}")
-            files = {str(p): base64.b64decode(b) for p, b in body["files"].items()}
-            man = json.loads(files["manifest.json"])
-            if not isinstance(man, dict) or not isinstance(man.get("files"), dict):
-                raise ValueError("manifest.json is not a manifest")
-            if "manifest.sig" not in files:
-                raise ValueError("the image is not signed (manifest.sig missing)")
-            missing = sorted(set(man["files"]) - set(files))
-            if missing:
-                raise ValueError(f"files in the manifest but not uploaded: {missing[:3]}")
-            # Only what was signed goes to a device: an unlisted file could be
-            # imported before a signed one (docs/security.md).
-            extra = sorted(set(files) - set(man["files"]) - {"manifest.json", "manifest.sig"})
-            if extra:
-                raise ValueError(f"files the signed manifest does not list: {extra[:3]}")
-            for p in files:
-                if p.startswith("/") or ".." in p.split("/"):
-                    raise ValueError(f"bad path {p!r}")
-            return cls(str(man["version"]), str(man["board"]), files)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise Rejected("bad_image", str(exc)) from exc
-
-    def order(self) -> list[str]:
-        # The manifest and its signature last: the device's end check reads them.
-        rest = sorted(p for p in self.files if not p.startswith("manifest."))
-        return [*rest, "manifest.json", "manifest.sig"]
-
-    @property
-    def size(self) -> int:
-        return sum(len(b) for b in self.files.values())
-
-
-@dataclass
-class DeviceProgress:
-    state: str = "waiting"  # waiting, preparing, sending, checking, rebooting, confirmed,
-    # failed, skipped
-    sent: int = 0
-    total: int = 0
-    error: str = ""
-    started: float = 0.0
-    finished: float = 0.0
-
-
-@dataclass
-class Rollout:
-    id: int
-    image: Image
-    waves: list[list[str]]
-    deadline_s: float
-    state: str = "running"  # running, done, stopped
-    wave: int = 0
-    devices: dict[str, DeviceProgress] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "version": self.image.version, "board": self.image.board,
-                "state": self.state, "wave": self.wave, "waves": self.waves,
-                "devices": {d: vars(p) for d, p in self.devices.items()}}
 
 
 class Ota:
-    def __init__(self, svc: EdgeService) -> None:
-        self.svc = svc
+    def __init__(self, links: DeviceLinks, registry: Registry,
+                 spawn: Callable[[Coroutine[Any, Any, Any], str], None]) -> None:
+        self.links = links
+        self.registry = registry
+        self.spawn = spawn
         self.rollouts: dict[int, Rollout] = {}
         self._ids = itertools.count(1)
-        self._hello: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._hello: dict[str, asyncio.Future[Hello]] = {}
 
-    def on_hello(self, dev: str, msg: dict[str, Any]) -> None:
-        """Called by the service for every hello: a device back from a reboot."""
-        fut = self._hello.get(dev)
+    def on_hello(self, hello: Hello) -> None:
+        """Called for every hello: a device back from a reboot."""
+        fut = self._hello.get(hello.dev)
         if fut is not None and not fut.done():
-            fut.set_result(msg)
+            fut.set_result(hello)
 
     def start(self, image: Image, devices: list[str], wave: int,
               deadline_s: float = 180.0) -> Rollout:
-        if not devices:
-            raise Rejected("bad_rollout", "no devices")
+        waves = plan_waves(devices, wave)
         for d in devices:
-            if self.svc.registry.get(d) is None:
+            if self.registry.get(d) is None:
                 raise Rejected("unknown_device", d)
-        busy = {d for r in self.rollouts.values() if r.state == "running" for d in r.devices}
-        if busy & set(devices):
-            raise Rejected("busy", f"already updating: {sorted(busy & set(devices))}")
-        wave = max(1, wave)
-        r = Rollout(next(self._ids), image, [devices[i:i + wave]
-                                             for i in range(0, len(devices), wave)],
-                    deadline_s)
+        busy = busy_devices(self.rollouts, devices)
+        if busy:
+            raise Rejected("busy", f"already updating: {busy}")
+        r = Rollout(next(self._ids), image, waves, deadline_s)
         r.devices = {d: DeviceProgress(total=image.size) for d in devices}
         self.rollouts[r.id] = r
-        self.svc.spawn(self._run(r), f"ota:{r.id}")
+        self.spawn(self._run(r), f"ota:{r.id}")
         log.info("rollout %d: version %s to %d devices in %d waves", r.id, image.version,
                  len(devices), len(r.waves))
         return r
@@ -141,9 +77,7 @@ class Ota:
             r.image = Image(r.image.version, r.image.board, {})
             if r.state == "running":
                 r.state = "stopped"
-            ended = [k for k, x in self.rollouts.items() if x.state != "running"]
-            for k in ended[:max(0, len(ended) - KEEP_ROLLOUTS)]:
-                del self.rollouts[k]
+            forget_ended(self.rollouts)
 
     async def _waves(self, r: Rollout) -> None:
         for i, wave in enumerate(r.waves):
@@ -162,20 +96,21 @@ class Ota:
         log.info("rollout %d done: version %s on %d devices", r.id, r.image.version,
                  len(r.devices))
 
-    async def _cmd(self, dev: str, **args: Any) -> dict[str, Any]:
+    async def _cmd(self, dev: str, **args: Any) -> Result:
         last: Exception | None = None
         for _ in range(TRIES):
             try:
-                return await self.svc.command(dev, "ota", wait_s=5.0, **args)
+                return await self.links.command(dev, "ota", wait_s=5.0, **args)
             except (TimeoutError, Rejected) as exc:
                 last = exc
                 await asyncio.sleep(0.5)
         raise RuntimeError(f"device did not answer ({last!r})")
 
-    async def _until_hello(self, dev: str, step: Any, wait_s: float) -> dict[str, Any]:
+    async def _until_hello(self, dev: str, step: Callable[[], Awaitable[None]],
+                           wait_s: float) -> Hello:
         """Run step() (a command that makes the device reboot) and wait for the
         hello it sends when it is back."""
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Hello] = asyncio.get_running_loop().create_future()
         self._hello[dev] = fut
         try:
             await step()
@@ -186,8 +121,8 @@ class Ota:
 
     async def _step(self, dev: str, path: str, what: str) -> None:
         res = await self._cmd(dev, path=path)
-        if not res.get("ok"):
-            raise RuntimeError(f"{what}: {res.get('err')}")
+        if not res.ok:
+            raise RuntimeError(f"{what}: {res.err}")
 
     async def _update(self, r: Rollout, dev: str) -> None:
         p = r.devices[dev]
@@ -196,7 +131,7 @@ class Ota:
             # 1. The app reboots into update mode, where the image has the heap.
             hello = await self._until_hello(
                 dev, lambda: self._step(dev, "", "device refused the update"), 60.0)
-            if hello.get("ota") != "receiving":
+            if hello.ota != "receiving":
                 raise RuntimeError("device did not enter update mode")
             # 2. The image, file by file; the device checks every hash at the end.
             p.state = "sending"
@@ -209,9 +144,9 @@ class Ota:
 
             p.state = "checking"
             hello = await self._until_hello(dev, end, r.deadline_s)
-            if hello.get("fw") != r.image.version:
-                raise RuntimeError(f"came back on {hello.get('fw')}: "
-                                   f"{hello.get('ota') or 'update not taken'}")
+            if hello.fw != r.image.version:
+                raise RuntimeError(f"came back on {hello.fw}: "
+                                   f"{hello.ota or 'update not taken'}")
             await self._step(dev, "+", "confirm failed")
             p.state = "confirmed"
             log.info("rollout %d: %s runs %s", r.id, dev, r.image.version)
@@ -228,7 +163,7 @@ class Ota:
         """A device in update mode does not rent: after a failed transfer, send it
         back to its running image now rather than after the updater's idle limit."""
         try:
-            await self.svc.command(dev, "reboot", wait_s=5.0)
+            await self.links.command(dev, "reboot", wait_s=5.0)
             log.info("%s: sent back to its running image", dev)
         except (TimeoutError, Rejected) as exc:
             log.warning("%s: no answer to reboot (%r); it leaves update mode by itself "
@@ -236,8 +171,8 @@ class Ota:
 
     async def _send(self, image: Image, dev: str, p: DeviceProgress) -> None:
         res = await self._cmd(dev, path="")
-        if not res.get("ok"):
-            raise RuntimeError(f"device refused the update: {res.get('err')}")
+        if not res.ok:
+            raise RuntimeError(f"device refused the update: {res.err}")
         for path in image.order():
             data = image.files[path]
             off = 0
@@ -245,8 +180,8 @@ class Ota:
                 chunk = data[off:off + CHUNK]
                 res = await self._cmd(dev, path=path, off=off,
                                       data=base64.b64encode(chunk).decode())
-                if not res.get("ok"):
-                    err = str(res.get("err", ""))
+                if not res.ok:
+                    err = res.err
                     if err.startswith("offset "):  # resume where the device stands
                         have = int(err.split()[1])
                         have = have if 0 <= have <= len(data) else 0

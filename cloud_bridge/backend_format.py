@@ -1,0 +1,32 @@
+"""The city backend's JSON for what an edge sends it (docs/bridge.md): one
+place, so the edge's core never formats for the backend. Each body travels in
+an outbox row and is posted (webhook) or published (MQTT) as it is."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+from edge.core.records import EventRecord
+from edge.core.stations import StationStatus
+
+
+class BackendFormat:
+    def __init__(self, site: str) -> None:
+        self.site = site
+
+    def event(self, rec: EventRecord, rental_id: str | None) -> str:
+        """A rent/return/fault, keyed for the backend by (device, epoch, seq)."""
+        return json.dumps({"type": rec.kind, "site": self.site, "station": rec.station,
+                           "device": rec.device, "slot": rec.slot, "bike": rec.bike,
+                           "code": rec.code, "epoch": rec.epoch, "seq": rec.seq,
+                           "at": rec.received, "rental_id": rental_id}, ensure_ascii=False)
+
+    def station(self, status: StationStatus, version: int) -> str:
+        """A station's availability; the outbox keeps only the newest per station."""
+        return json.dumps({**asdict(status), "site": self.site, "version": version})
+
+    def rental(self, result: dict[str, Any]) -> str:
+        """A rental's outcome (edge/core/rentals.py outcome())."""
+        return json.dumps({**result, "site": self.site})

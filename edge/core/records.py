@@ -1,0 +1,53 @@
+"""What the edge keeps: the rows its store writes and reads, as plain values
+(the SQLite adapter, edge/adapters/store.py, maps them to tables)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    device: str
+    epoch: str
+    seq: int
+    station: str
+    kind: str
+    slot: int
+    bike: str | None
+    code: str | None
+    received: float
+    outbox: str | None = None  # the backend's JSON, queued in the same transaction
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """Something for the backend. Status is coalesced: one row per station and
+    uplink holds the newest; events and rental results are never dropped."""
+    kind: str  # "status", "rental"
+    key: str  # idempotency key; for status "status:<station>"
+    station: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class StateRecord:
+    device: str
+    boot: int
+    n: int
+    slots: str
+    reported: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An outbox row as an uplink delivers it; (id, version) deletes it."""
+    id: int
+    version: int
+    kind: str
+    key: str
+    body: str
+    created: float
+
+
+StoreItem = EventRecord | StateRecord | OutboxRecord

@@ -1,0 +1,205 @@
+"""The edge's runtime: the one place that builds every part, plugs the adapters
+(store, transports, HTTP, the bridge's uplinks) into the core and the
+application services, and owns the TaskGroup they run in. It is the only
+module that imports both the edge and the bridge (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+from cloud_bridge.backend_format import BackendFormat
+from cloud_bridge.bridge import Bridge
+from edge.adapters.api_tokens import ApiTokens
+from edge.adapters.device_keys import DeviceKeys
+from edge.adapters.http.server import HttpServer
+from edge.adapters.store import SqliteStore
+from edge.adapters.transports.mqtt import MqttTransport
+from edge.adapters.transports.serial import SerialTransport
+from edge.app.funds import Funds
+from edge.app.housekeeping import Housekeeping
+from edge.app.ingest_loop import IngestLoop
+from edge.app.links import DeviceLinks
+from edge.app.ota import Ota
+from edge.app.rentals import RentalDesk
+from edge.config import EdgeConfig
+from edge.core.errors import Rejected
+from edge.core.ingest import Ingest
+from edge.core.messages import Result
+from edge.core.metrics import Metrics
+from edge.core.ratelog import RateLimitedLog
+from edge.core.registry import Registry
+from edge.core.rentals import RentalBook
+from edge.core.stations import Stations
+
+log = logging.getLogger("edge")
+MAX_TASKS = 1000  # rentals, lookups and rollouts in flight at once
+
+
+class Edge:
+    def __init__(self, cfg: EdgeConfig) -> None:
+        self.cfg = cfg
+        self.started = time.time()
+        self.metrics = Metrics()
+        self.registry = Registry(cfg.device_station(), cfg.heartbeat_timeout_s, cfg.kiosks)
+        self.stations = Stations(cfg.stations, self.started)
+        self.store = SqliteStore(cfg.db, tuple(u.name for u in cfg.uplinks))
+        self.keys = DeviceKeys(cfg.device_keys)
+        self.tokens = ApiTokens(cfg.api_tokens)
+        self.links = DeviceLinks(self.metrics)
+        self._requests: set[asyncio.Task[Any]] = set()  # rentals, lookups, rollouts
+        self._warn = RateLimitedLog(log)
+        backend = BackendFormat(cfg.site) if cfg.uplinks else None
+        book = RentalBook(self.stations, cfg.site)
+        self.rentals = RentalDesk(book, self.store, self.links, self.stations, self.metrics,
+                                  cfg.rental_timeout_s, backend.rental if backend else None)
+        self.bridge = Bridge(cfg, self.store, self.stations, self.metrics, self.start_rental)
+        self.funds = Funds(self.store, self.bridge.funds_source(), self.registry, self.metrics,
+                           self.spawn, lookups_per_minute=cfg.kiosk_lookups_per_minute,
+                           retention_days=cfg.funds_retention_days,
+                           region_key_id=cfg.region_key_id)
+        self.ota = Ota(self.links, self.registry, self.spawn)
+        self.ingest = IngestLoop(
+            Ingest(self.registry, self.stations, book, self.metrics), self.store, self.links,
+            self.metrics, backend, on_counter_floor=self.keys.device_floor,
+            on_hello=self.ota.on_hello, on_lookup=self.funds.on_lookup,
+            on_rental_done=self.rentals.completed)
+        self.ingest.listeners.append(self._on_change)
+        self.housekeeping = Housekeeping(
+            self.registry, self.stations, self.links, self.store, self.metrics,
+            self.ingest.station_changed, heartbeat_timeout_s=cfg.heartbeat_timeout_s,
+            events_retention_days=cfg.events_retention_days,
+            dead_letter_max=cfg.dead_letter_max, kiosks=cfg.kiosks,
+            station_names={s.id: s.name_zh for s in cfg.stations})
+        inbound = self.ingest.inbound
+        self.transports: list[SerialTransport | MqttTransport] = [
+            SerialTransport(p, inbound, self.metrics, self.keys) for p in cfg.serial]
+        if cfg.mqtt is not None:
+            self.transports.append(MqttTransport(cfg.mqtt, cfg.site, inbound, self.metrics,
+                                                 self.keys))
+        self.ready = asyncio.Event()
+        self.http_port = cfg.http_port
+
+    def _on_change(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "state":
+            self.rentals.slots_changed()
+            self.bridge.station_changed()
+
+    # -- lifecycle -----------------------------------------------------------
+    async def _restore(self) -> None:
+        """What the last run knew: devices provisioned since, slot reports,
+        rentals under way."""
+        await self.store.open()
+        for dev, station, kind in await self.store.provisioned_all():
+            if station in self.stations.by_id:
+                self.registry.add(dev, station, kind)
+                self.stations.add_device(dev, station)
+        for s in await self.store.states():
+            self.stations.restore(s.device, s.boot, s.n, s.slots, s.reported)
+        await self.rentals.resume()
+        await self.funds.start()
+        source = self.bridge.funds_source()
+        if self.cfg.kiosks:
+            if source is None:
+                log.warning("no uplink answers fund lookups (a webhook does): kiosks are "
+                            "answered from the edge's cache only")
+            else:
+                log.info("fund lookups: through uplink %s", source.name)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._restore()
+        http = HttpServer(self)
+        await http.start()
+        self.http_port = http.port
+        try:
+            async with asyncio.TaskGroup() as tg:
+                hk = self.housekeeping
+                tasks = [tg.create_task(self.store.run(), name="store-writer"),
+                         tg.create_task(self.ingest.dispatch(), name="dispatch"),
+                         tg.create_task(self.ingest.sender(), name="device-sender"),
+                         tg.create_task(self.rentals.deadlines(), name="rental-deadlines"),
+                         tg.create_task(hk.offline_check(), name="offline-check"),
+                         tg.create_task(hk.retention_loop(), name="retention"),
+                         tg.create_task(hk.kiosk_feed(), name="kiosk-feed")]
+                if self.cfg.kiosks:
+                    tasks.append(tg.create_task(self.funds.refresh(), name="funds-refresh"))
+                tasks += [tg.create_task(t.run(), name=t.name) for t in self.transports]
+                tasks += self.bridge.tasks(tg)
+                self.ready.set()
+                log.info("edge %s up: %d stations, %d devices, %d transports, http :%d",
+                         self.cfg.site, len(self.cfg.stations), len(self.registry.devices),
+                         len(self.transports), self.http_port)
+                await stop.wait()
+                await self.ingest.drained(2.0)  # stored events acked before the links go
+                for t in [*tasks, *self._requests]:
+                    t.cancel()
+                await _shutdown_watch([*tasks, *self._requests])
+        finally:
+            await self.bridge.close()
+            await http.stop()
+            await self.store.close()
+            log.info("edge %s stopped", self.cfg.site)
+
+    # -- what adapters ask of the edge ---------------------------------------------
+    def start_rental(self, req: Any) -> None:
+        """A rental from the backend, run on its own and cancelled at shutdown. A
+        backend that sends more than MAX_TASKS at once is told to come back
+        (its outbox retries), not given a task each."""
+        if len(self._requests) >= MAX_TASKS:
+            self.metrics.inc("rentals.rejected", "busy")
+            rid = req.get("rental_id") if isinstance(req, dict) else None
+            self._warn.warning("busy", "%d requests in flight: rental %s refused for now",
+                               len(self._requests), str(rid)[:40])
+            return
+        self.spawn(self.rentals.rent(req), "rental")
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        t = asyncio.get_running_loop().create_task(coro, name=name)
+        self._requests.add(t)
+        t.add_done_callback(self._requests.discard)
+
+    def backlog(self) -> dict[str, tuple[int, float]]:
+        return self.bridge.backlog
+
+    def inbound_backlog(self) -> int:
+        return self.ingest.inbound.qsize()
+
+    async def command(self, dev: str, op: str, wait_s: float = 5.0, **args: Any) -> Result:
+        return await self.links.command(dev, op, wait_s, **args)
+
+    async def retention(self) -> None:
+        await self.housekeeping.retention()
+
+    async def provision(self, dev: str, station: str, kind: str, command_key: str,
+                        mqtt_password_hash: str | None = None) -> None:
+        """Register a device (huimin provision): it may talk to the edge from now
+        on, and stays registered across restarts; its command key (and broker
+        password hash, for `huimin broker`) go to the device-keys file."""
+        if kind not in ("dock", "kiosk"):
+            raise Rejected("bad_kind", kind)
+        if station not in self.stations.by_id:
+            raise Rejected("unknown_station", station)
+        extra = {"mqtt_password": mqtt_password_hash} if mqtt_password_hash else {}
+        await asyncio.to_thread(self.keys.add, dev, command_key, **extra)
+        await self.store.provisioned_put(dev, station, kind)
+        self.registry.add(dev, station, kind)
+        self.stations.add_device(dev, station)
+        log.info("device %s registered at station %s (%s)", dev, station, kind)
+
+
+async def _shutdown_watch(tasks: list[asyncio.Task[Any]], grace_s: float = 5.0) -> None:
+    """A task that outlives its cancel would hold the TaskGroup, and the edge would
+    never exit on SIGTERM: name it in the log, with where it is, and cancel it
+    again (a library may have turned the first cancel into its own error)."""
+    while True:
+        _, pending = await asyncio.wait(tasks, timeout=grace_s)
+        if not pending:
+            return
+        for t in pending:
+            where = "".join(f"{fr.f_code.co_filename}:{fr.f_lineno} " for fr in t.get_stack())
+            log.error("shutdown: task %s still running %.0f s after cancel (%s); cancelling again",
+                      t.get_name(), grace_s, where.strip() or "?")
+            t.cancel()
