@@ -34,8 +34,8 @@ from bench.fleet import Fleet, secure_broker
 from bench.simdocks import event, rent_or_return
 from edge.config import parse
 from edge.runtime import Edge
+from hardware.sim.backend import DevBackend
 from tools.broker import free_port
-from tools.devbackend import DevBackend
 
 SECRET = "bench-secret-0123456789"
 

@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge.core.messages import Result
 from edge.netutil import NODELAY
+from hardware.sim.town import Town
 from tools.firmware import build, keygen, sign
 from tools.ota import push
-from tools.town import Town
 
 
 async def broker_round_trip(town: Town, rounds: int) -> float:

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hardware.idcard_emulator import fictional_card
-from tools.town import Town
+from hardware.sim.town import Town
 
 RESULT_PAGE = 1
 IDLE_PAGE = 0

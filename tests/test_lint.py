@@ -33,3 +33,12 @@ def test_every_firmware_file_compiles_with_mpy_cross(tmp_path: Path) -> None:
         if r.returncode:
             bad.append(f"{src.relative_to(ROOT)}: {r.stderr.strip()}")
     assert not bad, "\n".join(bad)
+
+
+def test_import_contracts_hold() -> None:
+    """The layers and boundaries in pyproject.toml [tool.importlinter]
+    (docs/architecture.md): import-linter, the ecosystem's checker."""
+    r = subprocess.run([str(BIN / "lint-imports"), "--no-cache"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 broken" in r.stdout

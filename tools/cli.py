@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-from tools import console, county, diag, flash, fleet, ota, sim
+from tools import console, county, diag, flash, fleet, ota
 from tools.credentials import add_edge_config_arg
 from tools.firmware import BOARD_PORTS
-
-
-def _until_signal(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run work(stop) in a new event loop; SIGINT/SIGTERM set `stop`."""
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await work(stop)
-
-    asyncio.run(main())
+from tools.signals import run_until_signal
 
 
 def _edge(args: argparse.Namespace) -> int:
@@ -35,48 +20,7 @@ def _edge(args: argparse.Namespace) -> int:
     if cfg is None:
         return 2
 
-    _until_signal(Edge(cfg).run)
-    return 0
-
-
-def _backend(args: argparse.Namespace) -> int:
-    from tools.credentials import CredentialError, secret
-    from tools.devbackend import DevBackend
-
-    keys: str | dict[str, str]
-    try:
-        if args.site_keys is not None:
-            import tomllib
-
-            from tools.credentials import read_secret_file
-
-            keys = {str(k): str(v) for k, v in
-                    tomllib.loads(read_secret_file(args.site_keys)).items()}
-        else:
-            keys = secret("webhook HMAC key", "HUIMIN_WEBHOOK_SECRET", args.secret_file)
-    except (CredentialError, ValueError) as exc:
-        print(f"huimin backend: {getattr(exc, 'code', exc)}", file=sys.stderr)
-        return 2
-    if any(len(k) < 16 for k in (keys.values() if isinstance(keys, dict) else [keys])):
-        print("huimin backend: every key must be at least 16 characters", file=sys.stderr)
-        return 2
-    if isinstance(keys, str):
-        logging.getLogger("backend").warning(
-            "one key for every site: any edge could act for another (give --site-keys)")
-
-    async def work(stop: asyncio.Event) -> None:
-        backend = DevBackend(args.db, keys)
-        url = await backend.start(args.host, args.port)
-        from edge.adapters.device_keys import write_private
-
-        token_file = args.db.with_name(args.db.name + ".operator-token")
-        write_private(token_file, backend.operator_token + "\n")
-        print(f"Backend: {url}/  (webhook {url}/webhook; the operator's token for "
-              f"POST /api/rentals and /api/funds is in {token_file}, mode 0600)", flush=True)
-        await stop.wait()
-        await backend.stop()
-
-    _until_signal(work)
+    run_until_signal(Edge(cfg).run)
     return 0
 
 
@@ -88,29 +32,36 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulator_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`huimin sim` and `huimin backend` belong to the simulator (hardware/sim/),
+    which a clone of the repository has and a Pi's install does not."""
+    try:
+        from hardware.sim.cli import add_parsers
+    except ImportError:
+        for name in ("sim", "backend"):
+            p = sub.add_parser(name, help="(in a clone of the repository: ./huimin "
+                               f"{name})")
+            p.set_defaults(func=_no_simulator)
+        return
+    add_parsers(sub)
+
+
+def _no_simulator(args: argparse.Namespace) -> int:
+    print("huimin: the simulator is not installed here; run it from a clone of the "
+          "repository (./huimin sim)", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="huimin", description="Bike docks and ID-card kiosks: "
                                  "simulator, edge service and technician tools.")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    sim.add_parser(sub)
+    _simulator_parsers(sub)
     p = sub.add_parser("edge", help="run the edge service", description="Run the edge service "
                        "(serial + MQTT transports, journal, GBFS, API) from a TOML configuration.")
     add_edge_config_arg(p)
     p.set_defaults(func=_edge)
-    p = sub.add_parser("backend", help="run the development city backend",
-                       description="A small real stand-in for the city-service backend: "
-                       "receives the edge's signed webhook, stores it in SQLite, serves a "
-                       "city-wide view and a JSON API, issues rentals (docs/bridge.md).")
-    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=9000, help="listen port (default 9000)")
-    p.add_argument("--db", type=Path, default=Path("backend.db"), help="SQLite file")
-    p.add_argument("--site-keys", type=Path, help="each site's key: a TOML file of mode 0600 "
-                   "with lines like anji = \"<key>\"")
-    p.add_argument("--secret-file", type=Path, help="one key for every site (development), "
-                   "in a file of mode 0600 (or $HUIMIN_WEBHOOK_SECRET; never on the command "
-                   "line)")
-    p.set_defaults(func=_backend)
     p = sub.add_parser("build", help="cross-compile the firmware for a board",
                        description="Build the device image (.mpy files, board pin map) into "
                        "build/firmware/BOARD.")

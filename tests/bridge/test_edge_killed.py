@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
+from hardware.sim.town import Town
 from tests.conftest import needs_mosquitto, run, until
-from tools.town import Town
 
 pytestmark = needs_mosquitto
 

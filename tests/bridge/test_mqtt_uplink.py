@@ -14,8 +14,8 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from cloud_bridge import signing
+from hardware.sim.town import Town
 from tests.conftest import needs_mosquitto, run, until
-from tools.town import Town
 
 pytestmark = needs_mosquitto
 

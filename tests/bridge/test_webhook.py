@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from hardware.sim.town import Town
 from tests.conftest import run, until
-from tools.town import Town
 
 
 async def _ride(town: Town, rounds: int) -> int:
@@ -184,7 +184,7 @@ def test_tls_error_and_timeout_are_clear_retryable_errors(tmp_path: Path) -> Non
     from cloud_bridge.webhook import WebhookUplink
     from edge.config import UplinkConfig
     from edge.core.records import OutboxRow
-    from tools.devbackend import DevBackend
+    from hardware.sim.backend import DevBackend
 
     async def main() -> None:
         backend = DevBackend(tmp_path / "b.db", "k" * 16)
@@ -214,7 +214,7 @@ def test_tls_error_and_timeout_are_clear_retryable_errors(tmp_path: Path) -> Non
 
 def test_backend_answers_signed_fund_lookups_by_token(tmp_path: Path) -> None:
     from cloud_bridge.signing import sign
-    from tools.devbackend import DevBackend
+    from hardware.sim.backend import DevBackend
 
     async def main() -> None:
         backend = DevBackend(tmp_path / "b.db", "k" * 16)
@@ -253,7 +253,7 @@ def test_the_edge_acts_only_on_answers_signed_for_its_request(tmp_path: Path) ->
     from cloud_bridge.errors import UplinkError
     from cloud_bridge.webhook import WebhookUplink
     from edge.config import UplinkConfig
-    from tools.devbackend import DevBackend
+    from hardware.sim.backend import DevBackend
 
     async def main() -> None:
         backend = DevBackend(tmp_path / "b.db", "k" * 16)
@@ -298,7 +298,7 @@ def test_each_site_has_its_own_key_at_the_backend(tmp_path: Path) -> None:
     import json as _json
 
     from cloud_bridge.signing import sign
-    from tools.devbackend import DevBackend
+    from hardware.sim.backend import DevBackend
 
     async def main() -> None:
         k1, k2 = "anji-key-0123456789", "dipu-key-0123456789"

@@ -14,8 +14,8 @@ import aiohttp
 from jsonschema import Draft7Validator, FormatChecker
 
 from edge.core import gbfs
+from hardware.sim.town import Town
 from tests.conftest import run, until
-from tools.town import Town
 
 ID_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.@:/_-")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from wire import auth, message
 
+from hardware.sim.town import Town
 from tests.conftest import needs_mosquitto, run, until
-from tools.town import Town
 
 pytestmark = needs_mosquitto
 

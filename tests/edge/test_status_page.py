@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from hardware.sim.town import Town
 from tests.conftest import run, until
-from tools.town import Town
 
 CHROMIUM = shutil.which("chromium")
 DRIVER = shutil.which("chromedriver")

@@ -14,7 +14,7 @@ from wire import auth, message
 
 from edge.adapters.transports.serial import SerialTransport
 from tests.conftest import needs_mosquitto, run, until
-from tools.town import SimDock, Town
+from hardware.sim.town import SimDock, Town
 
 pytestmark = needs_mosquitto
 

@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 from tests.conftest import needs_mosquitto, run, until
-from tools.town import Town
+from hardware.sim.town import Town
 
 pytestmark = needs_mosquitto
 

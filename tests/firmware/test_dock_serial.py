@@ -1,5 +1,5 @@
 """A dock's real firmware under MicroPython (the heap it ships with: see
-tools/town.py HEAP) talking to the edge over a pseudo-terminal serial line."""
+hardware/sim/town.py HEAP) talking to the edge over a pseudo-terminal serial line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from tests.conftest import run, until
-from tools.town import Town
+from hardware.sim.town import Town
 
 
 async def _events(town: Town) -> list[dict[str, object]]:

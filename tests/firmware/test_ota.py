@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import needs_mosquitto, run, until
 from tools.firmware import FIRMWARE, build, keygen, micropython_path, sign
 from tools.ota import push
-from tools.town import HEAP, Town
+from hardware.sim.town import HEAP, Town
 
 # RFC 8032, section 7.1: TEST 1, 2 and 3 (secret key, public key, message, signature).
 RFC8032 = [

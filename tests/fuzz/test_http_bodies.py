@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 
 from cloud_bridge.signing import sign
+from hardware.sim.backend import DevBackend
 from tests.conftest import run
 from tests.edge.test_http_auth import edge
-from tools.devbackend import DevBackend
 
 N = 150
 

@@ -9,9 +9,9 @@ import os
 import subprocess
 from pathlib import Path
 
+from hardware.sim.town import HEAP
 from tests.conftest import ROOT
 from tools.firmware import build, micropython_path, mpy_cross_path
-from tools.town import HEAP
 
 ITERATIONS = int(os.environ.get("HUIMIN_FUZZ_DEVICE_ITERATIONS", "3000"))
 

@@ -18,8 +18,8 @@ import pytest
 from wire import idcard
 
 from hardware.idcard_emulator import Card, fictional_card
+from hardware.sim.town import SimKiosk, Town
 from tests.conftest import needs_mosquitto, run, until
-from tools.town import SimKiosk, Town
 
 # The firmware's own wording (apps/kiosk/screens.py is MicroPython, also plain Python).
 _spec = importlib.util.spec_from_file_location(

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from edge.adapters.device_keys import load_devices
+from hardware.sim.town import Town
 from tests.conftest import run
 from tools.cli import main as cli
 from tools.firmware import build, micropython_path, read_manifest
 from tools.flash import RECORD, FlashError, device_config, flash, plan, provision
-from tools.town import Town
 
 pytestmark = pytest.mark.skipif(shutil.which("socat") is None,
                                 reason="socat is not installed (./run-tests installs it)")

@@ -29,9 +29,9 @@ from hardware.dock_emulator import DockEmulator
 from hardware.idcard_emulator import Card, IdCardModule, fictional_card
 from hardware.kiosk_emulator import HmiScreen, VoiceModule
 from hardware.serial_line import SerialLine
+from hardware.sim.backend import DevBackend
 from tools.broker import Broker, TlsFiles, free_port, mosquitto_path, password_hash
 from tools.ca import county_tls
-from tools.devbackend import DevBackend
 from tools.firmware import build, install, micropython_path
 
 log = logging.getLogger("sim")
@@ -43,7 +43,7 @@ PLACES = [("递铺街道", "Dipu"), ("昌硕广场", "Changshuo Square"),
           ("灵峰寺", "Lingfeng Temple"), ("浒溪公园", "Huxi Park"), ("县政府", "County Hall"),
           ("体育中心", "Sports Centre"), ("凤凰山", "Fenghuang Hill"), ("万达广场", "Wanda Plaza")]
 CENTRE = (30.638, 119.681)
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Each device's heap: the smallest (in 4K steps) at which its soak keeps 10%
 # free at its lowest (tests/firmware/test_heap_soak.py, test_kiosk_heap.py);
 # the figures are in firmware/apps/dock/README.md and docs/kiosk.md.
@@ -51,6 +51,7 @@ HEAP = "76K"  # a dock on a serial line
 MQTT_HEAP = "84K"  # a dock on MQTT: the client, TLS and its buffers
 KIOSK_HEAP = "76K"
 KIOSK_MQTT_HEAP = "84K"
+RIDER_PATIENCE_S = 20.0  # a rider waits this long at the dock for the unlock
 
 
 @dataclass
@@ -449,16 +450,46 @@ class Town:
         return next(d for d in self.docks if d.dev == dev)
 
     async def rent(self, d: SimDock, slot: int | None = None) -> str | None:
-        """A rider scans the code: the edge unlocks a slot, the rider takes the bike."""
-        assert self.edge is not None
+        """A rider scans the dock's code: the city's backend issues a rental, the
+        edge takes it (edge/app/rentals.py) and unlocks the slot, the rider
+        takes the bike; returns its id, or None if the rental failed. A town
+        without a backend has no riders' path: a technician unlocks directly."""
         if slot is None:
             choices = [i for i, s in enumerate(d.emulator.slots) if s.present and s.latched]
             if not choices:
                 return None
             slot = self.rng.choice(choices)
+        if self.backend is None:
+            return await self._technician_unlock(d, slot)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{self.backend_url}/api/rentals", json={
+                    "site": "anji", "station": d.station, "slot": slot, "rider": "sim"},
+                    headers={"Authorization": f"Bearer {self.backend.operator_token}"}) as r:
+                if r.status != 201:
+                    log.warning("rider at %s: the backend refused the rental (HTTP %d)",
+                                d.station, r.status)
+                    return None
+                rid = (await r.json())["rental_id"]
+            try:
+                async with asyncio.timeout(RIDER_PATIENCE_S):
+                    while slot not in d.emulator.takeable():
+                        async with http.get(f"{self.backend_url}/api/rentals/{rid}") as r:
+                            got = await r.json()
+                        if got["state"] == "failed":
+                            log.info("rider at %s slot %d: rental failed (%s)", d.station, slot,
+                                     (got.get("result") or {}).get("err"))
+                            return None
+                        await asyncio.sleep(0.02)
+            except TimeoutError:
+                log.info("rider at %s slot %d: gave up waiting for the unlock", d.station, slot)
+                return None
+        return d.emulator.take_bike(slot)
+
+    async def _technician_unlock(self, d: SimDock, slot: int) -> str | None:
+        assert self.edge is not None
         res = await self.edge.command(d.dev, "unlock", slot=slot)
         if not res.ok:
-            log.info("rider at %s slot %d: unlock refused (%s)", d.station, slot, res.err)
+            log.info("technician at %s slot %d: unlock refused (%s)", d.station, slot, res.err)
             return None
         await asyncio.sleep(0.05)
         return d.emulator.take_bike(slot)

@@ -1,4 +1,6 @@
-"""`huimin sim`: run a simulated town until Ctrl-C."""
+"""The simulator's commands: `huimin sim` (a simulated town until Ctrl-C) and
+`huimin backend` (the development city backend on its own). The technician
+CLI (tools/cli.py) reaches the simulator only through add_parsers()."""
 
 from __future__ import annotations
 
@@ -7,12 +9,31 @@ import asyncio
 import errno
 import logging
 import signal
+import sys
 from pathlib import Path
 
-from tools.town import KIOSK_HEAP, KIOSK_MQTT_HEAP, Town
+from hardware.sim.town import KIOSK_HEAP, KIOSK_MQTT_HEAP, Town
+from tools.signals import run_until_signal
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    _add_sim(sub)
+    p = sub.add_parser("backend", help="run the development city backend",
+                       description="A small real stand-in for the city-service backend: "
+                       "receives the edge's signed webhook, stores it in SQLite, serves a "
+                       "city-wide view and a JSON API, issues rentals (docs/bridge.md).")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9000, help="listen port (default 9000)")
+    p.add_argument("--db", type=Path, default=Path("backend.db"), help="SQLite file")
+    p.add_argument("--site-keys", type=Path, help="each site's key: a TOML file of mode 0600 "
+                   "with lines like anji = \"<key>\"")
+    p.add_argument("--secret-file", type=Path, help="one key for every site (development), "
+                   "in a file of mode 0600 (or $HUIMIN_WEBHOOK_SECRET; never on the command "
+                   "line)")
+    p.set_defaults(func=_backend)
+
+
+def _add_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("sim", help="run a simulated town (docks under MicroPython, edge, GBFS)",
                        description="Start a private MQTT broker, the edge service and N bike "
                        "docks whose firmware runs under the MicroPython unix port with emulated "
@@ -99,4 +120,45 @@ async def _main(args: argparse.Namespace) -> int:
                 t.cancel()
         print("Stopping...", flush=True)
     print("Stopped.")
+    return 0
+
+
+def _backend(args: argparse.Namespace) -> int:
+    from hardware.sim.backend import DevBackend
+    from tools.credentials import CredentialError, secret
+
+    keys: str | dict[str, str]
+    try:
+        if args.site_keys is not None:
+            import tomllib
+
+            from tools.credentials import read_secret_file
+
+            keys = {str(k): str(v) for k, v in
+                    tomllib.loads(read_secret_file(args.site_keys)).items()}
+        else:
+            keys = secret("webhook HMAC key", "HUIMIN_WEBHOOK_SECRET", args.secret_file)
+    except (CredentialError, ValueError) as exc:
+        print(f"huimin backend: {getattr(exc, 'code', exc)}", file=sys.stderr)
+        return 2
+    if any(len(k) < 16 for k in (keys.values() if isinstance(keys, dict) else [keys])):
+        print("huimin backend: every key must be at least 16 characters", file=sys.stderr)
+        return 2
+    if isinstance(keys, str):
+        logging.getLogger("backend").warning(
+            "one key for every site: any edge could act for another (give --site-keys)")
+
+    async def work(stop: asyncio.Event) -> None:
+        backend = DevBackend(args.db, keys)
+        url = await backend.start(args.host, args.port)
+        from edge.adapters.device_keys import write_private
+
+        token_file = args.db.with_name(args.db.name + ".operator-token")
+        write_private(token_file, backend.operator_token + "\n")
+        print(f"Backend: {url}/  (webhook {url}/webhook; the operator's token for "
+              f"POST /api/rentals and /api/funds is in {token_file}, mode 0600)", flush=True)
+        await stop.wait()
+        await backend.stop()
+
+    run_until_signal(work)
     return 0
