@@ -389,8 +389,17 @@ class Town:
                 await asyncio.sleep(0.05)
 
     def _all_online(self) -> bool:
-        assert self.edge is not None
-        return all(d.online and d.hello_seen for d in self.edge.registry.devices.values())
+        """Every device heard (hello), and every dock's slots known to the edge:
+        before that a rider's rental would find no bike."""
+        edge = self.edge
+        assert edge is not None
+        if not all(d.online and d.hello_seen for d in edge.registry.devices.values()):
+            return False
+        for d in self.docks:
+            slots = edge.stations.device_slots(d.dev)
+            if slots is None or slots.n < 0 or not slots.online:
+                return False
+        return True
 
     async def stop(self) -> None:
         self._stop.set()
@@ -460,7 +469,21 @@ class Town:
                 return None
             slot = self.rng.choice(choices)
         if self.backend is None:
-            return await self._technician_unlock(d, slot)
+            return await self.technician_unlock(d, slot)
+        for _ in range(3):
+            err = await self._rent_through_backend(d, slot)
+            if err is None:
+                return d.emulator.take_bike(slot)
+            if err not in ("no_bike", "station_offline"):
+                return None
+            # The dock's slot report follows its last event by a moment: a rider
+            # who sees the bike there scans again.
+            await asyncio.sleep(0.3)
+        return None
+
+    async def _rent_through_backend(self, d: SimDock, slot: int) -> str | None:
+        """None once the slot is unlocked for the rider, else why not."""
+        assert self.backend is not None
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{self.backend_url}/api/rentals", json={
                     "site": "anji", "station": d.station, "slot": slot, "rider": "sim"},
@@ -468,7 +491,7 @@ class Town:
                 if r.status != 201:
                     log.warning("rider at %s: the backend refused the rental (HTTP %d)",
                                 d.station, r.status)
-                    return None
+                    return "refused"
                 rid = (await r.json())["rental_id"]
             try:
                 async with asyncio.timeout(RIDER_PATIENCE_S):
@@ -476,16 +499,17 @@ class Town:
                         async with http.get(f"{self.backend_url}/api/rentals/{rid}") as r:
                             got = await r.json()
                         if got["state"] == "failed":
-                            log.info("rider at %s slot %d: rental failed (%s)", d.station, slot,
-                                     (got.get("result") or {}).get("err"))
-                            return None
+                            err = str((got.get("result") or {}).get("err"))
+                            log.info("rider at %s slot %d: rental failed (%s)", d.station,
+                                     slot, err)
+                            return err
                         await asyncio.sleep(0.02)
             except TimeoutError:
                 log.info("rider at %s slot %d: gave up waiting for the unlock", d.station, slot)
-                return None
-        return d.emulator.take_bike(slot)
+                return "timeout"
+        return None
 
-    async def _technician_unlock(self, d: SimDock, slot: int) -> str | None:
+    async def technician_unlock(self, d: SimDock, slot: int) -> str | None:
         assert self.edge is not None
         res = await self.edge.command(d.dev, "unlock", slot=slot)
         if not res.ok:

@@ -11,7 +11,7 @@ import time
 import device
 import hal
 import log
-from apps.kiosk import screens
+from apps.kiosk import flow, screens
 from command_guard import CommandGuard
 from drivers.display import Display, Voice
 from drivers.sam_reader import ReadError, SamReader
@@ -50,6 +50,7 @@ class App:
         self._state_n = 0
         self._near = []
         self._redraw = False  # new nearby figures: the main loop redraws the idle screen
+        self.flow = flow.Flow(cfg["show_s"] * 1000)
 
     def _on_connect(self):
         self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": "kiosk",
@@ -110,28 +111,29 @@ class App:
         except ReadError as e:
             self.sam.decoder.wipe()  # a part of a text block may be in it
             _log.warning("read failed: %s", e.reason)
+            self.flow.read(e.reason)
             return screens.message(e.reason)
         name, number, valid_to, resident = idcard.person(text)
         text = None
         self.sam.decoder.wipe()  # the card's text block does not stay in the buffer
-        if not resident:
-            return screens.message("card_type")
-        if idcard.check_id(number) is not None:
-            return screens.message("invalid")
         t = time.localtime(time.time())
-        if idcard.expired(valid_to, "%04d%02d%02d" % (t[0], t[1], t[2])):
-            return screens.message("expired")
+        bad = idcard.check_id(number) if resident else None
+        old = resident and bad is None and idcard.expired(valid_to,
+                                                          "%04d%02d%02d" % (t[0], t[1], t[2]))
+        problem = flow.card_problem(resident, bad, old)
+        self.flow.read(problem)
+        if problem is not None:
+            return screens.message(problem)
         token = idcard.token(self.key, number) if self.key else hal.lookup_token(number)
         name, masked_id = idcard.mask_name(name), idcard.mask_id(number)
         number = None  # the clear number and name go now; only masks and token stay
         gc.collect()
         ans = await self._lookup(token)
-        if ans is None:
-            _log.warning("lookup %s...: edge did not answer", token[:8])
-            return screens.message("unavailable")
-        if not ans["ok"]:
-            _log.info("lookup %s...: %s", token[:8], ans.get("err"))
-            return screens.message("unknown" if ans.get("err") == "unknown" else "unavailable")
+        problem = flow.answer_problem(ans)
+        if problem is not None:
+            _log.info("lookup %s...: %s", token[:8],
+                      "edge did not answer" if ans is None else ans.get("err"))
+            return screens.message(problem)
         stale = None
         if ans.get("stale"):
             t = time.localtime(ans.get("as_of", 0))
@@ -162,28 +164,16 @@ class App:
                     gc.collect()
                     self.uplink.send({"t": "state", "dev": self.cfg["dev"], "boot": self.boot,
                                       "n": self._state_n, "slots": "", "mem": gc.mem_free()})
-                if await self.sam.present():
+                todo = self.flow.poll(await self.sam.present(), now, hal.ticks_diff)
+                if todo == flow.READ:
                     await self._show(await self.swipe())
+                    self.flow.shown(hal.ticks_ms())
                     gc.collect()
-                    await self._until_removed()
+                elif todo == flow.IDLE_SCREEN:
                     self._redraw = True
-                if self._redraw:
+                if self._redraw and not self.flow.on_result():
                     self._redraw = False
                     await self._show(screens.idle(self._near))
             except Exception as e:  # a kiosk must keep working
                 _log.exc(e, "kiosk main loop")
             await asyncio.sleep_ms(poll)
-
-    async def _until_removed(self):
-        # Taking the card away, or show_s seconds, returns to idle; a card left
-        # on the reader is not read again until it was lifted.
-        t0 = hal.ticks_ms()
-        shown = True
-        while True:
-            await asyncio.sleep_ms(self.cfg["poll_ms"])
-            self.uplink.tick(hal.ticks_ms())
-            if not await self.sam.present():
-                return
-            if shown and hal.ticks_diff(hal.ticks_ms(), t0) >= self.cfg["show_s"] * 1000:
-                shown = False
-                await self._show(screens.idle(self._near))
