@@ -57,9 +57,10 @@ ONLY_FOR = {
 
 def ships(rel: str, kind: str) -> bool:
     """Whether a firmware file goes into an image for a device of this kind.
-    Never the emulators' halves of the codec (wire/*_module.py: what a tag
-    reader or a card module sends, for hardware/ and the tests)."""
-    if rel.startswith("lib/wire/") and rel.endswith("_module.py"):
+    A real board never gets the emulators' halves of the codec
+    (wire/*_module.py: what a tag reader or a card module sends); the
+    simulation board keeps them, for the codec's cases run under MicroPython."""
+    if kind != "any" and rel.startswith("lib/wire/") and rel.endswith("_module.py"):
         return False
     for other, paths in ONLY_FOR.items():
         if other != kind and kind != "any" and any(rel.startswith(p) for p in paths):
@@ -125,6 +126,10 @@ def build(board: str = "unix", out: Path | None = None, version: str | None = No
             if r.returncode:
                 raise BuildError(f"mpy-cross failed on {rel}: {r.stderr.strip()}")
         files[target.relative_to(dest).as_posix()] = _sha256(target)
+    # A file that no longer ships must not linger from an earlier build.
+    for old in dest.rglob("*.mpy"):
+        if old.relative_to(dest).as_posix() not in files:
+            old.unlink()
     # Data files ship as they are (an app's wording, read from flash when needed).
     for src in sorted((source / "apps").rglob("*.txt")):
         rel = src.relative_to(source).as_posix()
