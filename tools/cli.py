@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from tools import console, county, diag, flash, fleet, ota
+from tools import console, county, diag, flash, fleet, ota, provision
 from tools.credentials import add_edge_config_arg
 from tools.firmware import BOARD_PORTS
 from tools.signals import run_until_signal
@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="board to build for (default unix; hardware/boards/ has their pin maps)")
     p.set_defaults(func=_build)
     flash.add_parsers(sub)
+    provision.add_parser(sub)
     county.add_parsers(sub)
     fleet.add_parser(sub)
     console.add_parser(sub)

@@ -14,13 +14,13 @@ import json
 import sys
 from typing import Any
 
-from tools.flash import FlashError, _connect
+from tools.flash import FlashError, connect
 
 
 def diag(port: str) -> list[dict[str, str]]:
     from mpremote.transport import TransportError
 
-    t = _connect(port)
+    t = connect(port)
     out: list[bytes] = []
     try:
         # The test code of the image the device boots (the boot record's active slot).

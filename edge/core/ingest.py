@@ -147,11 +147,11 @@ class Ingest:
 
     def _hello(self, dev: Device, msg: Hello) -> list[Effect]:
         dev.hello_seen = True
-        dev.kind, dev.fw, dev.slots = msg.kind, msg.fw, msg.slots
+        dev.kind, dev.fw, dev.slot_count = msg.kind, msg.fw, msg.slots
         dev.boot, dev.epoch = msg.boot, msg.epoch
         dev.ota = msg.ota or dev.ota
         log.info("device %s hello: %s fw %s, %d slots, boot %d%s", dev.id, dev.kind, dev.fw,
-                 dev.slots, dev.boot, f", last update: {msg.ota}" if msg.ota else "")
+                 dev.slot_count, dev.boot, f", last update: {msg.ota}" if msg.ota else "")
         out: list[Effect] = [Booted(msg)]
         if msg.ctr is not None:
             out.insert(0, CounterFloor(dev.id, msg.ctr))

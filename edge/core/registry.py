@@ -17,7 +17,7 @@ class Device:
     # own hello cannot change: a dock never gets a kiosk's fund lookups.
     role: str = "dock"
     fw: str = ""
-    slots: int = 0
+    slot_count: int = 0  # as its hello says (stations.py holds the slots' states)
     boot: int = 0
     epoch: str = ""
     transport: str = ""
@@ -31,7 +31,7 @@ class Device:
 
     def as_json(self) -> dict[str, object]:
         return {"id": self.id, "station": self.station, "kind": self.kind, "fw": self.fw,
-                "slots": self.slots, "boot": self.boot, "transport": self.transport,
+                "slots": self.slot_count, "boot": self.boot, "transport": self.transport,
                 "online": self.online, "last_seen": round(self.last_seen, 3),
                 "faults": self.faults, "heap_free": self.heap_free, "ota": self.ota}
 

@@ -12,7 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from hardware.sim.town import KIOSK_HEAP, KIOSK_MQTT_HEAP, Town
+from hardware.sim.spec import KIOSK_HEAP, KIOSK_MQTT_HEAP
+from hardware.sim.town import Town
 from tools.signals import run_until_signal
 
 

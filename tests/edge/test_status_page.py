@@ -114,7 +114,7 @@ def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
                     r = row(d.dev)
                     assert r["fw"] == "0.1.0" and r["station"] == d.station
                     assert r["link"].startswith(d.link) and r["faults"] == "0"
-                from tools.flash import register
+                from tools.provision import register
                 await asyncio.to_thread(register, edge, "dock-099", town.docks[0].station, "dock",
                                         "99" * 32, None, town.token)
                 await until(lambda: row("dock-099").get("state") == "offline", 10)

@@ -14,7 +14,8 @@ from wire import auth, message
 
 from edge.adapters.transports.serial import SerialTransport
 from tests.conftest import needs_mosquitto, run, until
-from hardware.sim.town import SimDock, Town
+from hardware.sim.devices import SimDock
+from hardware.sim.town import Town
 
 pytestmark = needs_mosquitto
 

@@ -1,5 +1,5 @@
 """A dock's real firmware under MicroPython (the heap it ships with: see
-hardware/sim/town.py HEAP) talking to the edge over a pseudo-terminal serial line."""
+hardware/sim/spec.py HEAP) talking to the edge over a pseudo-terminal serial line."""
 
 from __future__ import annotations
 

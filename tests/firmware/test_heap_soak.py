@@ -1,5 +1,5 @@
 """The dock firmware as shipped (.mpy) in the heap it ships with for its link
-(hardware/sim/town.py HEAP, MQTT_HEAP), 12 slots, on both links (MQTT over TLS): a run of rentals and returns
+(hardware/sim/spec.py HEAP, MQTT_HEAP), 12 slots, on both links (MQTT over TLS): a run of rentals and returns
 with no MemoryError, no restart, and the free heap each heartbeat reports
 (after a collection) never below 10% of the heap (the house rule)."""
 
@@ -9,7 +9,8 @@ import asyncio
 from pathlib import Path
 
 from tests.conftest import needs_mosquitto, run, until
-from hardware.sim.town import HEAP, MQTT_HEAP, Town
+from hardware.sim.spec import HEAP, MQTT_HEAP
+from hardware.sim.town import Town
 
 
 def floor(heap: str) -> int:

@@ -1,5 +1,5 @@
 """The kiosk firmware as shipped (.mpy) in the heap it ships with for its link
-(hardware/sim/town.py): a run of swipes (known villagers, a stranger, a bad card) with
+(hardware/sim/spec.py): a run of swipes (known villagers, a stranger, a bad card) with
 no MemoryError, no restart, and the free heap each heartbeat reports never
 below 10% of the heap; and a swipe interning nothing
 (MicroPython interns a str's characters when code takes them one by one, so
@@ -20,7 +20,8 @@ from tests.conftest import needs_mosquitto, run, until
 from tests.kiosk.test_swipe import RECORDS, _swipe
 from tools.firmware import build, micropython_path
 from tests.firmware.test_heap_soak import floor
-from hardware.sim.town import KIOSK_HEAP, KIOSK_MQTT_HEAP, Town
+from hardware.sim.spec import KIOSK_HEAP, KIOSK_MQTT_HEAP
+from hardware.sim.town import Town
 
 
 @pytest.mark.parametrize("link,heap,rounds", [

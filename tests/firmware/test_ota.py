@@ -19,7 +19,8 @@ import pytest
 from tests.conftest import needs_mosquitto, run, until
 from tools.firmware import FIRMWARE, build, keygen, micropython_path, sign
 from tools.ota import push
-from hardware.sim.town import HEAP, Town
+from hardware.sim.spec import HEAP
+from hardware.sim.town import Town
 
 # RFC 8032, section 7.1: TEST 1, 2 and 3 (secret key, public key, message, signature).
 RFC8032 = [

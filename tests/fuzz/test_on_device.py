@@ -9,7 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from hardware.sim.town import HEAP
+from hardware.sim.spec import HEAP
 from tests.conftest import ROOT
 from tools.firmware import build, micropython_path, mpy_cross_path
 

@@ -18,7 +18,8 @@ import pytest
 from wire import idcard
 
 from hardware.idcard_emulator import Card, fictional_card
-from hardware.sim.town import SimKiosk, Town
+from hardware.sim.devices import SimKiosk
+from hardware.sim.town import Town
 from tests.conftest import needs_mosquitto, run, until
 
 # The firmware's own wording (apps/kiosk/screens.py is MicroPython, also plain Python).

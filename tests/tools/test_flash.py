@@ -21,7 +21,8 @@ from hardware.sim.town import Town
 from tests.conftest import run
 from tools.cli import main as cli
 from tools.firmware import build, micropython_path, read_manifest
-from tools.flash import RECORD, FlashError, device_config, flash, plan, provision
+from tools.flash import RECORD, FlashError, flash, plan
+from tools.provision import device_config, provision
 
 pytestmark = pytest.mark.skipif(shutil.which("socat") is None,
                                 reason="socat is not installed (./run-tests installs it)")
@@ -128,7 +129,7 @@ def test_provision_writes_the_identity_and_registers_with_the_edge(
             import asyncio
 
             from tools.broker import password_hash
-            from tools.flash import register
+            from tools.provision import register
             key, pw_hash = "5a" * 32, password_hash("s3cret")
             with pytest.raises(FlashError, match="401"):  # no technician token
                 await asyncio.to_thread(register, edge, "dock-009", "anji-001", "dock", key,

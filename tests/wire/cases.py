@@ -222,8 +222,8 @@ def case_rdm6300_frames():
 
 
 def _dock(n=3):
-    from apps.dock.slots import Dock
-    return Dock(n, tag_ms=100, lock_ms=100, take_ms=1000)
+    from apps.dock.slots import Slots
+    return Slots(n, tag_ms=100, lock_ms=100, take_ms=1000)
 
 
 def case_slots_return_then_rent():

@@ -1,6 +1,6 @@
 """The shared codec and the dock state machine, under CPython (each case a
 pytest test) and under the real MicroPython interpreter running the shipped
-.mpy files in the heap the dock ships with (hardware/sim/town.py HEAP)."""
+.mpy files in the heap the dock ships with (hardware/sim/spec.py HEAP)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hardware.sim.town import HEAP
+from hardware.sim.spec import HEAP
 from tests.wire import cases
 from tools.firmware import build, micropython_path, mpy_cross_path
 

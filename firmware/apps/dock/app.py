@@ -9,7 +9,7 @@ from micropython import const
 import device
 import hal
 import log
-from apps.dock.slots import Dock
+from apps.dock.slots import Slots
 from command_guard import CommandGuard
 from drivers.tag_reader import TagReaders
 from journal import Journal
@@ -36,7 +36,7 @@ class App:
             raise ValueError("board %s has %d slots, config asks %d" % (board["name"], len(pins["lock"]), n))
         self.io = hal.SlotIO(pins, n)
         self.tags = TagReaders(hal.tag_port(n), n, self._on_tag)
-        self.dock = Dock(n, hal.ticks_diff, cfg["tag_ms"], cfg["lock_ms"], cfg["take_ms"])
+        self.slots = Slots(n, hal.ticks_diff, cfg["tag_ms"], cfg["lock_ms"], cfg["take_ms"])
         self.journal = Journal(cfg["journal"])
         self._lock_written = bytearray(b"\xff" * n)
         self._state_n = 0
@@ -54,10 +54,10 @@ class App:
     # -- messages ----------------------------------------------------------
     def _send_state(self, now):
         self._state_n += 1
-        self._sent_version = self.dock.version
+        self._sent_version = self.slots.version
         self._sent_at = now
         self.uplink.send({"t": "state", "dev": self.cfg["dev"], "boot": self.boot,
-                          "n": self._state_n, "slots": self.dock.codes(),
+                          "n": self._state_n, "slots": self.slots.codes(),
                           "up": hal.ticks_ms() // 1000, "mem": gc.mem_free()})
 
     def _on_connect(self):
@@ -71,7 +71,7 @@ class App:
             self.uplink.send(ev)
 
     def _on_tag(self, slot, tag):
-        self.dock.tag(slot, tag, hal.ticks_ms())
+        self.slots.tag(slot, tag, hal.ticks_ms())
 
     def _on_message(self, msg):
         t = msg["t"]
@@ -88,16 +88,16 @@ class App:
         _log.info("command %d %s slot=%r", cid, op, slot)
         if op == "unlock":
             waiting = len(self.journal.pending)
-            if waiting >= self.cfg["journal_max"] - self.dock.n:
+            if waiting >= self.cfg["journal_max"] - self.slots.n:
                 # Every accepted event stays until the edge has it: with the journal
                 # this full, rentals stop (the edge hears why) and returns go on.
                 _log.warning("journal full (%d events wait for the edge): rental refused",
                              waiting)
                 self._result(cid, False, "journal_full", slot)
             else:
-                self.dock.unlock(-1 if slot is None else slot, cid, now)
+                self.slots.unlock(-1 if slot is None else slot, cid, now)
         elif op == "set_slot":
-            ok = slot is not None and self.dock.set_enabled(slot, msg.get("enabled", True), now)
+            ok = slot is not None and self.slots.set_enabled(slot, msg.get("enabled", True), now)
             self._result(cid, ok, None if ok else "bad_slot", slot)
         elif op == "hello":
             self._on_connect()
@@ -122,7 +122,7 @@ class App:
     # (heartbeat, journal resend, the link's retransmit clock): each extra task
     # would cost heap that a 64K dock does not have.
     async def _io_loop(self):
-        d = self.dock
+        d = self.slots
         n = d.n
         read = self.io.read
         cfg = self.cfg
@@ -156,7 +156,7 @@ class App:
             await asyncio.sleep_ms(_IO_MS)
 
     def _flush(self, now):
-        d = self.dock
+        d = self.slots
         out = d.lock_out
         for i in range(len(out)):
             if out[i] != self._lock_written[i]:
@@ -181,12 +181,12 @@ class App:
             self._send_state(now)
 
     async def run(self):
-        n = self.dock.n
+        n = self.slots.n
         levels = [self.io.read(i) for i in range(n)]
-        self.dock.boot([p for p, _ in levels], [q for _, q in levels], hal.ticks_ms())
+        self.slots.boot([p for p, _ in levels], [q for _, q in levels], hal.ticks_ms())
         gc.collect()
         _log.info("dock %s up: fw %s, boot %d, %d slots %s, journal epoch %s, %d pending, heap free %d",
-                  self.cfg["dev"], self.cfg["fw"], self.boot, n, self.dock.codes(),
+                  self.cfg["dev"], self.cfg["fw"], self.boot, n, self.slots.codes(),
                   self.journal.epoch, len(self.journal.pending), gc.mem_free())
         asyncio.create_task(self.tags.run())
         asyncio.create_task(self.uplink.run())

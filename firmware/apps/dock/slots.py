@@ -30,7 +30,8 @@ def _diff(t, s):
     return t - s
 
 
-class Dock:
+class Slots:
+    """The dock's slots as one state machine: rent and return, locks, tags."""
     # Per-slot fields are parallel arrays, not one object per slot: a 12-slot
     # dock saves several KiB of a 64K heap this way.
     def __init__(self, n, diff=_diff, tag_ms=_TAG_TIMEOUT, lock_ms=_LOCK_TIMEOUT,

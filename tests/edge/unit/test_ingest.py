@@ -42,7 +42,7 @@ def test_a_hello_brings_a_dock_online_and_tells_its_counter_floor() -> None:
     assert out == [Reachable("d1"), StationChanged("s1"), CounterFloor("d1", 64),
                    Booted(HELLO)]
     d = ing.registry.devices["d1"]
-    assert (d.online, d.fw, d.slots, d.boot, d.transport) == (True, "1.0", 4, 2, "mqtt")
+    assert (d.online, d.fw, d.slot_count, d.boot, d.transport) == (True, "1.0", 4, 2, "mqtt")
 
 
 def test_an_event_is_stored_then_acked_and_a_report_updates_the_station() -> None:

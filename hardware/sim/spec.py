@@ -1,0 +1,57 @@
+"""What a simulated town is made of: its options, with defaults, in one place
+(Town(workdir, **options) takes them), and the heaps its devices run in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Each device's heap: the smallest (in 4K steps) at which its soak keeps 10%
+# free at its lowest (tests/firmware/test_heap_soak.py, test_kiosk_heap.py);
+# the figures are in firmware/apps/dock/README.md and docs/kiosk.md.
+HEAP = "76K"  # a dock on a serial line
+MQTT_HEAP = "84K"  # a dock on MQTT: the client, TLS and its buffers
+KIOSK_HEAP = "76K"
+KIOSK_MQTT_HEAP = "84K"
+
+# Stations around Anji's town centre (fictional names, plausible coordinates).
+PLACES = [("递铺街道", "Dipu"), ("昌硕广场", "Changshuo Square"),
+          ("天荒坪路", "Tianhuangping Rd"), ("竹博园", "Bamboo Expo Park"),
+          ("汽车站", "Bus Station"), ("人民医院", "People's Hospital"),
+          ("灵峰寺", "Lingfeng Temple"), ("浒溪公园", "Huxi Park"), ("县政府", "County Hall"),
+          ("体育中心", "Sports Centre"), ("凤凰山", "Fenghuang Hill"), ("万达广场", "Wanda Plaza")]
+CENTRE = (30.638, 119.681)
+SITE = "anji"
+
+
+@dataclass(frozen=True)
+class TownSpec:
+    docks: int = 6
+    slots: int = 12  # per dock
+    mqtt_share: float = 0.5  # of the docks; the rest on serial lines
+    http_port: int = 0  # the edge's; 0 = a free one
+    heartbeat_s: int = 10
+    seed: int | None = None  # a repeatable town
+    heap: str | None = None  # every dock's heap (default: HEAP or MQTT_HEAP by link)
+    use_mqtt: bool | None = None  # None: when Mosquitto is installed
+    fill: float = 0.6  # share of slots holding a bike at the start
+    backend: bool = True  # the development city backend, with a webhook uplink
+    edge_process: bool = False  # the edge as its own process, as on a Pi (kill tests)
+    city_broker: bool = False  # a city broker and an MQTT uplink to it
+    kiosks: int = 0
+    kiosk_heap: str | None = None  # default: KIOSK_HEAP or KIOSK_MQTT_HEAP by link
+    baud: int = 0  # pace the kiosks' serial lines (benchmarks); 0 = instant
+    ota_key: str = ""  # hex Ed25519 public key provisioned on devices (docs/ota.md)
+    ota_confirm_s: int = 60
+    kiosk_link: str = "serial"  # a cable to the Pi, or "mqtt" (Wi-Fi/4G)
+    kiosk_lookups_per_minute: float | None = None  # None: the edge's default
+    dock_config: dict[str, Any] = field(default_factory=dict)  # extra config.json settings
+    # Kiosks keep the region key in the board's key store (hal.lookup_token; an
+    # eFuse block, emulated on this port by a file), not in config.json.
+    kiosk_key_store: bool = False
+
+    def dock_heap(self, link: str) -> str:
+        return self.heap or (MQTT_HEAP if link == "mqtt" else HEAP)
+
+    def kiosk_heap_for(self) -> str:
+        return self.kiosk_heap or (KIOSK_MQTT_HEAP if self.kiosk_link == "mqtt" else KIOSK_HEAP)

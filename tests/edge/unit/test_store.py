@@ -1,0 +1,97 @@
+"""The edge's SQLite store (edge/adapters/store.py) on its own, in a temporary
+folder: an event stored once whatever the resends, the outbox's order and
+coalescing, dead letters, slot reports, and a database from before rentals
+had states."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from edge.adapters.store import SqliteStore
+from edge.core.records import EventRecord, OutboxRecord, StateRecord
+from edge.core.rentals import CLAIMED, DONE, Rental
+from tests.conftest import run
+
+
+def _event(seq: int, outbox: str | None = '{"e":1}') -> EventRecord:
+    return EventRecord("d1", "e1", seq, "s1", "returned", 0, "0B01", None, 100.0 + seq, outbox)
+
+
+def test_an_event_is_stored_once_and_queued_once_per_uplink(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "edge.db", ("city", "city-mqtt"))
+        await store.open()
+        writer = asyncio.create_task(store.run())
+        try:
+            assert await store.submit(_event(1)) is True
+            assert await store.submit(_event(1)) is False  # a resend: a duplicate
+            assert [e["seq"] for e in await store.events()] == [1]
+            for up in ("city", "city-mqtt"):
+                rows = await store.outbox_batch(up, 10)
+                assert [r.key for r in rows] == ["ev:d1:e1:1"]
+        finally:
+            writer.cancel()
+            await store.close()
+    run(main())
+
+
+def test_station_status_is_coalesced_and_a_row_updated_in_flight_stays(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "edge.db", ("city",))
+        await store.open()
+        writer = asyncio.create_task(store.run())
+        try:
+            await store.submit(OutboxRecord("status", "status:s1", "s1", '{"v":1}'))
+            first = await store.outbox_batch("city", 10)
+            await store.submit(OutboxRecord("status", "status:s1", "s1", '{"v":2}'))
+            await store.outbox_done("city", [(r.id, r.version) for r in first])
+            left = await store.outbox_batch("city", 10)
+            assert [r.body for r in left] == ['{"v":2}']  # the newer one was not deleted
+            await store.outbox_dead_letter("city", left, "refused")
+            assert await store.outbox_stats("city") == (0, None)
+        finally:
+            writer.cancel()
+            await store.close()
+    run(main())
+
+
+def test_slot_reports_and_rentals_come_back_after_a_restart(tmp_path: Path) -> None:
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "edge.db")
+        await store.open()
+        writer = asyncio.create_task(store.run())
+        await store.submit(StateRecord("d1", 2, 7, "LLEE", 50.0))
+        await store.rental_claim("r-1", "s1", 10.0)
+        r = Rental("r-1", "s1", DONE, "d1", 2, 0.0, 10.0, {"ok": True})
+        await store.rental_save(r)
+        await store.rental_claim("r-2", "s1", 11.0)
+        writer.cancel()
+        await store.close()
+        store = SqliteStore(tmp_path / "edge.db")
+        await store.open()
+        assert await store.states() == [StateRecord("d1", 2, 7, "LLEE", 50.0)]
+        assert [(x.id, x.state) for x in await store.rentals_active()] == [("r-2", CLAIMED)]
+        assert await store.rental_claim("r-1", "s1", 12.0) == r
+        await store.close()
+    run(main())
+
+
+def test_a_database_from_before_rental_states_is_migrated(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "edge.db")
+    db.executescript("CREATE TABLE rentals (id TEXT PRIMARY KEY, station TEXT NOT NULL,"
+                     " result TEXT, created REAL NOT NULL);"
+                     "INSERT INTO rentals VALUES ('old-done', 's1', '{\"ok\": true}', 1.0);"
+                     "INSERT INTO rentals VALUES ('old-stuck', 's1', NULL, 2.0);")
+    db.commit()
+    db.close()
+
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "edge.db")
+        await store.open()
+        # The stuck one is active again, so the next start answers it.
+        assert [(r.id, r.state) for r in await store.rentals_active()] == [("old-stuck", CLAIMED)]
+        assert (await store.rental_claim("old-done", "s1", 3.0)).result == {"ok": True}  # type: ignore[union-attr]
+        await store.close()
+    run(main())
