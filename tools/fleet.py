@@ -43,12 +43,20 @@ def _ago(t: float) -> str:
         f"{s / 3600:.0f}h ago"
 
 
+def heap(d: dict[str, Any]) -> str:
+    """Free heap after a collection at the last heartbeat (lowest since boot)."""
+    if d.get("heap_free") is None:
+        return ""
+    low = d.get("heap_low")
+    return f"{d['heap_free'] / 1024:.1f}K" + ("" if low is None else f" (low {low / 1024:.1f}K)")
+
+
 def table(devs: list[dict[str, Any]]) -> str:
-    head = ("DEVICE", "KIND", "STATION", "STATE", "FW", "LAST SEEN", "FAULTS", "HEAP",
+    head = ("DEVICE", "KIND", "STATION", "STATE", "FW", "LAST SEEN", "FAULTS", "HEAP (LOW)",
             "LAST UPDATE")
     rows = [head] + [(d["id"], d["kind"], d["station"], "online" if d["online"] else "OFFLINE",
                       d["fw"] or "?", _ago(d["last_seen"]), str(d["faults"]),
-                      "" if d.get("heap_free") is None else f"{d['heap_free'] / 1024:.1f}K",
+                      heap(d),
                       d.get("ota") or "") for d in sorted(devs, key=lambda d: d["id"])]
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]

@@ -159,7 +159,7 @@ class Ingest:
 
     def _state(self, dev: Device, msg: State, received: float) -> list[Effect]:
         if msg.mem is not None:
-            dev.heap_free = msg.mem
+            dev.heap_free, dev.heap_low = msg.mem, msg.low
         if not self.stations.apply_state(dev.id, msg.boot, msg.n, msg.slots, received):
             return []
         return [StoreState(StateRecord(dev.id, msg.boot, msg.n, msg.slots, received)),

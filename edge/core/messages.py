@@ -37,7 +37,8 @@ class State:
     boot: int
     n: int  # report number within the boot: older reports are stale
     slots: str
-    mem: int | None = None  # free heap, bytes
+    mem: int | None = None  # free heap after a collection, bytes (heartbeats only)
+    low: int | None = None  # the lowest such figure since the device booted
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,8 @@ def parse(msg: dict[str, Any]) -> UpMessage:
         return Hello(msg["dev"], msg["kind"], msg["fw"], msg["slots"], msg["boot"],
                      msg["epoch"], msg.get("ota") or "", msg.get("ctr"))
     if t == names.STATE:
-        return State(msg["dev"], msg["boot"], msg["n"], msg["slots"], msg.get("mem"))
+        return State(msg["dev"], msg["boot"], msg["n"], msg["slots"], msg.get("mem"),
+                     msg.get("low"))
     if t == names.EVENT:
         return Event(msg["dev"], msg["epoch"], msg["seq"], msg["ev"], msg["slot"],
                      msg.get("bike"), msg.get("code"))

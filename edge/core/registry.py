@@ -27,13 +27,15 @@ class Device:
     last_seen_mono: float = field(default=0.0, repr=False)
     faults: int = 0
     heap_free: int | None = None  # bytes, from the heartbeat (after a collection)
+    heap_low: int | None = None  # the lowest heap_free the device saw since it booted
     ota: str = ""  # the last update's outcome, as the device reports it in hello
 
     def as_json(self) -> dict[str, object]:
         return {"id": self.id, "station": self.station, "kind": self.kind, "fw": self.fw,
                 "slots": self.slot_count, "boot": self.boot, "transport": self.transport,
                 "online": self.online, "last_seen": round(self.last_seen, 3),
-                "faults": self.faults, "heap_free": self.heap_free, "ota": self.ota}
+                "faults": self.faults, "heap_free": self.heap_free, "heap_low": self.heap_low,
+                "ota": self.ota}
 
 
 class Registry:

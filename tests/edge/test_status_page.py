@@ -5,6 +5,7 @@ bike is rented at a dock running the real firmware."""
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -83,7 +84,7 @@ def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
     `huimin fleet` prints the same."""
     async def main() -> None:
         async with Town(tmp_path, docks=2, slots=4, mqtt_share=0.5, seed=3,
-                        backend=False) as town:
+                        backend=False, heartbeat_s=2) as town:
             await town.wait_online()
             edge = f"http://127.0.0.1:{town.http_port}"
             browser = await asyncio.to_thread(_browser)
@@ -114,6 +115,9 @@ def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
                     r = row(d.dev)
                     assert r["fw"] == "0.1.0" and r["station"] == d.station
                     assert r["link"].startswith(d.link) and r["faults"] == "0"
+                    # The heartbeat's heap after a collection, and its lowest since boot.
+                    await until(lambda d=d: re.fullmatch(r"\d+\.\dK \(low \d+\.\dK\)",
+                                                         row(d.dev).get("heap", "")), 15)
                 from tools.provision import register
                 await asyncio.to_thread(register, edge, "dock-099", town.docks[0].station, "dock",
                                         "99" * 32, None, town.token)

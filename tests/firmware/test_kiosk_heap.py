@@ -57,8 +57,8 @@ def test_kiosk_soaks_in_its_heap(tmp_path: Path, link: str, heap: str, rounds: i
                 dev = edge.registry.devices[k.dev]
                 dev.heap_free = None
                 await until(lambda d=dev: d.heap_free is not None, 10)  # the next heartbeat
-                assert dev.heap_free is not None
-                low = min(low, dev.heap_free)
+                assert dev.heap_free is not None and dev.heap_low is not None
+                low = min(low, dev.heap_low)  # the kiosk's own lowest since boot
             print(f"kiosk on {link} in {heap}: lowest free heap {low}")
             log = k.log_path.read_text()
             assert "MemoryError" not in log and "no heap" not in log

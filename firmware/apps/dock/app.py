@@ -52,13 +52,17 @@ class App:
         else:
             self.uplink = _Up(hal.uart("edge", cfg), guard, self._on_message, self._on_connect)
     # -- messages ----------------------------------------------------------
-    def _send_state(self, now):
+    def _send_state(self, now, beat=False):
+        # A report on a change carries no heap figure: only the heartbeat's,
+        # measured after a collection, means anything (device.heap()).
         self._state_n += 1
         self._sent_version = self.slots.version
         self._sent_at = now
-        self.uplink.send({"t": "state", "dev": self.cfg["dev"], "boot": self.boot,
-                          "n": self._state_n, "slots": self.slots.codes(),
-                          "up": hal.ticks_ms() // 1000, "mem": gc.mem_free()})
+        m = {"t": "state", "dev": self.cfg["dev"], "boot": self.boot, "n": self._state_n,
+             "slots": self.slots.codes(), "up": hal.ticks_ms() // 1000}
+        if beat:
+            m["mem"], m["low"] = device.heap()
+        self.uplink.send(m)
 
     def _on_connect(self):
         self._hello_sent = True
@@ -138,8 +142,7 @@ class App:
                 self.uplink.tick(now)
                 if hal.ticks_diff(now, hb_at) >= cfg["heartbeat_s"] * 1000:
                     hb_at = now
-                    gc.collect()  # a quiet point; the heartbeat then reports live heap
-                    self._send_state(now)
+                    self._send_state(now, True)  # a quiet point for the collection
                 if hal.ticks_diff(now, resend_at) >= cfg["resend_ms"]:
                     resend_at = now
                     # Events still pending after a full period are sent again

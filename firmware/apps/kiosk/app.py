@@ -161,9 +161,10 @@ class App:
                 if hal.ticks_diff(now, hb) >= self.cfg["heartbeat_s"] * 1000:
                     hb = now
                     self._state_n += 1
-                    gc.collect()
+                    free, low = device.heap()
                     self.uplink.send({"t": "state", "dev": self.cfg["dev"], "boot": self.boot,
-                                      "n": self._state_n, "slots": "", "mem": gc.mem_free()})
+                                      "n": self._state_n, "slots": "", "mem": free,
+                                      "low": low})
                 todo = self.flow.poll(await self.sam.present(), now, hal.ticks_diff)
                 if todo == flow.READ:
                     await self._show(await self.swipe())
