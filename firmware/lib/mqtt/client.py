@@ -70,6 +70,7 @@ class MQTTClient:
         self._lock = asyncio.Lock()
         self._last_rx = 0
         self._last_tx = 0
+        self._tx_at = None  # when the write now pending began (check())
         self.dead = asyncio.Event()
         self._tasks = []
         self._pbuf = bytearray(192)  # PUBLISH packets are built here (grows if need be)
@@ -91,11 +92,29 @@ class MQTTClient:
     async def _send(self, data):
         async with self._lock:
             self._w.write(data)
-            # No wait_for: it builds a task per packet on a full heap. Known
-            # gap: a write the broker stops reading (without closing) waits here
-            # until the TCP stack gives up, and the pinger waits behind this lock.
-            await self._w.drain()
+            # No wait_for: it builds a task per packet on a full heap. A write
+            # the broker stops taking (it froze: no FIN, a full TCP window)
+            # waits here; check() ends it after the timeout.
+            self._tx_at = time.ticks_ms()
+            try:
+                await self._w.drain()
+            finally:
+                self._tx_at = None
             self._last_tx = time.ticks_ms()
+
+    def check(self, now):
+        """Called often by the owner's loop (no timer task of our own): a write
+        pending longer than the timeout means the broker stopped reading, so
+        the connection is declared dead and its socket closed, which wakes
+        the stuck write with an error."""
+        t = self._tx_at
+        if t is not None and time.ticks_diff(now, t) > self.timeout * 1000:
+            self._tx_at = None
+            self._die(MQTTError("write stalled"))
+            try:
+                self._w.s.close()
+            except Exception:
+                pass
 
     def _connect_packet(self):
         # A plain function, not part of the coroutine: a coroutine's frame is

@@ -74,8 +74,10 @@ class MqttUplink:
         # Called by the app's loop: a dead connection wakes the pump, which
         # then needs no timer of its own (each timeout allocates).
         c = self._c
-        if c is not None and c.dead.is_set():
-            self._wake.set()
+        if c is not None:
+            c.check(now)  # a write the broker stopped taking ends the connection
+            if c.dead.is_set():
+                self._wake.set()
 
     def _incoming(self, topic, payload):
         try:

@@ -112,3 +112,17 @@ def test_a_rented_event_completes_the_rental_unlocking_that_slot() -> None:
     # Another slot's bike leaving completes nothing.
     out = ing.handle("d1", "mqtt", 3.0, Event("d1", "e1", 2, "rented", 1, "0B01"))
     assert isinstance(out[-1], StoreEvent) and out[-1].rental_id is None
+
+
+def test_a_retained_state_from_an_earlier_boot_does_not_override_a_newer_one() -> None:
+    """The broker hands a reconnecting edge the retained state of a dock's
+    earlier boot after (or before) the new boot's reports: only the newest
+    (boot, n) counts, whatever order they arrive in."""
+    ing = _ingest()
+    ing.handle("d1", "mqtt", 1.0, Hello("d1", "dock", "1.0", 4, 3, "e1"))
+    assert isinstance(ing.handle("d1", "mqtt", 2.0, State("d1", 3, 0, "LLLE"))[1], StoreState)
+    assert ing.handle("d1", "mqtt", 3.0, State("d1", 2, 90, "EEEE")) == [Reachable("d1")]
+    assert ing.stations.statuses()[0].bikes_available == 3
+    # A will sent by the old connection after the new birth changes nothing.
+    assert ing.handle("d1", "mqtt", 4.0, Status("d1", False, 2)) == []
+    assert ing.registry.devices["d1"].online
