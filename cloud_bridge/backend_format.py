@@ -17,11 +17,17 @@ class BackendFormat:
         self.site = site
 
     def event(self, rec: EventRecord, rental_id: str | None) -> str:
-        """A rent/return/fault, keyed for the backend by (device, epoch, seq)."""
+        """A rent/return/fault, keyed for the backend by (device, epoch, seq).
+        "at" is when it happened: the dock's stamp on the edge's clock, or,
+        for an event made before the dock heard the edge's time since it
+        booted, when the edge received it ("clock" says which)."""
         return json.dumps({"type": rec.kind, "site": self.site, "station": rec.station,
                            "device": rec.device, "slot": rec.slot, "bike": rec.bike,
                            "code": rec.code, "epoch": rec.epoch, "seq": rec.seq,
-                           "at": rec.received, "rental_id": rental_id}, ensure_ascii=False)
+                           "at": rec.happened if rec.happened is not None else rec.received,
+                           "clock": "dock" if rec.happened is not None else "edge",
+                           "received": rec.received, "rental_id": rental_id},
+                          ensure_ascii=False)
 
     def station(self, status: StationStatus, version: int) -> str:
         """A station's availability; the outbox keeps only the newest per station."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from cloud_bridge.backend_format import BackendFormat
@@ -40,8 +40,11 @@ MAX_TASKS = 1000  # rentals, lookups and rollouts in flight at once
 
 
 class Edge:
-    def __init__(self, cfg: EdgeConfig) -> None:
+    def __init__(self, cfg: EdgeConfig, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
+        # The wall clock events are received (and devices' clocks kept) by;
+        # the simulator's faults move it (a clock jump on the edge).
+        self.clock = clock
         self.started = time.time()
         self.metrics = Metrics()
         self.registry = Registry(cfg.device_station(), cfg.heartbeat_timeout_s, cfg.kiosks)
@@ -76,10 +79,10 @@ class Edge:
             station_names={s.id: s.name_zh for s in cfg.stations})
         inbound = self.ingest.inbound
         self.transports: list[SerialTransport | MqttTransport] = [
-            SerialTransport(p, inbound, self.metrics, self.keys) for p in cfg.serial]
+            SerialTransport(p, inbound, self.metrics, self.keys, clock) for p in cfg.serial]
         if cfg.mqtt is not None:
             self.transports.append(MqttTransport(cfg.mqtt, cfg.site, inbound, self.metrics,
-                                                 self.keys))
+                                                 self.keys, clock))
         self.ready = asyncio.Event()
         self.http_port = cfg.http_port
 

@@ -35,7 +35,7 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     device TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL,
     station TEXT NOT NULL, kind TEXT NOT NULL, slot INTEGER NOT NULL,
-    bike TEXT, code TEXT, received REAL NOT NULL,
+    bike TEXT, code TEXT, received REAL NOT NULL, happened REAL,
     UNIQUE (device, epoch, seq)
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -143,9 +143,9 @@ class SqliteStore:
                 if isinstance(it, EventRecord):
                     cur = db.execute(
                         "INSERT OR IGNORE INTO events (device, epoch, seq, station, kind, slot,"
-                        " bike, code, received) VALUES (?,?,?,?,?,?,?,?,?)",
+                        " bike, code, received, happened) VALUES (?,?,?,?,?,?,?,?,?,?)",
                         (it.device, it.epoch, it.seq, it.station, it.kind, it.slot, it.bike,
-                         it.code, it.received))
+                         it.code, it.received, it.happened))
                     new = cur.rowcount == 1
                     out.append(new)
                     if new and it.outbox is not None:
@@ -184,10 +184,10 @@ class SqliteStore:
         """Newest first; `before`: only rows with a smaller id (the next page)."""
         rows = await self._run(
             self._query, "SELECT id, device, epoch, seq, station, kind, slot, bike, code, "
-            "received FROM events WHERE id < ? ORDER BY id DESC LIMIT ?",
+            "received, happened FROM events WHERE id < ? ORDER BY id DESC LIMIT ?",
             (before if before is not None else 1 << 62, limit))
         keys = ("id", "device", "epoch", "seq", "station", "kind", "slot", "bike", "code",
-                "received")
+                "received", "happened")
         return [dict(zip(keys, r, strict=True)) for r in rows]
 
     async def states(self) -> list[StateRecord]:
@@ -365,8 +365,11 @@ def _rental(row: tuple[Any, ...]) -> Rental:
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """A database from before rentals had states: add the columns; a rental
-    with no result was claimed and never finished (resumed at start)."""
+    """A database from an earlier version: events gain when they happened
+    (unknown for the old ones); rentals gain their state, and a rental with
+    no result was claimed and never finished (resumed at start)."""
+    if "happened" not in {r[1] for r in db.execute("PRAGMA table_info(events)")}:
+        db.execute("ALTER TABLE events ADD COLUMN happened REAL")
     have = {r[1] for r in db.execute("PRAGMA table_info(rentals)")}
     if "state" in have:
         return

@@ -25,8 +25,9 @@ from edge.core.ingest import (
     StationChanged,
     StoreEvent,
     StoreState,
+    SyncClock,
 )
-from edge.core.messages import DownMessage, Hello, Lookup, to_wire
+from edge.core.messages import ClockSync, DownMessage, Hello, Lookup, to_wire
 from edge.core.metrics import Metrics
 from edge.core.ports import Inbound, Reply
 from edge.core.ratelog import RateLimitedLog
@@ -117,6 +118,8 @@ class IngestLoop:
         elif isinstance(e, AskHello):
             self._sends.put_nowait(_Send(e.device, item.reply,
                                          self.links.new_command("hello")))
+        elif isinstance(e, SyncClock):
+            self._sends.put_nowait(_Send(e.device, item.reply, ClockSync(e.now)))
         elif isinstance(e, CommandAnswered):
             self.links.answered(e.result)
         elif isinstance(e, CounterFloor):

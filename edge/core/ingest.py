@@ -69,6 +69,13 @@ class CounterFloor:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncClock:
+    """Tell the device the edge's time (after its hello)."""
+    device: str
+    now: int
+
+
+@dataclass(frozen=True, slots=True)
 class Booted:
     """A hello: a device back from a (re)boot (rollouts wait for it)."""
     hello: Hello
@@ -81,7 +88,7 @@ class LookupAsked:
 
 
 Effect = (StoreEvent | StoreState | StationChanged | Reachable | AskHello | CommandAnswered
-          | CounterFloor | Booted | LookupAsked)
+          | CounterFloor | SyncClock | Booted | LookupAsked)
 
 
 class Ingest:
@@ -117,6 +124,7 @@ class Ingest:
             out.append(StationChanged(dev.station))
         if isinstance(msg, Hello):
             out += self._hello(dev, msg)
+            out.append(SyncClock(dev.id, int(received)))
         elif not dev.hello_seen:
             dev.hello_seen = True
             out.append(AskHello(dev.id))
@@ -172,8 +180,8 @@ class Ingest:
         if msg.ev == names.FAULT:
             dev.faults += 1
         rec = EventRecord(dev.id, msg.epoch, msg.seq, dev.station, msg.ev, msg.slot, msg.bike,
-                          msg.code, received)
-        return StoreEvent(rec, Ack(msg.epoch, msg.seq), rental)
+                          msg.code, received, None if msg.at is None else float(msg.at))
+        return StoreEvent(rec, Ack(msg.epoch, msg.seq, int(received)), rental)
 
 
 _TYPE: dict[type, str] = {Hello: names.HELLO, State: names.STATE, Event: names.EVENT,

@@ -51,6 +51,7 @@ class Event:
     slot: int
     bike: str | None = None
     code: str | None = None
+    at: int | None = None  # when it happened, on the edge's clock (s); None: not synced
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,7 @@ def parse(msg: dict[str, Any]) -> UpMessage:
                      msg.get("low"))
     if t == names.EVENT:
         return Event(msg["dev"], msg["epoch"], msg["seq"], msg["ev"], msg["slot"],
-                     msg.get("bike"), msg.get("code"))
+                     msg.get("bike"), msg.get("code"), msg.get("at"))
     if t == names.RESULT:
         return Result(msg["dev"], msg["id"], msg["ok"], msg.get("err") or "", msg.get("slot"),
                       msg.get("ctr"))
@@ -128,9 +129,17 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """The event (epoch, seq) is stored: the dock may drop it from flash."""
+    """The event (epoch, seq) is stored: the dock may drop it from flash. It
+    carries the edge's time, which keeps the dock's clock."""
     epoch: str
     seq: int
+    now: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSync:
+    """The edge's time (whole seconds), sent after each hello."""
+    now: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +159,7 @@ class FundsAnswer:
     stale: bool | None = None
 
 
-DownMessage = Command | Ack | Near | FundsAnswer
+DownMessage = Command | Ack | ClockSync | Near | FundsAnswer
 
 
 def to_wire(m: DownMessage) -> dict[str, Any]:
@@ -163,7 +172,12 @@ def to_wire(m: DownMessage) -> dict[str, Any]:
                 out[k] = v
         return out
     if isinstance(m, Ack):
-        return {"t": names.ACK, "epoch": m.epoch, "seq": m.seq}
+        out = {"t": names.ACK, "epoch": m.epoch, "seq": m.seq}
+        if m.now is not None:
+            out["now"] = m.now
+        return out
+    if isinstance(m, ClockSync):
+        return {"t": "time", "now": m.now}
     if isinstance(m, Near):
         return {"t": names.NEAR, "stations": [list(s) for s in m.stations]}
     out = {"t": names.FUNDS, "id": m.id, "ok": m.ok}

@@ -16,7 +16,8 @@ class EventRecord:
     slot: int
     bike: str | None
     code: str | None
-    received: float
+    received: float  # the edge's clock when it arrived
+    happened: float | None = None  # the dock's stamp (edge's clock); None: not synced
     outbox: str | None = None  # the backend's JSON, queued in the same transaction
 
 

@@ -76,6 +76,7 @@ class DevBackend:
             web.post("/api/rentals", self.new_rental),
             web.get("/api/rentals/{id}", self.get_rental),
             web.get("/api/events", self.api_events),
+            web.get("/api/trips", self.api_trips),
             web.get("/api/stations", self.api_stations),
             web.get("/api/stats", self.api_stats),
             web.post("/_faults", self.faults),
@@ -316,6 +317,28 @@ class DevBackend:
     def events(self) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT key, body FROM events ORDER BY received, key").fetchall()
         return [{"key": k, **json.loads(b)} for k, b in rows]
+
+    def trips(self) -> list[dict[str, Any]]:
+        """Each bike's rides: a "rented" and the next "returned" of the same
+        bike, timed by when they happened ("at"), not when they arrived."""
+        open_: dict[str, dict[str, Any]] = {}
+        out = []
+        for e in sorted(self.events(), key=lambda e: (e.get("at") or 0, e["key"])):
+            bike = e.get("bike")
+            if not bike:
+                continue
+            if e.get("type") == "rented":
+                open_[bike] = e
+            elif e.get("type") == "returned" and bike in open_:
+                start = open_.pop(bike)
+                out.append({"bike": bike, "from": start.get("station"), "to": e.get("station"),
+                            "start": start["at"], "end": e["at"],
+                            "seconds": round(e["at"] - start["at"], 3),
+                            "clocks": [start.get("clock"), e.get("clock")]})
+        return out
+
+    async def api_trips(self, request: web.Request) -> web.Response:
+        return web.json_response({"trips": self.trips()})
 
     def stations(self) -> dict[str, dict[str, Any]]:
         rows = self.db.execute("SELECT site, station, body FROM stations").fetchall()

@@ -16,6 +16,7 @@ import logging
 import random
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,16 @@ STALE = ("edge.db", "edge.db-wal", "edge.db-shm", "broker", "devices", "backend.
          "device-keys.toml.counter", "api-tokens.toml", "technician-token")
 
 
+class EdgeClock:
+    """The in-process edge's wall clock, which a fault can move (a clock jump)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
 class Town:
     def __init__(self, workdir: Path, **options: Any) -> None:
         self.dir = workdir
@@ -61,6 +72,7 @@ class Town:
         self.backend: DevBackend | None = None
         self.backend_url = ""
         self.edge: Edge | None = None
+        self.edge_clock = EdgeClock()
         self.edge_proc: asyncio.subprocess.Process | None = None
         self.cfg: EdgeConfig | None = None
         self.tls: TlsFiles | None = None
@@ -173,7 +185,7 @@ class Town:
 
     async def _start_edge_here(self) -> None:
         assert self.cfg is not None
-        self.edge = Edge(self.cfg)
+        self.edge = Edge(self.cfg, self.edge_clock)
         self._edge_task = asyncio.create_task(self.edge.run(self._stop), name="edge")
         ready = asyncio.create_task(self.edge.ready.wait(), name="edge-ready")
         await asyncio.wait({ready, self._edge_task}, return_when=asyncio.FIRST_COMPLETED)

@@ -102,7 +102,7 @@ def test_retention_keeps_undelivered_events_and_caps_dead_letters(tmp_path: Path
         try:
             for seq in range(4):
                 await j.submit(EventRecord("dock-a", "e", seq, "s1", "returned", 0, "0B01", None,
-                                           1000.0, '{"x":1}'))
+                                           1000.0, outbox='{"x":1}'))
             batch = await j.outbox_batch("city", 10)
             delivered = [r for r in batch if r.key in ("ev:dock-a:e:0", "ev:dock-a:e:1")]
             await j.outbox_done("city", [(r.id, r.version) for r in delivered])

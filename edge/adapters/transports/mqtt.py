@@ -12,6 +12,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
@@ -35,8 +36,10 @@ _EXPECTED = {"hello": names.HELLO, "state": names.STATE, "event": names.EVENT,
 
 class MqttTransport:
     def __init__(self, cfg: MqttConfig, site: str, inbound: asyncio.Queue[Inbound],
-                 metrics: Metrics, keys: DeviceAuth) -> None:
+                 metrics: Metrics, keys: DeviceAuth,
+                 clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
+        self.clock = clock  # the edge's wall clock: when a message was received
         self.keys = keys
         self.site = site
         self.name = "mqtt"
@@ -111,7 +114,7 @@ class MqttTransport:
         if not authentic(self.keys, dev, bytes(payload), self.metrics, "mqtt"):
             return
         await self.inbound.put(Inbound(dev, messages.parse(msg), self._replier(dev), self.name,
-                                       time.time()))
+                                       self.clock()))
 
     def _replier(self, dev: str) -> Any:
         topic = f"huimin/{self.site}/{dev}/down"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import serial
@@ -32,8 +33,9 @@ def _ms() -> int:
 
 class SerialTransport:
     def __init__(self, cfg: SerialConfig, inbound: asyncio.Queue[Inbound], metrics: Metrics,
-                 keys: DeviceAuth) -> None:
+                 keys: DeviceAuth, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
+        self.clock = clock  # the edge's wall clock: when a message was received
         self.keys = keys
         self.name = f"serial:{cfg.port}"
         self.inbound = inbound
@@ -100,7 +102,7 @@ class SerialTransport:
             link.receive(data)
             if link.decoder.drops:
                 self._count_link()
-            now = time.time()
+            now = self.clock()
             while (payload := link.recv()) is not None:
                 await self._deliver(payload, now)
             self._wake.set()

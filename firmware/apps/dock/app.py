@@ -44,6 +44,10 @@ class App:
         self._sent_at = 0
         self._resend_prev = []
         self._hello_sent = False  # state reports wait for the birth message
+        # The edge's clock: its time (s) at our tick count sync_ms; None until
+        # the edge has told it since boot (events then go without "at").
+        self._edge_s = None
+        self._sync_ms = 0
         self.wdt = hal.WDT(8000)
         guard = CommandGuard(cfg["cmd_key"], cfg["dev"])
         if cfg["link"] == "mqtt":
@@ -81,8 +85,26 @@ class App:
         t = msg["t"]
         if t == "ack":
             self.journal.ack(msg["epoch"], msg["seq"])
+            self._clock(msg.get("now"))
+        elif t == "time":
+            self._clock(msg["now"])
         elif t == "cmd":
             self._command(msg)
+
+    def _clock(self, now):
+        if now is not None:
+            self._edge_s = now
+            self._sync_ms = hal.ticks_ms()
+
+    def _edge_time(self, now):
+        """The edge's time now (s), or None if not known since boot. ticks wrap
+        (about 12 days at 30 bits): a sync older than 3 days is not trusted."""
+        if self._edge_s is None:
+            return None
+        d = hal.ticks_diff(now, self._sync_ms)
+        if not 0 <= d < 259_200_000:
+            return None
+        return self._edge_s + d // 1000
 
     def _command(self, msg):
         op = msg["op"]
@@ -169,6 +191,9 @@ class App:
             ev, slot, bike, code = d.events.pop(0)
             m = {"t": "ev", "dev": self.cfg["dev"], "ev": ev, "slot": slot,
                  "up": now // 1000}
+            at = self._edge_time(now)
+            if at is not None:
+                m["at"] = at  # when it happened, on the edge's clock
             if bike:
                 m["bike"] = bike
             if code:

@@ -27,12 +27,17 @@ _SLOT_BYTES = b"ELUFXDB"
 SCHEMA = {
     "hello": "dev kind fw #slots #boot epoch ota~ #ctr~",
     "state": "dev #boot #n slots #up~ #mem~ #low~",
-    "ev": "dev epoch #seq ev #slot bike~ code~ #up~",
+    "ev": "dev epoch #seq ev #slot bike~ code~ #up~ #at~",
     "status": "dev ?online #boot~",
     "cmd": "#id op #slot~ ?enabled~ path~ #off~ *data~ #ctr~ mac~",
-    "ack": "epoch #seq mac~",
+    "ack": "epoch #seq #now~ mac~",
+    "time": "#now mac~",
     "res": "dev #id ?ok err~ #slot~ #ctr~",
 }
+# Time (docs/protocol.md): the edge's clock in whole seconds ("now") comes in
+# "time" (after a hello) and in acks; a device keeps it as an offset on its
+# ticks and stamps each event with when it happened ("at"), or leaves "at" out
+# when it has not heard the edge's time since it booted.
 # Kiosk-only types are added by wire/kiosk_messages.py (kiosks and the edge
 # import it): a dock never loads their names.
 

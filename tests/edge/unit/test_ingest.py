@@ -18,6 +18,7 @@ from edge.core.ingest import (
     StationChanged,
     StoreEvent,
     StoreState,
+    SyncClock,
 )
 from edge.core.messages import Ack, Event, Hello, Lookup, Result, State, Status
 from edge.core.metrics import Metrics
@@ -40,7 +41,7 @@ def test_a_hello_brings_a_dock_online_and_tells_its_counter_floor() -> None:
     ing = _ingest()
     out = ing.handle("d1", "mqtt", 10.0, HELLO)
     assert out == [Reachable("d1"), StationChanged("s1"), CounterFloor("d1", 64),
-                   Booted(HELLO)]
+                   Booted(HELLO), SyncClock("d1", 10)]  # the edge's time, for event stamps
     d = ing.registry.devices["d1"]
     assert (d.online, d.fw, d.slot_count, d.boot, d.transport) == (True, "1.0", 4, 2, "mqtt")
 
@@ -52,7 +53,8 @@ def test_an_event_is_stored_then_acked_and_a_report_updates_the_station() -> Non
     assert StationChanged("s1") in out and isinstance(out[1], StoreState)
     out = ing.handle("d1", "mqtt", 12.0, Event("d1", "e1", 7, "returned", 2, "0B01"))
     assert out == [Reachable("d1"), StoreEvent(
-        EventRecord("d1", "e1", 7, "s1", "returned", 2, "0B01", None, 12.0), Ack("e1", 7), None)]
+        EventRecord("d1", "e1", 7, "s1", "returned", 2, "0B01", None, 12.0), Ack("e1", 7, 12),
+        None)]
     assert ing.handle("d1", "mqtt", 13.0, State("d1", 2, 0, "LLEE")) == [Reachable("d1")]
 
 

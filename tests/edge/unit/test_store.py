@@ -16,7 +16,8 @@ from tests.conftest import run
 
 
 def _event(seq: int, outbox: str | None = '{"e":1}') -> EventRecord:
-    return EventRecord("d1", "e1", seq, "s1", "returned", 0, "0B01", None, 100.0 + seq, outbox)
+    return EventRecord("d1", "e1", seq, "s1", "returned", 0, "0B01", None, 100.0 + seq,
+                       outbox=outbox)
 
 
 def test_an_event_is_stored_once_and_queued_once_per_uplink(tmp_path: Path) -> None:
