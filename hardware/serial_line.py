@@ -1,6 +1,7 @@
 """A serial cable between two pseudo-terminals, in-process: each end gets a
 device path that pyserial or the MicroPython unix port opens like a UART.
-The line can be made noisy (bit flips, lost bytes) or pulled out, for tests."""
+The line can be made noisy (bit flips, lost and doubled bytes) or pulled out,
+for tests and the simulator's faults."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ class SerialLine:
                  record: bool = False, baud: int = 0) -> None:
         self.noise = noise  # per-byte probability of a flipped bit
         self.loss = loss  # per-byte probability of a lost byte
+        self.dup = 0.0  # per-byte probability of a byte sent twice
         self.plugged = True
         self._rng = random.Random(seed)
         self._ends: list[tuple[int, int]] = []
@@ -48,7 +50,7 @@ class SerialLine:
             return
         if not self.plugged or not data:
             return
-        if self.noise or self.loss:
+        if self.noise or self.loss or self.dup:
             out = bytearray()
             for b in data:
                 if self._rng.random() < self.loss:
@@ -56,6 +58,8 @@ class SerialLine:
                 if self._rng.random() < self.noise:
                     b ^= 1 << self._rng.randrange(8)
                 out.append(b)
+                if self._rng.random() < self.dup:
+                    out.append(b)
             data = bytes(out)
         self.bytes[i] += len(data)
         if self.record:

@@ -177,6 +177,7 @@ class Broker:
         self.tls_port = free_port() if tls is not None else None
         self.accounts = Accounts(site)
         self.proc: asyncio.subprocess.Process | None = None
+        self.stopped = False  # stopped on purpose (not a crash a supervisor restarts)
 
     @property
     def url(self) -> str:
@@ -202,6 +203,7 @@ class Broker:
         if exe is None:
             raise RuntimeError("mosquitto is not installed: run ./scripts/bootstrap.sh")
         conf = self._write()
+        self.stopped = False
         self.proc = await asyncio.create_subprocess_exec(
             exe, "-c", str(conf), stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL)
@@ -229,6 +231,7 @@ class Broker:
                 await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
+        self.stopped = True
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             await self.proc.wait()

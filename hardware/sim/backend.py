@@ -58,6 +58,7 @@ class DevBackend:
                       "malformed": 0, "stale_status": 0, "injected_failures": 0,
                       "unauthorized": 0}
         self.fail_next = 0
+        self.fail_until = 0.0  # monotonic: every webhook fails until then (an outage)
         self.fail_status = 503
         self.retry_after: float | None = None
         self.delay_s = 0.0
@@ -126,8 +127,8 @@ class DevBackend:
     async def webhook(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.stats["posts"] += 1
-        if self.fail_next > 0:
-            self.fail_next -= 1
+        if self.fail_next > 0 or time.monotonic() < self.fail_until:
+            self.fail_next = max(0, self.fail_next - 1)
             self.stats["injected_failures"] += 1
             headers = {"Retry-After": f"{self.retry_after:g}"} if self.retry_after is not None \
                 else {}

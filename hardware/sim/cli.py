@@ -12,6 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
+from hardware.sim.audit import settle_and_audit
+from hardware.sim.faults import KINDS, Injector, load
 from hardware.sim.spec import KIOSK_HEAP, KIOSK_MQTT_HEAP
 from hardware.sim.town import Town
 from tools.signals import run_until_signal
@@ -56,6 +58,14 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-riders", action="store_true", help="no simulated riders")
     p.add_argument("--duration", type=float, default=0,
                    help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--faults", metavar="SCHEDULE",
+                   help="inject faults: a preset (each: every kind once, 20 s apart; random: "
+                   "12 at random, from --seed) or a TOML file of [[fault]] at/kind/for/target "
+                   f"(kinds: {', '.join(KINDS)}); an audit of every rent/return is printed "
+                   "at the end")
+    p.add_argument("--edge-process", action="store_true",
+                   help="run the edge as its own process, as on a Pi (the faults' edge_kill "
+                   "needs it; on by itself when the schedule has one)")
     p.set_defaults(func=run)
 
 
@@ -77,9 +87,11 @@ async def _main(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    schedule = load(args.faults, args.seed) if args.faults else []
+    edge_process = args.edge_process or any(f.kind == "edge_kill" for f in schedule)
     town = Town(args.dir.resolve(), docks=args.docks, slots=args.slots,
                 mqtt_share=args.mqtt_share, http_port=args.port, seed=args.seed,
-                kiosks=args.kiosks, kiosk_link=args.kiosk_link)
+                kiosks=args.kiosks, kiosk_link=args.kiosk_link, edge_process=edge_process)
     print(f"Starting a town of {args.docks} docks x {args.slots} slots "
           "(firmware under MicroPython)...", flush=True)
     async with town:
@@ -108,6 +120,11 @@ async def _main(args: argparse.Namespace) -> int:
         riders = None if args.no_riders else asyncio.create_task(town.riders(), name="riders")
         villagers = asyncio.create_task(town.villagers(), name="villagers") if town.kiosks \
             else None
+        injector = Injector(town, args.seed)
+        faults = asyncio.create_task(injector.run(schedule), name="faults") if schedule else None
+        if schedule:
+            print(f"Faults: {len(schedule)} scheduled ({args.faults}); the audit follows the "
+                  "end", flush=True)
         try:
             if args.duration:
                 async with asyncio.timeout(args.duration):
@@ -116,9 +133,13 @@ async def _main(args: argparse.Namespace) -> int:
                 await stop.wait()
         except TimeoutError:
             pass
-        for t in (riders, villagers):
+        for t in (riders, villagers, faults):
             if t is not None:
                 t.cancel()
+        if schedule:
+            for what in injector.done:
+                print(f"  injected {what}")
+            print(await settle_and_audit(town), flush=True)
         print("Stopping...", flush=True)
     print("Stopped.")
     return 0

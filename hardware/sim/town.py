@@ -84,6 +84,7 @@ class Town:
         self._stop = asyncio.Event()
         self._bike_no = 0
         self._riders: Riders | None = None
+        self._broker_task: asyncio.Task[None] | None = None
         self._villagers: Villagers | None = None
 
     # -- set-up, step by step ------------------------------------------------------------
@@ -159,6 +160,24 @@ class Town:
         write_private(self.dir / "technician-token", self.token + "\n")
         if self.broker is not None:
             await self.broker.start()
+            self._broker_task = asyncio.create_task(self._supervise_broker(self.broker),
+                                                    name="broker-supervisor")
+
+    async def _supervise_broker(self, broker: Broker) -> None:
+        """Mosquitto restarted when it dies, as systemd's Restart=always does
+        on a Pi (the faults kill it); a stop on purpose is left alone."""
+        while not self._stop.is_set():
+            proc = broker.proc
+            if proc is None or broker.stopped:
+                await asyncio.sleep(0.2)
+                continue
+            await proc.wait()
+            if self._stop.is_set() or broker.stopped or broker.proc is not proc:
+                continue
+            log.warning("broker exited (%s); restarting it in 1 s", proc.returncode)
+            await asyncio.sleep(1.0)
+            if not broker.stopped and not self._stop.is_set():
+                await broker.start()
 
     async def _city(self) -> None:
         """The city's side: its broker (for an MQTT uplink) and its backend."""
@@ -220,11 +239,27 @@ class Town:
             await self.edge_proc.wait()
 
     async def wait_online(self, limit_s: float = 20.0) -> None:
-        assert self.edge is not None
         async with asyncio.timeout(limit_s):
-            # Polling the registry: simpler than an event per device, and bounded.
-            while not self._all_online():  # noqa: ASYNC110
+            # Polling: simpler than an event per device, and bounded.
+            while not await self._online_now():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
+
+    async def _online_now(self) -> bool:
+        if self.edge is not None:
+            return self._all_online()
+        # The edge as its own process: ask its API, as a technician's tools do.
+        headers = {"Authorization": f"Bearer {self.token}"}
+        base = f"http://127.0.0.1:{self.http_port}/api"
+        try:
+            async with aiohttp.ClientSession(headers=headers) as s:
+                async with s.get(f"{base}/devices") as r:
+                    devices = (await r.json())["devices"]
+                async with s.get(f"{base}/stations") as r:
+                    stations = (await r.json())["stations"]
+        except (aiohttp.ClientError, KeyError, ValueError):
+            return False
+        return all(d["online"] for d in devices) and all(st["capacity"] > 0 and st["online"]
+                                                          for st in stations)
 
     def _all_online(self) -> bool:
         """Every device heard (hello), and every dock's slots known to the edge:
@@ -242,6 +277,8 @@ class Town:
     # -- tear-down -----------------------------------------------------------------------
     async def stop(self) -> None:
         self._stop.set()
+        if self._broker_task is not None:
+            self._broker_task.cancel()
         if self._firmware is not None:
             await self._firmware.stop([*self.docks, *self.kiosks])
         if self._edge_task is not None:

@@ -1,0 +1,199 @@
+"""Faults the simulator injects on purpose (`huimin sim --faults`), at set
+times or at random with a seed, as a county's town meets them: a broker that
+dies or freezes, an edge killed, a backend down, slow or failing, a dock's
+power cut, a noisy or unplugged serial cable, a jump of the edge's clock.
+
+A schedule is a preset's name or a TOML file of faults:
+
+    [[fault]]
+    at = 10          # seconds after the town is up
+    kind = "broker_freeze"
+    for = 8          # how long it lasts (s)
+    target = ""      # a device id, where the kind takes one (default: random)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hardware.sim.town import Town
+
+log = logging.getLogger("sim.faults")
+
+KINDS = {
+    "broker_kill": "Mosquitto killed (SIGKILL); its supervisor restarts it",
+    "broker_freeze": "Mosquitto frozen (SIGSTOP: a silent partition, no FIN), then thawed",
+    "edge_kill": "the edge process killed (SIGKILL), restarted after `for` seconds",
+    "backend_down": "the city backend answers 503 with Retry-After",
+    "backend_500": "the city backend answers 500",
+    "backend_slow": "the city backend takes 2 s over every answer",
+    "dock_power_cut": "a dock's firmware killed mid-run (its flash kept), restarted",
+    "serial_noise": "a serial cable flips bits, loses and doubles bytes",
+    "serial_unplug": "a serial cable pulled out, plugged back after `for` seconds",
+    "clock_jump": "the edge's clock jumps an hour ahead",
+}
+
+
+@dataclass(frozen=True)
+class Fault:
+    at: float  # s after start
+    kind: str
+    for_s: float = 5.0
+    target: str = ""
+
+
+def preset(name: str, seed: int | None = None) -> list[Fault]:
+    """each: one fault of every kind the town can take, 20 s apart.
+    random: 12 faults of random kinds at random times in 4 minutes."""
+    if name == "each":
+        return [Fault(10 + 20 * i, k, 6.0) for i, k in enumerate(KINDS)]
+    if name == "random":
+        rng = random.Random(seed)
+        return sorted((Fault(rng.uniform(5, 240), rng.choice(list(KINDS)), rng.uniform(2, 10))
+                       for _ in range(12)), key=lambda f: f.at)
+    raise ValueError(f"no preset {name!r}: each, random, or a TOML file")
+
+
+def load(spec: str, seed: int | None = None) -> list[Fault]:
+    """A preset's name, or a TOML schedule file."""
+    path = Path(spec)
+    if not path.is_file():
+        return preset(spec, seed)
+    faults = []
+    for f in tomllib.loads(path.read_text()).get("fault", []):
+        kind = str(f["kind"])
+        if kind not in KINDS:
+            raise ValueError(f"{path}: unknown fault kind {kind!r} (known: {', '.join(KINDS)})")
+        faults.append(Fault(float(f.get("at", 0)), kind, float(f.get("for", 5)),
+                            str(f.get("target", ""))))
+    return sorted(faults, key=lambda f: f.at)
+
+
+class Injector:
+    def __init__(self, town: Town, seed: int | None = None) -> None:
+        self.town = town
+        self.rng = random.Random(seed)
+        self.done: list[str] = []  # what was injected, for the closing summary
+
+    async def run(self, schedule: list[Fault]) -> None:
+        t0 = time.monotonic()
+        running: set[asyncio.Task[None]] = set()
+        for f in schedule:
+            await asyncio.sleep(max(0.0, t0 + f.at - time.monotonic()))
+            t = asyncio.create_task(self.inject(f), name=f"fault:{f.kind}")
+            running.add(t)
+            t.add_done_callback(running.discard)
+        if running:
+            await asyncio.wait(running)
+
+    async def inject(self, f: Fault) -> None:
+        what = await getattr(self, "_" + f.kind)(f)
+        self.done.append(f"{f.kind}: {what}")
+
+    # -- the kinds --------------------------------------------------------------------
+    def _dock(self, f: Fault, link: str | None = None) -> str:
+        docks = [d for d in self.town.docks if link is None or d.link == link]
+        if f.target:
+            return next(d.dev for d in docks if d.dev == f.target)
+        return self.rng.choice(docks).dev if docks else ""
+
+    async def _broker_kill(self, f: Fault) -> str:
+        b = self.town.broker
+        if b is None or b.proc is None:
+            return "no broker (no MQTT devices)"
+        log.warning("fault: killing the broker")
+        b.proc.kill()
+        return "killed; the supervisor restarts it"
+
+    async def _broker_freeze(self, f: Fault) -> str:
+        b = self.town.broker
+        if b is None or b.proc is None or b.proc.returncode is not None:
+            return "no broker running"
+        log.warning("fault: freezing the broker for %.0f s", f.for_s)
+        pid = b.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(f.for_s)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        return f"frozen {f.for_s:.0f} s"
+
+    async def _edge_kill(self, f: Fault) -> str:
+        town = self.town
+        if town.edge_proc is None:
+            return "skipped: the edge runs in the simulator's process (--edge-process)"
+        log.warning("fault: killing the edge process; restart in %.0f s", f.for_s)
+        await town.kill_edge_process()
+        await asyncio.sleep(f.for_s)
+        await town.start_edge_process()
+        return f"killed, restarted after {f.for_s:.0f} s"
+
+    async def _backend(self, f: Fault, status: int, delay: float) -> str:
+        b = self.town.backend
+        if b is None:
+            return "no backend"
+        if delay:
+            b.delay_s = delay
+        else:
+            b.fail_status, b.retry_after = status, 1.0 if status == 503 else None
+            b.fail_until = time.monotonic() + f.for_s
+        await asyncio.sleep(f.for_s)
+        b.delay_s = 0.0
+        return f"{'slow' if delay else status} for {f.for_s:.0f} s"
+
+    async def _backend_down(self, f: Fault) -> str:
+        return await self._backend(f, 503, 0.0)
+
+    async def _backend_500(self, f: Fault) -> str:
+        return await self._backend(f, 500, 0.0)
+
+    async def _backend_slow(self, f: Fault) -> str:
+        return await self._backend(f, 0, 2.0)
+
+    async def _dock_power_cut(self, f: Fault) -> str:
+        dev = self._dock(f)
+        d = self.town.dock(dev)
+        if d.proc is None or d.proc.returncode is not None:
+            return f"{dev} not running"
+        log.warning("fault: power cut at %s", dev)
+        d.proc.kill()  # its supervisor powers it up again, on the same flash
+        return f"{dev} cut"
+
+    async def _serial_noise(self, f: Fault) -> str:
+        dev = self._dock(f, "serial")
+        if not dev:
+            return "no serial docks"
+        line = self.town.dock(dev).line
+        assert line is not None
+        line.noise, line.loss, line.dup = 0.002, 0.002, 0.002
+        await asyncio.sleep(f.for_s)
+        line.noise = line.loss = line.dup = 0.0
+        return f"{dev}'s line noisy for {f.for_s:.0f} s"
+
+    async def _serial_unplug(self, f: Fault) -> str:
+        dev = self._dock(f, "serial")
+        if not dev:
+            return "no serial docks"
+        line = self.town.dock(dev).line
+        assert line is not None
+        line.plugged = False
+        await asyncio.sleep(f.for_s)
+        line.plugged = True
+        return f"{dev}'s cable out for {f.for_s:.0f} s"
+
+    async def _clock_jump(self, f: Fault) -> str:
+        if self.town.edge is None:
+            return "skipped: the edge is its own process"
+        self.town.edge_clock.offset += 3600
+        return "the edge's clock is an hour ahead"
+
