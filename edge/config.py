@@ -112,6 +112,9 @@ class EdgeConfig:
     # finished rentals, and failed deliveries kept for a technician to read.
     events_retention_days: float = 90.0
     dead_letter_max: int = 10_000
+    # The database's size bound: past it, writes fail as on a full disk, and
+    # the edge keeps working without losing anything (docs/deploy.md, "Full disk").
+    db_max_mb: float = 2048.0
     # Technicians' API tokens, hashed (edge/adapters/api_tokens.py, huimin token)
     api_tokens: Path = Path("api-tokens.toml")
 
@@ -267,6 +270,9 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
         raise ConfigError("edge.funds_retention_days must be 1..3650")
     keep_days = _get(edge, "events_retention_days", (int, float), 90.0, "edge.")
     dead_max = _get(edge, "dead_letter_max", int, 10_000, "edge.")
+    db_max_mb = float(_get(edge, "db_max_mb", (int, float), 2048.0, "edge."))
+    if not 1 <= db_max_mb <= 1_000_000:
+        raise ConfigError("edge.db_max_mb must be 1..1000000")
     if not 1 <= keep_days <= 3650 or not 10 <= dead_max <= 10_000_000:
         raise ConfigError("edge.events_retention_days must be 1..3650, edge.dead_letter_max "
                           "10..10000000")
@@ -288,7 +294,7 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
                          "api-tokens.toml"),
         funds_retention_days=float(retention),
         kiosk_lookups_per_minute=float(rate),
-        events_retention_days=float(keep_days), dead_letter_max=dead_max,
+        events_retention_days=float(keep_days), dead_letter_max=dead_max, db_max_mb=db_max_mb,
         region_key_id=_get(edge, "region_key_id", str, "", "edge."),
         rental_timeout_s=float(_get(edge, "rental_timeout_s", (int, float), 60.0, "edge.")))
 

@@ -49,7 +49,7 @@ class Edge:
         self.metrics = Metrics()
         self.registry = Registry(cfg.device_station(), cfg.heartbeat_timeout_s, cfg.kiosks)
         self.stations = Stations(cfg.stations, self.started)
-        self.store = SqliteStore(cfg.db, tuple(u.name for u in cfg.uplinks))
+        self.store = SqliteStore(cfg.db, tuple(u.name for u in cfg.uplinks), cfg.db_max_mb)
         self.keys = DeviceKeys(cfg.device_keys)
         self.tokens = ApiTokens(cfg.api_tokens)
         self.links = DeviceLinks(self.metrics)
@@ -169,6 +169,9 @@ class Edge:
 
     def inbound_backlog(self) -> int:
         return self.ingest.inbound.qsize()
+
+    def alarms(self) -> dict[str, float]:
+        return self.ingest.alarms
 
     async def command(self, dev: str, op: str, wait_s: float = 5.0, **args: Any) -> Result:
         return await self.links.command(dev, op, wait_s, **args)

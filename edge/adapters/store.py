@@ -71,9 +71,11 @@ _BATCH = 1000
 
 
 class SqliteStore:
-    def __init__(self, path: Path, uplinks: tuple[str, ...] = ()) -> None:
+    def __init__(self, path: Path, uplinks: tuple[str, ...] = (),
+                 max_mb: float = 2048.0) -> None:
         self.path = path
         self.uplinks = uplinks
+        self.max_mb = max_mb
         # One thread owns the connection: every read and write is queued on it.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         # One wake-up per uplink's sender (set when its outbox gains rows).
@@ -92,6 +94,24 @@ class SqliteStore:
         db.executescript(SCHEMA)
         _migrate(db)
         self._db = db
+        self._limit(self.max_mb)
+
+    def _limit(self, max_mb: float) -> None:
+        """Past this size SQLite refuses writes with SQLITE_FULL, as a full disk
+        does: one bound, one policy (is_full)."""
+        assert self._db is not None
+        page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        self._db.execute(f"PRAGMA max_page_count = {max(1, int(max_mb * 1048576 / page))}")
+
+    async def set_size_limit(self, max_mb: float) -> None:
+        """A new bound now (the simulator's disk-full fault; a technician's fix)."""
+        self.max_mb = max_mb
+        await self._run(self._limit, max_mb)
+
+    async def size_mb(self) -> float:
+        rows = await self._run(self._query, "PRAGMA page_count")
+        page = await self._run(self._query, "PRAGMA page_size")
+        return float(rows[0][0] * page[0][0] / 1048576)
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -171,7 +191,10 @@ class SqliteStore:
                     out.append(True)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # SQLite may have rolled back already (it does on SQLITE_FULL): a
+            # second ROLLBACK would raise and hide why the write failed.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         return out
 
@@ -304,6 +327,11 @@ class SqliteStore:
         rows = await self._run(self._query, "SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
 
+    async def meta_forget(self, prefix: str) -> int:
+        """Forget the meta keys under a prefix; returns how many went."""
+        return await self._run(self._exec, "DELETE FROM meta WHERE key LIKE ? || '%'",
+                               (prefix,))
+
     async def meta_put(self, key: str, value: str) -> None:
         await self._run(self._exec, "INSERT INTO meta VALUES (?,?) ON CONFLICT(key)"
                         " DO UPDATE SET value=excluded.value", (key, value))
@@ -378,3 +406,4 @@ def _migrate(db: sqlite3.Connection) -> None:
                     "slot INTEGER", "deadline REAL NOT NULL DEFAULT 0", "notice TEXT"):
             db.execute(f"ALTER TABLE rentals ADD COLUMN {col}")
         db.execute("UPDATE rentals SET state = 'done' WHERE result IS NOT NULL")
+

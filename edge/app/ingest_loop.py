@@ -81,6 +81,7 @@ class IngestLoop:
         self._sends: asyncio.Queue[_Send] = asyncio.Queue()
         self._warn = RateLimitedLog(log)  # bad input: a few lines a minute per reason
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []  # live pages
+        self.alarms: dict[str, float] = {}  # name -> since (a technician acts on these)
 
     async def dispatch(self) -> None:
         while True:
@@ -178,10 +179,16 @@ class IngestLoop:
         try:
             new = await fut
         except Exception as exc:
-            self.metrics.inc("journal.error")
-            log.error("event from %s not stored (%s): no ack, it will be resent",
-                      ev.device, exc)
+            # The dock keeps the event on its flash until it is acked: nothing is
+            # lost, it comes again (docs/deploy.md, "Full disk").
+            self.metrics.inc("store.error")
+            if "full" in str(exc):
+                self.metrics.inc("store.full")
+                self.alarms["disk_full"] = ev.received
+            self._warn.warning("store", "event from %s not stored (%s): no ack, the dock "
+                               "keeps it and sends it again", ev.device, exc)
             return False
+        self.alarms.pop("disk_full", None)
         if new:
             self.metrics.inc("events.stored")
             log.info("event %s %s slot %d bike %s (seq %d)", ev.device, ev.kind, ev.slot,

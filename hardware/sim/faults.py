@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import signal
+import sqlite3
 import time
 import tomllib
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ KINDS = {
     "serial_noise": "a serial cable flips bits, loses and doubles bytes",
     "serial_unplug": "a serial cable pulled out, plugged back after `for` seconds",
     "clock_jump": "the edge's clock jumps an hour ahead",
+    "edge_disk_full": "the edge's disk fills up (writes refused), then has room again",
 }
 
 
@@ -197,3 +199,26 @@ class Injector:
         self.town.edge_clock.offset += 3600
         return "the edge's clock is an hour ahead"
 
+
+    async def _edge_disk_full(self, f: Fault) -> str:
+        edge = self.town.edge
+        if edge is None:
+            return "skipped: the edge is its own process"
+        store = edge.store
+        configured = store.max_mb
+        # No room left: the database may not grow past its size now, and what
+        # free pages it has are taken (a full disk refuses every new page).
+        await store.set_size_limit(await store.size_mb())
+        n = 0
+        for size in (4096, 1024, 256, 64, 16, 1):  # big rows, then what still fits
+            try:
+                while n < 100_000:
+                    await store.meta_put(f"fault-fill-{n}", "x" * size)
+                    n += 1
+            except sqlite3.OperationalError:
+                continue
+        log.warning("fault: the edge's disk is full for %.0f s", f.for_s)
+        await asyncio.sleep(f.for_s)
+        await store.meta_forget("fault-fill-")
+        await store.set_size_limit(configured)
+        return f"full for {f.for_s:.0f} s"

@@ -46,6 +46,10 @@ def test_every_accepted_event_reaches_the_backend_once(tmp_path: Path, kind: str
             assert injector.done and "skipped" not in injector.done[0], injector.done
             assert len(a.accepted) >= 3, a.table()  # the riders did ride
             assert not a.lost and not a.duplicated and not a.in_flight, a.table()
+            if kind == "edge_disk_full":
+                assert town.edge is not None
+                print("events refused while full:", town.edge.metrics.get("store.full"))
+                assert not town.edge.alarms()  # room again: the alarm is gone
             for d in [*town.docks, *town.kiosks]:
                 log = d.log_path.read_text(errors="replace")
                 assert "MemoryError" not in log, f"{d.dev} ran out of heap during {kind}"

@@ -67,6 +67,8 @@ class EdgeView(Protocol):
 
     def inbound_backlog(self) -> int: ...
 
+    def alarms(self) -> dict[str, float]: ...
+
     async def provision(self, dev: str, station: str, kind: str, command_key: str,
                         mqtt_password_hash: str | None = None) -> None: ...
 
@@ -191,7 +193,8 @@ class HttpServer:
         outbox = {name: {"rows": n, "oldest_age_s": round(age, 1)}
                   for name, (n, age) in self.svc.backlog().items()}
         return _json({"counters": self.svc.metrics.snapshot(),
-                      "inbound_backlog": self.svc.inbound_backlog(), "outbox": outbox})
+                      "inbound_backlog": self.svc.inbound_backlog(), "outbox": outbox,
+                      "alarms": self.svc.alarms()})
 
     async def healthz(self, request: web.Request) -> web.Response:
         return _json({"ok": True, "site": self.svc.cfg.site})
