@@ -325,8 +325,23 @@ class Town:
             raise
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc is not None:
+            self.dump_logs()  # a failure keeps the devices' own account of it
         await self.stop()
+
+    def dump_logs(self, lines: int = 80) -> None:
+        """Print the tail of every device's console log and the edge's log: a
+        test that fails (even once in many runs) then shows what the devices
+        saw, in its captured output."""
+        logs = [(d.dev, d.log_path) for d in self.docks]
+        logs += [(k.dev, k.log_path) for k in self.kiosks]
+        logs.append(("edge process", self.dir / "edge.log"))
+        for name, path in logs:
+            if path.is_file():
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+                print(f"----- {name}: last {len(tail)} lines of {path} -----", file=sys.stderr)
+                print("\n".join(tail), file=sys.stderr)
 
     # -- people --------------------------------------------------------------------------
     def dock(self, dev: str) -> SimDock:
