@@ -9,6 +9,7 @@ import asyncio
 import os
 import random
 import tty
+from pathlib import Path
 
 
 class SerialLine:
@@ -27,23 +28,54 @@ class SerialLine:
         # 0: instant (ptys have no clock); else bytes arrive at this rate, 8N1.
         self.baud = baud
         self._free_at = [0.0, 0.0]
+        self.link: Path | None = None
 
-    def open(self) -> tuple[str, str]:
+    def open(self, link: Path | None = None) -> tuple[str, str]:
+        """Both ends; with `link`, the second end is also reached by that path
+        (a symlink), which vanish() removes as a pulled USB adapter's
+        /dev/ttyUSB0 disappears."""
+        self.link = link
         for _ in range(2):
-            master, slave = os.openpty()
-            tty.setraw(master)
-            tty.setraw(slave)
-            os.set_blocking(master, False)
-            self._ends.append((master, slave))
+            self._ends.append(_pty())
         self.paths = (os.ttyname(self._ends[0][1]), os.ttyname(self._ends[1][1]))
         loop = asyncio.get_running_loop()
         for i in range(2):
             loop.add_reader(self._ends[i][0], self._pump, i)
+        self._link()
         return self.paths
+
+    def _link(self) -> None:
+        if self.link is not None:
+            self.link.parent.mkdir(parents=True, exist_ok=True)
+            self.link.unlink(missing_ok=True)
+            self.link.symlink_to(self.paths[1])
+
+    def vanish(self) -> None:
+        """The second end's port goes away: its reader sees the line hang up
+        and its path no longer opens, until reappear()."""
+        if self.link is None or self._ends[1][0] < 0:
+            return
+        master, slave = self._ends[1]
+        asyncio.get_running_loop().remove_reader(master)
+        os.close(master)
+        os.close(slave)
+        self._ends[1] = (-1, -1)
+        self.link.unlink(missing_ok=True)
+
+    def reappear(self) -> None:
+        """Plugged back: a new port behind the same path."""
+        if self.link is None or self._ends[1][0] >= 0:
+            return
+        self._ends[1] = _pty()
+        self.paths = (self.paths[0], os.ttyname(self._ends[1][1]))
+        asyncio.get_running_loop().add_reader(self._ends[1][0], self._pump, 1)
+        self._link()
 
     def _pump(self, i: int) -> None:
         src = self._ends[i][0]
         dst = self._ends[1 - i][0]
+        if src < 0:
+            return
         try:
             data = os.read(src, 4096)
         except (BlockingIOError, OSError):
@@ -74,6 +106,8 @@ class SerialLine:
 
     @staticmethod
     def _deliver(dst: int, data: bytes) -> None:
+        if dst < 0:
+            return  # that end's port is gone (vanish())
         try:
             os.write(dst, data)
         except (BlockingIOError, OSError):
@@ -82,7 +116,19 @@ class SerialLine:
     def close(self) -> None:
         loop = asyncio.get_running_loop()
         for master, slave in self._ends:
+            if master < 0:
+                continue
             loop.remove_reader(master)
             os.close(master)
             os.close(slave)
         self._ends = []
+        if self.link is not None:
+            self.link.unlink(missing_ok=True)
+
+
+def _pty() -> tuple[int, int]:
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    return master, slave

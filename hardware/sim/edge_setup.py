@@ -73,7 +73,8 @@ def edge_toml(spec: TownSpec, workdir: Path, rng: random.Random, http_port: int,
                   "timeout_s = 5", ""]
     for d in docks:
         if d.line is not None:
-            lines += ["[[serial]]", f'port = "{d.line.paths[1]}"', f'devices = ["{d.dev}"]', ""]
+            port = d.line.link or d.line.paths[1]
+            lines += ["[[serial]]", f'port = "{port}"', f'devices = ["{d.dev}"]', ""]
     for k in kiosks:
         if "edge" in k.lines:
             lines += ["[[serial]]", f'port = "{k.lines["edge"].paths[1]}"',

@@ -40,7 +40,8 @@ KINDS = {
     "backend_slow": "the city backend takes 2 s over every answer",
     "dock_power_cut": "a dock's firmware killed mid-run (its flash kept), restarted",
     "serial_noise": "a serial cable flips bits, loses and doubles bytes",
-    "serial_unplug": "a serial cable pulled out, plugged back after `for` seconds",
+    "serial_unplug": "a dock's USB serial adapter pulled out at the edge (its port vanishes),"
+                     " plugged back after `for` seconds",
     "clock_jump": "the edge's clock jumps an hour ahead",
     "edge_disk_full": "the edge's disk fills up (writes refused), then has room again",
 }
@@ -188,10 +189,11 @@ class Injector:
             return "no serial docks"
         line = self.town.dock(dev).line
         assert line is not None
-        line.plugged = False
+        log.warning("fault: %s's serial adapter pulled out for %.0f s", dev, f.for_s)
+        line.vanish()  # the edge's port goes: its reads fail, its path does not open
         await asyncio.sleep(f.for_s)
-        line.plugged = True
-        return f"{dev}'s cable out for {f.for_s:.0f} s"
+        line.reappear()
+        return f"{dev}'s adapter out for {f.for_s:.0f} s"
 
     async def _clock_jump(self, f: Fault) -> str:
         if self.town.edge is None:

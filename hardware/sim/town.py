@@ -41,7 +41,7 @@ from tools.firmware import build
 
 log = logging.getLogger("sim")
 ROOT = Path(__file__).resolve().parents[2]
-STALE = ("edge.db", "edge.db-wal", "edge.db-shm", "broker", "devices", "backend.db",
+STALE = ("tty", "edge.db", "edge.db-wal", "edge.db-shm", "broker", "devices", "backend.db",
          "backend.db-wal", "backend.db-shm", "city-broker", "ca", "device-keys.toml",
          "device-keys.toml.counter", "api-tokens.toml", "technician-token")
 
@@ -144,7 +144,9 @@ class Town:
                         DockEmulator(dev, spec.slots, bikes), devices / dev)
             if link == "serial":
                 d.line = SerialLine()
-                d.line.open()
+                # The edge opens the line by a path that can vanish, as a
+                # USB adapter's /dev/ttyUSB0 does when pulled out.
+                d.line.open(link=self.dir / "tty" / dev)
             provisioning.provision(d)
             self.docks.append(d)
         for i in range(spec.kiosks):
