@@ -171,7 +171,12 @@ class Edge:
         return self.ingest.inbound.qsize()
 
     def alarms(self) -> dict[str, float]:
-        return self.ingest.alarms
+        """What a technician must act on: the edge's disk, docks' flash."""
+        out = dict(self.ingest.alarms)
+        for d in self.registry.devices.values():
+            if d.flash_full():
+                out[f"flash_full:{d.id}"] = d.last_seen
+        return out
 
     async def command(self, dev: str, op: str, wait_s: float = 5.0, **args: Any) -> Result:
         return await self.links.command(dev, op, wait_s, **args)

@@ -6,6 +6,7 @@ committed, answers commands' waiters, tells the backend a station changed."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -182,7 +183,7 @@ class IngestLoop:
             # The dock keeps the event on its flash until it is acked: nothing is
             # lost, it comes again (docs/deploy.md, "Full disk").
             self.metrics.inc("store.error")
-            if "full" in str(exc):
+            if "full" in str(exc) or getattr(exc, "errno", None) == errno.ENOSPC:
                 self.metrics.inc("store.full")
                 self.alarms["disk_full"] = ev.received
             self._warn.warning("store", "event from %s not stored (%s): no ack, the dock "

@@ -168,6 +168,8 @@ class Ingest:
     def _state(self, dev: Device, msg: State, received: float) -> list[Effect]:
         if msg.mem is not None:
             dev.heap_free, dev.heap_low = msg.mem, msg.low
+        if msg.queued is not None:
+            dev.journal_queued, dev.journal_max = msg.queued, msg.queue_max
         if not self.stations.apply_state(dev.id, msg.boot, msg.n, msg.slots, received):
             return []
         return [StoreState(StateRecord(dev.id, msg.boot, msg.n, msg.slots, received)),

@@ -39,6 +39,8 @@ class State:
     slots: str
     mem: int | None = None  # free heap after a collection, bytes (heartbeats only)
     low: int | None = None  # the lowest such figure since the device booted
+    queued: int | None = None  # events on the dock's flash not yet acked (heartbeats)
+    queue_max: int | None = None  # the flash journal's bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +95,7 @@ def parse(msg: dict[str, Any]) -> UpMessage:
                      msg["epoch"], msg.get("ota") or "", msg.get("ctr"))
     if t == names.STATE:
         return State(msg["dev"], msg["boot"], msg["n"], msg["slots"], msg.get("mem"),
-                     msg.get("low"))
+                     msg.get("low"), msg.get("q"), msg.get("qmax"))
     if t == names.EVENT:
         return Event(msg["dev"], msg["epoch"], msg["seq"], msg["ev"], msg["slot"],
                      msg.get("bike"), msg.get("code"), msg.get("at"))

@@ -28,6 +28,14 @@ class Device:
     faults: int = 0
     heap_free: int | None = None  # bytes, from the heartbeat (after a collection)
     heap_low: int | None = None  # the lowest heap_free the device saw since it booted
+    journal_queued: int | None = None  # events on its flash waiting for the edge
+    journal_max: int | None = None  # its flash journal's bound
+
+    def flash_full(self) -> bool:
+        """Near its journal's bound a dock refuses rentals (room is kept for a
+        return to every slot): a technician should know."""
+        return (self.journal_queued is not None and self.journal_max is not None
+                and self.journal_queued >= self.journal_max - self.slot_count)
     ota: str = ""  # the last update's outcome, as the device reports it in hello
 
     def as_json(self) -> dict[str, object]:
@@ -35,6 +43,7 @@ class Device:
                 "slots": self.slot_count, "boot": self.boot, "transport": self.transport,
                 "online": self.online, "last_seen": round(self.last_seen, 3),
                 "faults": self.faults, "heap_free": self.heap_free, "heap_low": self.heap_low,
+                "journal_queued": self.journal_queued, "journal_max": self.journal_max,
                 "ota": self.ota}
 
 

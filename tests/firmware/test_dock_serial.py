@@ -117,7 +117,7 @@ def test_a_full_journal_refuses_rentals_and_keeps_every_return(tmp_path: Path) -
     resumes."""
     async def main() -> None:
         async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=3, fill=1.0,
-                        backend=False, dock_config={"journal_max": 6}) as town:
+                        backend=False, heartbeat_s=2, dock_config={"journal_max": 6}) as town:
             await town.wait_online()
             edge = town.edge
             assert edge is not None
@@ -141,10 +141,14 @@ def test_a_full_journal_refuses_rentals_and_keeps_every_return(tmp_path: Path) -
             town.give_back(d, taken[0], 0)  # a return is always recorded
             await until(lambda: "event returned slot=0" in d.log_path.read_text(), 10)
             assert "journal full (2 events wait for the edge)" in d.log_path.read_text()
+            # The heartbeat says how full the flash is; the edge raises the alarm.
+            await until(lambda: f"flash_full:{d.dev}" in edge.alarms(), 10)
+            assert "disk_full" in edge.alarms()  # the edge's own store refused them
             edge.store.submit = real_submit  # type: ignore[method-assign]
             await until(lambda: edge.metrics.get("events.stored") == 3, 20)
             rows = await edge.store.events()
             assert sorted((r["kind"], r["slot"]) for r in rows) == [
                 ("rented", 0), ("rented", 1), ("returned", 0)]
             assert await town.rent(d, 2) is not None  # room again
+            await until(lambda: not edge.alarms(), 10)  # both alarms clear
     run(main())

@@ -66,6 +66,9 @@ class App:
              "slots": self.slots.codes(), "up": hal.ticks_ms() // 1000}
         if beat:
             m["mem"], m["low"] = device.heap()
+            # Events waiting on flash for the edge, and the journal's bound: the
+            # fleet page raises an alarm as it fills (rentals stop near it).
+            m["q"], m["qmax"] = len(self.journal.pending), self.cfg["journal_max"]
         self.uplink.send(m)
 
     def _on_connect(self):

@@ -26,7 +26,7 @@ _SLOT_BYTES = b"ELUFXDB"
 # Kept as strings: tuples of tuples cost several KiB of a device's heap.
 SCHEMA = {
     "hello": "dev kind fw #slots #boot epoch ota~ #ctr~",
-    "state": "dev #boot #n slots #up~ #mem~ #low~",
+    "state": "dev #boot #n slots #up~ #mem~ #low~ #q~ #qmax~",
     "ev": "dev epoch #seq ev #slot bike~ code~ #up~ #at~",
     "status": "dev ?online #boot~",
     "cmd": "#id op #slot~ ?enabled~ path~ #off~ *data~ #ctr~ mac~",
