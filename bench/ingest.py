@@ -108,7 +108,15 @@ async def main(args: argparse.Namespace) -> None:
         print(f"WARNING: mosquitto_sub ended with {r.returncode}: {r.stderr.decode()[:200]}")
     # 4. The edge drains its backlog into the journal.
     svc = _edge(work, broker, docks, edge_pw)
-    edge_s, start_s = await _run_edge(svc, n)
+    if args.profile:
+        from pyinstrument import Profiler
+
+        with Profiler(async_mode="disabled", interval=0.0005) as prof:
+            edge_s, start_s = await _run_edge(svc, n)
+        args.profile.write_text(prof.output_text(unicode=True, show_all=False))
+        print(f"profile of the edge's drain: {args.profile}")
+    else:
+        edge_s, start_s = await _run_edge(svc, n)
     stored = svc.metrics.get("events.stored")
     await broker.stop()
     base_rate, edge_rate = n / base_s, n / edge_s
@@ -127,5 +135,8 @@ if __name__ == "__main__":
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--events", type=int, default=50000)
     ap.add_argument("--docks", type=int, default=1000)
+    ap.add_argument("--profile", type=Path, metavar="FILE",
+                    help="profile the edge's drain with pyinstrument (the event loop's thread "
+                    "and paho's) into FILE")
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(main(ap.parse_args()))
