@@ -36,6 +36,7 @@ from edge.core.records import EventRecord, OutboxRecord, StoreItem
 from edge.core.stations import StationStatus
 
 log = logging.getLogger("edge")
+ACKS_IN_FLIGHT = 256  # acks sent and not yet confirmed by the transport
 
 
 class Store(Protocol):
@@ -155,21 +156,22 @@ class IngestLoop:
             pass
 
     async def sender(self) -> None:
-        # Messages go out in order, an ack only after its event is stored on
-        # disk. Sending only queues (paho's thread or the serial link's window
-        # sends it): no wait for the broker's PUBACK here, which capped ingest
-        # at ~1,500 events/s when it did (bench/ingest.py). A lost ack costs a
-        # resend, refused as a duplicate.
+        # Acks go out in order, each only after its event is stored on disk. They
+        # are not waited for one by one: an MQTT ack's PUBACK is a broker round
+        # trip, and waiting for each capped ingest at ~1,500 events/s
+        # (bench/ingest.py). A lost ack costs a resend, refused as a duplicate.
+        sending: set[asyncio.Task[None]] = set()
         while True:
+            if len(sending) >= ACKS_IN_FLIGHT:
+                await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
             s = await self._sends.get()
             try:
                 if s.stored is not None and s.event is not None \
                         and not await self._stored(s.stored, s.event):
                     continue
-                await s.reply(to_wire(s.msg))
-            except Exception:  # a bug or a dead link must not stop the acks
-                self.metrics.inc("tx.error")
-                log.exception("sending to %s failed", s.device)
+                t = asyncio.create_task(s.reply(to_wire(s.msg)))
+                sending.add(t)
+                t.add_done_callback(sending.discard)
             finally:
                 self._sends.task_done()
 

@@ -267,7 +267,7 @@ def test_edge_mqtt_payload_path_of_any_topic_and_payload(topic: str, payload: by
 
         t = MqttTransport(MqttConfig("127.0.0.1", username="e", password="p"), "t", q,
                           Metrics(), Keys())
-        await t._on_message(topic, payload, 1.0)
+        await t._on_message(topic, payload)
         while not q.empty():
             item = q.get_nowait()
             assert item.device == "dock-a" and item.msg.dev == "dock-a"  # typed, checked
