@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hardware.serial_line import SerialLine
+
 if TYPE_CHECKING:
     from hardware.sim.town import Town
 
@@ -172,23 +174,26 @@ class Injector:
         d.proc.kill()  # its supervisor powers it up again, on the same flash
         return f"{dev} cut"
 
-    async def _serial_noise(self, f: Fault) -> str:
+    def _serial_line(self, f: Fault) -> tuple[str, SerialLine] | None:
         dev = self._dock(f, "serial")
-        if not dev:
+        line = self.town.dock(dev).line if dev else None
+        return (dev, line) if line is not None else None
+
+    async def _serial_noise(self, f: Fault) -> str:
+        found = self._serial_line(f)
+        if found is None:
             return "no serial docks"
-        line = self.town.dock(dev).line
-        assert line is not None
+        dev, line = found
         line.noise, line.loss, line.dup = 0.002, 0.002, 0.002
         await asyncio.sleep(f.for_s)
         line.noise = line.loss = line.dup = 0.0
         return f"{dev}'s line noisy for {f.for_s:.0f} s"
 
     async def _serial_unplug(self, f: Fault) -> str:
-        dev = self._dock(f, "serial")
-        if not dev:
+        found = self._serial_line(f)
+        if found is None:
             return "no serial docks"
-        line = self.town.dock(dev).line
-        assert line is not None
+        dev, line = found
         log.warning("fault: %s's serial adapter pulled out for %.0f s", dev, f.for_s)
         line.vanish()  # the edge's port goes: its reads fail, its path does not open
         await asyncio.sleep(f.for_s)
