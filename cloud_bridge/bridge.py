@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from cloud_bridge.errors import UplinkError
 from cloud_bridge.mqtt_uplink import MqttUplink
+from cloud_bridge.nats_uplink import NatsUplink
 from cloud_bridge.uplink import OnRental, Uplink
 from cloud_bridge.webhook import WebhookUplink
 from edge.config import EdgeConfig, UplinkConfig
@@ -32,6 +33,8 @@ def make_uplink(cfg: UplinkConfig, site: str, metrics: Metrics,
                 on_connected: Callable[[], None]) -> Uplink:
     if cfg.kind == "webhook":
         return WebhookUplink(cfg, site)
+    if cfg.kind == "nats":
+        return NatsUplink(cfg, site, metrics, on_connected)
     return MqttUplink(cfg, site, metrics, on_connected)
 
 

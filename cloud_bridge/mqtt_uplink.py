@@ -22,8 +22,8 @@ from urllib.parse import urlparse
 
 import aiomqtt
 
-from cloud_bridge import signing
 from cloud_bridge.errors import UplinkError
+from cloud_bridge.rental_message import open_rental
 from cloud_bridge.uplink import OnRental
 from edge.config import UplinkConfig
 from edge.core.metrics import Metrics
@@ -116,30 +116,7 @@ class MqttUplink:
             delay = min(delay * 2, 30.0)
 
     def _rental(self, payload: Any) -> Any:
-        """A rental unlocks a bike, so only the backend may send one: the
-        message is {"ts", "body", "sig"}, signed with this site's key as a
-        webhook is (cloud_bridge/signing.py); a stale timestamp is refused, and
-        a replay within the skew finds its rental_id already claimed."""
-        try:
-            env = json.loads(payload)
-            assert isinstance(env, dict)
-            body, ts, sig = env["body"], env["ts"], env["sig"]
-            assert isinstance(body, str) and isinstance(sig, str)
-        except (ValueError, TypeError, AssertionError, KeyError):
-            self.metrics.inc("rentals.rejected", "malformed")
-            log.warning("%s: malformed rental message dropped", self.name)
-            return None
-        why = signing.verify(self.cfg.secret, body.encode(),
-                             {"X-Huimin-Timestamp": str(ts), "X-Huimin-Signature": sig})
-        if why is not None:
-            self.metrics.inc("rentals.rejected", "signature")
-            log.warning("%s: rental refused: %s", self.name, why)
-            return None
-        try:
-            return json.loads(body)
-        except ValueError:
-            self.metrics.inc("rentals.rejected", "malformed")
-            return None
+        return open_rental(self.cfg.secret, payload, self.metrics, self.name)
 
     async def close(self) -> None:
         pass

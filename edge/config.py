@@ -53,16 +53,22 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class UplinkConfig:
-    """One way to the city's backend (cloud_bridge): a signed HTTPS webhook or
-    an MQTT broker (a city cluster, or a local Mosquitto bridged there)."""
+    """One way to the city's backend (cloud_bridge): a signed HTTPS webhook,
+    an MQTT broker (a city cluster, or a local Mosquitto bridged there), or the
+    city tier's NATS JetStream cluster (docs/scaling.md)."""
     name: str
-    kind: str  # "webhook" or "mqtt"
-    url: str
+    kind: str  # "webhook", "mqtt" or "nats"
+    url: str  # nats: the cluster's nodes, comma-separated
     secret: str = ""  # webhook: HMAC-SHA256 key
     batch: int = 100
     timeout_s: float = 10.0
     username: str | None = None
     password: str | None = None
+    ca: Path | None = None  # nats: the city tier's CA (default: the system's)
+
+    @property
+    def servers(self) -> list[str]:
+        return [u.strip() for u in self.url.split(",") if u.strip()]
 
 
 @dataclass(frozen=True)
@@ -220,11 +226,13 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
     for i, u in enumerate(_get(raw, "uplinks", list, [])):
         w = f"uplinks[{i}]."
         kind = _get(u, "kind", str, where=w)
-        if kind not in ("webhook", "mqtt"):
-            raise ConfigError(f"{w}kind must be webhook or mqtt, got {kind!r}")
+        if kind not in ("webhook", "mqtt", "nats"):
+            raise ConfigError(f"{w}kind must be webhook, mqtt or nats, got {kind!r}")
         url = _get(u, "url", str, where=w)
         scheme = urlparse(url).scheme
-        if (kind == "webhook") != (scheme in ("http", "https")) or not urlparse(url).hostname:
+        if kind == "nats":
+            _check_nats_urls(url, w)
+        elif (kind == "webhook") != (scheme in ("http", "https")) or not urlparse(url).hostname:
             raise ConfigError(f"{w}url {url!r} does not suit a {kind} uplink")
         secret = _get(u, "secret", str, "", w)
         if len(secret) < 16:
@@ -233,9 +241,9 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
         if kind == "webhook" and scheme != "https" and urlparse(url).hostname not in _LOOPBACK:
             raise ConfigError(f"{w}url: https:// to the city backend (plain http only to this "
                               "machine)")
-        if kind == "mqtt":
+        if kind in ("mqtt", "nats"):
             host = urlparse(url).hostname
-            if urlparse(url).scheme != "mqtts" and host not in _LOOPBACK:
+            if kind == "mqtt" and urlparse(url).scheme != "mqtts" and host not in _LOOPBACK:
                 raise ConfigError(f"{w}url: plain MQTT only to a broker on this machine; "
                                   "mqtts:// to the city")
             if not _get(u, "username", str, "", w) or not _get(u, "password", str, "", w):
@@ -248,7 +256,8 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
             name=_get(u, "name", str, kind, w), kind=kind, url=url, secret=secret, batch=batch,
             timeout_s=float(_get(u, "timeout_s", (int, float), 10.0, w)),
             username=_get(u, "username", str, None, w),
-            password=_get(u, "password", str, None, w)))
+            password=_get(u, "password", str, None, w),
+            ca=_file(base, _get(u, "ca", str, "", w))))
     kiosks = []
     for i, k in enumerate(_get(raw, "kiosks", list, [])):
         kid = _get(k, "id", str, where=f"kiosks[{i}].")
@@ -300,6 +309,27 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
 
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _check_nats_urls(url: str, where: str) -> None:
+    """The city tier's nodes: tls:// to the city; plain nats:// only to this
+    machine (a cluster member on the same Pi, in a test)."""
+    servers = [u.strip() for u in url.split(",") if u.strip()]
+    if not servers:
+        raise ConfigError(f"{where}url: the city tier's nodes, e.g. tls://city-1:4222,...")
+    for one in servers:
+        p = urlparse(one)
+        if p.scheme not in ("tls", "nats") or not p.hostname:
+            raise ConfigError(f"{where}url {one!r}: each node as tls://host:port")
+        if p.scheme != "tls" and p.hostname not in _LOOPBACK:
+            raise ConfigError(f"{where}url {one!r}: tls:// to the city tier (plain nats:// "
+                              "only to this machine)")
+
+
+def _file(base: Path | None, value: str) -> Path | None:
+    if not value:
+        return None
+    return base / value if base is not None else Path(value)
 
 
 def _path(value: str, db: Path, base: Path | None, default: str) -> Path:

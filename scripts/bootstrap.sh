@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto mosquitto-clients)
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+# The city tier (huimin city, its tests): a NATS cluster with JetStream.
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/bin/nats-server ] || need_apt+=(nats-server)
 # pyscard builds from source: it needs the PC/SC headers and swig; the tests
 # also run the real daemon with the virtual reader driver.
 [ -f /usr/include/PCSC/winscard.h ] || need_apt+=(libpcsclite-dev)
