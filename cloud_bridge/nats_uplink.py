@@ -64,6 +64,7 @@ class NatsUplink:
         self.prefix = f"city.{token(site)}"
         self.nc: Client | None = None
         self.connected = asyncio.Event()
+        self._closing = False
 
     def subject(self, row: OutboxRow) -> str:
         if row.kind == "status":
@@ -126,7 +127,8 @@ class NatsUplink:
     async def _connect(self) -> Client:
         async def disconnected() -> None:
             self.connected.clear()
-            log.warning("%s: city tier link lost; reconnecting", self.name)
+            if not self._closing:
+                log.warning("%s: city tier link lost; reconnecting", self.name)
 
         async def reconnected() -> None:
             self.connected.set()
@@ -186,6 +188,7 @@ class NatsUplink:
                     pass  # redelivered after the ack wait; claimed already
 
     async def close(self) -> None:
+        self._closing = True
         if self.nc is not None:
             try:
                 await self.nc.close()

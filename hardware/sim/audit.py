@@ -27,6 +27,7 @@ from hardware.sim.backend import DevBackend
 from hardware.sim.devices import SimDock
 
 if TYPE_CHECKING:
+    from hardware.sim.city import City
     from hardware.sim.town import Town
 
 _LOGGED = re.compile(r"^I \d+ dock: event (\w+) slot=\d+ bike=\S+ seq=(\d+)$", re.M)
@@ -68,6 +69,16 @@ class Audit:
             out.append("  lost: " + ", ".join(f"{d}#{s}" for d, s in sorted(self.lost)[:10]))
         return "Audit (rent/return/fault events):\n" + "\n".join(out)
 
+    def merge(self, other: Audit, site: str) -> None:
+        """Another site's audit into this one (a city's), its devices named
+        by site: two towns both have a dock-001."""
+        def named(keys: set[Key]) -> set[Key]:
+            return {(f"{site}/{dev}", seq) for dev, seq in keys}
+        for name in ("accepted", "on_docks", "at_edge", "in_outbox", "at_backend"):
+            getattr(self, name).update(named(getattr(other, name)))
+        self.duplicated += other.duplicated
+        self.duplicate_deliveries = other.duplicate_deliveries  # the backend's, city-wide
+
 
 def _pending(journal: Path) -> set[int]:
     """Seqs in a dock's flash journal not yet acked (lib/journal.py's files)."""
@@ -83,7 +94,8 @@ def _pending(journal: Path) -> set[int]:
     return seqs
 
 
-def audit(docks: list[SimDock], edge_db: Path, backend: DevBackend | None) -> Audit:
+def audit(docks: list[SimDock], edge_db: Path, backend: DevBackend | None,
+          site: str | None = None) -> Audit:
     a = Audit()
     for d in docks:
         if d.log_path.is_file():
@@ -102,7 +114,8 @@ def audit(docks: list[SimDock], edge_db: Path, backend: DevBackend | None) -> Au
         finally:
             db.close()
     if backend is not None:
-        seen = Counter((str(e.get("device")), int(e.get("seq", -1))) for e in backend.events())
+        seen = Counter((str(e.get("device")), int(e.get("seq", -1)))
+                       for e in backend.events(site))
         a.at_backend = set(seen)
         a.duplicated = sum(n - 1 for n in seen.values())
         a.duplicate_deliveries = int(backend.stats.get("duplicates", 0))
@@ -119,3 +132,20 @@ async def settle_and_audit(town: Town, limit_s: float = 60.0) -> str:
         await asyncio.sleep(1.0)
         a = audit(town.docks, edge_db, town.backend)
     return a.table()
+
+
+def audit_city(city: City) -> Audit:
+    total = Audit()
+    for town in city.towns:
+        total.merge(audit(town.docks, town.dir / "edge.db", city.backend, town.spec.site),
+                    town.spec.site)
+    return total
+
+
+async def settle_and_audit_city(city: City, limit_s: float = 60.0) -> Audit:
+    deadline = time.monotonic() + limit_s
+    a = audit_city(city)
+    while a.in_flight and time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        a = audit_city(city)
+    return a

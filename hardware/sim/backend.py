@@ -27,8 +27,9 @@ from edge.adapters.http.webserver import serve
 log = logging.getLogger("backend")
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (key TEXT PRIMARY KEY, site TEXT, station TEXT, type TEXT,
-    device TEXT, slot INTEGER, bike TEXT, rental_id TEXT, body TEXT, received REAL);
+CREATE TABLE IF NOT EXISTS events (key TEXT, site TEXT, station TEXT, type TEXT,
+    device TEXT, slot INTEGER, bike TEXT, rental_id TEXT, body TEXT, received REAL,
+    PRIMARY KEY (site, key));
 CREATE TABLE IF NOT EXISTS stations (site TEXT, station TEXT, version INTEGER, body TEXT,
     received REAL, PRIMARY KEY (site, station));
 CREATE TABLE IF NOT EXISTS funds (token TEXT, programme TEXT, amount_fen INTEGER, paid TEXT,
@@ -41,6 +42,12 @@ REDELIVER_S = 30.0  # a rental sent to an edge without a result is offered again
 
 
 OPERATOR_PATHS = ("/api/rentals", "/api/funds", "/_faults")
+
+
+class Malformed(ValueError):
+    def __init__(self, reason: str, status: int = 400) -> None:
+        super().__init__(reason)
+        self.status = status
 
 
 class DevBackend:
@@ -83,8 +90,12 @@ class DevBackend:
             web.post("/_faults", self.faults),
             web.get("/edge/{site}/funds/{token}", self.fund_lookup),
             web.post("/api/funds", self.add_funds),
+            web.get("/gbfs/manifest.json", self.gbfs_manifest),
             web.get("/", self.page),
         ])
+        # Each site's own GBFS system (system_id, its gbfs.json base URL), for
+        # the city's manifest.json (GBFS v3).
+        self.gbfs_systems: dict[str, tuple[str, str]] = {}
         self.app = app
 
     @web.middleware
@@ -161,6 +172,21 @@ class DevBackend:
             return web.json_response({"error": f"malformed item: {exc}"[:200]}, status=400)
 
     async def _store(self, site: str, items: list[dict[str, Any]]) -> web.Response:
+        try:
+            accepted, dups = self.store_items(site, items)
+        except Malformed as exc:
+            self.stats["malformed"] += 1
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        if self.delay_s:
+            # Slow after the commit: a sender that dies now never hears that
+            # its batch was stored (the hard case for exactly-once).
+            await asyncio.sleep(self.delay_s)
+        return web.json_response({"accepted": len(accepted), "duplicates": dups})
+
+    def store_items(self, site: str, items: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+        """One site's items in one transaction, whichever way they came (a
+        webhook, the city tier): events once by key, a station's status only
+        if newer, rental outcomes onto their rental. Malformed: nothing stored."""
         accepted: list[str] = []
         dups: list[str] = []
         now = time.time()
@@ -168,8 +194,7 @@ class DevBackend:
             for it in items:
                 key, kind, b = it.get("key"), it.get("kind"), it.get("body")
                 if not isinstance(key, str) or not isinstance(b, dict):
-                    self.stats["malformed"] += 1
-                    return web.json_response({"error": "malformed item"}, status=400)
+                    raise Malformed("malformed item")
                 self.stats["items"] += 1
                 if kind == "event":
                     cur = self.db.execute(
@@ -192,14 +217,9 @@ class DevBackend:
                                     (state, json.dumps(b), b.get("rental_id")))
                     accepted.append(key)
                 else:
-                    self.stats["malformed"] += 1
-                    return web.json_response({"error": f"unknown kind {kind!r}"}, status=422)
+                    raise Malformed(f"unknown kind {kind!r}", 422)
         self.stats["duplicates"] += len(dups)
-        if self.delay_s:
-            # Slow after the commit: a sender that dies now never hears that
-            # its batch was stored (the hard case for exactly-once).
-            await asyncio.sleep(self.delay_s)
-        return web.json_response({"accepted": len(accepted), "duplicates": dups})
+        return accepted, dups
 
     # -- rentals -----------------------------------------------------------------
     async def new_rental(self, request: web.Request) -> web.Response:
@@ -227,17 +247,29 @@ class DevBackend:
             self._rentals_changed.notify_all()
         return web.json_response({"rental_id": rid, "state": "issued"}, status=201)
 
-    def _due(self, site: str) -> list[dict[str, Any]]:
+    def due(self, site: str, again_after_s: float | None = REDELIVER_S) -> list[dict[str, Any]]:
+        """Rentals to hand this site; each handed again after again_after_s
+        without a result (a long-poll's answer can be lost), or never again
+        (None: the city tier's consumer redelivers until the edge acks)."""
         now = time.time()
+        again = now - again_after_s if again_after_s is not None else float("-inf")
         rows = self.db.execute(
             "SELECT id, station, slot, params FROM rentals WHERE site = ? AND state = 'issued'"
-            " AND (delivered IS NULL OR delivered < ?)", (site, now - REDELIVER_S)).fetchall()
+            " AND (delivered IS NULL OR delivered < ?)", (site, again)).fetchall()
         if rows:
             with self.db:
                 self.db.executemany("UPDATE rentals SET delivered = ? WHERE id = ?",
                                     [(now, r[0]) for r in rows])
         return [{"rental_id": r[0], "station": r[1], "slot": r[2], **json.loads(r[3] or "{}")}
                 for r in rows]
+
+    def not_delivered(self, rental_id: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE rentals SET delivered = NULL WHERE id = ?", (rental_id,))
+
+    @property
+    def rentals_changed(self) -> asyncio.Condition:
+        return self._rentals_changed
 
     async def edge_rentals(self, request: web.Request) -> web.Response:
         if self._verify(request.match_info["site"], request.path_qs.encode(),
@@ -248,7 +280,7 @@ class DevBackend:
         wait = min(float(request.query.get("wait", "0")), 30.0)
         deadline = time.monotonic() + wait
         while True:
-            due = self._due(site)
+            due = self.due(site)
             left = deadline - time.monotonic()
             if due or left <= 0 or self._closing:
                 return self._answer(request, {"rentals": due})
@@ -315,8 +347,10 @@ class DevBackend:
                             content_type="application/json")
 
     # -- views -------------------------------------------------------------------
-    def events(self) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT key, body FROM events ORDER BY received, key").fetchall()
+    def events(self, site: str | None = None) -> list[dict[str, Any]]:
+        """What it received, in arrival order; one site's only if given."""
+        rows = self.db.execute("SELECT key, body FROM events WHERE ? IS NULL OR site = ?"
+                               " ORDER BY received, key", (site, site)).fetchall()
         return [{"key": k, **json.loads(b)} for k, b in rows]
 
     def trips(self) -> list[dict[str, Any]]:
@@ -353,6 +387,16 @@ class DevBackend:
 
     async def api_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats)
+
+    async def gbfs_manifest(self, request: web.Request) -> web.Response:
+        """GBFS v3's manifest.json: the city's index of every site's GBFS
+        system, each with the versions its edge serves."""
+        when = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+        datasets = [{"system_id": sid, "versions": [
+            {"version": v, "url": f"{base}/gbfs/{v}/gbfs.json"} for v in ("2.3", "3.0")]}
+            for sid, base in sorted(self.gbfs_systems.values())]
+        return web.json_response({"last_updated": when, "ttl": 60, "version": "3.0",
+                                  "data": {"datasets": datasets}})
 
     async def faults(self, request: web.Request) -> web.Response:
         f = await request.json()

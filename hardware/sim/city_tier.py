@@ -100,7 +100,8 @@ class CityTier:
         assert self.tls is not None
         routes = [f"nats-route://route:{self._route_password}@127.0.0.1:{n.cluster_port}"
                   for n in self.nodes if n is not node]
-        users = [{"user": "backend", "password": self.passwords["backend"]}]
+        users: list[dict[str, object]] = [{"user": "backend",
+                                           "password": self.passwords["backend"]}]
         users += [{"user": f"site-{s}", "password": self.passwords[f"site-{s}"],
                    "permissions": site_permissions(s)} for s in self.sites]
         # JSON is valid NATS configuration, and quotes every value safely.

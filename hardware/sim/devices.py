@@ -18,7 +18,7 @@ from hardware.dock_emulator import DockEmulator
 from hardware.idcard_emulator import IdCardModule
 from hardware.kiosk_emulator import HmiScreen, VoiceModule
 from hardware.serial_line import SerialLine
-from hardware.sim.spec import SITE, TownSpec
+from hardware.sim.spec import TownSpec
 from tools.broker import Broker
 from tools.firmware import install, micropython_path
 
@@ -95,7 +95,7 @@ class Firmware:
         spec = self.spec
         bus = (d.emulator.port and f"127.0.0.1:{d.emulator.port}") or await d.emulator.start()
         d.flash.mkdir(parents=True, exist_ok=True)
-        d.config = {"dev": d.dev, "site": SITE, "kind": "dock", "slots": d.slots,
+        d.config = {"dev": d.dev, "site": self.spec.site, "kind": "dock", "slots": d.slots,
                     "link": d.link, "bus": bus, "heartbeat_s": spec.heartbeat_s,
                     "uart": d.line.paths[0] if d.line else "", "ota_key": spec.ota_key,
                     "ota_confirm_s": spec.ota_confirm_s,
@@ -107,7 +107,7 @@ class Firmware:
     async def start_kiosk(self, k: SimKiosk) -> None:
         spec = self.spec
         k.flash.mkdir(parents=True, exist_ok=True)
-        cfg = {"dev": k.dev, "site": SITE, "kind": "kiosk", "link": k.link,
+        cfg = {"dev": k.dev, "site": self.spec.site, "kind": "kiosk", "link": k.link,
                "uart": k.lines["edge"].paths[0] if "edge" in k.lines else "",
                "sam_uart": k.lines["sam"].paths[0],
                "display_uart": k.lines["display"].paths[0],

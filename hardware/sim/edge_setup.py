@@ -9,9 +9,22 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hardware.sim.backend import DevBackend
 from hardware.sim.devices import SimDock, SimKiosk
 from hardware.sim.spec import CENTRE, PLACES, SITE, TownSpec
 from tools.broker import Broker, password_hash
+
+
+@dataclass
+class CityAccess:
+    """A town inside a city (huimin city): the city's backend, shared by
+    every site, and this site's way into the city tier."""
+    backend: DevBackend
+    backend_url: str
+    urls: list[str]
+    ca: Path
+    password: str  # this site's account at the city tier
+    secret: str  # this site's key at the backend
 
 
 @dataclass
@@ -21,6 +34,9 @@ class Uplinks:
     backend_url: str = ""
     city_broker_url: str = ""
     bridge_password: str = ""
+    city_tier_urls: str = ""  # the city tier's NATS nodes (huimin city), comma-separated
+    city_tier_ca: str = ""
+    city_tier_password: str = ""
 
 
 @dataclass
@@ -50,23 +66,33 @@ def station_name(i: int) -> tuple[str, str]:
 def edge_toml(spec: TownSpec, workdir: Path, rng: random.Random, http_port: int,
               broker: Broker | None, edge_password: str, uplinks: Uplinks,
               docks: list[SimDock], kiosks: list[SimKiosk]) -> str:
-    lines = ["[edge]", f'site = "{SITE}"', f"http_port = {http_port}",
+    site = spec.site
+    system_id, name_zh, name_en = "anji-public-bikes", "安吉公共自行车", "Anji Public Bikes"
+    if site != SITE:  # one system per site in a city (its manifest.json lists them)
+        system_id, name_zh, name_en = f"{site}-public-bikes", f"{name_zh}（{site}）", \
+            f"{name_en} ({site})"
+    lines = ["[edge]", f'site = "{site}"', f"http_port = {http_port}",
              f'db = "{workdir / "edge.db"}"',
              f"heartbeat_timeout_s = {spec.heartbeat_s * 3}",
              f'device_keys = "{workdir / "device-keys.toml"}"',
              f'api_tokens = "{workdir / "api-tokens.toml"}"',
              *([f"kiosk_lookups_per_minute = {spec.kiosk_lookups_per_minute}"]
                if spec.kiosk_lookups_per_minute else []), "",
-             "[system]", 'id = "anji-public-bikes"', 'name_zh = "安吉公共自行车"',
-             'name_en = "Anji Public Bikes"', ""]
+             "[system]", f'id = "{system_id}"', f'name_zh = "{name_zh}"',
+             f'name_en = "{name_en}"', ""]
     if broker is not None:
         lines += ["[mqtt]", f'url = "{broker.url}"', 'username = "huimin-edge"',
                   f'password = "{edge_password}"', ""]
     if uplinks.city_broker_url:
         lines += ["[[uplinks]]", 'name = "city-mqtt"', 'kind = "mqtt"',
                   f'url = "{uplinks.city_broker_url}"', "timeout_s = 5",
-                  f'username = "bridge-{SITE}"', f'password = "{uplinks.bridge_password}"',
+                  f'username = "bridge-{site}"', f'password = "{uplinks.bridge_password}"',
                   f'secret = "{uplinks.secret}"', ""]
+    if uplinks.city_tier_urls:
+        lines += ["[[uplinks]]", 'name = "city-tier"', 'kind = "nats"',
+                  f'url = "{uplinks.city_tier_urls}"', f'ca = "{uplinks.city_tier_ca}"',
+                  f'username = "site-{site}"', f'password = "{uplinks.city_tier_password}"',
+                  f'secret = "{uplinks.secret}"', "timeout_s = 5", "batch = 500", ""]
     if uplinks.backend_url:
         lines += ["[[uplinks]]", 'name = "city"', 'kind = "webhook"',
                   f'url = "{uplinks.backend_url}/webhook"', f'secret = "{uplinks.secret}"',

@@ -16,7 +16,6 @@ from edge.runtime import Edge
 from hardware.idcard_emulator import Card, fictional_card
 from hardware.sim.backend import DevBackend
 from hardware.sim.devices import SimDock, SimKiosk
-from hardware.sim.spec import SITE
 
 log = logging.getLogger("sim")
 RIDER_PATIENCE_S = 20.0  # a rider waits this long at the dock for the unlock
@@ -25,7 +24,8 @@ PROGRAMMES = ["耕地地力保护补贴", "良种补贴", "农资综合补贴", 
 
 class Riders:
     def __init__(self, rng: random.Random, docks: list[SimDock], backend: DevBackend | None,
-                 backend_url: str, edge: Edge | None) -> None:
+                 backend_url: str, edge: Edge | None, site: str) -> None:
+        self.site = site
         self.rng = rng
         self.docks = docks
         self.backend = backend
@@ -60,7 +60,7 @@ class Riders:
         assert self.backend is not None
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{self.backend_url}/api/rentals", json={
-                    "site": SITE, "station": d.station, "slot": slot, "rider": "sim"},
+                    "site": self.site, "station": d.station, "slot": slot, "rider": "sim"},
                     headers={"Authorization": f"Bearer {self.backend.operator_token}"}) as r:
                 if r.status != 201:
                     log.warning("rider at %s: the backend refused the rental (HTTP %d)",

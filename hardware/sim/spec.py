@@ -27,6 +27,7 @@ SITE = "anji"
 @dataclass(frozen=True)
 class TownSpec:
     docks: int = 6
+    site: str = SITE  # the site id: its stations, topics and account at the city
     slots: int = 12  # per dock
     mqtt_share: float = 0.5  # of the docks; the rest on serial lines
     http_port: int = 0  # the edge's; 0 = a free one

@@ -32,9 +32,9 @@ from hardware.idcard_emulator import Card
 from hardware.serial_line import SerialLine
 from hardware.sim.backend import DevBackend
 from hardware.sim.devices import Firmware, SimDock, SimKiosk, make_kiosk
-from hardware.sim.edge_setup import Provisioning, Uplinks, edge_toml
+from hardware.sim.edge_setup import CityAccess, Provisioning, Uplinks, edge_toml
 from hardware.sim.people import Riders, Villagers
-from hardware.sim.spec import SITE, TownSpec
+from hardware.sim.spec import TownSpec
 from tools.broker import Broker, TlsFiles, free_port, mosquitto_path
 from tools.ca import county_tls
 from tools.firmware import build
@@ -57,13 +57,17 @@ class EdgeClock:
 
 
 class Town:
-    def __init__(self, workdir: Path, **options: Any) -> None:
+    def __init__(self, workdir: Path, city: CityAccess | None = None, **options: Any) -> None:
+        """city: this town is one site of a city (hardware/sim/city.py): its
+        backend is the city's, its uplink the city tier."""
         self.dir = workdir
+        self.city = city
         self.spec = spec = TownSpec(**options)
         self.rng = random.Random(spec.seed)
         self.use_mqtt = mosquitto_path() is not None if spec.use_mqtt is None else spec.use_mqtt
         self.http_port = spec.http_port
-        self.secret = "dev-secret-" + "0123456789abcdef"  # the site's key at the backend
+        # The site's key at the backend.
+        self.secret = city.secret if city else "dev-secret-" + "0123456789abcdef"
         self.region_key = bytes(range(1, 33))  # provisioned on kiosks (tools: provision)
         self.docks: list[SimDock] = []
         self.kiosks: list[SimKiosk] = []
@@ -105,7 +109,8 @@ class Town:
             await self._firmware.start_dock(d)
         for k in self.kiosks:
             await self._firmware.start_kiosk(k)
-        self._riders = Riders(self.rng, self.docks, self.backend, self.backend_url, self.edge)
+        self._riders = Riders(self.rng, self.docks, self.backend, self.backend_url, self.edge,
+                              self.spec.site)
         self._villagers = Villagers(self.rng, self.kiosks, self.region_key, self.backend,
                                     self.backend_url)
 
@@ -124,7 +129,7 @@ class Town:
         certificate, an account for the edge (each MQTT device gets its own)."""
         if self.use_mqtt:
             self.tls = county_tls(self.dir / "ca", ["127.0.0.1", "localhost"])
-            self.broker = Broker(self.dir / "broker", tls=self.tls)
+            self.broker = Broker(self.dir / "broker", tls=self.tls, site=self.spec.site)
             self.edge_mqtt_password = self.broker.account("huimin-edge", "edge")
 
     def _new_bike(self) -> str:
@@ -140,7 +145,7 @@ class Town:
             link = "mqtt" if i >= spec.docks - n_mqtt else "serial"
             bikes = {s: self._new_bike() for s in range(spec.slots)
                      if self.rng.random() < spec.fill}
-            d = SimDock(dev, f"{SITE}-{i + 1:03d}", link, spec.slots,
+            d = SimDock(dev, f"{spec.site}-{i + 1:03d}", link, spec.slots,
                         DockEmulator(dev, spec.slots, bikes), devices / dev)
             if link == "serial":
                 d.line = SerialLine()
@@ -185,20 +190,27 @@ class Town:
         """The city's side: its broker (for an MQTT uplink) and its backend."""
         if self.spec.city_broker:
             self.city_broker = Broker(self.dir / "city-broker")
-            self.bridge_password = self.city_broker.account(f"bridge-{SITE}", "bridge")
+            self.bridge_password = self.city_broker.account(f"bridge-{self.spec.site}",
+                                                            "bridge")
             self.city_backend_password = self.city_broker.account("city-backend", "backend")
             await self.city_broker.start()
-        if self.spec.backend:
+        if self.city is not None:
+            self.backend, self.backend_url = self.city.backend, self.city.backend_url
+        elif self.spec.backend:
             # The city gives each site its own key (one shared key would let any
             # edge act for any other).
-            self.backend = DevBackend(self.dir / "backend.db", {SITE: self.secret})
+            self.backend = DevBackend(self.dir / "backend.db",
+                                      {self.spec.site: self.secret})
             self.backend_url = await self.backend.start()
 
     def _write_edge_config(self) -> None:
         if self.http_port == 0:
             self.http_port = free_port()
-        uplinks = Uplinks(self.secret, self.backend_url,
-                          self.city_broker.url if self.city_broker else "", self.bridge_password)
+        city = self.city
+        uplinks = Uplinks(self.secret, "" if city else self.backend_url,
+                          self.city_broker.url if self.city_broker else "", self.bridge_password,
+                          ",".join(city.urls) if city else "", str(city.ca) if city else "",
+                          city.password if city else "")
         toml = edge_toml(self.spec, self.dir, self.rng, self.http_port, self.broker,
                          self.edge_mqtt_password, uplinks, self.docks, self.kiosks)
         write_private(self.dir / "edge.toml", toml)  # it holds the edge's broker password
@@ -287,7 +299,7 @@ class Town:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._edge_task
         stuck = await self._stop_edge_process()
-        if self.backend is not None:
+        if self.backend is not None and self.city is None:  # a city's backend is the city's
             await self.backend.stop()
         if self.city_broker is not None:
             await self.city_broker.stop()

@@ -1,0 +1,221 @@
+"""The development backend's side of the city tier (NATS JetStream): it owns
+the streams, takes every site's events durably (acking each message only
+after its own commit; a duplicate key is stored once), keeps each station's
+newest status, and sends each site its rentals, signed with that site's key.
+
+Streams (each replicated on 3 nodes, each with a bound and a policy):
+  CITY_EVENTS   city.*.events, city.*.results: 1 GiB or 7 days; full refuses
+                new messages, so sites keep them in their outboxes (no loss)
+  CITY_STATE    city.*.status.*, city.*.gbfs.>: the newest per subject (the
+                backend reads the statuses; the GBFS documents wait for readers)
+  CITY_RENTALS  city.*.rentals: an hour (a rental older is moot), the
+                consumer rentals-<site> redelivers until that site acks
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType
+
+from cloud_bridge.nats_uplink import RENTALS_STREAM, token
+from cloud_bridge.rental_message import seal_rental
+from hardware.sim.backend import DevBackend, Malformed
+
+log = logging.getLogger("backend.city")
+
+EVENTS, STATE = "CITY_EVENTS", "CITY_STATE"
+BATCH = 256  # messages per fetch: one transaction, then their acks
+
+
+class CityLink:
+    def __init__(self, backend: DevBackend, urls: list[str], ca: Path, password: str,
+                 sites: dict[str, str], replicas: int = 3) -> None:
+        self.backend = backend
+        self.urls, self.ca, self.password = urls, ca, password
+        self.sites = sites  # site -> its key (rentals are signed with it)
+        self.replicas = replicas
+        self.nc: Client | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stats = {"events_acked": 0, "state_acked": 0, "rentals_sent": 0,
+                      "malformed": 0, "fetch_errors": 0}
+        # Event latency (backend commit time - the event's own time), for the bench.
+        self.latencies: list[float] = []
+
+    async def start(self) -> None:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        self.nc = await nats.connect(
+            servers=self.urls, user="backend", password=self.password, tls=ctx,
+            name="city-backend", allow_reconnect=True, max_reconnect_attempts=-1,
+            reconnect_time_wait=1, error_cb=self._error)
+        js = self.nc.jetstream(timeout=5)
+        await self._ensure_streams(js)
+        for name, work in (("events", self._take_events), ("state", self._take_state),
+                           ("rentals", self._send_rentals)):
+            self._tasks.append(asyncio.create_task(self._forever(name, work, js),
+                                                   name=f"city-link:{name}"))
+
+    async def _error(self, exc: Exception) -> None:
+        log.warning("city tier: %s", exc or type(exc).__name__)
+
+    async def _ensure_streams(self, js: JetStreamContext) -> None:
+        """Made (or found) once JetStream has its leaders; retried while the
+        cluster settles."""
+        streams: list[dict[str, Any]] = [
+            {"name": EVENTS, "subjects": ["city.*.events", "city.*.results"],
+             "max_bytes": 1 << 30, "max_age": 7 * 86400.0, "discard": DiscardPolicy.NEW,
+             "duplicate_window": 120.0},
+            {"name": STATE, "subjects": ["city.*.status.*", "city.*.gbfs.>"],
+             "max_msgs_per_subject": 1, "max_bytes": 256 << 20},
+            {"name": RENTALS_STREAM, "subjects": ["city.*.rentals"], "max_age": 3600.0,
+             "max_bytes": 64 << 20, "discard": DiscardPolicy.NEW, "duplicate_window": 120.0},
+        ]
+        async with asyncio.timeout(30):
+            for cfg in streams:
+                while True:
+                    try:
+                        await js.add_stream(num_replicas=self.replicas,
+                                            storage=StorageType.FILE, **cfg)
+                        break
+                    except nats.js.errors.BadRequestError:
+                        raise  # a configuration the server refuses: no retry mends it
+                    except (nats.errors.Error, nats.js.errors.Error) as exc:
+                        log.info("city tier not ready for %s (%s); retrying", cfg["name"], exc)
+                        await asyncio.sleep(0.3)
+            consumers = [(EVENTS, ConsumerConfig(durable_name="backend",
+                                                 ack_policy=AckPolicy.EXPLICIT,
+                                                 ack_wait=30.0, max_ack_pending=4 * BATCH)),
+                         (STATE, ConsumerConfig(durable_name="backend-state",
+                                                ack_policy=AckPolicy.EXPLICIT,
+                                                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                                                filter_subject="city.*.status.*",
+                                                ack_wait=30.0, max_ack_pending=4 * BATCH))]
+            consumers += [(RENTALS_STREAM, ConsumerConfig(
+                durable_name=f"rentals-{token(site)}", ack_policy=AckPolicy.EXPLICIT,
+                filter_subject=f"city.{token(site)}.rentals", ack_wait=30.0,
+                max_ack_pending=64)) for site in self.sites]
+            for stream, ccfg in consumers:
+                while True:
+                    try:
+                        await js.add_consumer(stream, ccfg)
+                        break
+                    except nats.js.errors.BadRequestError:
+                        raise
+                    except (nats.errors.Error, nats.js.errors.Error) as exc:
+                        log.info("consumer %s not made yet (%s); retrying",
+                                 ccfg.durable_name, exc)
+                        await asyncio.sleep(0.3)
+
+    async def _forever(self, name: str,
+                       work: Callable[[JetStreamContext], Awaitable[None]],
+                       js: JetStreamContext) -> None:
+        while True:
+            try:
+                await work(js)
+            except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
+                self.stats["fetch_errors"] += 1
+                log.warning("city link %s: %s; again in 1 s", name, exc or type(exc).__name__)
+                await asyncio.sleep(1.0)
+
+    @staticmethod
+    def _site(msg: Msg) -> str:
+        return msg.subject.split(".")[1]  # the subject's site: its account allows no other
+
+    def _items(self, msgs: list[Msg]) -> dict[str, list[tuple[Msg, dict[str, Any]]]]:
+        by_site: dict[str, list[tuple[Msg, dict[str, Any]]]] = {}
+        for m in msgs:
+            try:
+                item = json.loads(m.data)
+                assert isinstance(item, dict)
+            except (ValueError, AssertionError):
+                self.stats["malformed"] += 1
+                item = {}
+            by_site.setdefault(self._site(m), []).append((m, item))
+        return by_site
+
+    async def _commit_and_ack(self, msgs: list[Msg], counter: str) -> None:
+        for site, pairs in self._items(msgs).items():
+            good = [(m, it) for m, it in pairs if it]
+            try:
+                self.backend.store_items(site, [it for _, it in good])
+            except (Malformed, ValueError, TypeError, OverflowError):
+                # One bad item spoils the transaction: store them one by one,
+                # and take the bad ones out of the stream for good.
+                for m, it in good:
+                    try:
+                        self.backend.store_items(site, [it])
+                    except (Malformed, ValueError, TypeError, OverflowError):
+                        self.stats["malformed"] += 1
+                        await m.term()
+            now = time.time()
+            for m, it in good:
+                at = (it.get("body") or {}).get("at") if it.get("kind") == "event" else None
+                if isinstance(at, (int, float)) and len(self.latencies) < 1_000_000:
+                    self.latencies.append(now - at)
+            for m, it in pairs:
+                if not it:
+                    await m.term()  # malformed: never redelivered, counted above
+        for m in msgs:
+            with contextlib.suppress(nats.errors.Error):
+                await m.ack()  # after the commit: a crash before it redelivers (dropped by key)
+        self.stats[counter] += len(msgs)
+
+    async def _take(self, js: JetStreamContext, stream: str, durable: str,
+                    counter: str) -> None:
+        psub = await js.pull_subscribe_bind(durable=durable, stream=stream)
+        while True:
+            try:
+                msgs = await psub.fetch(batch=BATCH, timeout=1.0)
+            except nats.errors.TimeoutError:
+                continue
+            await self._commit_and_ack(msgs, counter)
+
+    async def _take_events(self, js: JetStreamContext) -> None:
+        await self._take(js, EVENTS, "backend", "events_acked")
+
+    async def _take_state(self, js: JetStreamContext) -> None:
+        await self._take(js, STATE, "backend-state", "state_acked")
+
+    async def _send_rentals(self, js: JetStreamContext) -> None:
+        """Each issued rental, once into the stream (its id as the message id,
+        so a resend after a lost answer is stored once); the stream's
+        consumer then redelivers it until the site acks."""
+        changed = self.backend.rentals_changed
+        while True:
+            for site, key in self.sites.items():
+                for rental in self.backend.due(site, again_after_s=None):
+                    try:
+                        await js.publish(f"city.{token(site)}.rentals", seal_rental(key, rental),
+                                         headers={"Nats-Msg-Id": rental["rental_id"]})
+                    except BaseException:
+                        self.backend.not_delivered(rental["rental_id"])  # sent next time
+                        raise
+                    self.stats["rentals_sent"] += 1
+            async with changed:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await changed.wait()
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self.nc is not None:
+            with contextlib.suppress(nats.errors.Error, OSError):
+                await self.nc.close()
