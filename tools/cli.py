@@ -33,12 +33,12 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _simulator_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """`huimin sim` and `huimin backend` belong to the simulator (hardware/sim/),
+    """`huimin sim`, `huimin city` and `huimin backend` belong to the simulator (hardware/sim/),
     which a clone of the repository has and a Pi's install does not."""
     try:
         from hardware.sim.cli import add_parsers
     except ImportError:
-        for name in ("sim", "backend"):
+        for name in ("sim", "city", "backend"):
             p = sub.add_parser(name, help="(in a clone of the repository: ./huimin "
                                f"{name})")
             p.set_defaults(func=_no_simulator)
@@ -79,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
+    # asyncio's note when a TLS peer closes (nats-py's connections do it at
+    # every close) tells a technician nothing.
+    logging.getLogger("asyncio").addFilter(
+        lambda r: "eof_received() has no effect" not in r.getMessage())
     rc: int = args.func(args)
     return rc
 

@@ -162,7 +162,7 @@ class CityLink:
                         self.stats["malformed"] += 1
                         await m.term()
             now = time.time()
-            for m, it in good:
+            for _m, it in good:
                 at = (it.get("body") or {}).get("at") if it.get("kind") == "event" else None
                 if isinstance(at, (int, float)) and len(self.latencies) < 1_000_000:
                     self.latencies.append(now - at)

@@ -12,7 +12,9 @@ import signal
 import sys
 from pathlib import Path
 
-from hardware.sim.audit import settle_and_audit
+from hardware.sim.audit import settle_and_audit, settle_and_audit_city
+from hardware.sim.city import City
+from hardware.sim.city_tier import nats_server_path
 from hardware.sim.faults import KINDS, Injector, load
 from hardware.sim.spec import KIOSK_HEAP, KIOSK_MQTT_HEAP
 from hardware.sim.town import Town
@@ -21,6 +23,7 @@ from tools.signals import run_until_signal
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _add_sim(sub)
+    _add_city(sub)
     p = sub.add_parser("backend", help="run the development city backend",
                        description="A small real stand-in for the city-service backend: "
                        "receives the edge's signed webhook, stores it in SQLite, serves a "
@@ -67,6 +70,104 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="run the edge as its own process, as on a Pi (the faults' edge_kill "
                    "needs it; on by itself when the schedule has one)")
     p.set_defaults(func=run)
+
+
+def _add_city(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("city", help="run a simulated city: N sites through a NATS cluster",
+                       description="Start the city tier (a 3-node NATS cluster with "
+                       "JetStream, TLS and an account per site), the city backend, and N "
+                       "sites, each a town with its own docks (firmware under MicroPython), "
+                       "broker, database and edge; riders rent through the backend and each "
+                       "rental flows down to its site. Runs until Ctrl-C (docs/scaling.md).")
+    p.add_argument("--sites", type=int, default=3, help="number of sites (default 3)")
+    p.add_argument("--docks", type=int, default=3, help="docks per site (default 3)")
+    p.add_argument("--slots", type=int, default=12, help="slots per dock (default 12)")
+    p.add_argument("--port", type=int, default=9000,
+                   help="the city backend's HTTP port (default 9000; 0 = any)")
+    p.add_argument("--dir", type=Path, default=Path(".city"),
+                   help="working folder: the tier's nodes, the backend, a folder per site "
+                   "(default .city)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for a repeatable city")
+    p.add_argument("--no-riders", action="store_true", help="no simulated riders")
+    p.add_argument("--duration", type=float, default=0,
+                   help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument("--edges-here", action="store_true",
+                   help="run every site's edge in this process (default: each its own "
+                   "process, as each site's Pi)")
+    p.add_argument("--kill-node-at", type=float, default=0, metavar="S",
+                   help="kill one of the tier's nodes S seconds in (and restart it 20 s "
+                   "later): the audit at the end shows what that cost")
+    p.set_defaults(func=run_city)
+
+
+def run_city(args: argparse.Namespace) -> int:
+    if not 1 <= args.sites <= 20 or not 1 <= args.docks <= 50 or not 1 <= args.slots <= 32:
+        raise SystemExit("huimin city: --sites must be 1..20, --docks 1..50, --slots 1..32")
+    try:
+        return asyncio.run(_city_main(args))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(f"huimin city: port {args.port} is in use; "
+                             "pick another with --port (0 = any free port)") from exc
+        raise
+
+
+async def _city_main(args: argparse.Namespace) -> int:
+    if nats_server_path() is None:
+        raise SystemExit("huimin city: nats-server is not installed (Debian: "
+                         "apt install nats-server; ./run-tests installs it)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"Starting a city of {args.sites} sites x {args.docks} docks, through a 3-node "
+          "NATS cluster...", flush=True)
+    city = City(args.dir.resolve(), sites=args.sites, backend_port=args.port, docks=args.docks,
+                slots=args.slots, seed=args.seed,
+                edge_process=not args.edges_here)
+    async with city:
+        try:
+            await city.wait_online(60)
+        except TimeoutError:
+            logging.getLogger("sim").warning("not every dock came online; see "
+                                             "%s/<site>/devices/*/console.log", args.dir)
+        assert city.tier is not None
+        print(f"City tier: {', '.join(city.tier.urls)} (TLS, CA {city.tier.ca}; nodes' logs "
+              f"in {args.dir}/city-tier/city-*/nats.log)")
+        print(f"City backend: {city.backend_url}/  (API {city.backend_url}/api/stations, "
+              f"{city.backend_url}/api/events)")
+        print(f"City GBFS manifest: {city.backend_url}/gbfs/manifest.json")
+        for t in city.towns:
+            base = f"http://127.0.0.1:{t.http_port}"
+            print(f"Site {t.spec.site}: {base}/  GBFS {base}/gbfs/3.0/gbfs.json  "
+                  f"({len(t.docks)} docks; edge log {args.dir}/{t.spec.site}/edge.log)")
+        print("Press Ctrl-C to stop.", flush=True)
+        riders = None if args.no_riders else asyncio.create_task(city.riders(), name="riders")
+        chaos = asyncio.create_task(_kill_a_node(city, args.kill_node_at), name="node-kill") \
+            if args.kill_node_at else None
+        try:
+            async with asyncio.timeout(args.duration or None):
+                await stop.wait()
+        except TimeoutError:
+            pass
+        for task in (riders, chaos):
+            if task is not None:
+                task.cancel()
+        audit = await settle_and_audit_city(city)
+        print(audit.table(), flush=True)
+        print("Stopping...", flush=True)
+    print("Stopped.")
+    return 0
+
+
+async def _kill_a_node(city: City, at_s: float) -> None:
+    assert city.tier is not None
+    await asyncio.sleep(at_s)
+    node = city.tier.nodes[0]
+    print(f"Killing {node.name} (SIGKILL); it comes back in 20 s", flush=True)
+    await city.tier.kill(node)
+    await asyncio.sleep(20)
+    await city.tier.restart(node)
 
 
 def run(args: argparse.Namespace) -> int:
