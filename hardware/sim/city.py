@@ -21,6 +21,7 @@ from hardware.sim.backend import DevBackend
 from hardware.sim.city_backend import CityLink
 from hardware.sim.city_tier import CityTier
 from hardware.sim.edge_setup import CityAccess
+from hardware.sim.relay import Relay
 from hardware.sim.town import Town
 
 log = logging.getLogger("sim.city")
@@ -46,6 +47,7 @@ class City:
         self.link: CityLink | None = None
         self.backend_url = ""
         self.towns: list[Town] = []
+        self.relays: dict[str, list[Relay]] = {}  # site -> its lines to each node
 
     async def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +61,9 @@ class City:
                              self.keys)
         await self.link.start()
         for i, site in enumerate(self.site_ids):
-            access = CityAccess(self.backend, self.backend_url, tier.urls, tier.ca,
+            relays = self.relays[site] = [Relay(n.port, f"{site}->{n.name}") for n in tier.nodes]
+            urls = [f"tls://127.0.0.1:{await r.start()}" for r in relays]
+            access = CityAccess(self.backend, self.backend_url, urls, tier.ca,
                                 tier.passwords[f"site-{site}"], self.keys[site])
             options = {"kiosks": 0, "http_port": 0, **self.town_options, "site": site}
             if options.get("seed") is not None:
@@ -74,6 +78,12 @@ class City:
     async def wait_online(self, limit_s: float = 30.0) -> None:
         await asyncio.gather(*(t.wait_online(limit_s) for t in self.towns))
 
+    def cut(self, site: str, cut: bool = True) -> None:
+        """The site's uplink down (every connection to the tier dropped, new
+        ones refused) or back."""
+        for r in self.relays[site]:
+            r.set_cut(cut)
+
     async def riders(self, period: float = 1.5) -> None:
         async with asyncio.TaskGroup() as tg:
             for t in self.towns:
@@ -83,6 +93,9 @@ class City:
         for town in reversed(self.towns):
             with contextlib.suppress(Exception):
                 await town.stop()
+        for relays in self.relays.values():
+            for r in relays:
+                await r.stop()
         if self.link is not None:
             await self.link.stop()
         if self.backend is not None:

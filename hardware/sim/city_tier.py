@@ -114,7 +114,11 @@ class CityTier:
                           "max_file_store": 2 << 30},
             "cluster": {"name": "huimin-city", "listen": f"127.0.0.1:{node.cluster_port}",
                         "authorization": {"user": "route", "password": self._route_password},
-                        "routes": routes},
+                        "routes": routes,
+                        # Clients keep to the addresses they were given (a site's
+                        # list, through its relay in the simulator), not each
+                        # node's own listen address.
+                        "no_advertise": True},
             "authorization": {"users": users},
             "max_payload": 1 << 20,
             "logfile": str(node.dir / "nats.log"),

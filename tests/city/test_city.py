@@ -1,0 +1,133 @@
+"""The city tier: N sites feeding one backend through a 3-node NATS
+JetStream cluster (hardware/sim/city.py). A node lost mid-run (the events
+stream's leader, the hard case) and a site's uplink cut lose and duplicate
+nothing at the backend; rentals flow down to the right site; a site's
+account cannot speak for another; the city's GBFS manifest lists every site."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jsonschema
+import nats
+import nats.errors
+import pytest
+from jsonschema import FormatChecker
+
+from hardware.sim.audit import audit_city, settle_and_audit_city
+from hardware.sim.city import City
+from hardware.sim.city_backend import EVENTS
+from hardware.sim.city_tier import nats_server_path
+from tests.conftest import needs_mosquitto, run, schema_dir, until
+
+pytestmark = [pytest.mark.faults, needs_mosquitto,
+              pytest.mark.skipif(nats_server_path() is None,
+                                 reason="nats-server not installed (./scripts/bootstrap.sh)")]
+
+
+async def _stream_leader(city: City) -> str:
+    assert city.link is not None and city.link.nc is not None
+    info = await city.link.nc.jetstream().stream_info(EVENTS)
+    assert info.cluster is not None and info.cluster.leader
+    return info.cluster.leader
+
+
+async def _rentals(city: City) -> dict[str, int]:
+    assert city.backend is not None
+    rows = city.backend.db.execute(
+        "SELECT site, count(*) FROM rentals WHERE state = 'rented' GROUP BY site").fetchall()
+    return {str(s): int(n) for s, n in rows}
+
+
+def test_a_lost_node_and_a_cut_uplink_lose_and_duplicate_nothing(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with City(tmp_path, sites=2, docks=2, slots=6, seed=7, fill=0.5,
+                        heartbeat_s=2) as city:
+            await city.wait_online(40)
+            assert city.tier is not None
+            riders = asyncio.create_task(city.riders(period=0.4))
+            await asyncio.sleep(3.0)
+            leader = await _stream_leader(city)
+            node = next(n for n in city.tier.nodes if n.name == leader)
+            await city.tier.kill(node)  # the events stream's leader: the hard case
+            await asyncio.sleep(6.0)
+            city.cut("anji")  # and anji's uplink down, riders riding on
+            await asyncio.sleep(12.0)
+            cut_off = audit_city(city)
+            city.cut("anji", False)
+            await city.tier.restart(node)
+            await asyncio.sleep(4.0)
+            riders.cancel()
+            a = await settle_and_audit_city(city, limit_s=90)
+            print(a.table())
+            print("while anji was cut off: in its outbox or on its docks:",
+                  len(cut_off.in_flight), "; city link:", city.link and city.link.stats)
+            assert len(a.accepted) >= 10, a.table()  # the riders did ride, in both sites
+            assert not a.lost and not a.duplicated and not a.in_flight, a.table()
+            assert {site.split("/")[0] for site, _ in a.accepted} == {"anji", "deqing"}
+            # Rentals issued at the backend reached each site's docks.
+            rented = await _rentals(city)
+            assert rented.get("anji", 0) >= 1 and rented.get("deqing", 0) >= 1, rented
+            # The audit can fail: an event the backend lost counts as lost.
+            assert city.backend is not None
+            city.backend.db.execute("DELETE FROM events WHERE rowid IN "
+                                    "(SELECT rowid FROM events LIMIT 1)")
+            assert len(audit_city(city).lost) == 1
+    run(main())
+
+
+def test_a_site_may_speak_only_for_itself_and_the_manifest_lists_every_site(
+        tmp_path: Path) -> None:
+    async def main() -> None:
+        async with City(tmp_path, sites=2, docks=1, slots=4, seed=3) as city:
+            await city.wait_online(40)
+            assert city.tier is not None and city.backend is not None
+            ctx = ssl.create_default_context(cafile=str(city.tier.ca))
+            nc = await nats.connect(city.tier.urls, user="site-deqing",
+                                    password=city.tier.passwords["site-deqing"], tls=ctx,
+                                    inbox_prefix="_INBOX_deqing", allow_reconnect=False)
+            errors: list[Exception] = []
+
+            async def on_error(exc: Exception) -> None:
+                errors.append(exc)
+            nc._error_cb = on_error
+            js = nc.jetstream(timeout=2)
+            forged = {"key": "ev:dock-001:feedface:1", "kind": "event",
+                      "body": {"type": "rented", "device": "dock-001", "seq": 1}}
+            # deqing's account writing as anji, or issuing a rental: refused.
+            for subject in ("city.anji.events", "city.deqing.rentals"):
+                with pytest.raises((nats.errors.TimeoutError, nats.errors.NoRespondersError)):
+                    await js.publish(subject, json.dumps(forged).encode())
+            await until(lambda: len(errors) >= 2, 10, "the server's permission errors")
+            assert all("ermissions" in str(e) for e in errors), errors
+            await nc.close()
+            # A wrong password does not connect at all.
+            with pytest.raises((nats.errors.Error, OSError)):
+                await nats.connect(city.tier.urls, user="site-deqing", password="guess",
+                                   tls=ctx, allow_reconnect=False, max_reconnect_attempts=0,
+                                   connect_timeout=2)
+            await asyncio.sleep(1.0)
+            assert not [e for e in city.backend.events() if e["key"] == forged["key"]]
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"{city.backend_url}/gbfs/manifest.json") as r:
+                    manifest: dict[str, Any] = await r.json()
+                systems = {d["system_id"]: d for d in manifest["data"]["datasets"]}
+                assert set(systems) == {"anji-public-bikes", "deqing-public-bikes"}
+                for d in systems.values():  # each a live GBFS system at its site's edge
+                    url = next(v["url"] for v in d["versions"] if v["version"] == "3.0")
+                    async with s.get(url) as r:
+                        assert r.status == 200 and (await r.json())["version"] == "3.0"
+            assert manifest["version"] == "3.0"
+            schemas = schema_dir()
+            if schemas is not None:  # ../shared's official schema, where the clone has it
+                schema = json.loads((schemas / "v3.0" / "manifest.json").read_text())
+                jsonschema.validate(manifest, schema, format_checker=FormatChecker())
+            else:
+                print("GBFS schemas not found (../shared/gbfs-json-schema): manifest.json "
+                      "checked by hand only")
+    run(main())
