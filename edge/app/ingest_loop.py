@@ -169,6 +169,9 @@ class IngestLoop:
                 if s.stored is not None and s.event is not None \
                         and not await self._stored(s.stored, s.event):
                     continue
+                if not getattr(s.reply, "blocks", True):
+                    await s.reply(to_wire(s.msg))  # queued at once (an MQTT reply)
+                    continue
                 t = asyncio.create_task(s.reply(to_wire(s.msg)))
                 sending.add(t)
                 t.add_done_callback(sending.discard)
