@@ -81,6 +81,7 @@ class IngestLoop:
         self.inbound: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=10_000)
         self._sends: asyncio.Queue[_Send] = asyncio.Queue()
         self._warn = RateLimitedLog(log)  # bad input: a few lines a minute per reason
+        self._events_log = RateLimitedLog(log, burst=20, window_s=10.0)
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []  # live pages
         self.alarms: dict[str, float] = {}  # name -> since (a technician acts on these)
 
@@ -195,8 +196,8 @@ class IngestLoop:
         self.alarms.pop("disk_full", None)
         if new:
             self.metrics.inc("events.stored")
-            log.info("event %s %s slot %d bike %s (seq %d)", ev.device, ev.kind, ev.slot,
-                     ev.bike, ev.seq)
+            self._events_log.info("event", "event %s %s slot %d bike %s (seq %d)", ev.device,
+                                  ev.kind, ev.slot, ev.bike, ev.seq)
             self.notify("event", {"dev": ev.device, "ev": ev.kind, "slot": ev.slot,
                                   "bike": ev.bike, "seq": ev.seq, "epoch": ev.epoch})
         else:

@@ -18,16 +18,26 @@ class RateLimitedLog:
         self._seen: dict[str, tuple[float, int]] = {}  # reason -> (window start, count)
 
     def warning(self, reason: str, msg: str, *args: Any) -> None:
+        self._emit(logging.WARNING, "warnings", reason, msg, *args)
+
+    def info(self, reason: str, msg: str, *args: Any) -> None:
+        """Routine lines (each event stored): one by one at a town's pace,
+        counted in a burst (a day's backlog after an outage is not 100,000
+        lines, and formatting them was a tenth of the edge's time)."""
+        self._emit(logging.INFO, "lines", reason, msg, *args)
+
+    def _emit(self, level: int, what: str, reason: str, msg: str, *args: Any) -> None:
         now = time.monotonic()
         start, n = self._seen.get(reason, (now, 0))
         if now - start >= self.window_s:
             if n > self.burst:
-                self.log.warning("%d more %r warnings in the last %.0f s not shown",
-                                 n - self.burst, reason, now - start)
+                self.log.log(level, "%d more %r %s in the last %.0f s not shown",
+                             n - self.burst, reason, what, now - start)
             start, n = now, 0
         n += 1
         self._seen[reason] = (start, n)
         if n <= self.burst:
-            self.log.warning(msg, *args)
+            self.log.log(level, msg, *args)
         elif n == self.burst + 1:
-            self.log.warning("more %r warnings this minute are counted, not shown", reason)
+            self.log.log(level, "more %r %s are counted, not shown, until %.0f s have passed",
+                         reason, what, self.window_s)

@@ -24,6 +24,26 @@ def test_a_flood_gets_a_few_lines_per_reason(caplog: pytest.LogCaptureFixture,
         log.warning("bad_mac", "dropped again")
     lines = [r.getMessage() for r in caplog.records]
     assert lines == ["dropped 0", "dropped 1", "dropped 2",
-                     "more 'bad_mac' warnings this minute are counted, not shown",
+                     "more 'bad_mac' warnings are counted, not shown, until 60 s have passed",
                      "a different reason",
                      "497 more 'bad_mac' warnings in the last 61 s not shown", "dropped again"]
+
+
+def test_routine_lines_one_by_one_at_a_towns_pace_counted_in_a_burst(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(ratelog.time, "monotonic", lambda: now[0])
+    log = ratelog.RateLimitedLog(logging.getLogger("t"), burst=2, window_s=10)
+    with caplog.at_level(logging.INFO):
+        for i in range(2):  # a town's pace: every line shown
+            log.info("event", "event %d", i)
+            now[0] += 11
+        for i in range(2, 300):  # a backlog drained at once
+            log.info("event", "event %d", i)
+        now[0] += 11
+        log.info("event", "event after")
+    lines = [r.getMessage() for r in caplog.records]
+    assert all(r.levelno == logging.INFO for r in caplog.records)
+    assert lines == ["event 0", "event 1", "event 2", "event 3",
+                     "more 'event' lines are counted, not shown, until 10 s have passed",
+                     "296 more 'event' lines in the last 11 s not shown", "event after"]

@@ -131,7 +131,7 @@ class _Reply:
     of the time. Commands go QoS 1: the broker keeps them for the device's
     session, and the command's own deadline says whether it was done."""
     blocks = False  # the ingest loop may await it inline (app/ingest_loop.py)
-    __slots__ = ("transport", "dev", "topic")
+    __slots__ = ("dev", "topic", "transport")
 
     def __init__(self, transport: MqttTransport, dev: str, topic: str) -> None:
         self.transport, self.dev, self.topic = transport, dev, topic
@@ -151,7 +151,7 @@ class _Reply:
         # aiomqtt's publish would await the PUBACK; paho's own queues it (from
         # this, the loop's thread, as aiomqtt itself calls it).
         qos = 0 if msg.get("t") == names.ACK else 1
-        info = client._client.publish(self.topic, data, qos=qos)  # noqa: SLF001
+        info = client._client.publish(self.topic, data, qos=qos)
         if info.rc != 0:
             t.metrics.inc("tx.dropped", "mqtt_error")
             log.warning("mqtt: reply to %s failed: rc %s", self.dev, info.rc)
