@@ -3,7 +3,7 @@
 Why NATS's own protocol and not its MQTT listener: JetStream answers each
 publish after the stream has stored it on a quorum of nodes, so an outbox row
 leaves the edge only once the city holds it on two machines; the MQTT
-listener's PUBACK comes before that. Each event carries its key as
+listener's PUBACK comes before that. Each event carries its site and key as
 `Nats-Msg-Id`, so a batch resent after a lost answer is stored once (and the
 backend drops duplicates by key after the window too).
 
@@ -51,6 +51,13 @@ def token(text: str) -> str:
     return _UNSAFE.sub("_", text) or "_"
 
 
+def envelope(r: OutboxRow) -> bytes:
+    """{"key", "kind", "body"}: the body is the outbox's JSON already, so it is
+    spliced in, not decoded and encoded again for every row."""
+    return (f'{{"key":{json.dumps(r.key)},"kind":{json.dumps(r.kind)},"body":{r.body}}}'
+            .encode())
+
+
 class NatsUplink:
     answers_funds = False  # fund lookups stay on the webhook (request/answer)
 
@@ -81,13 +88,16 @@ class NatsUplink:
         futures: list[asyncio.Future[Any]] = []
         try:
             for r in rows:
-                payload = json.dumps({"key": r.key, "kind": r.kind, "body": json.loads(r.body)},
-                                     ensure_ascii=False).encode()
+                payload = envelope(r)
                 # A status is state, not history: its newest replaces it, so
                 # it carries no id to be deduplicated by.
-                headers = None if r.kind == "status" else {"Nats-Msg-Id": r.key}
+                # The stream deduplicates by id across every site, and two
+                # sites both have a dock-001: the id names the site.
+                headers = None if r.kind == "status" else {"Nats-Msg-Id": f"{self.site}/{r.key}"}
+                # No wait_stall: it costs a task per message; a batch (<= 1,000)
+                # fits in the client's 4,000 pending publishes, and the whole
+                # batch is under one deadline below anyway.
                 futures.append(await js.publish_async(self.subject(r), payload,
-                                                      wait_stall=self.cfg.timeout_s,
                                                       headers=headers))
             async with asyncio.timeout(self.cfg.timeout_s):
                 acks = await asyncio.gather(*futures)
@@ -136,7 +146,7 @@ class NatsUplink:
             self._on_connected()
 
         async def error(exc: Exception) -> None:
-            log.warning("%s: %s", self.name, exc or type(exc).__name__)
+            log.warning("%s: %s", self.name, str(exc) or type(exc).__name__)
 
         return await nats.connect(
             servers=self.cfg.servers, user=self.cfg.username, password=self.cfg.password,
@@ -155,7 +165,7 @@ class NatsUplink:
             except (nats.errors.Error, OSError, TimeoutError) as exc:
                 raise_if_cancelling()
                 log.warning("%s: city tier unreachable (%s); retrying in %.1f s", self.name,
-                            exc or type(exc).__name__, delay)
+                            str(exc) or type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
         self.connected.set()

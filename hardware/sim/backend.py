@@ -9,6 +9,7 @@ delayed after the items are stored."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
@@ -16,6 +17,7 @@ import secrets
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,19 @@ class DevBackend:
         # the city's manifest.json (GBFS v3).
         self.gbfs_systems: dict[str, tuple[str, str]] = {}
         self.app = app
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One transaction. The connection is in autocommit mode (so reads
+        see the newest), where `with connection:` opens none: each statement
+        would be its own commit and fsync."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     @web.middleware
     async def _operator(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -187,39 +202,50 @@ class DevBackend:
         """One site's items in one transaction, whichever way they came (a
         webhook, the city tier): events once by key, a station's status only
         if newer, rental outcomes onto their rental. Malformed: nothing stored."""
+        return self.store_sites([(site, items)])
+
+    def store_sites(self, batches: list[tuple[str, list[dict[str, Any]]]]
+                    ) -> tuple[list[str], list[str]]:
+        """Several sites' items in one transaction (one commit, one fsync: the
+        city tier hands them over mixed)."""
         accepted: list[str] = []
         dups: list[str] = []
         now = time.time()
-        with self.db:
-            for it in items:
-                key, kind, b = it.get("key"), it.get("kind"), it.get("body")
-                if not isinstance(key, str) or not isinstance(b, dict):
-                    raise Malformed("malformed item")
-                self.stats["items"] += 1
-                if kind == "event":
-                    cur = self.db.execute(
-                        "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)",
-                        (key, site, b.get("station"), b.get("type"), b.get("device"),
-                         b.get("slot"), b.get("bike"), b.get("rental_id"), json.dumps(b), now))
-                    (accepted if cur.rowcount else dups).append(key)
-                elif kind == "status":
-                    cur = self.db.execute(
-                        "INSERT INTO stations VALUES (?,?,?,?,?) ON CONFLICT(site, station) DO"
-                        " UPDATE SET version=excluded.version, body=excluded.body,"
-                        " received=excluded.received WHERE excluded.version > stations.version",
-                        (site, b.get("station_id"), b.get("version", 0), json.dumps(b), now))
-                    if not cur.rowcount:
-                        self.stats["stale_status"] += 1
-                    accepted.append(key)
-                elif kind == "rental":
-                    state = b.get("state") or ("rented" if b.get("ok") else "failed")
-                    self.db.execute("UPDATE rentals SET state = ?, result = ? WHERE id = ?",
-                                    (state, json.dumps(b), b.get("rental_id")))
-                    accepted.append(key)
-                else:
-                    raise Malformed(f"unknown kind {kind!r}", 422)
+        with self._tx():
+            for site, items in batches:
+                self._store_site(site, items, now, accepted, dups)
         self.stats["duplicates"] += len(dups)
         return accepted, dups
+
+    def _store_site(self, site: str, items: list[dict[str, Any]], now: float,
+                    accepted: list[str], dups: list[str]) -> None:
+        for it in items:
+            key, kind, b = it.get("key"), it.get("kind"), it.get("body")
+            if not isinstance(key, str) or not isinstance(b, dict):
+                raise Malformed("malformed item")
+            self.stats["items"] += 1
+            if kind == "event":
+                cur = self.db.execute(
+                    "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (key, site, b.get("station"), b.get("type"), b.get("device"),
+                     b.get("slot"), b.get("bike"), b.get("rental_id"), json.dumps(b), now))
+                (accepted if cur.rowcount else dups).append(key)
+            elif kind == "status":
+                cur = self.db.execute(
+                    "INSERT INTO stations VALUES (?,?,?,?,?) ON CONFLICT(site, station) DO"
+                    " UPDATE SET version=excluded.version, body=excluded.body,"
+                    " received=excluded.received WHERE excluded.version > stations.version",
+                    (site, b.get("station_id"), b.get("version", 0), json.dumps(b), now))
+                if not cur.rowcount:
+                    self.stats["stale_status"] += 1
+                accepted.append(key)
+            elif kind == "rental":
+                state = b.get("state") or ("rented" if b.get("ok") else "failed")
+                self.db.execute("UPDATE rentals SET state = ?, result = ? WHERE id = ?",
+                                (state, json.dumps(b), b.get("rental_id")))
+                accepted.append(key)
+            else:
+                raise Malformed(f"unknown kind {kind!r}", 422)
 
     # -- rentals -----------------------------------------------------------------
     async def new_rental(self, request: web.Request) -> web.Response:
@@ -234,7 +260,7 @@ class DevBackend:
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": "need site and station (text), slot 0..63"},
                                      status=400)
-        with self.db:
+        with self._tx():
             cur = self.db.execute(
                 "INSERT OR IGNORE INTO rentals VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (rid, site, station, slot, str(req.get("rider", "")), "issued", None, time.time(),
@@ -257,14 +283,14 @@ class DevBackend:
             "SELECT id, station, slot, params FROM rentals WHERE site = ? AND state = 'issued'"
             " AND (delivered IS NULL OR delivered < ?)", (site, again)).fetchall()
         if rows:
-            with self.db:
+            with self._tx():
                 self.db.executemany("UPDATE rentals SET delivered = ? WHERE id = ?",
                                     [(now, r[0]) for r in rows])
         return [{"rental_id": r[0], "station": r[1], "slot": r[2], **json.loads(r[3] or "{}")}
                 for r in rows]
 
     def not_delivered(self, rental_id: str) -> None:
-        with self.db:
+        with self._tx():
             self.db.execute("UPDATE rentals SET delivered = NULL WHERE id = ?", (rental_id,))
 
     @property
@@ -314,7 +340,7 @@ class DevBackend:
                 raise ValueError
         except (ValueError, KeyError, TypeError, OverflowError):
             return web.json_response({"error": "need token and records"}, status=400)
-        with self.db:
+        with self._tx():
             self.db.executemany("INSERT INTO funds VALUES (?,?,?,?,?)", rows)
         return web.json_response({"added": len(rows)}, status=201)
 

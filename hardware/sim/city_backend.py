@@ -39,7 +39,7 @@ from hardware.sim.backend import DevBackend, Malformed
 log = logging.getLogger("backend.city")
 
 EVENTS, STATE = "CITY_EVENTS", "CITY_STATE"
-BATCH = 256  # messages per fetch: one transaction, then their acks
+BATCH = 1000  # messages per fetch: one transaction, then their acks
 
 
 class CityLink:
@@ -56,21 +56,28 @@ class CityLink:
         # Event latency (backend commit time - the event's own time), for the bench.
         self.latencies: list[float] = []
 
-    async def start(self) -> None:
+    async def start(self, consume: bool = True) -> None:
+        """consume=False: the streams and consumers only (a benchmark times
+        the drain of a backlog with consume())."""
         ctx = ssl.create_default_context(cafile=str(self.ca))
         self.nc = await nats.connect(
             servers=self.urls, user="backend", password=self.password, tls=ctx,
             name="city-backend", allow_reconnect=True, max_reconnect_attempts=-1,
             reconnect_time_wait=1, error_cb=self._error)
+        await self._ensure_streams(self.nc.jetstream(timeout=5))
+        if consume:
+            self.consume()
+
+    def consume(self) -> None:
+        assert self.nc is not None
         js = self.nc.jetstream(timeout=5)
-        await self._ensure_streams(js)
         for name, work in (("events", self._take_events), ("state", self._take_state),
                            ("rentals", self._send_rentals)):
             self._tasks.append(asyncio.create_task(self._forever(name, work, js),
                                                    name=f"city-link:{name}"))
 
     async def _error(self, exc: Exception) -> None:
-        log.warning("city tier: %s", exc or type(exc).__name__)
+        log.warning("city tier: %s", str(exc) or type(exc).__name__)
 
     async def _ensure_streams(self, js: JetStreamContext) -> None:
         """Made (or found) once JetStream has its leaders; retried while the
@@ -128,7 +135,11 @@ class CityLink:
                 await work(js)
             except (nats.errors.Error, nats.js.errors.Error, OSError) as exc:
                 self.stats["fetch_errors"] += 1
-                log.warning("city link %s: %s; again in 1 s", name, exc or type(exc).__name__)
+                log.warning("city link %s: %s; again in 1 s", name, str(exc) or type(exc).__name__)
+                await asyncio.sleep(1.0)
+            except Exception:  # a bug here must not stop the city's intake for good
+                self.stats["fetch_errors"] += 1
+                log.exception("city link %s failed; again in 1 s", name)
                 await asyncio.sleep(1.0)
 
     @staticmethod
@@ -148,27 +159,31 @@ class CityLink:
         return by_site
 
     async def _commit_and_ack(self, msgs: list[Msg], counter: str) -> None:
-        for site, pairs in self._items(msgs).items():
-            good = [(m, it) for m, it in pairs if it]
-            try:
-                self.backend.store_items(site, [it for _, it in good])
-            except (Malformed, ValueError, TypeError, OverflowError):
-                # One bad item spoils the transaction: store them one by one,
-                # and take the bad ones out of the stream for good.
-                for m, it in good:
+        by_site = self._items(msgs)
+        batches = [(site, [it for _, it in pairs if it]) for site, pairs in by_site.items()]
+        try:
+            self.backend.store_sites(batches)  # the fetch in one transaction
+        except (Malformed, ValueError, TypeError, OverflowError):
+            # One bad item spoils the transaction: store them one by one, and
+            # take the bad ones out of the stream for good.
+            for site, pairs in by_site.items():
+                for m, it in pairs:
+                    if not it:
+                        continue
                     try:
                         self.backend.store_items(site, [it])
                     except (Malformed, ValueError, TypeError, OverflowError):
                         self.stats["malformed"] += 1
                         await m.term()
-            now = time.time()
-            for _m, it in good:
-                at = (it.get("body") or {}).get("at") if it.get("kind") == "event" else None
-                if isinstance(at, (int, float)) and len(self.latencies) < 1_000_000:
-                    self.latencies.append(now - at)
+        now = time.time()
+        for pairs in by_site.values():
             for m, it in pairs:
                 if not it:
                     await m.term()  # malformed: never redelivered, counted above
+                    continue
+                at = (it.get("body") or {}).get("at") if it.get("kind") == "event" else None
+                if isinstance(at, (int, float)) and len(self.latencies) < 1_000_000:
+                    self.latencies.append(now - at)
         for m in msgs:
             with contextlib.suppress(nats.errors.Error):
                 await m.ack()  # after the commit: a crash before it redelivers (dropped by key)
