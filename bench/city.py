@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nats
 
+from bench.result import emit, row
 from cloud_bridge.nats_uplink import NatsUplink
 from edge.config import UplinkConfig
 from edge.core.metrics import Metrics
@@ -178,6 +179,11 @@ async def main(args: argparse.Namespace) -> None:
     r = await run(args.sites, args.events // args.sites, args.rate, args.seconds)
     print(json.dumps(r))
     print(report(r))
+    emit("city", [row(f"sites' bridges into the tier ({r['sites']} sites)",
+                      r["sites_to_tier_per_s"], "events/s", r["tier_intake_per_s"]),
+                  row("backend drains the tier", r["fan_in_per_s"], "events/s",
+                      r["tier_intake_per_s"]),
+                  row("event -> backend commit p99", r["latency_p99_ms"], "ms")])
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import Fleet, mosquitto_sub_env, secure_broker
+from bench.result import emit, row
 from edge.config import parse
 from edge.runtime import Edge
 from tools.broker import Broker, free_port
@@ -127,6 +128,8 @@ async def main(args: argparse.Namespace) -> None:
     ratio = edge_rate / base_rate
     print(f"ratio {ratio:.2f}x of the broker's delivery rate (target >= 0.35x: "
           f"{'met' if ratio >= 0.35 else 'NOT met'})")
+    emit("ingest", [row("edge ingest (decoded, journaled, acked)", edge_rate, "events/s",
+                        base_rate, ">= 0.35x")])
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -31,6 +31,7 @@ import paho.mqtt.client as paho
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import Fleet, secure_broker
+from bench.result import emit, row
 from bench.simdocks import event, rent_or_return
 from edge.config import parse
 from edge.runtime import Edge
@@ -176,6 +177,10 @@ async def main(args: argparse.Namespace) -> None:
               f"{'met' if p99 < 0.5 else 'NOT met'})")
     if len(back_lat) != len(sent):
         print(f"WARNING: {len(sent) - len(back_lat)} events not at the backend")
+    emit("latency", [row("dock event -> backend p99", pct(back_lat, 99) * 1000, "ms",
+                         b99 * 1000, "< 500 ms"),
+                     row("dock event -> GBFS p99", pct(gbfs_lat, 99) * 1000, "ms", b99 * 1000,
+                         "< 500 ms")])
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import Fleet, secure_broker
+from bench.result import emit, row
 from bench.simdocks import event, rent_or_return
 from edge.adapters.api_tokens import ApiTokens
 from edge.adapters.device_keys import write_private
@@ -145,6 +146,8 @@ async def main(args: argparse.Namespace) -> None:
           f"{'met' if edge_cores < 0.5 else 'NOT met'}); events stored {stored} of {events}")
     print(f"broker {broker_cores:.3f} of a core  (edge/broker ratio "
           f"{edge_cores / broker_cores if broker_cores else float('nan'):.1f}x)")
+    emit("load", [row(f"edge CPU, {n} docks at a town's load", edge_cores, "cores",
+                      broker_cores, "< 0.5")])
 
 
 if __name__ == "__main__":

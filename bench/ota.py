@@ -27,6 +27,7 @@ import aiomqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.result import emit, row
 from edge.core.messages import Result
 from edge.netutil import NODELAY
 from hardware.sim.town import Town
@@ -118,6 +119,7 @@ async def main(args: argparse.Namespace) -> None:
     sign(image, work / "key.pem")
     size = sum(p.stat().st_size for p in image.rglob("*") if p.is_file())
     print(f"image: {size / 1024:.0f} KB")
+    rows = []
     for link in ("serial", "mqtt"):
         r = await rollout(work, link, image, pub, args.rounds)
         line = (f"{link:6}  {r['state']:5}  rollout {r['wall_s']:5.1f} s  "
@@ -126,6 +128,10 @@ async def main(args: argparse.Namespace) -> None:
             line += (f"  | broker request/answer baseline {r['baseline_ms']:.1f} ms, "
                      f"ratio {r['cmd_ms'] / r['baseline_ms']:.1f}x")
         print(line)
+        rows.append(row(f"OTA rollout on {link} ({r['state']})", r["wall_s"], "s"))
+        rows.append(row(f"OTA command round trip, {link}", r["cmd_ms"], "ms",
+                        r["baseline_ms"] if link == "mqtt" else None))
+    emit("ota", rows)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import Fleet, secure_broker
 from bench.load import cpu_s
+from bench.result import emit, row
 from edge.adapters.device_keys import write_private
 from hardware.sim.backend import DevBackend
 from tools.broker import free_port
@@ -180,6 +181,14 @@ async def main(args: argparse.Namespace) -> None:
     if peer is not None:
         print(json.dumps(peer))
     print(table(ours, peer))
+    rows = [row("edge burst, delivered to the backend", ours["rate_delivered_per_s"],
+                "events/s", peer["rate_delivered_per_s"] if peer else None,
+                ">= 10x the peer"),
+            row("edge CPU per 1,000 events", per_1000(ours), "CPU s",
+                per_1000(peer) if peer else None),
+            row("edge peak RSS", ours["gateway_rss_mb"], "MB",
+                peer["gateway_rss_mb"] if peer else None)]
+    emit("peer", rows)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.result import emit, row
 from hardware.idcard_emulator import fictional_card
 from hardware.sim.town import Town
 
@@ -73,6 +74,8 @@ async def main(args: argparse.Namespace) -> None:
         v = pct(lat, p)
         print(f"swipe -> result on screen {name} {v * 1000:6.0f} ms  (x{v / w50:.1f} of wire time;"
               f" target p95 < 400 ms)")
+    emit("swipe", [row("swipe -> result on screen p95", pct(lat, 95) * 1000, "ms",
+                       w50 * 1000, "< 400 ms")])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,29 @@
+"""Every benchmark runs (bench/all.py --quick: tiny sizes) and reports its
+headline figures into the one table. No figure is judged here: a test never
+passes or fails on speed (the figures at real sizes are in docs/)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from bench.all import BENCHES
+from tests.conftest import ROOT, needs_mosquitto
+
+
+@needs_mosquitto
+@pytest.mark.timeout(900)
+def test_every_benchmark_runs_and_reports_into_one_table() -> None:
+    r = subprocess.run([sys.executable, "bench/all.py", "--quick"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=880)
+    print(r.stdout)
+    print(r.stderr[-3000:], file=sys.stderr)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["benchmark", "figure", "value"]
+    for name in BENCHES:
+        rows = [ln for ln in lines[2:] if ln.split()[0] == name]
+        assert rows, f"{name} has no row"
+        assert not any("not measured" in ln for ln in rows), rows
