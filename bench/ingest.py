@@ -45,21 +45,24 @@ def _edge(work: Path, broker: Broker, docks: int, password: str) -> Edge:
 
 
 async def _run_edge(svc: Edge, until_stored: int) -> tuple[float, float]:
-    """Start the edge; returns (seconds from its MQTT connect to `until_stored`
-    events stored, seconds it took to start)."""
+    """Start the edge; returns (seconds from its MQTT session's start, the
+    CONNACK, to `until_stored` events stored, seconds it took to get there).
+    The backlog flows from the CONNACK, before any subscribe."""
     stop = asyncio.Event()
     t_start = time.perf_counter()
     task = asyncio.create_task(svc.run(stop), name="edge")
     await svc.ready.wait()
-    await svc.transports[0].connected.wait()  # type: ignore[attr-defined]
-    t0 = time.perf_counter()
-    # Polling a counter: timing resolution 5 ms on runs of seconds.
+    mqtt = svc.transports[0]
+    # Subscribed: the session then holds whatever comes (the first run makes it).
+    await mqtt.connected.wait()  # type: ignore[attr-defined]
+    # Polling a counter: 5 ms resolution on runs of a second and more.
     while svc.metrics.get("events.stored") < until_stored:  # noqa: ASYNC110
         await asyncio.sleep(0.005)
-    took = time.perf_counter() - t0
+    t_end = time.perf_counter()
     stop.set()
     await task
-    return took, t0 - t_start
+    t0: float = mqtt.session_started  # type: ignore[attr-defined]
+    return t_end - t0, t0 - t_start
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -124,7 +127,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"baseline  mosquitto_sub          {base_rate:9.0f} msg/s  ({base_s:.2f} s, includes "
           "its start)")
     print(f"edge      decoded, journaled, acked {edge_rate:9.0f} msg/s  ({edge_s:.2f} s from "
-          f"its MQTT connect; it started in {start_s:.2f} s; {stored} stored)")
+          f"its MQTT CONNACK; it started in {start_s:.2f} s; {stored} stored)")
     ratio = edge_rate / base_rate
     print(f"ratio {ratio:.2f}x of the broker's delivery rate (target >= 0.35x: "
           f"{'met' if ratio >= 0.35 else 'NOT met'})")
