@@ -38,8 +38,10 @@ def pct(xs: list[float], p: float) -> float:
 
 async def main(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="huimin-swipe-"))
+    # Back-to-back swipes: past the edge's default lookup limit per kiosk (30 a
+    # minute), which would answer "busy"; 600 is the most the config allows.
     async with Town(work, docks=1, slots=2, mqtt_share=0, seed=1, kiosks=1,
-                    use_mqtt=False, baud=args.baud) as town:
+                    use_mqtt=False, baud=args.baud, kiosk_lookups_per_minute=600) as town:
         await town.wait_online()
         k = town.kiosks[0]
         assert k.module is not None and k.screen is not None
@@ -55,8 +57,9 @@ async def main(args: argparse.Namespace) -> None:
             before = sum(sum(ln.bytes) for ln in k.lines.values())
             t0 = time.perf_counter()
             k.module.place(card)
-            while k.screen.page != RESULT_PAGE:  # noqa: ASYNC110 (1 ms resolution is enough)
-                await asyncio.sleep(0.001)
+            async with asyncio.timeout(10):  # a swipe that never shows is a failure
+                while k.screen.page != RESULT_PAGE:  # noqa: ASYNC110 (1 ms is enough)
+                    await asyncio.sleep(0.001)
             dt = time.perf_counter() - t0
             moved = sum(sum(ln.bytes) for ln in k.lines.values()) - before
             if i:  # the first swipe warms the edge's cache

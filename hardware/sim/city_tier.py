@@ -143,7 +143,7 @@ class CityTier:
             f.write(self._config(node))
         node.proc = await asyncio.create_subprocess_exec(
             exe, "-c", str(conf), stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+            stderr=asyncio.subprocess.DEVNULL)
 
     async def wait_ready(self, limit_s: float = 30.0) -> None:
         """Every live node answers, and JetStream has a meta leader."""

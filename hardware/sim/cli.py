@@ -97,6 +97,11 @@ def _add_city(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     p.add_argument("--kill-node-at", type=float, default=0, metavar="S",
                    help="kill one of the tier's nodes S seconds in (and restart it 20 s "
                    "later): the audit at the end shows what that cost")
+    p.add_argument("--cut-uplink-at", type=float, default=0, metavar="S",
+                   help="cut the first site's uplink to the tier S seconds in, for "
+                   "--cut-for seconds (its events wait in its outbox)")
+    p.add_argument("--cut-for", type=float, default=120, metavar="S",
+                   help="how long the uplink stays cut (default 120)")
     p.set_defaults(func=run_city)
 
 
@@ -145,12 +150,14 @@ async def _city_main(args: argparse.Namespace) -> int:
         riders = None if args.no_riders else asyncio.create_task(city.riders(), name="riders")
         chaos = asyncio.create_task(_kill_a_node(city, args.kill_node_at), name="node-kill") \
             if args.kill_node_at else None
+        cut = asyncio.create_task(_cut_uplink(city, args.cut_uplink_at, args.cut_for),
+                                  name="uplink-cut") if args.cut_uplink_at else None
         try:
             async with asyncio.timeout(args.duration or None):
                 await stop.wait()
         except TimeoutError:
             pass
-        for task in (riders, chaos):
+        for task in (riders, chaos, cut):
             if task is not None:
                 task.cancel()
         audit = await settle_and_audit_city(city)
@@ -168,6 +175,18 @@ async def _kill_a_node(city: City, at_s: float) -> None:
     await city.tier.kill(node)
     await asyncio.sleep(20)
     await city.tier.restart(node)
+
+
+async def _cut_uplink(city: City, at_s: float, for_s: float) -> None:
+    site = city.site_ids[0]
+    await asyncio.sleep(at_s)
+    print(f"Cutting {site}'s uplink to the city tier for {for_s:.0f} s", flush=True)
+    city.cut(site)
+    try:
+        await asyncio.sleep(for_s)
+    finally:
+        city.cut(site, False)
+        print(f"{site}'s uplink is back", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
