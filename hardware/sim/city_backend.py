@@ -195,8 +195,8 @@ class CityLink:
         while True:
             try:
                 msgs = await psub.fetch(batch=BATCH, timeout=1.0)
-            except nats.errors.TimeoutError:
-                continue
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue  # nothing new (or a leader being elected): ask again
             await self._commit_and_ack(msgs, counter)
 
     async def _take_events(self, js: JetStreamContext) -> None:
