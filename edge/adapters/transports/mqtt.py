@@ -63,8 +63,7 @@ class MqttTransport:
             keepalive=c.keepalive, clean_session=False, timeout=10, socket_options=NODELAY,
             tls_params=aiomqtt.TLSParameters(ca_certs=str(c.ca)) if c.tls and c.ca else None,
             will=aiomqtt.Will(self._status_topic, b'{"online":false}', qos=1, retain=True))
-        # Acks are sent without waiting one by one (service._acker): up to 256 in
-        # flight is normal, not worth aiomqtt's warning.
+        # Replies bypass aiomqtt (_Reply); its own few calls never near this.
         client.pending_calls_threshold = 300
         # Before it connects: a persistent session's backlog starts flowing
         # with the CONNACK, before any subscribe.
@@ -117,7 +116,12 @@ class MqttTransport:
         self._held.clear()
 
     def _from_paho(self, paho: Any, userdata: Any, m: Any) -> None:
-        item = self._inbound(m.topic, m.payload)
+        try:
+            item = self._inbound(m.topic, m.payload)
+        except Exception:  # a bug here must not break paho's reading for everyone
+            self.metrics.inc("rx.error")
+            log.exception("mqtt: error taking a message on %s", m.topic[:120])
+            item = None
         if item is None:
             paho.ack(m.mid, m.qos)  # dropped and counted: nothing to wait for
             return
