@@ -95,7 +95,10 @@ def middleware(tokens: ApiTokens, sessions: Sessions, metrics: Metrics) -> Middl
             log.warning("refused %s %s from %s: %s", request.method, request.path,
                         request.remote, "bad credentials" if auth or COOKIE in request.cookies
                         else "no credentials")
-            if request.method == "GET" and not request.path.startswith("/api/"):
+            # A person's browser goes to the sign-in page; a program (the API,
+            # a Prometheus scraper) gets a plain 401.
+            if request.method == "GET" and not request.path.startswith("/api/") \
+                    and request.path != "/metrics":
                 raise web.HTTPSeeOther(f"/login?next={request.path}")
             return web.json_response(
                 {"error": "unauthorized",

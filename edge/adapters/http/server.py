@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from edge.adapters.api_tokens import ApiTokens
 from edge.adapters.http.auth import (
@@ -25,6 +26,7 @@ from edge.adapters.http.auth import (
     logout_handler,
     middleware,
 )
+from edge.adapters.http.prometheus import registry_for
 from edge.adapters.http.webserver import serve
 from edge.adapters.store import SqliteStore
 from edge.app.ota import Ota
@@ -76,6 +78,7 @@ class EdgeView(Protocol):
 class HttpServer:
     def __init__(self, svc: EdgeView) -> None:
         self.svc = svc
+        self._prometheus = registry_for(svc)
         self.port = 0
         self._cache: dict[tuple[str, str, str], _Cached] = {}
         self._runner: web.AppRunner | None = None
@@ -95,6 +98,7 @@ class HttpServer:
             web.post("/api/devices", self.api_device_register),
             web.get("/api/events", self.api_events),
             web.get("/api/metrics", self.api_metrics),
+            web.get("/metrics", self.prometheus),
             web.get("/api/ota", self.api_ota_list),
             web.post("/api/ota", self.api_ota_start),
             web.get("/api/ota/{id}", self.api_ota_get),
@@ -195,6 +199,12 @@ class HttpServer:
         return _json({"counters": self.svc.metrics.snapshot(),
                       "inbound_backlog": self.svc.inbound_backlog(), "outbox": outbox,
                       "alarms": self.svc.alarms()})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        """Prometheus's text format; a scraper sends the technician token it
+        was given (`authorization: credentials_file:` in its scrape config)."""
+        body = generate_latest(self._prometheus)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(self, request: web.Request) -> web.Response:
         return _json({"ok": True, "site": self.svc.cfg.site})

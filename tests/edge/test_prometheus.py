@@ -1,0 +1,48 @@
+"""GET /metrics in Prometheus's text format, parsed by prometheus-client's own
+parser: counters by reason, devices by kind and state, each device's heap,
+the outbox per uplink, stations by state; a scraper needs the token."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from hardware.sim.town import Town
+from tests.conftest import needs_mosquitto, run, until
+
+
+@needs_mosquitto
+def test_prometheus_text_with_the_edges_numbers(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with Town(tmp_path, docks=2, slots=4, mqtt_share=0.5, seed=4, fill=0.5,
+                        heartbeat_s=2) as town:
+            await town.wait_online(30)
+            assert town.edge is not None
+            assert await town.rent(town.docks[0]) is not None
+            town.edge.metrics.inc("rx.rejected", "bad_mac", n=3)  # as a forged frame would
+            await until(lambda: all(d.heap_free for d in town.edge.registry.devices.values()),
+                        10, "every dock's heartbeat")
+            url = f"http://127.0.0.1:{town.http_port}/metrics"
+            async with aiohttp.ClientSession() as s:
+                async with s.get(url) as r:
+                    assert r.status == 401  # no token, no numbers
+                async with s.get(url, headers={"Authorization": f"Bearer {town.token}"}) as r:
+                    assert r.status == 200
+                    assert r.headers["Content-Type"].startswith("text/plain")
+                    text = await r.text()
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in fams.values() for s in f.samples}
+        assert fams["huimin_rx_rejected"].type == "counter"
+        assert samples[("huimin_rx_rejected_total", (("reason", "bad_mac"),))] == 3
+        assert samples[("huimin_events_stored_total", (("reason", ""),))] >= 1
+        assert samples[("huimin_devices", (("kind", "dock"), ("state", "online")))] == 2
+        for d in town.docks:
+            assert samples[("huimin_device_heap_free_bytes", (("device", d.dev),))] > 0
+            assert samples[("huimin_device_heap_low_bytes", (("device", d.dev),))] > 0
+        assert ("huimin_outbox_rows", (("uplink", "city"),)) in samples
+        assert sum(v for (n, _), v in samples.items() if n == "huimin_stations") == 2
+        assert fams["huimin_inbound_backlog"].type == "gauge"
+    run(main())
