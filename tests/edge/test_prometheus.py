@@ -46,3 +46,21 @@ def test_prometheus_text_with_the_edges_numbers(tmp_path: Path) -> None:
         assert sum(v for (n, _), v in samples.items() if n == "huimin_stations") == 2
         assert fams["huimin_inbound_backlog"].type == "gauge"
     run(main())
+
+
+def test_the_grafana_dashboard_asks_only_for_series_the_edge_serves() -> None:
+    import json
+    import re
+
+    from tests.conftest import ROOT
+
+    dash = json.loads((ROOT / "docs" / "grafana" / "huimin-edge.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    names = {n for e in exprs for n in re.findall(r"huimin_[a-z_]+", e)}
+    served = set(re.findall(r'GaugeMetricFamily\(\s*"(huimin_[a-z_]+)"',
+                            (ROOT / "edge/adapters/http/prometheus.py").read_text()))
+    source = "\n".join(p.read_text() for p in (ROOT / "edge").rglob("*.py"))
+    counted = {"huimin_" + re.sub(r"[^a-z0-9]", "_", c) + "_total"
+               for c in re.findall(r'\.inc\(\s*"([a-z_.]+)"', source)}
+    assert names, "no series in the dashboard"
+    assert names <= served | counted, sorted(names - served - counted)
