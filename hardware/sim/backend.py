@@ -18,6 +18,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -433,14 +434,47 @@ class DevBackend:
         return web.json_response({"ok": True})
 
     async def page(self, request: web.Request) -> web.Response:
-        rows = "".join(
-            f"<tr><td>{k}</td><td>{v.get('bikes_available')}</td>"
-            f"<td>{v.get('docks_available')}</td><td>{'open' if v.get('is_renting') else 'closed'}"
-            "</td></tr>" for k, v in sorted(self.stations().items()))
-        n = self.db.execute("SELECT count(*) FROM events").fetchone()[0]
-        html = ("<!doctype html><meta charset=utf-8><title>City backend (dev)</title>"
+        """The city at a glance: each site's totals, the counters, every station."""
+        stations = self.stations()
+        per_site: dict[str, list[dict[str, Any]]] = {}
+        for key, st in stations.items():
+            per_site.setdefault(key.split("/", 1)[0], []).append(st)
+        events = dict(self.db.execute("SELECT site, count(*) FROM events GROUP BY site"))
+        rentals = dict(self.db.execute(
+            "SELECT site, count(*) FROM rentals WHERE state = 'rented' GROUP BY site"))
+        sites = sorted(set(per_site) | set(events))
+
+        def num(v: object) -> str:
+            return str(v) if isinstance(v, int) else "-"
+
+        site_rows = "".join(
+            f"<tr><td>{escape(site)}</td><td>{len(per_site.get(site, []))}</td>"
+            f"<td>{sum(st.get('bikes_available') or 0 for st in per_site.get(site, []))}</td>"
+            f"<td>{sum(st.get('docks_available') or 0 for st in per_site.get(site, []))}</td>"
+            f"<td>{events.get(site, 0)}</td><td>{rentals.get(site, 0)}</td></tr>"
+            for site in sites)
+        counter_rows = "".join(f"<tr><td>{escape(k)}</td><td>{v}</td></tr>"
+                               for k, v in self.stats.items())
+        station_rows = "".join(
+            f"<tr><td>{escape(k)}</td><td>{num(v.get('bikes_available'))}</td>"
+            f"<td>{num(v.get('docks_available'))}</td>"
+            f"<td>{'open' if v.get('is_renting') else 'closed'}</td></tr>"
+            for k, v in sorted(stations.items()))
+        html = ("<!doctype html><html lang=en><meta charset=utf-8>"
+                "<meta name=viewport content='width=device-width'>"
+                "<title>City backend (development)</title><style>"
+                "body{font:16px/1.4 system-ui,sans-serif;margin:1.5em}"
+                "table{border-collapse:collapse;margin:0 0 1.5em}"
+                "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}"
+                "td:not(:first-child){text-align:right}</style>"
                 "<h1>City backend (development)</h1>"
-                f"<p>{n} rent/return events received; stats: {self.stats}</p>"
-                "<table border=1><tr><th>site/station</th><th>bikes</th><th>docks</th>"
-                f"<th>state</th></tr>{rows}</table>")
+                "<p>GBFS for the whole city: <a href='/gbfs/manifest.json'>manifest.json</a>;"
+                " JSON: <a href='/api/stations'>stations</a>, <a href='/api/events'>events</a>,"
+                " <a href='/api/stats'>counters</a>.</p>"
+                "<h2>Sites</h2><table><tr><th>site</th><th>stations</th><th>bikes</th>"
+                f"<th>free docks</th><th>events</th><th>rentals</th></tr>{site_rows}</table>"
+                "<h2>Counters</h2><table><tr><th>counter</th><th>count</th></tr>"
+                f"{counter_rows}</table>"
+                "<h2>Stations</h2><table><tr><th>site/station</th><th>bikes</th>"
+                f"<th>free docks</th><th>state</th></tr>{station_rows}</table></html>")
         return web.Response(text=html, content_type="text/html")

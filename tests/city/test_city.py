@@ -114,6 +114,11 @@ def test_a_site_may_speak_only_for_itself_and_the_manifest_lists_every_site(
             await asyncio.sleep(1.0)
             assert not [e for e in city.backend.events() if e["key"] == forged["key"]]
             async with aiohttp.ClientSession() as s:
+                async with s.get(f"{city.backend_url}/") as r:  # the city at a glance
+                    page = await r.text()
+                for site in ("anji", "deqing"):
+                    assert f"<tr><td>{site}</td>" in page and f"{site}/{site}-001" in page
+                assert "<h2>Counters</h2>" in page and "{'" not in page  # a table, not a dict
                 async with s.get(f"{city.backend_url}/gbfs/manifest.json") as r:
                     manifest: dict[str, Any] = await r.json()
                 systems = {d["system_id"]: d for d in manifest["data"]["datasets"]}
