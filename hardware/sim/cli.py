@@ -10,7 +10,9 @@ import errno
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from hardware.sim.audit import settle_and_audit, settle_and_audit_city
 from hardware.sim.city import City
@@ -108,23 +110,14 @@ def _add_city(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 def run_city(args: argparse.Namespace) -> int:
     if not 1 <= args.sites <= 20 or not 1 <= args.docks <= 50 or not 1 <= args.slots <= 32:
         raise SystemExit("huimin city: --sites must be 1..20, --docks 1..50, --slots 1..32")
-    try:
-        return asyncio.run(_city_main(args))
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise SystemExit(f"huimin city: port {args.port} is in use; "
-                             "pick another with --port (0 = any free port)") from exc
-        raise
+    return _run("city", _city_main(args), args.port)
 
 
 async def _city_main(args: argparse.Namespace) -> int:
     if nats_server_path() is None:
         raise SystemExit("huimin city: nats-server is not installed (Debian: "
                          "apt install nats-server; ./run-tests installs it)")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     print(f"Starting a city of {args.sites} sites x {args.docks} docks, through a 3-node "
           "NATS cluster...", flush=True)
     city = City(args.dir.resolve(), sites=args.sites, backend_port=args.port, docks=args.docks,
@@ -192,21 +185,32 @@ async def _cut_uplink(city: City, at_s: float, for_s: float) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.docks <= 200 or not 1 <= args.slots <= 32 or not 0 <= args.kiosks <= 20:
         raise SystemExit("huimin sim: --docks must be 1..200, --slots 1..32, --kiosks 0..20")
+    return _run("sim", _main(args), args.port)
+
+
+def _run(command: str, main: Coroutine[Any, Any, int], port: int) -> int:
+    """The command's loop; a port in use is a clear message, not a traceback."""
     try:
-        return asyncio.run(_main(args))
+        return asyncio.run(main)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise SystemExit(f"huimin sim: port {args.port} is in use; "
+            raise SystemExit(f"huimin {command}: port {port} is in use; "
                              "pick another with --port (0 = any free port)") from exc
         raise
 
 
-async def _main(args: argparse.Namespace) -> int:
-    log = logging.getLogger("sim")
+def _stop_on_signals() -> asyncio.Event:
+    """Set on Ctrl-C or SIGTERM: the command then stops its parts in order."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _main(args: argparse.Namespace) -> int:
+    log = logging.getLogger("sim")
+    stop = _stop_on_signals()
     schedule = load(args.faults, args.seed) if args.faults else []
     edge_process = args.edge_process or any(f.kind == "edge_kill" for f in schedule)
     town = Town(args.dir.resolve(), docks=args.docks, slots=args.slots,
