@@ -121,6 +121,10 @@ class Bridge:
             backoff = 0.5
             await outbox.outbox_done(up.name, [(r.id, r.version) for r in rows])
             m.inc(f"uplink.{up.name}.sent", n=len(rows))
+            now = time.time()
+            for r in rows:
+                if r.kind == "event":  # created: when the event reached the edge
+                    m.observe("event_to_backend", now - r.created, up.name)
 
     async def _gauges(self) -> None:
         while True:

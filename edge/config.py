@@ -96,6 +96,10 @@ class EdgeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     public_url: str = ""
+    # Prometheus's /metrics on an address of its own as well, for scrapers on a
+    # private network (None: only on http_host:http_port). Same token, same TLS.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
     db: Path = Path("edge.db")
     heartbeat_timeout_s: float = 90.0
     status_ttl_s: int = 0
@@ -274,6 +278,14 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
         raise ConfigError(f"edge.http_host {http_host}: beyond this machine only over HTTPS: "
                           "give edge.tls_cert and edge.tls_key (huimin ca), or keep 127.0.0.1 "
                           "behind a TLS reverse proxy (docs/deploy.md)")
+    metrics_host = _get(edge, "metrics_host", str, "127.0.0.1", "edge.")
+    metrics_port = _get(edge, "metrics_port", int, None, "edge.")
+    if metrics_port is not None and not 0 <= metrics_port <= 65535:
+        raise ConfigError(f"edge.metrics_port {metrics_port} out of range")
+    if metrics_port is not None and metrics_host not in _LOOPBACK and tls_cert is None:
+        raise ConfigError(f"edge.metrics_host {metrics_host}: beyond this machine only over "
+                          "HTTPS (the scraper's token would cross the network in clear): "
+                          "give edge.tls_cert and edge.tls_key")
     retention = _get(edge, "funds_retention_days", (int, float), 30.0, "edge.")
     if not 1 <= retention <= 3650:
         raise ConfigError("edge.funds_retention_days must be 1..3650")
@@ -292,6 +304,7 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
         raise ConfigError("uplink names must be unique")
     return EdgeConfig(
         site=site, http_host=http_host, http_port=port, tls_cert=tls_cert, tls_key=tls_key,
+        metrics_host=metrics_host, metrics_port=metrics_port,
         public_url=_get(edge, "public_url", str, "", "edge."), db=db, heartbeat_timeout_s=hb,
         status_ttl_s=_get(edge, "status_ttl_s", int, 0, "edge."),
         static_ttl_s=_get(edge, "static_ttl_s", int, 300, "edge."),

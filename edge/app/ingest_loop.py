@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -196,6 +197,8 @@ class IngestLoop:
         self.alarms.pop("disk_full", None)
         if new:
             self.metrics.inc("events.stored")
+            # From the dock's own stamp where its clock is synced, else from arrival.
+            self.metrics.observe("event_to_store", time.time() - (ev.happened or ev.received))
             self._events_log.info("event", "event %s %s slot %d bike %s (seq %d)", ev.device,
                                   ev.kind, ev.slot, ev.bike, ev.seq)
             self.notify("event", {"dev": ev.device, "ev": ev.kind, "slot": ev.slot,

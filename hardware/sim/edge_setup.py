@@ -77,7 +77,8 @@ def edge_toml(spec: TownSpec, workdir: Path, rng: random.Random, http_port: int,
              f'device_keys = "{workdir / "device-keys.toml"}"',
              f'api_tokens = "{workdir / "api-tokens.toml"}"',
              *([f"kiosk_lookups_per_minute = {spec.kiosk_lookups_per_minute}"]
-               if spec.kiosk_lookups_per_minute else []), "",
+               if spec.kiosk_lookups_per_minute else []),
+             *([f"metrics_port = {spec.metrics_port}"] if spec.metrics_port else []), "",
              "[system]", f'id = "{system_id}"', f'name_zh = "{name_zh}"',
              f'name_en = "{name_en}"', ""]
     if broker is not None:

@@ -31,6 +31,7 @@ class TownSpec:
     slots: int = 12  # per dock
     mqtt_share: float = 0.5  # of the docks; the rest on serial lines
     http_port: int = 0  # the edge's; 0 = a free one
+    metrics_port: int | None = None  # Prometheus on a port of its own; 0 = a free one
     heartbeat_s: int = 10
     seed: int | None = None  # a repeatable town
     heap: str | None = None  # every dock's heap (default: HEAP or MQTT_HEAP by link)

@@ -17,6 +17,7 @@ import random
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,8 @@ class Town:
     def _write_edge_config(self) -> None:
         if self.http_port == 0:
             self.http_port = free_port()
+        if self.spec.metrics_port == 0:
+            self.spec = replace(self.spec, metrics_port=free_port())
         city = self.city
         uplinks = Uplinks(self.secret, "" if city else self.backend_url,
                           self.city_broker.url if self.city_broker else "", self.bridge_password,

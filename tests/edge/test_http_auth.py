@@ -155,6 +155,10 @@ def test_beyond_the_pi_only_over_https(tmp_path: Path) -> None:
                          "http_host": "0.0.0.0"}}
     with pytest.raises(ConfigError, match="HTTPS"):
         parse(base_cfg)
+    scrape = {"edge": {**base_cfg["edge"], "http_host": "127.0.0.1",
+                       "metrics_host": "10.0.0.5", "metrics_port": 9108}}
+    with pytest.raises(ConfigError, match=r"metrics_host.*HTTPS"):
+        parse(scrape)  # Prometheus's port too: a token never crosses a network in clear
     tls = county_tls(tmp_path / "ca", ["127.0.0.1"])
     token = ApiTokens(tmp_path / "api-tokens.toml").add("wang")
     cfg = parse({"edge": {**base_cfg["edge"], "http_host": "127.0.0.1",

@@ -10,6 +10,8 @@ each scrape from the edge's own state, so nothing is counted twice:
   huimin_inbound_backlog                   messages taken, not yet handled
   huimin_stations{state}                   empty, full, offline or ok
   huimin_alarm_active{alarm}               1 for each raised alarm (disk_full, ...)
+  huimin_event_to_store_seconds            histogram: a dock's event to its commit here
+  huimin_event_to_backend_seconds{uplink}  histogram: arrival here to the backend's answer
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Protocol
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from edge.core.metrics import Metrics
@@ -27,6 +34,13 @@ from edge.core.registry import Registry
 from edge.core.stations import Stations
 
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_]")
+# Each histogram the edge keeps: its help text, and what its label names.
+HISTOGRAMS = {
+    "event_to_store": ("seconds from a dock's event (its synced stamp, else its arrival) "
+                       "to its commit in the edge's database", ""),
+    "event_to_backend": ("seconds from an event's arrival at the edge to the backend's "
+                         "acceptance, per uplink", "uplink"),
+}
 
 
 class EdgeNumbers(Protocol):
@@ -99,6 +113,22 @@ class EdgeCollector(Collector):
         for name in sorted(e.alarms()):
             alarms.add_metric([name], 1)
         yield alarms
+        yield from _histograms(e.metrics)
+
+
+def _histograms(metrics: Metrics) -> Iterator[Metric]:
+    for name, (doc, label) in HISTOGRAMS.items():
+        fam = HistogramMetricFamily(f"huimin_{name}_seconds", doc,
+                                    labels=[label] if label else None)
+        for (hname, value), h in sorted(metrics.histograms.items()):
+            if hname == name:
+                buckets = [(_bound(b), float(n)) for b, n in h.cumulative()]
+                fam.add_metric([value] if label else [], buckets, h.sum)
+        yield fam
+
+
+def _bound(b: float) -> str:
+    return "+Inf" if b == float("inf") else repr(b)
 
 
 def _state(online: bool, bikes: int, docks: int) -> str:

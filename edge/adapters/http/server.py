@@ -80,8 +80,10 @@ class HttpServer:
         self.svc = svc
         self._prometheus = registry_for(svc)
         self.port = 0
+        self.metrics_port: int | None = None
         self._cache: dict[tuple[str, str, str], _Cached] = {}
         self._runner: web.AppRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
         self.sessions = Sessions()
         app = web.Application(client_max_size=16 * 1024 * 1024,  # OTA images
                               middlewares=[middleware(svc.tokens, self.sessions, svc.metrics)])
@@ -114,10 +116,19 @@ class HttpServer:
             tls.load_cert_chain(cfg.tls_cert, cfg.tls_key)
         self._runner, self.port = await serve(self.app, cfg.http_host, cfg.http_port, tls=tls)
         log.info("%s on %s:%d", "https" if tls else "http", cfg.http_host, self.port)
+        if cfg.metrics_port is not None:
+            # Only /metrics here, behind the same token check as everywhere.
+            scrape = web.Application(middlewares=[middleware(self.svc.tokens, self.sessions,
+                                                             self.svc.metrics)])
+            scrape.add_routes([web.get("/metrics", self.prometheus)])
+            self._metrics_runner, self.metrics_port = await serve(
+                scrape, cfg.metrics_host, cfg.metrics_port, tls=tls)
+            log.info("Prometheus /metrics also on %s:%d", cfg.metrics_host, self.metrics_port)
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in (self._metrics_runner, self._runner):
+            if runner is not None:
+                await runner.cleanup()
 
     # -- GBFS ------------------------------------------------------------------
     def _document(self, version: str, feed: str, lang: str) -> _Cached:
