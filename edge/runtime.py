@@ -17,6 +17,7 @@ from edge.adapters.api_tokens import ApiTokens
 from edge.adapters.device_keys import DeviceKeys
 from edge.adapters.http.server import HttpServer
 from edge.adapters.store import SqliteStore
+from edge.adapters.systemd import Systemd
 from edge.adapters.transports.mqtt import MqttTransport
 from edge.adapters.transports.serial import SerialTransport
 from edge.app.funds import Funds
@@ -25,9 +26,11 @@ from edge.app.ingest_loop import IngestLoop
 from edge.app.links import DeviceLinks
 from edge.app.ota import Ota
 from edge.app.rentals import RentalDesk
+from edge.app.watchdog import feed as feed_watchdog
 from edge.config import EdgeConfig
 from edge.core.errors import Rejected
 from edge.core.ingest import Ingest
+from edge.core.liveness import Liveness
 from edge.core.messages import Result
 from edge.core.metrics import Metrics
 from edge.core.ratelog import RateLimitedLog
@@ -85,6 +88,7 @@ class Edge:
                                                  self.keys, clock))
         self.ready = asyncio.Event()
         self.http_port = cfg.http_port
+        self.systemd = Systemd()
 
     def _on_change(self, kind: str, payload: dict[str, Any]) -> None:
         if kind == "state":
@@ -131,11 +135,18 @@ class Edge:
                     tasks.append(tg.create_task(self.funds.refresh(), name="funds-refresh"))
                 tasks += [tg.create_task(t.run(), name=t.name) for t in self.transports]
                 tasks += self.bridge.tasks(tg)
+                sd = self.systemd
+                if sd.watchdog_s is not None:
+                    tasks.append(tg.create_task(
+                        feed_watchdog(self.liveness(sd.watchdog_s), sd.watchdog_s, sd.notify,
+                                      self.status_line), name="watchdog"))
                 self.ready.set()
                 log.info("edge %s up: %d stations, %d devices, %d transports, http :%d",
                          self.cfg.site, len(self.cfg.stations), len(self.registry.devices),
                          len(self.transports), self.http_port)
+                sd.notify(f"READY=1\nSTATUS={self.status_line()}")
                 await stop.wait()
+                sd.notify("STOPPING=1\nSTATUS=stopping: acking stored events, closing links")
                 await self.ingest.drained(2.0)  # stored events acked before the links go
                 for t in [*tasks, *self._requests]:
                     t.cancel()
@@ -144,7 +155,26 @@ class Edge:
             await self.bridge.close()
             await http.stop()
             await self.store.close()
+            self.systemd.close()
             log.info("edge %s stopped", self.cfg.site)
+
+    def liveness(self, limit_s: float) -> Liveness:
+        """The pipeline's stages, as the watchdog watches them. Uplinks are not
+        among them: a city that cannot be reached is an outage the outbox rides
+        out, not a hang a restart would mend."""
+        live = Liveness(limit_s)
+        ingest, store = self.ingest, self.store
+        live.add("dispatch", ingest.inbound.qsize, lambda: ingest.handled)
+        live.add("device-sender", ingest.replies_waiting, lambda: ingest.replied)
+        live.add("store-writer", store.waiting, lambda: store.finished)
+        return live
+
+    def status_line(self) -> str:
+        """One line for `systemctl status huimin-edge`."""
+        online = sum(d.online for d in self.registry.devices.values())
+        waiting = sum(n for n, _ in self.bridge.backlog.values())
+        return (f"{online}/{len(self.registry.devices)} devices online, "
+                f"{waiting} items waiting for the city")
 
     # -- what adapters ask of the edge ---------------------------------------------
     def start_rental(self, req: Any) -> None:

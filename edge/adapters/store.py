@@ -83,6 +83,10 @@ class SqliteStore:
         self._db: sqlite3.Connection | None = None
         self._q: asyncio.Queue[tuple[StoreItem, asyncio.Future[bool]]] = asyncio.Queue()
         self.batches = 0
+        # Batches finished, written or failed (a full disk fails fast: it is not
+        # a hang), and items in the one being written: the watchdog's view.
+        self.finished = 0
+        self._writing = 0
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -124,6 +128,10 @@ class SqliteStore:
             db, self._db = self._db, None
             await self._run(db.close)
 
+    def waiting(self) -> int:
+        """Writes queued or being written (the watchdog's view of the writer)."""
+        return self._q.qsize() + self._writing
+
     def submit(self, item: StoreItem) -> asyncio.Future[bool]:
         """Queue a write; the future is True once stored (False: a duplicate event)."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
@@ -137,6 +145,7 @@ class SqliteStore:
             batch = [first]
             while len(batch) < _BATCH and not self._q.empty():
                 batch.append(self._q.get_nowait())
+            self._writing = len(batch)
             try:
                 results = await self._run(self._write, [i for i, _ in batch])
             except sqlite3.Error as exc:
@@ -145,6 +154,9 @@ class SqliteStore:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
+            finally:
+                self._writing = 0
+                self.finished += 1
             self.batches += 1
             if self.uplinks and any(isinstance(i, EventRecord | OutboxRecord) for i, _ in batch):
                 for ev in self._outbox_changed.values():

@@ -85,10 +85,14 @@ class IngestLoop:
         self._events_log = RateLimitedLog(log, burst=20, window_s=10.0)
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []  # live pages
         self.alarms: dict[str, float] = {}  # name -> since (a technician acts on these)
+        # Progress, for the watchdog (edge/core/liveness.py): items handled, replies sent.
+        self.handled = 0
+        self.replied = 0
 
     async def dispatch(self) -> None:
         while True:
             item = await self.inbound.get()
+            self.handled += 1
             try:
                 effects = self.ingest.handle(item.device, item.transport, item.received,
                                              item.msg)
@@ -149,6 +153,9 @@ class IngestLoop:
         for fn in self.listeners:
             fn(kind, payload)
 
+    def replies_waiting(self) -> int:
+        return self._sends.qsize()
+
     async def drained(self, timeout_s: float) -> None:
         """At shutdown: let stored events be acked before the transports go."""
         try:
@@ -167,6 +174,7 @@ class IngestLoop:
             if len(sending) >= ACKS_IN_FLIGHT:
                 await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
             s = await self._sends.get()
+            self.replied += 1
             try:
                 if s.stored is not None and s.event is not None \
                         and not await self._stored(s.stored, s.event):
