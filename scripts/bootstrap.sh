@@ -27,6 +27,8 @@ command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need_apt+=(pcscd)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+  # systemd-analyze verify, for the units in deploy/systemd (nothing is started).
+  command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

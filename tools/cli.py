@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from tools import console, county, diag, flash, fleet, ota, provision
+from tools import console, county, diag, flash, fleet, ota, provision, service
 from tools.credentials import add_edge_config_arg
 from tools.firmware import BOARD_PORTS
 from tools.signals import run_until_signal
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     console.add_parser(sub)
     diag.add_parser(sub)
     ota.add_parser(sub)
+    service.add_parser(sub)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",

@@ -45,9 +45,15 @@ def check_private(path: Path) -> None:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a secrets file atomically, mode 0600 from its first byte."""
+    """Write a secrets file atomically, mode 0600 from its first byte, owned
+    by whoever owns its folder."""
     tmp = path.with_name(path.name + ".new")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    folder = os.stat(path.parent)
+    if os.geteuid() == 0 and folder.st_uid != 0:
+        # root (`huimin token add`) writing into the edge's state folder: the
+        # file stays the service user's, or the edge could no longer read it.
+        os.fchown(fd, folder.st_uid, folder.st_gid)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()

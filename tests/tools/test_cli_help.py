@@ -8,7 +8,8 @@ import pytest
 from tools.cli import main as cli
 
 COMMANDS = [["sim"], ["edge"], ["backend"], ["build"], ["flash"], ["provision"], ["fleet"], ["console"], ["diag"],
-            ["ota"], ["ota", "keygen"], ["ota", "build"], ["ota", "push"], ["ota", "status"]]
+            ["ota"], ["ota", "keygen"], ["ota", "build"], ["ota", "push"], ["ota", "status"],
+            ["city"], ["service"], ["service", "install"]]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS, ids=[" ".join(c) for c in COMMANDS])
@@ -24,7 +25,8 @@ def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):
         cli(["--help"])
     out = capsys.readouterr().out
-    for c in ("sim", "edge", "backend", "build", "flash", "provision", "fleet", "console", "diag", "ota"):
+    for c in ("sim", "edge", "backend", "build", "flash", "provision", "fleet", "console", "diag", "ota",
+              "city", "service"):
         assert f"    {c} " in out or f"    {c}\n" in out, c
 
 
