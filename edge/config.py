@@ -111,6 +111,9 @@ class EdgeConfig:
     uplinks: tuple[UplinkConfig, ...] = ()
     rental_timeout_s: float = 60.0
     kiosks: tuple[str, ...] = ()  # kiosk device ids this edge answers lookups for
+    # Where a kiosk's screen can be seen as a picture (the simulator's display
+    # emulator serves one), for the technician dashboard; kiosk id -> URL.
+    kiosk_screens: tuple[tuple[str, str], ...] = ()
     # The devices' command keys and broker password hashes (edge/adapters/device_keys.py)
     device_keys: Path = Path("device-keys.toml")
     # Fund answers cached for kiosks: forgotten this long after a villager's
@@ -262,12 +265,17 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
             username=_get(u, "username", str, None, w),
             password=_get(u, "password", str, None, w),
             ca=_file(base, _get(u, "ca", str, "", w))))
-    kiosks = []
+    kiosks, screens = [], []
     for i, k in enumerate(_get(raw, "kiosks", list, [])):
         kid = _get(k, "id", str, where=f"kiosks[{i}].")
         if not _ID.match(kid) or kid in seen_dev or kid in kiosks:
             raise ConfigError(f"kiosks[{i}].id {kid!r} is not a unique printable device id")
         kiosks.append(kid)
+        screen = _get(k, "screen_url", str, "", f"kiosks[{i}].")
+        if screen:
+            if urlparse(screen).scheme not in ("http", "https") or not urlparse(screen).hostname:
+                raise ConfigError(f"kiosks[{i}].screen_url must be an http(s) URL")
+            screens.append((kid, screen))
     http_host = _get(edge, "http_host", str, "127.0.0.1", "edge.")
     cert, key = _get(edge, "tls_cert", str, "", "edge."), _get(edge, "tls_key", str, "", "edge.")
     if bool(cert) != bool(key):
@@ -309,7 +317,8 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
         status_ttl_s=_get(edge, "status_ttl_s", int, 0, "edge."),
         static_ttl_s=_get(edge, "static_ttl_s", int, 300, "edge."),
         system=system, stations=tuple(stations), mqtt=mqtt,
-        uplinks=tuple(uplinks), kiosks=tuple(kiosks), serial=tuple(serial),
+        uplinks=tuple(uplinks), kiosks=tuple(kiosks), kiosk_screens=tuple(screens),
+        serial=tuple(serial),
         device_keys=_path(_get(edge, "device_keys", str, "", "edge."), db, base,
                           "device-keys.toml"),
         api_tokens=_path(_get(edge, "api_tokens", str, "", "edge."), db, base,

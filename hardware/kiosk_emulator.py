@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from wire import hmi_module
 
+from hardware.panel import PanelLayout, render_svg
 from hardware.serial_peer import SerialPeer
 
 
@@ -19,6 +20,7 @@ class HmiScreen(SerialPeer):
         self.page = -1
         self.pages_shown = 0
         self.shown: list[tuple[int, dict[int, str]]] = []  # every page switch, with its texts
+        self.changed = 0  # bumped at each page switch: a picture of it is out of date
 
     def received(self, data: bytes) -> None:
         self.dec.feed(data)
@@ -30,11 +32,19 @@ class HmiScreen(SerialPeer):
                 self.page = f[1]
                 self.pages_shown += 1
                 self.shown.append((f[1], dict(self.texts)))
+                self.changed += 1
             else:
                 self.texts[f[1]] = f[2]
 
     def lines(self, vps: tuple[int, ...]) -> list[str]:
         return [self.texts.get(v, "") for v in vps]
+
+    def picture(self, layout: PanelLayout, title: str = "") -> str:
+        """The page on show as an SVG (hardware/panel.py). Texts written since
+        the last page switch are not on the glass yet: DGUS shows a page's
+        texts when it switches to it, and the firmware switches last."""
+        shown = self.shown[-1][1] if self.shown else {}
+        return render_svg(layout, self.page, shown, title)
 
 
 class VoiceModule(SerialPeer):

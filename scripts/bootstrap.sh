@@ -27,6 +27,8 @@ command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need_apt+=(pcscd)
 if [ "${1:-}" = "--test" ]; then
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
+  # A CJK font: Chinese on the pages and the kiosk's screen, not boxes, in screenshots.
+  [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_apt+=(fonts-wqy-microhei)
   # systemd-analyze verify, for the units in deploy/systemd (nothing is started).
   command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 fi

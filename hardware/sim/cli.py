@@ -230,14 +230,15 @@ async def _main(args: argparse.Namespace) -> int:
                  f"{args.dir}/ca; accounts and ACL in {args.dir}/broker)" if town.broker
                  else " (no Mosquitto installed)"))
         print(f"Status: {base}/")
+        print(f"Technician dashboard: {base}/fleet")
         if town.backend_url:
             print(f"Backend: {town.backend_url}/")
         print(f"GBFS: {base}/gbfs/3.0/gbfs.json")
         print(f"GBFS 2.3: {base}/gbfs/2.3/gbfs.json")
         print(f"API: {base}/api/stations")
         if town.kiosks:
-            print(f"Kiosks: {len(town.kiosks)} on {town.kiosks[0].link} with scripted villagers "
-                  "(screens in the log)")
+            print(f"Kiosks: {len(town.kiosks)} on {town.kiosks[0].link} with scripted villagers; "
+                  f"their screens, live: {base}/fleet (sign in with the technician token)")
         print(f"Logs: {args.dir}/devices/<device>/console.log")
         print(f"Technician token: {args.dir}/technician-token (huimin ota push --token-file)")
         print("Press Ctrl-C to stop.", flush=True)

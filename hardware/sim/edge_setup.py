@@ -65,7 +65,8 @@ def station_name(i: int) -> tuple[str, str]:
 
 def edge_toml(spec: TownSpec, workdir: Path, rng: random.Random, http_port: int,
               broker: Broker | None, edge_password: str, uplinks: Uplinks,
-              docks: list[SimDock], kiosks: list[SimKiosk]) -> str:
+              docks: list[SimDock], kiosks: list[SimKiosk],
+              screens: dict[str, str] | None = None) -> str:
     site = spec.site
     system_id, name_zh, name_en = "anji-public-bikes", "安吉公共自行车", "Anji Public Bikes"
     if site != SITE:  # one system per site in a city (its manifest.json lists them)
@@ -106,7 +107,9 @@ def edge_toml(spec: TownSpec, workdir: Path, rng: random.Random, http_port: int,
         if "edge" in k.lines:
             lines += ["[[serial]]", f'port = "{k.lines["edge"].paths[1]}"',
                       f'devices = ["{k.dev}"]', ""]
-        lines += ["[[kiosks]]", f'id = "{k.dev}"', ""]
+        lines += ["[[kiosks]]", f'id = "{k.dev}"',
+                  *([f'screen_url = "{screens[k.dev]}"'] if screens and k.dev in screens
+                    else []), ""]
     for i, d in enumerate(docks):
         zh, en = station_name(i)
         lat = CENTRE[0] + rng.uniform(-0.02, 0.02)

@@ -35,6 +35,7 @@ from hardware.sim.backend import DevBackend
 from hardware.sim.devices import Firmware, SimDock, SimKiosk, make_kiosk
 from hardware.sim.edge_setup import CityAccess, Provisioning, Uplinks, edge_toml
 from hardware.sim.people import Riders, Villagers
+from hardware.sim.screens import ScreenMirror
 from hardware.sim.spec import TownSpec
 from tools.broker import Broker, TlsFiles, free_port, mosquitto_path
 from tools.ca import county_tls
@@ -91,6 +92,7 @@ class Town:
         self._riders: Riders | None = None
         self._broker_task: asyncio.Task[None] | None = None
         self._villagers: Villagers | None = None
+        self.screens: ScreenMirror | None = None  # the kiosks' screens, for the dashboard
 
     # -- set-up, step by step ------------------------------------------------------------
     async def start(self) -> None:
@@ -99,6 +101,10 @@ class Town:
         self._county()
         await self._make_devices()
         await self._city()
+        if self.kiosks:
+            self.screens = ScreenMirror({k.dev: k.screen for k in self.kiosks
+                                         if k.screen is not None})
+            await self.screens.start()
         self._write_edge_config()
         if self.spec.edge_process:
             await self.start_edge_process()
@@ -214,8 +220,9 @@ class Town:
                           self.city_broker.url if self.city_broker else "", self.bridge_password,
                           ",".join(city.urls) if city else "", str(city.ca) if city else "",
                           city.password if city else "")
+        screens = {k.dev: self.screens.url(k.dev) for k in self.kiosks} if self.screens else {}
         toml = edge_toml(self.spec, self.dir, self.rng, self.http_port, self.broker,
-                         self.edge_mqtt_password, uplinks, self.docks, self.kiosks)
+                         self.edge_mqtt_password, uplinks, self.docks, self.kiosks, screens)
         write_private(self.dir / "edge.toml", toml)  # it holds the edge's broker password
         self.cfg = edge_config.load(self.dir / "edge.toml")
 
@@ -316,6 +323,8 @@ class Town:
                     await peer.close()
             for ln in k.lines.values():
                 ln.close()
+        if self.screens is not None:
+            await self.screens.stop()
         if self.broker is not None:
             await self.broker.stop()
         if stuck:

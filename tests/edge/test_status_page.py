@@ -6,35 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from hardware.sim.town import Town
+from tests.browser import browser as new_browser
+from tests.browser import needs_chromium, sign_in
 from tests.conftest import run, until
 
-CHROMIUM = shutil.which("chromium")
-DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER),
-                                reason="chromium/chromedriver not installed "
-                                "(./scripts/bootstrap.sh --test installs them)")
-
-
-def _browser():  # type: ignore[no-untyped-def]
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM  # type: ignore[assignment]
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--user-data-dir={tempfile.mkdtemp(prefix='huimin-chrome-')}"):
-        opts.add_argument(flag)
-    return webdriver.Chrome(service=Service(DRIVER), options=opts)
+pytestmark = needs_chromium
 
 
 def test_availability_page_renders_and_updates_live(tmp_path: Path) -> None:
@@ -43,7 +24,7 @@ def test_availability_page_renders_and_updates_live(tmp_path: Path) -> None:
                         backend=False) as town:
             await town.wait_online()
             assert town.edge is not None
-            browser = await asyncio.to_thread(_browser)
+            browser = await asyncio.to_thread(new_browser)
             try:
                 from selenium.webdriver.common.by import By
 
@@ -70,13 +51,6 @@ def test_availability_page_renders_and_updates_live(tmp_path: Path) -> None:
     run(main())
 
 
-def _sign_in(browser: Any, token: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    browser.find_element(By.ID, "token").send_keys(token)
-    browser.find_element(By.ID, "signin").click()
-
-
 def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """The technician's dashboard (<edge>/fleet) shows each device's state,
@@ -87,7 +61,7 @@ def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
                         backend=False, heartbeat_s=2) as town:
             await town.wait_online()
             edge = f"http://127.0.0.1:{town.http_port}"
-            browser = await asyncio.to_thread(_browser)
+            browser = await asyncio.to_thread(new_browser)
             try:
                 from selenium.webdriver.common.by import By
 
@@ -95,11 +69,11 @@ def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
                 # a wrong token is refused there, the technician's token lets it in.
                 await asyncio.to_thread(browser.get, f"{edge}/fleet")
                 assert "/login" in browser.current_url
-                await asyncio.to_thread(_sign_in, browser, "hmt_wrong")
+                await asyncio.to_thread(sign_in, browser, "hmt_wrong")
                 # (read in a thread: the browser waits on the edge, which runs in this loop)
                 await until(lambda: asyncio.to_thread(lambda: "not valid" in browser.page_source),
                             10)
-                await asyncio.to_thread(_sign_in, browser, town.token)
+                await asyncio.to_thread(sign_in, browser, town.token)
                 await until(lambda: asyncio.to_thread(
                     lambda: browser.current_url.endswith("/fleet")), 10)
 

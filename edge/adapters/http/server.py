@@ -14,6 +14,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any, Protocol
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -99,6 +100,7 @@ class HttpServer:
             web.get("/api/devices", self.api_devices),
             web.post("/api/devices", self.api_device_register),
             web.get("/api/events", self.api_events),
+            web.get("/api/kiosks/{id}/screen.svg", self.kiosk_screen),
             web.get("/api/metrics", self.api_metrics),
             web.get("/metrics", self.prometheus),
             web.get("/api/ota", self.api_ota_list),
@@ -187,7 +189,9 @@ class HttpServer:
             return web.json_response({"error": f"bad request: {exc}"}, status=400)
         devs = sorted(self.svc.registry.devices.values(), key=lambda d: d.id)
         page = devs[offset:offset + limit]
-        return _json({"devices": [d.as_json() for d in page], "total": len(devs),
+        screens = dict(self.svc.cfg.kiosk_screens)
+        rows = [{**d.as_json(), "screen": d.id in screens} for d in page]
+        return _json({"devices": rows, "total": len(devs),
                       "next": offset + limit if offset + limit < len(devs) else None})
 
     async def api_events(self, request: web.Request) -> web.Response:
@@ -203,6 +207,25 @@ class HttpServer:
         rows = await self.svc.store.events(limit, before)
         nxt = rows[-1]["id"] if len(rows) == limit else None
         return _json({"events": rows, "next": nxt})
+
+    async def kiosk_screen(self, request: web.Request) -> web.Response:
+        """A kiosk's screen as a picture, fetched from where the configuration
+        says it can be seen (its URL holds a secret: never logged or shown)."""
+        url = dict(self.svc.cfg.kiosk_screens).get(request.match_info["id"])
+        if url is None:
+            raise web.HTTPNotFound(text="no screen is configured for this kiosk\n")
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as s, \
+                    s.get(url) as r:
+                if r.status != 200 or r.content_type != "image/svg+xml":
+                    raise web.HTTPBadGateway(text=f"the screen answered {r.status}\n")
+                body = await r.read()
+        except (aiohttp.ClientError, TimeoutError):
+            raise web.HTTPBadGateway(text="the screen cannot be reached\n") from None
+        # Shown as an <img>: no script in it runs; nothing from it is kept.
+        return web.Response(body=body, content_type="image/svg+xml", headers={
+            "Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'; "
+            "style-src 'unsafe-inline'", "X-Content-Type-Options": "nosniff"})
 
     async def api_metrics(self, request: web.Request) -> web.Response:
         outbox = {name: {"rows": n, "oldest_age_s": round(age, 1)}

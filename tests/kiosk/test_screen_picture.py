@@ -1,0 +1,112 @@
+"""The kiosk's screen as a picture, in a real headless Chromium with a CJK
+font: the display emulator draws the page the kiosk firmware sent it (texts at
+their DGUS addresses, sizes and colours, at the panel's 800x480), the edge
+serves it to signed-in technicians only, and the dashboard shows it live. The
+test reads back what a villager reads: the masked name and number, the
+payments and the total, in large type inside the panel, in Chinese a person
+can read (not boxes), and never the clear ID number."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import aiohttp
+from wire import idcard
+
+from hardware.idcard_emulator import fictional_card
+from hardware.panel import PanelLayout
+from hardware.sim.town import Town
+from tests.browser import browser as new_browser
+from tests.browser import chinese_is_legible, needs_chromium, sign_in
+from tests.conftest import run, until
+
+pytestmark = needs_chromium
+
+RECORDS = [{"programme": "城乡居民基础养老金", "amount_fen": 15300, "paid": "2026-06-15",
+            "status": "已发放"},
+           {"programme": "耕地地力保护补贴", "amount_fen": 12345, "paid": "2026-03-01",
+            "status": "已发放"}]
+
+# The pixel at the panel's bottom-left corner, as the dashboard's <img> holds it.
+_CORNER = """
+const img = document.querySelector('figure[data-device="' + arguments[0] + '"] img');
+if (!img || !img.complete || img.naturalWidth === 0) return null;
+const c = document.createElement("canvas");
+c.width = img.naturalWidth; c.height = img.naturalHeight;
+const g = c.getContext("2d");
+g.drawImage(img, 0, 0);
+const p = g.getImageData(4, c.height - 4, 1, 1).data;
+return [img.naturalWidth, img.naturalHeight, p[0], p[1], p[2]];
+"""
+
+
+def _rgb(colour: str) -> list[int]:
+    return [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+
+
+def test_the_dashboard_shows_what_the_villager_reads(tmp_path: Path) -> None:
+    layout = PanelLayout.from_board()
+
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=2, kiosks=1,
+                        heartbeat_s=2) as town:
+            await town.wait_online()
+            k = town.kiosks[0]
+            assert k.module is not None and k.screen is not None
+            edge = f"http://127.0.0.1:{town.http_port}"
+            screen = f"{edge}/api/kiosks/{k.dev}/screen.svg"
+            async with aiohttp.ClientSession() as s:
+                async with s.get(screen, allow_redirects=False) as r:
+                    assert r.status == 401  # what a villager sees is not public
+            card = fictional_card(random.Random(9))
+            await town.villager(card, RECORDS)
+            k.module.place(card)  # the card stays on the reader: the result stays up
+            await until(lambda: k.screen.page == 1, 20, "the result page")  # type: ignore[union-attr]
+            b = await asyncio.to_thread(new_browser)
+            try:
+                from selenium.webdriver.common.by import By
+
+                await asyncio.to_thread(b.get, f"{edge}/fleet")
+                await asyncio.to_thread(sign_in, b, town.token)
+                await until(lambda: asyncio.to_thread(lambda: b.execute_script(
+                    _CORNER, k.dev)), 20, "the kiosk's screen on the dashboard")
+                corner = await asyncio.to_thread(b.execute_script, _CORNER, k.dev)
+                assert corner[:2] == [layout.width, layout.height]
+                assert corner[2:] == _rgb(layout.pages[1][0])  # the result page's background
+                await asyncio.to_thread(b.save_screenshot, str(tmp_path / "dashboard.png"))
+
+                # The picture itself, as the browser draws it: what a villager reads.
+                await asyncio.to_thread(b.get, screen)
+                texts = await asyncio.to_thread(lambda: [
+                    (e.get_attribute("textContent"), b.execute_script(
+                        "const r = arguments[0].getBBox();"
+                        "return [r.x, r.y, r.width, r.height];", e),
+                     float(e.get_attribute("font-size")))
+                    for e in b.find_elements(By.TAG_NAME, "text")])
+                read = [t for t, _, _ in texts]
+                assert read[0] == "惠民资金查询结果"
+                assert idcard.mask_name(card.name) in read[1]
+                assert idcard.mask_id(card.id_number) in read[1]
+                assert read[2] == "城乡居民基础养老金  153.00元  2026-06-15  已发放"
+                assert read[-1] == "合计：276.45元"
+                assert card.id_number not in "".join(read)
+                for text, (x, y, w, h), size in texts:
+                    assert size >= 26, text  # large type, for elderly villagers
+                    assert 0 <= x and x + w <= layout.width, f"{text!r} leaves the panel"
+                    assert 0 <= y and y + h <= layout.height, f"{text!r} leaves the panel"
+                assert await asyncio.to_thread(chinese_is_legible, b, layout.font), \
+                    "Chinese is drawn as boxes: no CJK font (bootstrap --test installs one)"
+                await asyncio.to_thread(b.save_screenshot, str(tmp_path / "screen.png"))
+
+                # Live: the card comes off, the kiosk goes idle, the dashboard follows.
+                await asyncio.to_thread(b.get, f"{edge}/fleet")
+                k.module.place(None)
+                idle = _rgb(layout.pages[0][0])
+                await until(lambda: asyncio.to_thread(
+                    lambda: (b.execute_script(_CORNER, k.dev) or [])[2:] == idle), 20,
+                    "the idle page on the dashboard")
+            finally:
+                await asyncio.to_thread(b.quit)
+    run(main())
