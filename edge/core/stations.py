@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edge.config import StationConfig
+from edge.core.history import BikesHistory
 
 
 @dataclass
@@ -71,10 +72,12 @@ class Stations:
         self.started = started
         self.version = 0  # bumped on every change riders could see
         self.changed_at = started
+        self.history = BikesHistory()
 
-    def _bump(self, now: float) -> None:
+    def _bump(self, now: float, st: Station) -> None:
         self.version += 1
         self.changed_at = max(self.changed_at, now)
+        self.history.note(st.cfg.id, now, st.status(self.started).bikes_available)
 
     def add_device(self, dev: str, station: str) -> None:
         """A device registered at run time (huimin provision) joins its station."""
@@ -92,7 +95,7 @@ class Stations:
             return False
         d.boot, d.n, d.slots, d.reported = boot, n, slots, reported
         d.online = True
-        self._bump(reported)
+        self._bump(reported, st)
         return True
 
     def restore(self, dev: str, boot: int, n: int, slots: str, reported: float) -> None:
@@ -110,7 +113,7 @@ class Stations:
             d.online = online
             if online:
                 d.reported = max(d.reported, now)
-            self._bump(now)
+            self._bump(now, st)
 
     def device_slots(self, dev: str) -> DeviceSlots | None:
         st = self._dev.get(dev)

@@ -7,15 +7,27 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from hardware.sim.town import Town
 from tests.browser import browser as new_browser
-from tests.browser import needs_chromium, sign_in
+from tests.browser import chinese_is_legible, needs_chromium, sign_in
 from tests.conftest import run, until
 
 pytestmark = needs_chromium
+
+# A station's marker on the public page's map, as the browser has drawn it.
+_MARKER = """
+const g = document.querySelector('#map g.station[data-station="' + arguments[0] + '"]');
+if (!g) return {count: null};
+const box = g.getBoundingClientRect();
+return {count: g.querySelector("text.count").textContent, state: g.classList[1],
+        x: box.x + box.width / 2, y: box.y, title: g.querySelector("title").textContent,
+        label: g.querySelector("text.label").textContent,
+        fill: g.querySelector("circle").getAttribute("fill")};
+"""
 
 
 def test_availability_page_renders_and_updates_live(tmp_path: Path) -> None:
@@ -43,6 +55,29 @@ def test_availability_page_renders_and_updates_live(tmp_path: Path) -> None:
                 assert await town.rent(d) is not None
                 await until(lambda: cell(d.station, "bikes") == str(before - 1), 20)
                 assert cell(d.station, "docks") == str(d.emulator.free_slots())
+
+                # The map: each station at its coordinates, its bikes in the marker,
+                # a text alternative, and live colours.
+                def marker(station: str) -> dict[str, Any]:
+                    return browser.execute_script(_MARKER, station)  # type: ignore[no-any-return]
+
+                await until(lambda: marker(d.station)["count"] == str(before - 1), 20)
+                cfgs = {c.id: c for c in town.cfg.stations}  # type: ignore[union-attr]
+                a, b = (marker(x.station) for x in town.docks)
+                ca, cb = cfgs[town.docks[0].station], cfgs[town.docks[1].station]
+                assert (a["x"] < b["x"]) == (ca.lon < cb.lon)  # east is right
+                assert (a["y"] < b["y"]) == (ca.lat > cb.lat)  # north is up
+                assert ca.name_zh in a["title"] and f"可借 {before - 1} 辆" in a["title"]
+                svg = browser.find_element(By.ID, "map")
+                assert svg.get_attribute("role") == "img"
+                assert "text alternative" in browser.find_element(By.TAG_NAME, "caption").text
+                while d.emulator.locked_bikes():
+                    assert await town.rent(d) is not None
+                await until(lambda: marker(d.station)["state"] == "empty", 20)
+                assert "无车" in marker(d.station)["label"]
+                assert marker(d.station)["fill"] == "#b42318"
+                assert await asyncio.to_thread(chinese_is_legible, browser,
+                                               '"WenQuanYi Micro Hei", sans-serif')
                 shot = tmp_path / "page.png"
                 await asyncio.to_thread(browser.save_screenshot, str(shot))
                 assert shot.stat().st_size > 1000

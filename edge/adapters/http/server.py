@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import ssl
+import time
 from dataclasses import asdict
 from email.utils import formatdate
 from pathlib import Path
@@ -97,6 +98,7 @@ class HttpServer:
             web.get("/gbfs/{version}/{feed}.json", self.feed),
             web.get("/gbfs/{version}/{lang}/{feed}.json", self.feed),
             web.get("/api/stations", self.api_stations),
+            web.get("/api/stations/history", self.api_station_history),
             web.get("/api/devices", self.api_devices),
             web.post("/api/devices", self.api_device_register),
             web.get("/api/events", self.api_events),
@@ -173,10 +175,17 @@ class HttpServer:
         out = []
         for s in self.svc.stations.statuses():
             d: dict[str, Any] = asdict(s)
-            d["name_zh"] = names[s.station_id].name_zh
-            d["name_en"] = names[s.station_id].name_en
+            cfg = names[s.station_id]
+            d.update(name_zh=cfg.name_zh, name_en=cfg.name_en, lat=cfg.lat, lon=cfg.lon)
             out.append(d)
         return _json({"stations": out, "version": self.svc.stations.version})
+
+    async def api_station_history(self, request: web.Request) -> web.Response:
+        """Each station's bikes over the last hours (edge/core/history.py), for
+        the dashboard's charts: {"stations": {id: [[time, bikes], ...]}}."""
+        h, now = self.svc.stations.history, time.time()
+        return _json({"now": now, "window_s": h.window_s, "step_s": h.step_s,
+                      "stations": {s: h.series(s, now) for s in self.svc.stations.by_id}})
 
     async def api_devices(self, request: web.Request) -> web.Response:
         """?offset=N&limit=1..1000 (all, up to 1000)."""
