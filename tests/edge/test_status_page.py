@@ -18,6 +18,13 @@ from tests.conftest import run, until
 
 pytestmark = needs_chromium
 
+# A station's chart on the dashboard: its text alternative and its line.
+_CHART = """
+const f = document.querySelector('#charts figure[data-station="' + arguments[0] + '"]');
+return f ? [f.querySelector("svg").getAttribute("aria-label"),
+            f.querySelector("path").getAttribute("d")] : null;
+"""
+
 # A station's marker on the public page's map, as the browser has drawn it.
 _MARKER = """
 const g = document.querySelector('#map g.station[data-station="' + arguments[0] + '"]');
@@ -127,6 +134,17 @@ def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
                     # The heartbeat's heap after a collection, and its lowest since boot.
                     await until(lambda d=d: re.fullmatch(r"\d+\.\dK \(low \d+\.\dK\)",
                                                          row(d.dev).get("heap", "")), 15)
+                # Each station's bikes over the last hours, following a rent.
+                def chart(station: str) -> list[str]:
+                    return browser.execute_script(_CHART, station) or ["", ""]  # type: ignore[no-any-return]
+
+                d0 = town.docks[0]
+                await until(lambda: chart(d0.station)[1].startswith("M"), 15)
+                before = d0.emulator.locked_bikes()
+                assert await town.rent(d0) is not None
+                await until(lambda: f"now {before - 1}," in chart(d0.station)[0], 20)
+                # (one point a minute, the newest count: a town's minute is one step)
+                assert chart(d0.station)[1].endswith("H260"), chart(d0.station)
                 from tools.provision import register
                 await asyncio.to_thread(register, edge, "dock-099", town.docks[0].station, "dock",
                                         "99" * 32, None, town.token)
