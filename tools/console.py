@@ -17,22 +17,21 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from tools import ui
+
 LEVELS = {"I": "INFO", "W": "WARN", "E": "ERROR"}
 _LINE = re.compile(r"^([IWE]) (\d+) ([\w.-]+): (.*)$")
-_COLOUR = {"W": "\033[33m", "E": "\033[31;1m"}
+_STYLE = {"W": "yellow", "E": "bold red"}
 
 
-def decode(line: str, colour: bool = False, base_ms: int | None = None) -> str:
+def decode(line: str, base_ms: int | None = None) -> str:
     """One console line, decoded for a person (non-log lines unchanged)."""
     m = _LINE.match(line.rstrip("\n"))
     if not m:
         return line.rstrip("\n")
     lvl, ms, src, text = m.groups()
     up = (int(ms) - base_ms) / 1000 if base_ms is not None else int(ms) / 1000
-    out = f"{time.strftime('%H:%M:%S')} {LEVELS[lvl]:<5} +{up:9.3f}s {src}: {text}"
-    if colour and lvl in _COLOUR:
-        out = _COLOUR[lvl] + out + "\033[0m"
-    return out
+    return f"{time.strftime('%H:%M:%S')} {LEVELS[lvl]:<5} +{up:9.3f}s {src}: {text}"
 
 
 def lines_from_port(port: str, baud: int) -> Iterator[str]:
@@ -64,7 +63,8 @@ def lines_from_file(path: Path, follow: bool) -> Iterator[str]:
 
 
 def show(lines: Iterable[str], out: TextIO, min_level: str = "I") -> int:
-    colour = out.isatty()
+    # On a terminal warnings and errors stand out (rich); in a file, plain lines.
+    con = ui.console(out) if out.isatty() else None
     order = "IWE"
     base: int | None = None
     n = 0
@@ -75,8 +75,12 @@ def show(lines: Iterable[str], out: TextIO, min_level: str = "I") -> int:
                 base = int(m.group(2))  # the first line, or a reboot
             if order.index(m.group(1)) < order.index(min_level):
                 continue
-        out.write(decode(line, colour, base) + "\n")
-        out.flush()
+        text = decode(line, base)
+        if con is not None:
+            con.print(text, style=_STYLE.get(m.group(1), "") if m else "", markup=False)
+        else:
+            out.write(text + "\n")
+            out.flush()
         n += 1
     return n
 

@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from tools import ui
 from tools.flash import FlashError, connect
 
 
@@ -47,12 +48,13 @@ def _diag(args: argparse.Namespace) -> int:
     except FlashError as exc:
         print(f"huimin diag: {exc}", file=sys.stderr)
         return 2
-    w = max([len(r["check"]) for r in rows] + [5])
-    print(f"{'CHECK':<{w}}  RESULT  DETAIL")
+    t = ui.table("CHECK", "RESULT", "DETAIL")
     for r in rows:
-        print(f"{r['check']:<{w}}  {r['result']:<6}  {r['detail']}")
+        t.add_row(r["check"], ui.styled(r["result"]), str(r["detail"]))
     failed = sum(1 for r in rows if r["result"] == "FAIL")
-    print(f"{len(rows)} checks, {failed} failed")
+    con = ui.console()
+    con.print(t)
+    con.print(f"{len(rows)} checks, {failed} failed")
     return 1 if failed else 0
 
 

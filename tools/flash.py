@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tools import ui
 from tools.firmware import BOARD_PORTS, BuildError, build, read_manifest
-from tools.progress import Bar
 
 RECORD = "a - 0 0 flashed"  # the boot record flash leaves (bootloader/slot.py)
 
@@ -115,35 +115,37 @@ def flash(port: str, image: Path, erase_first: bool = False, out: Any = None,
     after_file(n_written) is called after each file (tests pull the cable)."""
     from mpremote.transport import TransportError
 
-    out = out or sys.stderr
+    con = ui.console(out or sys.stderr)
     files = plan(image)
     t = connect(port)
     written = skipped = 0
     try:
         if erase_first:
-            print(f"erased {erase(t)} entries", file=out)
+            con.print(f"erased {erase(t)} entries")
         # An old boot record would send the bootloader to a slot being rewritten.
         if t.fs_exists("boot_record"):
             t.fs_rmfile("boot_record")
         made: set[str] = set()
-        for local, dest, sha in files:
-            if _device_sha256(t, dest) == sha:
-                skipped += 1
-                continue
-            data = local.read_bytes()
-            bar = Bar(dest, len(data), out)
-            _mkdirs(t, dest, made)
-            t.fs_writefile(dest + ".part", data, chunk_size=chunk,
-                           progress_callback=lambda done, total, b=bar: b.update(done))
-            got = _device_sha256(t, dest + ".part")
-            if got != sha:
-                raise FlashError(f"{dest}: hash on the device {got} != {sha}; "
-                                 "flash again (it resumes)")
-            t.exec(f"import os\nos.rename({dest + '.part'!r}, {dest!r})")
-            bar.finish("verified")
-            written += 1
-            if after_file is not None:
-                after_file(written)
+        with ui.progress(con) as bars:
+            for local, dest, sha in files:
+                if _device_sha256(t, dest) == sha:
+                    skipped += 1
+                    continue
+                data = local.read_bytes()
+                task = bars.add_task(dest, total=len(data), note="")
+                _mkdirs(t, dest, made)
+                t.fs_writefile(dest + ".part", data, chunk_size=chunk,
+                               progress_callback=lambda done, total, task=task:
+                               bars.update(task, completed=done))
+                got = _device_sha256(t, dest + ".part")
+                if got != sha:
+                    raise FlashError(f"{dest}: hash on the device {got} != {sha}; "
+                                     "flash again (it resumes)")
+                t.exec(f"import os\nos.rename({dest + '.part'!r}, {dest!r})")
+                bars.update(task, completed=len(data), note="verified")
+                written += 1
+                if after_file is not None:
+                    after_file(written)
         # Every file once more, then the record: only a whole image is bootable.
         bad = [dest for _, dest, sha in files if _device_sha256(t, dest) != sha]
         if bad:

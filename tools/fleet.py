@@ -10,6 +10,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from rich.table import Table
+
+from tools import ui
 from tools.credentials import add_token_arg, edge_token
 
 DEFAULT_EDGE = "http://127.0.0.1:8080"
@@ -51,18 +54,19 @@ def heap(d: dict[str, Any]) -> str:
     return f"{d['heap_free'] / 1024:.1f}K" + ("" if low is None else f" (low {low / 1024:.1f}K)")
 
 
-def table(devs: list[dict[str, Any]]) -> str:
-    head = ("DEVICE", "KIND", "STATION", "STATE", "FW", "LAST SEEN", "FAULTS", "HEAP (LOW)",
-            "LAST UPDATE")
-    rows = [head] + [(d["id"], d["kind"], d["station"], "online" if d["online"] else "OFFLINE",
-                      d["fw"] or "?", _ago(d["last_seen"]), str(d["faults"]),
-                      heap(d),
-                      d.get("ota") or "") for d in sorted(devs, key=lambda d: d["id"])]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+def table(devs: list[dict[str, Any]]) -> Table:
+    t = ui.table("DEVICE", "KIND", "STATION", "STATE", "FW", "LAST SEEN", "FAULTS",
+                 "HEAP (LOW)", "LAST UPDATE")
+    for d in sorted(devs, key=lambda d: d["id"]):
+        t.add_row(d["id"], d["kind"], d["station"],
+                  ui.styled("online" if d["online"] else "OFFLINE"), d["fw"] or "?",
+                  _ago(d["last_seen"]), str(d["faults"]), heap(d), ui.styled(d.get("ota") or ""))
+    return t
+
+
+def summary(devs: list[dict[str, Any]]) -> str:
     online = sum(1 for d in devs if d["online"])
-    off = len(devs) - online
-    return "\n".join(lines) + f"\n{len(devs)} devices, {online} online, {off} offline"
+    return f"{len(devs)} devices, {online} online, {len(devs) - online} offline"
 
 
 def _fleet(args: argparse.Namespace) -> int:
@@ -70,7 +74,9 @@ def _fleet(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(devs, ensure_ascii=False, indent=1))
     else:
-        print(table(devs))
+        con = ui.console()
+        con.print(table(devs))
+        con.print(summary(devs))
     return 0 if all(d["online"] for d in devs) or not args.check else 3
 
 

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tools import ui
 from tools.credentials import add_token_arg, edge_token
 from tools.firmware import (
     BOARD_PORTS,
@@ -28,7 +29,6 @@ from tools.firmware import (
     read_manifest,
     sign,
 )
-from tools.progress import Bar
 
 DEFAULT_EDGE = "http://127.0.0.1:8080"
 
@@ -66,28 +66,25 @@ def push(edge: str, image: Path, devices: list[str], wave: int, deadline_s: floa
          poll_s: float = 0.5, out: Any = None, token: str | None = None) -> dict[str, Any]:
     """Start a rollout and follow it to its end; returns the final rollout. A
     rollout is a technician's act: the edge wants their token."""
-    out = out or sys.stderr
+    con = ui.console(out or sys.stderr)
     token = token if token is not None else edge_token()
     r = _http("POST", f"{edge}/api/ota", {"image": image_upload(image), "devices": devices,
                                           "wave": wave, "deadline_s": deadline_s}, token=token)
-    print(f"rollout {r['id']}: version {r['version']} to {len(devices)} device(s), "
-          f"{len(r['waves'])} wave(s) of up to {wave}", file=out)
-    bars = {d: Bar(d, p["total"], out) for d, p in r["devices"].items()}
-    shown: set[str] = set()
-    while True:
-        r = _http("GET", f"{edge}/api/ota/{r['id']}", token=token)
-        for d, p in r["devices"].items():
-            if d in shown:
-                continue
-            if p["state"] in ("preparing", "sending", "checking", "rebooting"):
-                bars[d].update(p["sent"])
-            elif p["state"] in ("confirmed", "failed", "skipped"):
-                bars[d].update(p["sent"])
-                bars[d].finish(p["state"] + (f": {p['error']}" if p["error"] else ""))
-                shown.add(d)
-        if r["state"] != "running":
-            return dict(r)
-        time.sleep(poll_s)
+    con.print(f"rollout {r['id']}: version {r['version']} to {len(devices)} device(s), "
+              f"{len(r['waves'])} wave(s) of up to {wave}")
+    with ui.progress(con) as bars:
+        tasks = {d: bars.add_task(d, total=p["total"], note="waiting")
+                 for d, p in r["devices"].items()}
+        while True:
+            r = _http("GET", f"{edge}/api/ota/{r['id']}", token=token)
+            for d, p in r["devices"].items():
+                note = p["state"] + (f": {p['error']}" if p["error"] else "")
+                if p["state"] in ("confirmed", "failed", "skipped"):
+                    note = ui.styled(p["state"]) + (f": {p['error']}" if p["error"] else "")
+                bars.update(tasks[d], completed=p["sent"], note=note)
+            if r["state"] != "running":
+                return dict(r)
+            time.sleep(poll_s)
 
 
 def _keygen(args: argparse.Namespace) -> int:
