@@ -137,6 +137,9 @@ def install(plan: Plan, console: Console, start: bool = True) -> int:
     plan.state.mkdir(mode=0o700, parents=True, exist_ok=True)
     _run(console, "chown", "-R", f"{plan.user}:{plan.user}", str(plan.state))
     # Readable by the edge's user, written by root: it holds passwords.
+    if plan.config.parent != Path("/etc"):  # /etc/huimin: the edge must pass through it
+        _run(console, "chown", f"root:{plan.user}", str(plan.config.parent))
+        _run(console, "chmod", "0750", str(plan.config.parent))
     _run(console, "chown", f"root:{plan.user}", str(plan.config))
     _run(console, "chmod", "0640", str(plan.config))
     cfg_tls = _tls_key(plan.config)
