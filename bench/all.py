@@ -26,6 +26,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.result import PREFIX  # noqa: E402
+from tools import ui  # noqa: E402
 
 # name -> (full-size arguments, tiny arguments)
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
@@ -66,21 +67,17 @@ def _fmt(v: float | None) -> str:
 
 
 def table(results: list[tuple[str, dict[str, Any] | None, str, float]]) -> str:
-    head = ("benchmark", "figure", "value", "unit", "baseline", "ratio", "target")
-    rows: list[tuple[str, ...]] = [head]
+    t = ui.table("benchmark", "figure", "value", "unit", "baseline", "ratio", "target")
     for name, doc, why, _ in results:
         if doc is None:
-            rows.append((name, f"not measured: {why}"[:110], "", "", "", "", ""))
+            t.add_row(name, f"not measured: {why}"[:110], "", "", "", "", "")
             continue
         for r in doc["rows"]:
             base = r.get("baseline")
             ratio = f"{r['value'] / base:.2f}x" if base else "-"
-            rows.append((name, r["figure"], _fmt(r["value"]), r["unit"], _fmt(base), ratio,
-                         r.get("target") or ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(row)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+            t.add_row(name, r["figure"], _fmt(r["value"]), r["unit"], _fmt(base), ratio,
+                      r.get("target") or "")
+    return ui.text(t, width=240)
 
 
 def main() -> int:

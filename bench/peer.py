@@ -40,6 +40,7 @@ from bench.load import cpu_s
 from bench.result import emit, row
 from edge.adapters.device_keys import write_private
 from hardware.sim.backend import DevBackend
+from tools import ui
 from tools.broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,10 +155,11 @@ def per_1000(d: dict[str, Any]) -> float:
 
 
 def table(ours: dict[str, Any], peer: dict[str, Any] | None) -> str:
-    rows = [("", "huimin edge", "ThingsBoard gateway")]
+    rows: list[tuple[str, str, str]] = []
+
     def cell(d: dict[str, Any] | None, key: str, fmt: str = "{}") -> str:
         return fmt.format(d[key]) if d is not None and key in d else "-"
-    rows += [("events delivered / sent", f"{ours['delivered_unique']}/{ours['sent']}",
+    rows = [("events delivered / sent", f"{ours['delivered_unique']}/{ours['sent']}",
               f"{peer['delivered_unique']}/{peer['sent']}" if peer else "-"),
              ("delivered per s", cell(ours, "rate_delivered_per_s", "{:.0f}"),
               cell(peer, "rate_delivered_per_s", "{:.0f}")),
@@ -165,8 +167,10 @@ def table(ours: dict[str, Any], peer: dict[str, Any] | None) -> str:
               f"{per_1000(peer):.2f}" if peer else "-"),
              ("peak RSS, MB", cell(ours, "gateway_rss_mb"), cell(peer, "gateway_rss_mb")),
              ("acks a dock's event", "after its commit", "before it is stored")]
-    w = [max(len(r[i]) for r in rows) for i in range(3)]
-    out = ["  ".join(c.ljust(w[i]) for i, c in enumerate(r)) for r in rows]
+    t = ui.table("", "huimin edge", "ThingsBoard gateway")
+    for r in rows:
+        t.add_row(*r)
+    out = [ui.text(t)]
     if peer and peer.get("rate_delivered_per_s"):
         ratio = ours["rate_delivered_per_s"] / peer["rate_delivered_per_s"]
         out.append(f"rate ratio {ratio:.1f}x the peer's (target >= 10x: "

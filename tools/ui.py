@@ -40,7 +40,16 @@ def progress(con: Console) -> Progress:
 
 
 def table(*headers: str) -> Table:
-    return Table(*headers, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    return Table(*headers, box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False,
+                 show_edge=False)
+
+
+def text(renderable: object, width: int = 200) -> str:
+    """A table (or anything rich draws) as plain text, for a report or a log."""
+    con = Console(width=width, no_color=True, highlight=False)
+    with con.capture() as cap:
+        con.print(renderable)
+    return cap.get().rstrip("\n")
 
 
 def styled(value: str) -> str:
