@@ -54,12 +54,20 @@ async def _swipe(town: Town, k: SimKiosk, card: Card | None, fault: str | None =
     """Place the card, wait for the kiosk to finish, return the screen's title;
     the whole screen as shown is kept in `shown_screen` (removal clears it)."""
     assert k.module is not None and k.screen is not None
-    shown = k.screen.pages_shown
+    shown = len(k.screen.shown)
     k.module.fault = fault
     k.module.place(card)
-    # "reading" first, then the answer: two pages
-    await until(lambda: k.screen.pages_shown >= shown + 2, 15)  # type: ignore[union-attr]
-    _page, texts = k.screen.shown[shown + 1]  # the screen after "reading"
+    # "reading", then the answer. Counted from "reading", not from the card's
+    # placing: a kiosk just up may still be drawing its first idle page then.
+    reading = screens.message("reading")[1]
+
+    def answer() -> dict[int, str] | None:
+        titles = [texts.get(screens.VP[0]) for _, texts in k.screen.shown[shown:]]  # type: ignore[union-attr]
+        if reading not in titles:
+            return None
+        after = titles.index(reading) + 1
+        return k.screen.shown[shown + after][1] if len(titles) > after else None  # type: ignore[union-attr]
+    texts = await until(answer, 15, "the answer after reading")
     title = texts[screens.VP[0]]
     shown_screen.clear()
     shown_screen.update(texts)
