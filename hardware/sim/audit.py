@@ -19,6 +19,7 @@ import re
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -122,16 +123,24 @@ def audit(docks: list[SimDock], edge_db: Path, backend: DevBackend | None,
     return a
 
 
-async def settle_and_audit(town: Town, limit_s: float = 60.0) -> str:
-    """Wait (up to limit_s) until nothing a dock accepted is still on its way,
-    then audit; the table says what was still in flight if the wait ran out."""
-    edge_db = town.dir / "edge.db"
+async def settle(measure: Callable[[], Audit], limit_s: float = 60.0) -> Audit:
+    """Audit again each second (up to limit_s) until nothing a dock accepted is
+    on its way and no dock accepted anything new since the last look: a rental
+    the riders left mid-way still unlocks its slot, and the dock's event comes
+    a moment later (seen: an audit between the two missed it, the next found
+    it in flight). The table says what was still in flight if the wait ran out."""
     deadline = time.monotonic() + limit_s
-    a = audit(town.docks, edge_db, town.backend)
-    while a.in_flight and time.monotonic() < deadline:
+    a = measure()
+    while time.monotonic() < deadline:
         await asyncio.sleep(1.0)
-        a = audit(town.docks, edge_db, town.backend)
-    return a.table()
+        before, a = a, measure()
+        if not a.in_flight and a.accepted == before.accepted:
+            break
+    return a
+
+
+async def settle_and_audit(town: Town, limit_s: float = 60.0) -> Audit:
+    return await settle(lambda: audit(town.docks, town.dir / "edge.db", town.backend), limit_s)
 
 
 def audit_city(city: City) -> Audit:
@@ -143,9 +152,4 @@ def audit_city(city: City) -> Audit:
 
 
 async def settle_and_audit_city(city: City, limit_s: float = 60.0) -> Audit:
-    deadline = time.monotonic() + limit_s
-    a = audit_city(city)
-    while a.in_flight and time.monotonic() < deadline:
-        await asyncio.sleep(1.0)
-        a = audit_city(city)
-    return a
+    return await settle(lambda: audit_city(city), limit_s)

@@ -264,7 +264,7 @@ async def _main(args: argparse.Namespace) -> int:
         if schedule:
             for what in injector.done:
                 print(f"  injected {what}")
-            print(await settle_and_audit(town), flush=True)
+            print((await settle_and_audit(town)).table(), flush=True)
         print("Stopping...", flush=True)
     print("Stopped.")
     return 0

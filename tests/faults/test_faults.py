@@ -11,19 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from hardware.sim.audit import audit
+from hardware.sim.audit import audit, settle_and_audit
 from hardware.sim.faults import KINDS, Fault, Injector
 from hardware.sim.town import Town
 from tests.conftest import needs_mosquitto, run
 
 pytestmark = [pytest.mark.faults, needs_mosquitto]
-
-
-async def _settle(town: Town, limit_s: float = 60.0) -> None:
-    for _ in range(int(limit_s)):
-        if not audit(town.docks, town.dir / "edge.db", town.backend).in_flight:
-            return
-        await asyncio.sleep(1.0)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -37,8 +30,7 @@ def test_every_accepted_event_reaches_the_backend_once(tmp_path: Path, kind: str
             await injector.run([Fault(2.0, kind, 4.0)])
             await asyncio.sleep(4.0)  # riding on after the fault
             riders.cancel()
-            await _settle(town)
-            a = audit(town.docks, town.dir / "edge.db", town.backend)
+            a = await settle_and_audit(town)
             print(f"{kind}: {injector.done[0] if injector.done else '-'}; accepted "
                   f"{len(a.accepted)}, at the edge {len(a.at_edge & a.accepted)}, at the backend "
                   f"{len(a.at_backend & a.accepted)}, lost {len(a.lost)}, duplicated "
