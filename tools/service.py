@@ -28,6 +28,7 @@ from typing import Any
 
 from rich.console import Console
 
+from tools import ui
 from tools.credentials import add_edge_config_arg
 
 UNITS = Path(__file__).resolve().parents[1] / "deploy" / "systemd"
@@ -62,7 +63,9 @@ def verify(unit_files: list[Path]) -> str | None:
     exe = shutil.which("systemd-analyze")
     if exe is None:
         return None
-    r = subprocess.run([exe, "verify", *map(str, unit_files)], capture_output=True, text=True,
+    # --man=no: a Pi without man pages is no reason to refuse a unit.
+    r = subprocess.run([exe, "verify", "--man=no", *map(str, unit_files)], capture_output=True,
+                       text=True,
                        env={**os.environ, "SYSTEMD_LOG_COLOR": "0"}, check=False)
     out = (r.stdout + r.stderr).strip()
     return out or ("" if r.returncode == 0 else f"exit {r.returncode}")
@@ -137,9 +140,11 @@ def install(plan: Plan, console: Console, start: bool = True) -> int:
     plan.state.mkdir(mode=0o700, parents=True, exist_ok=True)
     _run(console, "chown", "-R", f"{plan.user}:{plan.user}", str(plan.state))
     # Readable by the edge's user, written by root: it holds passwords.
-    if plan.config.parent != Path("/etc"):  # /etc/huimin: the edge must pass through it
+    if plan.config.parent != Path("/etc"):
+        # /etc/huimin: the edge lists and reads it; Mosquitto only passes through
+        # to the broker's certificate in ca/; nobody else may list it.
         _run(console, "chown", f"root:{plan.user}", str(plan.config.parent))
-        _run(console, "chmod", "0750", str(plan.config.parent))
+        _run(console, "chmod", "0751", str(plan.config.parent))
     _run(console, "chown", f"root:{plan.user}", str(plan.config))
     _run(console, "chmod", "0640", str(plan.config))
     cfg_tls = _tls_key(plan.config)
@@ -194,7 +199,13 @@ def _install(args: argparse.Namespace) -> int:
                 mosquitto=shutil.which("mosquitto") or "/usr/sbin/mosquitto",
                 broker_conf=args.broker_dir / "mosquitto.conf",
                 state=Path("/var/lib/huimin"), root=args.root)
-    return install(plan, Console(stderr=False, highlight=False), start=not args.no_start)
+    console = ui.console()
+    try:
+        return install(plan, console, start=not args.no_start)
+    except subprocess.CalledProcessError as exc:
+        console.print(f"[red]huimin service install: `{' '.join(exc.cmd)}` failed (exit "
+                      f"{exc.returncode}); nothing after it was done[/]")
+        return 1
 
 
 def add_parser(sub: Any) -> None:
