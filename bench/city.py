@@ -41,7 +41,7 @@ from edge.core.metrics import Metrics
 from edge.core.records import OutboxRow
 from hardware.sim.backend import DevBackend
 from hardware.sim.city import site_names
-from hardware.sim.city_backend import CityLink
+from hardware.sim.city_backend import CityLink, add_stream_placed
 from hardware.sim.city_tier import CityTier
 
 
@@ -70,8 +70,9 @@ async def _baseline(tier: CityTier, sites: list[str], per_site: int) -> float:
     nc = await nats.connect(tier.urls, user="backend", password=tier.passwords["backend"],
                             tls=ctx)
     js = nc.jetstream(timeout=10)
-    await js.add_stream(name="BENCH_BASE", subjects=["bench.>"], num_replicas=3,
-                        storage="file")
+    async with asyncio.timeout(30):
+        await add_stream_placed(js, name="BENCH_BASE", subjects=["bench.>"], num_replicas=3,
+                                storage="file")
     payload = _row(sites[0], 1, time.time()).body.encode()
     t0 = time.perf_counter()
     total = per_site * len(sites)

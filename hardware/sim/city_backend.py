@@ -42,6 +42,29 @@ EVENTS, STATE = "CITY_EVENTS", "CITY_STATE"
 BATCH = 1000  # messages per fetch: one transaction, then their acks
 
 
+# JetStream's "no suitable peers for placement": the meta leader does not yet
+# know enough of the cluster's nodes to place the replicas (seen once in CI
+# just after an election). The cluster settles; a retry mends it.
+_NOT_PLACED_YET = 10005
+
+
+async def add_stream_placed(js: JetStreamContext, **cfg: Any) -> None:
+    """Make (or find) a stream, retrying while the cluster settles; a
+    configuration the server refuses for any other reason is raised."""
+    while True:
+        try:
+            await js.add_stream(**cfg)
+            return
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _NOT_PLACED_YET:
+                raise  # no retry mends it
+            log.info("city tier cannot place %s yet (%s); retrying", cfg["name"],
+                     exc.description)
+        except (nats.errors.Error, nats.js.errors.Error) as exc:
+            log.info("city tier not ready for %s (%s); retrying", cfg["name"], exc)
+        await asyncio.sleep(0.3)
+
+
 class CityLink:
     def __init__(self, backend: DevBackend, urls: list[str], ca: Path, password: str,
                  sites: dict[str, str], replicas: int = 3) -> None:
@@ -93,16 +116,8 @@ class CityLink:
         ]
         async with asyncio.timeout(30):
             for cfg in streams:
-                while True:
-                    try:
-                        await js.add_stream(num_replicas=self.replicas,
-                                            storage=StorageType.FILE, **cfg)
-                        break
-                    except nats.js.errors.BadRequestError:
-                        raise  # a configuration the server refuses: no retry mends it
-                    except (nats.errors.Error, nats.js.errors.Error) as exc:
-                        log.info("city tier not ready for %s (%s); retrying", cfg["name"], exc)
-                        await asyncio.sleep(0.3)
+                await add_stream_placed(js, num_replicas=self.replicas,
+                                        storage=StorageType.FILE, **cfg)
             consumers = [(EVENTS, ConsumerConfig(durable_name="backend",
                                                  ack_policy=AckPolicy.EXPLICIT,
                                                  ack_wait=30.0, max_ack_pending=4 * BATCH)),

@@ -146,7 +146,7 @@ class CityTier:
             stderr=asyncio.subprocess.DEVNULL)
 
     async def wait_ready(self, limit_s: float = 30.0) -> None:
-        """Every live node answers, and JetStream has a meta leader."""
+        """Every live node answers, and JetStream has a meta leader that knows them all."""
         async with aiohttp.ClientSession() as s, asyncio.timeout(limit_s):
             for node in self.nodes:
                 if not node.alive:
@@ -165,13 +165,19 @@ class CityTier:
                 await asyncio.sleep(0.2)
 
     async def _has_meta_leader(self, s: aiohttp.ClientSession) -> bool:
-        for node in self.nodes:
-            if not node.alive:
-                continue
-            with contextlib.suppress(aiohttp.ClientError, ValueError):
+        """A meta leader that counts every live node among its current peers:
+        before that, it cannot place a stream's replicas on them."""
+        live = {n.name: n for n in self.nodes if n.alive}
+        with contextlib.suppress(aiohttp.ClientError, ValueError, KeyError, TypeError):
+            for node in live.values():
                 async with s.get(f"http://127.0.0.1:{node.monitor_port}/jsz") as r:
-                    doc = await r.json()
-                    return bool((doc.get("meta_cluster") or {}).get("leader"))
+                    leader = ((await r.json()).get("meta_cluster") or {}).get("leader")
+                if leader in live:
+                    async with s.get(f"http://127.0.0.1:{live[leader].monitor_port}/jsz") as r:
+                        meta = (await r.json())["meta_cluster"]
+                    current = {p["name"] for p in meta.get("replicas", []) if p.get("current")}
+                    return set(live) - {leader} <= current
+                return False
         return False
 
     async def kill(self, node: Node) -> None:
