@@ -25,7 +25,6 @@ import logging
 import ssl
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nats
 
-from bench.result import emit, row
+from bench.result import emit, row, scratch
 from cloud_bridge.nats_uplink import NatsUplink
 from edge.config import UplinkConfig
 from edge.core.metrics import Metrics
@@ -87,7 +86,7 @@ async def _baseline(tier: CityTier, sites: list[str], per_site: int) -> float:
 
 
 async def run(sites_n: int, per_site: int, rate: float, paced_s: float) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="huimin-bench-city-"))
+    work = scratch("huimin-bench-city-")
     sites = site_names(sites_n)
     keys = {s: "bench-key-" + s + "-0123456789" for s in sites}
     tier = CityTier(work / "tier", sites)
@@ -194,7 +193,9 @@ if __name__ == "__main__":
     ap.add_argument("--events", type=int, default=30000, help="burst events, all sites")
     ap.add_argument("--rate", type=float, default=200, help="paced events/s per site")
     ap.add_argument("--seconds", type=float, default=10, help="paced phase length")
-    logging.basicConfig(level=logging.WARNING)
+    ap.add_argument("-v", "--verbose", action="store_true", help="the tier's and link's log")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
     logging.getLogger("asyncio").addFilter(
         lambda r: "eof_received() has no effect" not in r.getMessage())
-    asyncio.run(main(ap.parse_args()))
+    asyncio.run(main(args))

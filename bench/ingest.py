@@ -20,14 +20,13 @@ import logging
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import Fleet, mosquitto_sub_env, secure_broker
-from bench.result import emit, row
+from bench.result import emit, row, scratch
 from edge.config import parse
 from edge.runtime import Edge
 from tools.broker import Broker, free_port
@@ -69,7 +68,7 @@ async def main(args: argparse.Namespace) -> None:
     sub = shutil.which("mosquitto_sub")
     if sub is None:
         raise SystemExit("mosquitto_sub not found (./run-tests installs mosquitto-clients)")
-    work = Path(tempfile.mkdtemp(prefix="huimin-bench-ingest-"))
+    work = scratch("huimin-bench-ingest-")
     n, docks = args.events, args.docks
     broker, edge_pw = secure_broker(work, SITE)
     base_pw = broker.account("bench-base", "monitor")

@@ -20,7 +20,6 @@ import asyncio
 import json
 import logging
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ import paho.mqtt.client as paho
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import Fleet, secure_broker
-from bench.result import emit, row
+from bench.result import emit, row, scratch
 from bench.simdocks import event, rent_or_return
 from edge.config import parse
 from edge.runtime import Edge
@@ -47,7 +46,7 @@ def pct(xs: list[float], p: float) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    work = Path(tempfile.mkdtemp(prefix="huimin-bench-"))
+    work = scratch("huimin-bench-")
     broker, edge_pw = secure_broker(work, "b")
     base_pw = broker.account("bench-baseline", "monitor")
     devs = [f"d{i:04d}" for i in range(args.docks)]

@@ -20,7 +20,6 @@ import json
 import os
 import random
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import Fleet, secure_broker
-from bench.result import emit, row
+from bench.result import emit, row, scratch
 from bench.simdocks import event, rent_or_return
 from edge.adapters.api_tokens import ApiTokens
 from edge.adapters.device_keys import write_private
@@ -66,7 +65,7 @@ def metrics(port: int, token: str) -> dict[str, int]:
 
 
 async def main(args: argparse.Namespace) -> None:
-    work = Path(tempfile.mkdtemp(prefix="huimin-bench-load-"))
+    work = scratch("huimin-bench-load-")
     broker, edge_pw = secure_broker(work, SITE)
     n = args.docks
     devs = [f"d{i:04d}" for i in range(n)]

@@ -18,7 +18,6 @@ import io
 import logging
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ import aiomqtt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.result import emit, row
+from bench.result import emit, row, scratch
 from edge.core.messages import Result
 from edge.netutil import NODELAY
 from hardware.sim.town import Town
@@ -113,7 +112,7 @@ async def rollout(work: Path, link: str, image: Path, pub: str,
 
 
 async def main(args: argparse.Namespace) -> None:
-    work = Path(tempfile.mkdtemp(prefix="huimin-bench-ota-"))
+    work = scratch("huimin-bench-ota-")
     pub = keygen(work / "key.pem")
     image = build("unix", work / "image", "9.9.9")
     sign(image, work / "key.pem")

@@ -28,7 +28,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import Fleet, secure_broker
 from bench.load import cpu_s
-from bench.result import emit, row
+from bench.result import emit, row, scratch
 from edge.adapters.device_keys import write_private
 from hardware.sim.backend import DevBackend
 from tools import ui
@@ -72,7 +71,7 @@ def _toml(work: Path, port: int, broker_url: str, password: str, backend_url: st
 
 async def run_edge(docks: int, per_dock: int) -> dict[str, Any]:
     """Our edge under the burst; the peer's keys, for the side-by-side line."""
-    work = Path(tempfile.mkdtemp(prefix="huimin-bench-peer-"))
+    work = scratch("huimin-bench-peer-")
     broker, edge_pw = secure_broker(work, SITE)
     devs = [f"d{i:04d}" for i in range(docks)]
     fleet = Fleet(broker, SITE, devs)

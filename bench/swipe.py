@@ -17,13 +17,12 @@ import argparse
 import asyncio
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.result import emit, row
+from bench.result import emit, row, scratch
 from hardware.idcard_emulator import fictional_card
 from hardware.sim.town import Town
 
@@ -37,7 +36,7 @@ def pct(xs: list[float], p: float) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
-    work = Path(tempfile.mkdtemp(prefix="huimin-swipe-"))
+    work = scratch("huimin-swipe-")
     # Back-to-back swipes: past the edge's default lookup limit per kiosk (30 a
     # minute), which would answer "busy"; 600 is the most the config allows.
     async with Town(work, docks=1, slots=2, mqtt_share=0, seed=1, kiosks=1,

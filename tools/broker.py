@@ -20,6 +20,7 @@ import base64
 import getpass
 import hashlib
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -131,10 +132,28 @@ def mosquitto_path() -> str | None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free port for a listener started next (a broker, a node, a test's
+    edge), taken below the kernel's ephemeral range: a port the kernel handed
+    out for port 0 may be handed out again, for an outgoing connection, before
+    the listener binds it (seen: a NATS node's monitor port taken so, and the
+    node exited)."""
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port below the ephemeral range")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 @dataclass

@@ -129,6 +129,11 @@ class CityTier:
         for node in self.nodes:
             await self.start_node(node)
         await self.wait_ready()
+        for node in self.nodes:  # wait_ready passes over a dead node (one killed on purpose)
+            if not node.alive:
+                log_lines = (node.dir / "nats.log").read_text(errors="replace").splitlines()
+                raise RuntimeError(f"city tier: {node.name} did not start: "
+                                   f"{log_lines[-1] if log_lines else '(no log)'}")
 
     async def start_node(self, node: Node) -> None:
         exe = nats_server_path()

@@ -139,3 +139,18 @@ def test_devices_reach_the_broker_only_over_tls_with_the_county_ca(tmp_path: Pat
             Client(port, "dock-a", pw, "dock-a2", tls_ca=tmp_path / "other" / "ca.pem")
 
     run(main())
+
+
+def test_free_ports_come_from_below_the_ephemeral_range() -> None:
+    """A listener's port must not be one the kernel may hand an outgoing
+    connection meanwhile (a NATS node once lost its monitor port so)."""
+    import socket
+
+    from tools.broker import _ephemeral_low, free_port
+
+    low = _ephemeral_low()
+    for _ in range(50):
+        port = free_port()
+        assert 1024 <= port < low
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # and it is free
