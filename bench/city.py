@@ -93,7 +93,12 @@ async def run(sites_n: int, per_site: int, rate: float, paced_s: float) -> dict[
     await tier.start()
     backend = DevBackend(work / "backend.db", keys)
     link = CityLink(backend, tier.urls, tier.ca, tier.passwords["backend"], keys)
-    await link.start(consume=False)
+    try:
+        await link.start(consume=False)
+    except BaseException:  # the nodes would outlive the benchmark
+        await link.stop()
+        await tier.stop()
+        raise
     uplinks: list[NatsUplink] = []
     runs: list[asyncio.Task[None]] = []
     metrics = Metrics()

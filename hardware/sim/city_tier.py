@@ -126,14 +126,19 @@ class CityTier:
         return json.dumps(conf, indent=2)
 
     async def start(self) -> None:
-        for node in self.nodes:
-            await self.start_node(node)
-        await self.wait_ready()
-        for node in self.nodes:  # wait_ready passes over a dead node (one killed on purpose)
-            if not node.alive:
-                log_lines = (node.dir / "nats.log").read_text(errors="replace").splitlines()
-                raise RuntimeError(f"city tier: {node.name} did not start: "
-                                   f"{log_lines[-1] if log_lines else '(no log)'}")
+        """All nodes up and clustered, or none left running (an error says why)."""
+        try:
+            for node in self.nodes:
+                await self.start_node(node)
+            await self.wait_ready()
+            for node in self.nodes:  # wait_ready passes over a dead node (one killed on purpose)
+                if not node.alive:
+                    log_lines = (node.dir / "nats.log").read_text(errors="replace").splitlines()
+                    raise RuntimeError(f"city tier: {node.name} did not start: "
+                                       f"{log_lines[-1] if log_lines else '(no log)'}")
+        except BaseException:
+            await self.stop()
+            raise
 
     async def start_node(self, node: Node) -> None:
         exe = nats_server_path()
