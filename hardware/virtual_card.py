@@ -78,13 +78,21 @@ class SocialSecurityCard:
             self._sock.close()
             self._sock = None
 
+    def _link(self) -> socket.socket:
+        # remove() may run on the test's thread while this one serves: a card
+        # taken away ends the serving loop, it is not an error.
+        sock = self._sock
+        if sock is None:
+            raise ConnectionError("card removed")
+        return sock
+
     def _recv(self, n: int) -> bytes:
-        assert self._sock is not None
         out = b""
         while len(out) < n:
+            sock = self._link()
             if hasattr(socket, "TCP_QUICKACK"):
-                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
-            chunk = self._sock.recv(n - len(out))
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+            chunk = sock.recv(n - len(out))
             if not chunk:
                 raise ConnectionError("vpcd closed")
             out += chunk
@@ -107,8 +115,7 @@ class SocialSecurityCard:
             pass
 
     def _send(self, data: bytes) -> None:
-        assert self._sock is not None
-        self._sock.sendall(struct.pack(">H", len(data)) + data)
+        self._link().sendall(struct.pack(">H", len(data)) + data)
 
 
 PSE = b"2PAY.SYS.DDF01"
