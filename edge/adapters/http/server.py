@@ -28,17 +28,14 @@ from edge.adapters.http.auth import (
     logout_handler,
     middleware,
 )
-from edge.adapters.http.prometheus import registry_for
+from edge.adapters.http.prometheus import EdgeNumbers, registry_for
 from edge.adapters.http.webserver import serve
 from edge.adapters.store import SqliteStore
 from edge.app.ota import Ota
 from edge.config import EdgeConfig
 from edge.core import gbfs
 from edge.core.errors import Rejected
-from edge.core.metrics import Metrics
-from edge.core.registry import Registry
 from edge.core.rollout import Image
-from edge.core.stations import Stations
 
 log = logging.getLogger("edge.http")
 MAX_PAGE = 1000  # the most rows any list returns at once
@@ -56,22 +53,14 @@ class _Cached:
         self.modified = formatdate(modified, usegmt=True)
 
 
-class EdgeView(Protocol):
-    """What the HTTP API reads and asks of the edge (edge/runtime.py's Edge)."""
+class EdgeView(EdgeNumbers, Protocol):
+    """What the HTTP API reads and asks of the edge (edge/runtime.py's Edge):
+    the numbers /metrics serves, and more."""
     cfg: EdgeConfig
     started: float
-    metrics: Metrics
-    stations: Stations
-    registry: Registry
     tokens: ApiTokens
     store: SqliteStore
     ota: Ota
-
-    def backlog(self) -> dict[str, tuple[int, float]]: ...
-
-    def inbound_backlog(self) -> int: ...
-
-    def alarms(self) -> dict[str, float]: ...
 
     async def provision(self, dev: str, station: str, kind: str, command_key: str,
                         mqtt_password_hash: str | None = None) -> None: ...
