@@ -307,6 +307,10 @@ class DevBackend:
         wait = min(float(request.query.get("wait", "0")), 30.0)
         deadline = time.monotonic() + wait
         while True:
+            if request.transport is None or request.transport.is_closing():
+                # The edge that asked has gone (killed, restarted): rentals
+                # handed to it now would wait REDELIVER_S for nothing.
+                return web.Response(status=499)
             due = self.due(site)
             left = deadline - time.monotonic()
             if due or left <= 0 or self._closing:
