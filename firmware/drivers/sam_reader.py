@@ -50,10 +50,12 @@ class SamReader:
             return False
 
     async def present(self):
+        """True or False as the module answers; None when it did not answer
+        (apps/kiosk/flow.py keeps the screen as it is then)."""
         try:
             return (await self._xfer(idcard.FIND))[2] == idcard.FIND_OK
         except ReadError:
-            return False
+            return None
 
     async def read_text(self):
         """The 256-byte text block of the card on the reader."""

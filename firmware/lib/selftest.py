@@ -108,7 +108,11 @@ async def _card_module(cfg):
             if code == idcard.E_SELFTEST else ""))
         return
     _say("card module", "pass", "status 90 (normal)")
-    if not await sam.present():
+    found = await sam.present()
+    if found is None:
+        _say("card reading", "FAIL", "no answer to FIND in 400 ms")
+        return
+    if not found:
         _say("card reading", "skip", "no card on the reader (place a test card to check it)")
         return
     try:

@@ -42,6 +42,20 @@ def test_a_card_left_on_the_reader_fades_once_and_is_not_read_again() -> None:
     assert f.poll(True, 90_200, _diff) == flow.READ  # placed again: a new swipe
 
 
+def test_a_look_the_module_did_not_answer_changes_nothing() -> None:
+    # A loaded line once timed out one look while a villager's card lay on the
+    # reader: taken for "lifted", the card was read again and the result gone.
+    f = flow.Flow(show_ms=30_000)
+    assert f.poll(None, 0, _diff) is None and f.state == flow.IDLE  # no read on no answer
+    f.poll(True, 10, _diff)
+    f.read(None)
+    f.shown(100)
+    assert f.poll(None, 200, _diff) is None and f.state == flow.SHOWING and f.on_result()
+    assert f.poll(True, 300, _diff) is None and f.on_result()  # the card was there all along
+    assert f.poll(None, 30_100, _diff) == flow.IDLE_SCREEN  # it still fades in time
+    assert f.poll(False, 30_200, _diff) == flow.IDLE_SCREEN and f.state == flow.IDLE
+
+
 def test_why_a_card_or_an_answer_shows_no_records() -> None:
     assert flow.card_problem(False, None, False) == "card_type"
     assert flow.card_problem(True, "check", False) == "invalid"

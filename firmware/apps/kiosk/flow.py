@@ -48,8 +48,10 @@ class Flow:
         self._faded = False  # the result went back to idle with the card still there
 
     def poll(self, present, now, diff):
-        """One look at the reader; returns READ, IDLE_SCREEN or None. diff is
-        the board's tick difference (hal.ticks_diff)."""
+        """One look at the reader; returns READ, IDLE_SCREEN or None. present:
+        the module's answer, or None when it gave none in time (a busy line is
+        not a card taken away: the result stays up, and fades as usual). diff
+        is the board's tick difference (hal.ticks_diff)."""
         if self.state == IDLE:
             if present:
                 self.state = READING
@@ -57,7 +59,7 @@ class Flow:
             return None
         if self.state != SHOWING:
             return None
-        if not present:
+        if present is False:
             self.state = IDLE
             return IDLE_SCREEN
         if not self._faded and diff(now, self._since) >= self.show_ms:
