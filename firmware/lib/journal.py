@@ -130,17 +130,23 @@ class Journal:
             self._compact()
         return True
 
-    def read_pending(self, n):
-        """Up to `n` pending events, oldest first (read back from flash)."""
-        out = []
+    def replay(self, n, send, only=None):
+        """Hand pending events, oldest first, to send(ev) until n went or send
+        refused one (False: the link's queue is full; they go again later).
+        Each is read back from flash as it goes, so a backlog is never in the
+        heap at once. only: the sequence numbers to take (None: the oldest n).
+        Returns how many send() took."""
+        sent = 0
         if not self.pending or not _exists(self.root + _FILES[0]):
-            return out
-        want = self.pending[:n]
+            return sent
+        want = self.pending[:n] if only is None else only
         with open(self.root + _FILES[0]) as f:
             for line in f:
                 seq = self._seq_of(line)
                 if seq is not None and seq in want:
-                    out.append(json.loads(line[line.find(" ") + 1:]))
-                    if len(out) >= len(want):
+                    if not send(json.loads(line[line.find(" ") + 1:])):
                         break
-        return out
+                    sent += 1
+                    if sent >= n:
+                        break
+        return sent

@@ -81,7 +81,7 @@ class Audit:
         self.duplicate_deliveries = other.duplicate_deliveries  # the backend's, city-wide
 
 
-def _pending(journal: Path) -> set[int]:
+def journal_pending(journal: Path) -> set[int]:
     """Seqs in a dock's flash journal not yet acked (lib/journal.py's files)."""
     seqs: set[int] = set()
     events, acks = journal / "events", journal / "acks"
@@ -103,7 +103,7 @@ def audit(docks: list[SimDock], edge_db: Path, backend: DevBackend | None,
             text = d.log_path.read_text(errors="replace")
             a.accepted |= {(d.dev, int(seq)) for _, seq in _LOGGED.findall(text)}
         journal = d.flash / "journal"
-        a.on_docks |= {(d.dev, s) for s in _pending(journal)}
+        a.on_docks |= {(d.dev, s) for s in journal_pending(journal)}
     if edge_db.exists():
         db = sqlite3.connect(f"file:{edge_db}?mode=ro", uri=True)
         try:

@@ -90,8 +90,8 @@ def case_frame_local_misuse_raises():
 
 def _pair():
     # 256-byte buffers: these cases also run inside a 64K MicroPython heap.
-    a = Link(rto_ms=100, max_payload=256)
-    b = Link(rto_ms=100, max_payload=256)
+    a = Link(rto_ms=100, max_payload=256, queue_bytes=1024)
+    b = Link(rto_ms=100, max_payload=256, queue_bytes=1024)
     return a, b
 
 
@@ -170,6 +170,48 @@ def case_link_queue_bound():
     a = Link(max_queue=2, max_payload=64)
     assert a.send(b"1") and a.send(b"2") and not a.send(b"3")
     assert a.stats[names.LINK_STATS.index("queue_full")] == 1
+
+
+def case_link_queue_bound_in_bytes_and_wrapping():
+    # A 64-byte ring that is never empty: payloads of odd sizes wrap around its
+    # end, length prefixes and all.
+    a = Link(max_queue=8, max_payload=64, queue_bytes=64)
+    b = Link(max_payload=64, queue_bytes=64)
+    assert a.room(40) and not a.room(63)
+    assert a.send(b"a" * 40) and not a.send(b"b" * 30)  # 42 + 32 > 64 bytes
+    assert a.stats[names.LINK_STATS.index("queue_full")] == 1
+    waiting = [b"a" * 40]  # sent, not yet delivered (checked as they come: small heap)
+    n = 0
+    for i in range(60):
+        p = bytes([65 + i % 26]) * (3 + (i * 7) % 19)
+        if a.send(p):
+            waiting.append(p)
+            n += 1
+        out = a.poll(i * 1000)  # one frame a turn, acked: the queue moves on by one
+        if out is not None:
+            b.receive(out)
+            a.receive(b.poll(i * 1000))
+        got = b.recv()
+        if got is not None:
+            assert got == waiting.pop(0)
+    _shuttle(a, b, 10 ** 6)
+    assert _drain(b) == waiting and n >= 40
+    assert a.idle() and a.queued() == 0 and a.room(62)
+
+
+def case_link_frames_match_the_codec_and_oversize_raises():
+    a = Link(max_payload=256, max_send=32, queue_bytes=128)
+    assert a.send(b"abc") and a.send(bytearray(b"de"))
+    assert bytes(a.poll(0)) == encode_frame(KIND_DATA | 0x80, 1, b"abc")
+    assert a.poll(50) is None  # waiting for the ack
+    assert bytes(a.poll(250)) == encode_frame(KIND_DATA | 0x80, 1, b"abc")  # resent as it was
+    a.receive(encode_frame(KIND_ACK, 1))
+    assert bytes(a.poll(250)) == encode_frame(KIND_DATA, 2, b"de")
+    try:
+        a.send(b"x" * 33)
+    except framing.FrameError:
+        return
+    assert False, "a payload over max_send was queued"
 
 
 def case_message_roundtrip_and_errors():
@@ -429,7 +471,8 @@ def case_journal_keeps_events_until_acked_across_reboots():
     assert j.ack(epoch, 1) and not j.ack("other-epoch", 2) and not j.ack(epoch, 9)
     j2 = Journal(d)  # reboot
     assert j2.epoch == epoch and j2.pending == [2] and j2.next_seq == 3
-    assert [e["slot"] for e in j2.read_pending(8)] == [2]
+    got = []
+    assert j2.replay(8, lambda e: got.append(e["slot"]) or True) == 1 and got == [2]
     with open(d + "/events", "a") as f:
         f.write('3 {"t":"ev","dev"')  # power cut mid-write
     j3 = Journal(d)
@@ -438,6 +481,29 @@ def case_journal_keeps_events_until_acked_across_reboots():
     j4 = Journal(d)  # everything acked: logs gone, numbering goes on
     assert j4.pending == [] and j4.append({"t": "ev", "dev": "d", "ev": "fault", "slot": 0,
                                            "code": "x"})["seq"] == 3
+    _rmtree(d)
+
+
+def case_journal_replay_stops_when_the_link_refuses():
+    from journal import Journal
+    d = "jr_case3"
+    _rmtree(d)
+    j = Journal(d)
+    for slot in range(6):
+        j.append({"t": "ev", "dev": "d", "ev": "returned", "slot": slot})
+    j.ack(j.epoch, 2)
+    got = []
+
+    def take_three(ev):
+        if len(got) == 3:
+            return False  # the queue is full
+        got.append(ev["seq"])
+        return True
+    assert j.replay(8, take_three) == 3 and got == [1, 3, 4]  # oldest first, acked skipped
+    got.clear()
+    assert j.replay(2, lambda e: got.append(e["seq"]) or True) == 2 and got == [1, 3]
+    got.clear()
+    assert j.replay(8, lambda e: got.append(e["seq"]) or True, [4, 6]) == 2 and got == [4, 6]
     _rmtree(d)
 
 

@@ -60,7 +60,8 @@ class SerialTransport:
                 continue
             delay = 0.5
             log.info("%s: open at %d baud", self.name, self.cfg.baud)
-            self.link = Link(rto_ms=200, max_tries=10, max_queue=256)
+            # A kiosk's answers are up to 640 bytes: room for a queue of them.
+            self.link = Link(rto_ms=200, max_tries=10, max_queue=256, queue_bytes=256 * 1024)
             self.connected.set()
             try:
                 async with asyncio.TaskGroup() as tg:
@@ -156,7 +157,14 @@ class SerialTransport:
             self.metrics.inc("tx.dropped", "no_key")
             log.warning("%s: %s has no command key (not provisioned): not sent", self.name, dev)
             return
-        if not link.send(data):
+        try:
+            queued = link.send(data)
+        except ValueError:  # FrameError: over the frame's size (a bug upstream of here)
+            self.metrics.inc("tx.dropped", "too_large")
+            log.error("%s: a %d-byte message for %s does not fit a frame: not sent",
+                      self.name, len(data), dev)
+            return
+        if not queued:
             self.metrics.inc("tx.dropped", "serial_queue_full")
         self._wake.set()
 
@@ -166,7 +174,7 @@ class SerialTransport:
         while True:
             out = link.poll(_ms())
             if out is not None:
-                writer.write(out)
+                writer.write(bytes(out))  # a view of the link's buffer: copied before the next poll
                 await writer.drain()
                 continue
             self._wake.clear()

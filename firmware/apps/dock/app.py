@@ -78,8 +78,12 @@ class App:
                           "epoch": self.journal.epoch, "ota": self.cfg["ota"],
                           "ctr": self.uplink.guard.last})
         self._send_state(hal.ticks_ms())
-        for ev in self.journal.read_pending(8):
-            self.uplink.send(ev)
+        self.journal.replay(8, self._send_event)
+
+    def _send_event(self, ev):
+        # A backlog goes only as fast as the link takes it: the rest waits
+        # on flash for the next resend, not in the heap.
+        return self.uplink.room() and self.uplink.send(ev)
 
     def _on_tag(self, slot, tag):
         self.slots.tag(slot, tag, hal.ticks_ms())
@@ -175,9 +179,7 @@ class App:
                     prev = self._resend_prev
                     self._resend_prev = self.journal.pending[:8]
                     if prev and self.uplink.connected:
-                        for ev in self.journal.read_pending(8):
-                            if ev["seq"] in prev:
-                                self.uplink.send(ev)
+                        self.journal.replay(8, self._send_event, prev)
                 self.wdt.feed()
             except Exception as e:  # log and keep scanning: a dock must stay up
                 _log.exc(e, "io loop")

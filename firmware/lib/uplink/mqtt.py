@@ -27,6 +27,10 @@ _ROUTES = {
     "lookup": ("lookup", 1, False),
 }
 _MAX_QUEUE = const(12)
+# A backlog of events goes a few at a time (room()): each queued message is a
+# heap block of its own, and after hours a heap has 8K free in holes of a few
+# hundred bytes; ten at once, on a reconnect, ran a dock out of memory.
+_BACKLOG = const(4)
 
 
 class MqttUplink:
@@ -69,6 +73,10 @@ class MqttUplink:
         q.append((t, auth.seal(self.guard.key, auth.UP, message.encode(msg))))
         self._wake.set()
         return True
+
+    def room(self):
+        """True when the app may queue one more event of its backlog."""
+        return self.connected and len(self._q) < _BACKLOG
 
     def tick(self, now):
         # Called by the app's loop: a dead connection wakes the pump, which

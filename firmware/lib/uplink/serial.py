@@ -13,6 +13,11 @@ from wire.link import Link
 _log = log.get("uplink")
 _GAP_MS = const(100)  # a partial frame older than this is abandoned
 _RESERVE = const(640)  # wire/names.py KIOSK_MAX_MESSAGE
+# What a device sends is small (a sealed event is under 200 bytes). The queue
+# holds a hello, a state, a result and about five events: what a reconnect
+# sends at once. Both buffers are made at boot (wire/link.py says why).
+_SEND_MAX = const(256)
+_QUEUE_BYTES = const(1536)
 
 
 class SerialUplink:
@@ -23,7 +28,8 @@ class SerialUplink:
         self.on_connect = on_connect
         # A dock gets only commands and acks (under 100 bytes): 256 is plenty; a
         # kiosk gets fund records and passes 1024. The edge accepts up to 1024.
-        self.link = Link(max_queue=16, diff=time.ticks_diff, max_payload=max_payload)
+        self.link = Link(max_queue=16, diff=time.ticks_diff, max_payload=max_payload,
+                         max_send=_SEND_MAX, queue_bytes=_QUEUE_BYTES)
         self.bad = 0  # undecodable messages from the edge
         self._buf = bytearray(64)
         # A kiosk's answers need one free block of up to 640 bytes when they
@@ -36,11 +42,18 @@ class SerialUplink:
         self.connected = True  # a serial line has no session; frames are retried
 
     def send(self, msg):
+        """Queue msg for the edge; False when the queue is full (the app's
+        journal resends events; the next state report supersedes a lost one)."""
         # Sealed with the device's key: a message the edge can trust came
         # from this device (docs/security.md).
         ok = self.link.send(auth.seal(self.guard.key, auth.UP, message.encode(msg)))
         self._wake.set()
         return ok
+
+    def room(self):
+        """True when the queue has room for an event: the app sends its
+        journal's backlog only as fast as the line takes it."""
+        return self.link.room(_SEND_MAX)
 
     async def run(self):
         if self.on_connect:

@@ -65,23 +65,41 @@ class FrameError(ValueError):
     pass
 
 
+def frame_size(n):
+    """Bytes a frame with an n-byte payload takes on the line."""
+    return _HEADER + n + _TRAILER
+
+
+PAYLOAD_AT = const(6)  # where a frame's payload starts (frame_into)
+
+
+def frame_into(buf, kind, seq, n):
+    """Make buf[0:frame_size(n)] a frame around the n-byte payload already at
+    buf[PAYLOAD_AT:]; returns its length. No allocation: a device builds every
+    frame it sends in one buffer made at boot (wire.link)."""
+    if n > MAX_PAYLOAD or n + _HEADER + _TRAILER > len(buf):
+        raise FrameError("payload too large: %d" % n)
+    if kind & _KIND_MASK not in (KIND_DATA, KIND_ACK):
+        raise FrameError("bad kind %d" % kind)
+    buf[0] = _SOF0
+    buf[1] = _SOF1
+    buf[2] = kind
+    buf[3] = seq & 0xFF
+    buf[4] = n >> 8
+    buf[5] = n & 0xFF
+    c = crc16(buf, 2, _HEADER + n)
+    buf[_HEADER + n] = c >> 8
+    buf[_HEADER + n + 1] = c & 0xFF
+    return _HEADER + n + _TRAILER
+
+
 def encode_frame(kind, seq, payload=b""):
     n = len(payload)
     if n > MAX_PAYLOAD:
         raise FrameError("payload too large: %d > %d" % (n, MAX_PAYLOAD))
-    if kind & _KIND_MASK not in (KIND_DATA, KIND_ACK):
-        raise FrameError("bad kind %d" % kind)
     out = bytearray(_HEADER + n + _TRAILER)
-    out[0] = _SOF0
-    out[1] = _SOF1
-    out[2] = kind
-    out[3] = seq & 0xFF
-    out[4] = n >> 8
-    out[5] = n & 0xFF
     out[_HEADER:_HEADER + n] = payload
-    c = crc16(out, 2, _HEADER + n)
-    out[_HEADER + n] = c >> 8
-    out[_HEADER + n + 1] = c & 0xFF
+    frame_into(out, kind, seq, n)
     return bytes(out)
 
 
