@@ -67,7 +67,9 @@ class IdCardModule(SerialPeer):
         super().__init__(port, baud)
         self.card: Card | None = None
         self.selected = False
-        self.fault: str | None = None  # "checksum", "pull_mid_read", "selftest"
+        # "checksum", "pull_mid_read", "selftest", "lost_answer" (the next SELECT's
+        # answer is lost on the line, once)
+        self.fault: str | None = None
         self.reads = 0
         self.dec = idcard.SamDecoder()
 
@@ -104,6 +106,9 @@ class IdCardModule(SerialPeer):
         if cmd == idcard.SELECT:
             if self.card is None:
                 return idcard_module.response(idcard_module.E_SELECT)
+            if f == "lost_answer":
+                self.fault = None  # once
+                return b""
             self.selected = True
             return idcard_module.response(idcard.OK, bytes(8))
         if cmd == idcard.READ:

@@ -59,7 +59,13 @@ class SamReader:
 
     async def read_text(self):
         """The 256-byte text block of the card on the reader."""
-        body = await self._xfer(idcard.SELECT)
+        try:
+            body = await self._xfer(idcard.SELECT)
+        except ReadError as e:
+            if e.reason != "unreadable":
+                raise
+            # No answer at all: one lost on a busy line is not a bad card.
+            body = await self._xfer(idcard.SELECT)
         if body[2] != idcard.OK:
             raise ReadError("pulled")
         body = await self._xfer(idcard.READ, 1500)
