@@ -268,18 +268,22 @@ class Town:
             while not await self._online_now():  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
 
+    async def edge_api(self, what: str) -> list[dict[str, Any]]:
+        """GET /api/<what> (devices, stations, ...) from the edge with the
+        technician's token, as a technician's tools do: its list of rows."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with aiohttp.ClientSession(headers=headers) as s:
+            async with s.get(f"http://127.0.0.1:{self.http_port}/api/{what}") as r:
+                rows: list[dict[str, Any]] = (await r.json())[what]
+                return rows
+
     async def _online_now(self) -> bool:
         if self.edge is not None:
             return self._all_online()
-        # The edge as its own process: ask its API, as a technician's tools do.
-        headers = {"Authorization": f"Bearer {self.token}"}
-        base = f"http://127.0.0.1:{self.http_port}/api"
+        # The edge as its own process: ask its API.
         try:
-            async with aiohttp.ClientSession(headers=headers) as s:
-                async with s.get(f"{base}/devices") as r:
-                    devices = (await r.json())["devices"]
-                async with s.get(f"{base}/stations") as r:
-                    stations = (await r.json())["stations"]
+            devices = await self.edge_api("devices")
+            stations = await self.edge_api("stations")
         except (aiohttp.ClientError, KeyError, ValueError):
             return False
         return all(d["online"] for d in devices) and all(st["capacity"] > 0 and st["online"]

@@ -8,10 +8,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from typing import Any
-
-import aiohttp
-
 from hardware.sim.audit import journal_pending
 from tests.conftest import needs_mosquitto, run, until
 from hardware.sim.spec import HEAP, MQTT_HEAP
@@ -60,14 +56,6 @@ def test_twelve_slot_docks_soak_in_their_heap_on_serial_and_mqtt(tmp_path: Path)
 
 
 
-async def _devices(town: Town) -> dict[str, dict[str, Any]]:
-    """Each device as the edge process's API shows it (a technician's view)."""
-    headers = {"Authorization": f"Bearer {town.token}"}
-    async with aiohttp.ClientSession(headers=headers) as s:
-        async with s.get(f"http://127.0.0.1:{town.http_port}/api/devices") as r:
-            return {d["id"]: d for d in (await r.json())["devices"]}
-
-
 @needs_mosquitto
 def test_a_backlog_after_an_edge_restart_fits_the_heap(tmp_path: Path) -> None:
     """The worst moment for a dock's heap: the edge is gone while riders bring
@@ -98,7 +86,7 @@ def test_a_backlog_after_an_edge_restart_fits_the_heap(tmp_path: Path) -> None:
             for d in town.docks:  # every event reached the edge: nothing is pending
                 await until(lambda d=d: not journal_pending(d.flash / "journal"), 20)
             await asyncio.sleep(2.1)  # a heartbeat with the heap figure
-            devices = await _devices(town)
+            devices = {d["id"]: d for d in await town.edge_api("devices")}
             for d in town.docks:
                 log = d.log_path.read_text()
                 heap = MQTT_HEAP if d.link == "mqtt" else HEAP
