@@ -58,6 +58,8 @@ if [ "$role" != technician ]; then
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
   command -v pcscd >/dev/null 2>&1 || [ -x /usr/sbin/pcscd ] || need_apt+=(pcscd)
   command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+  # The broker's unit reloads it with /bin/kill (procps; not in a minimal Debian root).
+  [ -x /bin/kill ] || need_apt+=(procps)
   # pyscard comes as source only: it builds against the PC/SC headers with swig, a C
   # compiler, the C library's headers and Python's own (a minimal Debian or Raspberry Pi OS
   # Lite has none of them).
