@@ -18,7 +18,8 @@ What it does, each step as docs/deploy.md tells a county to do it on a Pi:
     connects to the root's broker over TLS with the dock's account and publishes a sealed
     hello and a sealed `returned` event, and waits for the edge's sealed ack (sent after the
     commit);
- 5. reads /healthz, the GBFS station_status (the returned bike counted), the edge's peak
+ 5. reads /healthz, the GBFS station_status (the returned bike counted once the dock's new
+    slot state follows its event), the edge's peak
     memory under emulation, then SIGTERM: the edge must stop with status 0 and no traceback.
 
 Speed under emulation is 5-20x slower than a Pi and means nothing; memory is qemu's process
@@ -273,6 +274,9 @@ def dock_event(root: PiRoot, http_port: int, tls_port: int, token: str,
                           "ev": "returned", "slot": 0, "bike": "0A00000001"})
         if not got_ack.wait(120):
             raise SystemExit(f"pi_check: no ack from the edge for the event; got {acks}")
+        # As a dock does after a return: its slots' new state (the station's counts).
+        publish("state", {"t": "state", "dev": DOCK, "boot": 1, "n": 2, "slots": "LEEE"},
+                retain=True)
         return seq
     finally:
         c.loop_stop()
@@ -316,10 +320,16 @@ def main() -> int:
             say(f"huimin edge up under emulation: /healthz {health}")
             seq = dock_event(root, http_port, tls_port, token, mosquitto)
             say(f"dock-001's sealed event seq {seq} acked by the edge (after its commit)")
-            status = json.loads(wait_http(
-                f"http://127.0.0.1:{http_port}/gbfs/3.0/station_status.json", edge,
-                logs / "edge.log", 60))
-            station = status["data"]["stations"][0]
+            for _ in range(120):  # the feed follows the dock's new state
+                status = json.loads(wait_http(
+                    f"http://127.0.0.1:{http_port}/gbfs/3.0/station_status.json", edge,
+                    logs / "edge.log", 60))
+                station = status["data"]["stations"][0]
+                if station["num_vehicles_available"] == 1:
+                    break
+                time.sleep(0.5)
+            else:
+                raise SystemExit(f"pi_check: GBFS never counted the returned bike: {station}")
             report["gbfs_station"] = {k: station[k] for k in (
                 "station_id", "num_vehicles_available", "is_renting", "is_returning")}
             say(f"GBFS station_status: {report['gbfs_station']}")
