@@ -11,8 +11,14 @@ edge keeps them in one TOML file readable by its own user only:
 Every message to a device is encoded, then sealed with that key
 (wire/auth.py); a command also carries a counter that the device requires to
 rise. The counter is one for the whole edge, persisted ahead in blocks beside
-the keys file, so a restart (or a Pi whose clock went back) never reuses one;
-a device's hello tells its floor, and the counter jumps above it.
+the keys file, so a restart (or a Pi whose clock went back) never reuses one.
+
+A device's hello (or its `stale_ctr` refusal) tells its floor, the last counter
+it accepted. That floor is the device's own business: commands to that device
+are numbered above it, no other device's numbering moves, and a floor beyond
+anything this edge can have issued (its reserved ceiling or the clock in ms,
+plus FLOOR_SLACK) is refused and counted. A device someone opened can so make
+only itself unreachable, and no counter ever nears the wire's 2**53.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import stat
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +37,10 @@ from wire import auth, message
 log = logging.getLogger("edge.keys")
 
 _BLOCK = 10_000  # counters reserved per write of the counter file
+# How far above what this edge can have issued a device's floor may be and still be
+# believed: a counter file lost with the Pi's SD card restarts the count from the clock,
+# and a busy edge may run ahead of the clock; ~2.8 hours of one command per millisecond.
+FLOOR_SLACK = 10_000_000
 
 
 class KeyFileError(ValueError):
@@ -91,8 +102,9 @@ def dump_devices(devices: dict[str, dict[str, str]]) -> str:
 
 
 class DeviceKeys:
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self._clock = clock
         self._mtime = path.stat().st_mtime if path is not None and path.exists() else -1.0
         self.devices = load_devices(path) if path is not None else {}
         self._keys = {d: auth.Key(bytes.fromhex(e["command_key"]))
@@ -101,7 +113,9 @@ class DeviceKeys:
         self._ceiling = self._read_ceiling()
         # Never below the wall clock in ms either: a lost counter file cannot
         # send the edge back to numbers a device has already seen.
-        self._next = max(self._ceiling, int(time.time() * 1000))
+        self._next = max(self._ceiling, int(clock() * 1000))
+        # Per device: the highest counter it accepted or we numbered for it.
+        self._floors: dict[str, int] = {}
 
     def _read_ceiling(self) -> int:
         if self._ctr_path is None or not self._ctr_path.exists():
@@ -123,11 +137,30 @@ class DeviceKeys:
             write_private(self.path, dump_devices(self.devices))
             self._mtime = self.path.stat().st_mtime
 
-    def device_floor(self, dev: str, floor: int) -> None:
-        """A device's hello says the last counter it accepted: go above it."""
-        if floor >= self._next:
-            log.info("device %s has seen counter %d: numbering on from there", dev, floor)
-            self._next = floor + 1
+    def device_floor(self, dev: str, floor: int) -> bool:
+        """A device says the last counter it accepted: its commands go above it. False
+        (and nothing changes) for a floor this edge cannot have issued."""
+        limit = max(self._ceiling, self._next, int(self._clock() * 1000)) + FLOOR_SLACK
+        if not 0 <= floor < limit:
+            log.warning("device %s claims command counter %d, beyond any this edge issued "
+                        "(%d): refused; its commands keep their numbers", dev, floor, limit)
+            return False
+        if floor > self._floors.get(dev, -1):
+            if floor >= self._next:
+                log.info("device %s has seen counter %d: numbering its commands above it",
+                         dev, floor)
+            self._floors[dev] = floor
+        return True
+
+    def _number(self, dev: str) -> int:
+        """The next counter for a command to `dev`: the edge's, or above what that device
+        has already accepted (only its own commands move)."""
+        n = self._take()
+        floor = self._floors.get(dev, -1)
+        if n <= floor:
+            n = floor + 1
+        self._floors[dev] = n
+        return n
 
     def _take(self) -> int:
         n = self._next
@@ -173,5 +206,5 @@ class DeviceKeys:
             self._reload_if_changed()
         key = self._keys[dev]
         if msg.get("t") == "cmd":
-            msg = {**msg, "ctr": self._take()}
+            msg = {**msg, "ctr": self._number(dev)}
         return bytes(auth.seal(key, auth.DOWN, message.encode(msg)))

@@ -66,7 +66,7 @@ class _Send:
 class IngestLoop:
     def __init__(self, ingest: Ingest, store: Store, links: DeviceLinks, metrics: Metrics,
                  backend: BackendFormat | None,
-                 on_counter_floor: Callable[[str, int], None],
+                 on_counter_floor: Callable[[str, int], bool],
                  on_hello: Callable[[Hello], None],
                  on_lookup: Callable[[str, Lookup, Reply], None],
                  on_rental_done: Callable[[str], None]) -> None:
@@ -131,7 +131,8 @@ class IngestLoop:
         elif isinstance(e, CommandAnswered):
             self.links.answered(e.result)
         elif isinstance(e, CounterFloor):
-            self._on_counter_floor(e.device, e.ctr)
+            if not self._on_counter_floor(e.device, e.ctr):
+                self.metrics.inc("rx.rejected", "counter_floor")
         elif isinstance(e, Booted):
             self._on_hello(e.hello)
         elif isinstance(e, LookupAsked):

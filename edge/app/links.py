@@ -5,8 +5,7 @@ over a `Reply` per device; this module never sees bytes or topics."""
 from __future__ import annotations
 
 import asyncio
-import itertools
-import time
+import secrets
 from typing import Any
 
 from wire import message
@@ -16,13 +15,17 @@ from edge.core.messages import Command, DownMessage, Result, to_wire
 from edge.core.metrics import Metrics
 from edge.core.ports import Reply
 
+COMMAND_IDS = 1 << 30
+
 
 class DeviceLinks:
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
         self._routes: dict[str, Reply] = {}
-        self._ids = itertools.count(int(time.time()) % 1_000_000 * 1000)
-        self._pending: dict[int, asyncio.Future[Result]] = {}
+        # A result answers the command of that id sent to that device, and no other: one
+        # device's key cannot settle another's unlock. Ids are random (below 2**30: a
+        # small int on a 32-bit board), so they cannot be guessed from the last one.
+        self._pending: dict[tuple[str, int], asyncio.Future[Result]] = {}
 
     def heard(self, dev: str, reply: Reply) -> None:
         self._routes[dev] = reply
@@ -36,12 +39,19 @@ class DeviceLinks:
             raise Rejected("no_route", f"device {dev} has not been heard from")
         await reply(to_wire(msg))
 
-    def new_command(self, op: str, **args: Any) -> Command:
-        return Command(next(self._ids), op, **args)
+    def new_command(self, op: str, dev: str = "", **args: Any) -> Command:
+        while True:
+            cid = secrets.randbelow(COMMAND_IDS - 1) + 1
+            if (dev, cid) not in self._pending:
+                return Command(cid, op, **args)
 
     def answered(self, result: Result) -> None:
-        fut = self._pending.pop(result.id, None)
-        if fut is not None and not fut.done():
+        fut = self._pending.pop((result.dev, result.id), None)
+        if fut is None:
+            # No command of that id is waiting for that device (late, or not its own).
+            self.metrics.inc("commands.unmatched_result")
+            return
+        if not fut.done():
             fut.set_result(result)
 
     async def command(self, dev: str, op: str, wait_s: float = 5.0, **args: Any) -> Result:
@@ -55,13 +65,13 @@ class DeviceLinks:
         return res
 
     async def _command_once(self, dev: str, op: str, wait_s: float, **args: Any) -> Result:
-        cmd = self.new_command(op, **args)
+        cmd = self.new_command(op, dev, **args)
         message.check(to_wire(cmd))  # a bad argument is our bug: fail here, not at the dock
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._pending[cmd.id] = fut
+        self._pending[(dev, cmd.id)] = fut
         try:
             await self.send(dev, cmd)
             async with asyncio.timeout(wait_s):
                 return await fut
         finally:
-            self._pending.pop(cmd.id, None)
+            self._pending.pop((dev, cmd.id), None)

@@ -1,0 +1,145 @@
+"""Whoever holds one dock holds only that dock (docs/security.md, "the holder of a device"):
+whatever device A seals (hellos and refusals with any counter floor, results with any id),
+what device B accepts does not change: the counters on B's commands, B's pending commands
+and their results. Stated as properties over any sequence, with the edge's real key store
+and device links (no processes: plain values)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from wire import auth, message
+
+from edge.adapters.device_keys import DeviceKeys, dump_devices, write_private
+from edge.app.links import DeviceLinks
+from edge.core.messages import Result
+from edge.core.metrics import Metrics
+
+WIRE_INTS = st.integers(min_value=-(2 ** 53) + 1, max_value=2 ** 53 - 1)
+KEYS = {"dock-a": "a1" * 32, "dock-b": "b2" * 32}
+NOW = 1_796_000_000.0  # a fixed clock: both runs below start from the same counter
+
+
+def _keys(tmp: Any) -> DeviceKeys:
+    path = tmp / "device-keys.toml"
+    if not path.exists():
+        write_private(path, dump_devices({d: {"command_key": k} for d, k in KEYS.items()}))
+    counter = path.with_name(path.name + ".counter")
+    counter.unlink(missing_ok=True)
+    return DeviceKeys(path, clock=lambda: NOW)
+
+
+def _ctr(keys: DeviceKeys, dev: str) -> int:
+    sealed = keys.seal(dev, {"t": "cmd", "id": 1, "op": "unlock", "slot": 0})
+    assert auth.verify(auth.Key(bytes.fromhex(KEYS[dev])), auth.DOWN, sealed)
+    ctr: int = message.decode(sealed)["ctr"]
+    return ctr
+
+
+# One step: A claims a floor (its hello or a stale_ctr refusal), or the edge commands A, or
+# commands B, or B honestly reports the last counter it accepted (after a reboot, its
+# reserved window of 64 on top).
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("floor_a"), WIRE_INTS),
+    st.tuples(st.just("cmd_a"), st.just(0)),
+    st.tuples(st.just("cmd_b"), st.just(0)),
+    st.tuples(st.just("b_reboots"), st.integers(0, 64)),
+), max_size=40)
+
+
+def _run(tmp: Any, steps: list[tuple[str, int]], with_a_floors: bool) -> tuple[list[int],
+                                                                              list[int]]:
+    keys = _keys(tmp)
+    b_sent: list[int] = []
+    a_sent: list[int] = []
+    b_accepted = 0
+    for kind, value in steps:
+        if kind == "floor_a" and with_a_floors:
+            keys.device_floor("dock-a", value)
+        elif kind == "cmd_a":
+            a_sent.append(_ctr(keys, "dock-a"))
+        elif kind == "cmd_b":
+            n = _ctr(keys, "dock-b")
+            b_sent.append(n)
+            b_accepted = n
+        elif kind == "b_reboots":
+            keys.device_floor("dock-b", b_accepted + value)
+            b_accepted += value
+    return a_sent, b_sent
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=STEPS)
+def test_no_floor_a_device_claims_moves_another_devices_counters(tmp_path_factory: Any,
+                                                                  steps: list[tuple[str, int]]
+                                                                  ) -> None:
+    tmp = tmp_path_factory.mktemp("keys")
+    _, b_alone = _run(tmp, steps, with_a_floors=False)
+    a_sent, b_with_a = _run(tmp, steps, with_a_floors=True)
+    # B's commands carry the same numbers whatever A claimed, always rising.
+    assert b_with_a == b_alone
+    assert all(x < y for x, y in itertools.pairwise(b_with_a))
+    # No counter, A's included, ever nears what the wire can carry.
+    assert all(n < 2 ** 52 for n in a_sent + b_with_a)
+
+
+@settings(max_examples=200, deadline=None)
+@given(floor=WIRE_INTS)
+def test_a_floor_beyond_anything_issued_is_refused_and_a_believable_one_is_obeyed(
+        tmp_path_factory: Any, floor: int) -> None:
+    keys = _keys(tmp_path_factory.mktemp("keys"))
+    first = _ctr(keys, "dock-a")
+    believed = keys.device_floor("dock-a", floor)
+    after = _ctr(keys, "dock-a")
+    assert believed == (0 <= floor < int(NOW * 1000) + 10_000_000 + 1)  # FLOOR_SLACK
+    assert after > first
+    if believed:
+        assert after > floor  # numbered above what the device has accepted
+    else:
+        assert after == first + 1  # a refused floor changes nothing
+
+
+RESULTS = st.lists(st.tuples(st.integers(0, 2 ** 30), st.booleans()), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(foreign=RESULTS)
+def test_results_sealed_by_one_device_never_settle_anothers_command(
+        foreign: list[tuple[int, bool]]) -> None:
+    """dock-a answers with any ids, B's own among them: B's pending unlock waits for B."""
+
+    async def main() -> None:
+        links = DeviceLinks(Metrics())
+        sent: list[dict[str, Any]] = []
+
+        async def to_b(data: dict[str, Any]) -> None:
+            sent.append(data)
+
+        links.heard("dock-b", to_b)
+        pending = asyncio.create_task(links.command("dock-b", "unlock", wait_s=5, slot=2))
+        while not sent:
+            await asyncio.sleep(0)
+        cid = sent[0]["id"]
+        for rid, ok in [*foreign, (cid, True), (cid, False)]:
+            links.answered(Result("dock-a", rid, ok, "forged"))
+        await asyncio.sleep(0)
+        assert not pending.done()
+        assert links.metrics.get("commands.unmatched_result") == len(foreign) + 2
+        links.answered(Result("dock-b", cid, True))
+        res = await pending
+        assert res.dev == "dock-b" and res.ok and res.err == ""
+        assert 0 < cid < 2 ** 30
+
+    asyncio.run(main())
+
+
+def test_command_ids_are_not_sequential() -> None:
+    links = DeviceLinks(Metrics())
+    ids = [links.new_command("unlock", "dock-a").id for _ in range(50)]
+    assert len(set(ids)) == 50
+    steps = {b - a for a, b in itertools.pairwise(ids)}
+    assert len(steps) > 40  # not a counter a neighbour could guess from one id
