@@ -35,12 +35,17 @@ DEVICE_DOWN = "down"
 CONF = """\
 # Written by huimin (tools/broker.py) from the device registry; do not edit by
 # hand: `huimin broker` writes it again after each provisioning.
-per_listener_settings false
+# Each listener has its own accounts: the edge's exists only on loopback, so its
+# password (a copied edge.toml) opens nothing from the village network.
+per_listener_settings true
+# The edge on this machine: plain MQTT, loopback only.
+listener {port} 127.0.0.1
 allow_anonymous false
 password_file {dir}/passwd
 acl_file {dir}/acl
-# The edge on this machine: plain MQTT, loopback only.
-listener {port} 127.0.0.1
+# A client's id is its username, whatever id it asks for: one account cannot
+# take over another's session (a dock's, or the edge's) by connecting as it.
+use_username_as_clientid true
 {tls}
 # Started as root, Mosquitto switches to user "mosquitto" and then cannot write
 # its persistence file or log here: sessions would not survive a restart.
@@ -63,8 +68,13 @@ log_type information
 """
 
 TLS_LISTENER = """\
-# Devices: TLS only, the server certificate signed by the county CA.
+# Devices: TLS only, the server certificate signed by the county CA; every
+# account but the edge's.
 listener {port} {bind}
+allow_anonymous false
+password_file {dir}/passwd-tls
+acl_file {dir}/acl
+use_username_as_clientid true
 cafile {ca}
 certfile {cert}
 keyfile {key}
@@ -96,8 +106,11 @@ class Accounts:
     # privacy audit); none is made unless asked for.
     monitors: dict[str, str] = field(default_factory=dict)
 
-    def passwd(self) -> str:
-        rows = {**self.edge, **self.devices, **self.bridges, **self.backends, **self.monitors}
+    def passwd(self, with_edge: bool = True) -> str:
+        """The password file; without the edge's accounts for a listener beyond loopback."""
+        rows = {**self.devices, **self.bridges, **self.backends, **self.monitors}
+        if with_edge:
+            rows.update(self.edge)
         return "".join(f"{u}:{h}\n" for u, h in sorted(rows.items()))
 
     def acl(self) -> str:
@@ -172,11 +185,12 @@ def write_config(dir: Path, accounts: Accounts, port: int, tls_port: int | None 
 
     dir.mkdir(parents=True, exist_ok=True)
     write_private(dir / "passwd", accounts.passwd())
+    write_private(dir / "passwd-tls", accounts.passwd(with_edge=False))
     (dir / "acl").write_text(accounts.acl())
     tls_text = ""
     if tls is not None and tls_port is not None:
         tls_text = TLS_LISTENER.format(port=tls_port, bind=bind, ca=tls.ca, cert=tls.cert,
-                                       key=tls.key)
+                                       key=tls.key, dir=dir)
     conf = dir / "mosquitto.conf"
     conf.write_text(CONF.format(port=port, dir=dir, tls=tls_text, data=data or dir,
                                 user=user or getpass.getuser()))

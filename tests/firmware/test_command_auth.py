@@ -30,13 +30,15 @@ class Injector:
     MQTT with the edge's own broker account (as a stolen edge password or a
     compromised broker could), on serial through the edge's end of the cable."""
 
-    def __init__(self, town: Town, d: SimDock) -> None:
+    def __init__(self, town: Town, d: SimDock, password: str = "") -> None:
         self.town, self.d = town, d
         self.client: paho.Client | None = None
         if d.link == "mqtt":
             assert town.broker is not None
+            # An edge account of its own: a client's id is its username, so with the
+            # edge's own account it would take the edge's session over.
             c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="intruder")
-            c.username_pw_set("huimin-edge", town.edge_mqtt_password)
+            c.username_pw_set("intruder", password)
             c.connect("127.0.0.1", town.broker.port)
             c.loop_start()
             self.client = c
@@ -72,8 +74,11 @@ def test_forged_replayed_and_reordered_unlocks_are_refused_on_both_links(
             edge = town.edge
             assert edge is not None
             assert {d.link for d in town.docks} == {"serial", "mqtt"}
+            assert town.broker is not None
+            intruder = town.broker.account("intruder", "edge")
+            await town.broker.reload()
             for d in town.docks:
-                inj = Injector(town, d)
+                inj = Injector(town, d, intruder)
                 key = d.secrets["command_key"]
                 try:
                     # Forged: no MAC, then a MAC under another key.
@@ -156,7 +161,10 @@ def test_an_oversize_message_is_skipped_and_acked_not_redelivered(tmp_path: Path
             edge = town.edge
             assert edge is not None
             d = town.docks[0]
-            inj = Injector(town, d)
+            assert town.broker is not None
+            intruder = town.broker.account("intruder", "edge")
+            await town.broker.reload()
+            inj = Injector(town, d, intruder)
             try:
                 inj.send(b"{" + b" " * 2998 + b"}")
                 await until(lambda: "byte message (cap 1536)" in d.log_path.read_text(), 10)

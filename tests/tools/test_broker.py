@@ -154,3 +154,76 @@ def test_free_ports_come_from_below_the_ephemeral_range() -> None:
         assert 1024 <= port < low
         with socket.socket() as s:
             s.bind(("127.0.0.1", port))  # and it is free
+
+
+def test_no_account_takes_over_another_clients_session(tmp_path: Path) -> None:
+    """A dock's account connecting under another dock's client id, or under the edge's,
+    does not close that client nor fire its will: a client's id is its username."""
+    async def main() -> None:
+        tls = county_tls(tmp_path / "ca", ["127.0.0.1"])
+        broker = Broker(tmp_path / "broker", site="anji", tls=tls)
+        edge_pw = broker.account("huimin-edge", "edge")
+        a_pw = broker.account("dock-a")
+        b_pw = broker.account("dock-b")
+        await broker.start()
+        try:
+            assert broker.tls_port is not None
+            await asyncio.to_thread(check, broker.port, broker.tls_port, tls.ca, edge_pw,
+                                    a_pw, b_pw)
+        finally:
+            await broker.stop()
+
+    def check(port: int, tls_port: int, ca: Path, edge_pw: str, a_pw: str, b_pw: str) -> None:
+        watcher = Client(port, "huimin-edge", edge_pw, "huimin-edge-anji")
+        assert watcher.result() == 0
+        watcher.sub("huimin/anji/+/status")
+        victim = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="dock-b")
+        victim.username_pw_set("dock-b", b_pw)
+        victim.tls_set(ca_certs=str(ca))
+        victim.will_set("huimin/anji/dock-b/status", b"offline", qos=1)
+        gone: queue.Queue[Any] = queue.Queue()
+        victim.on_disconnect = lambda *a: gone.put(a)
+        victim.connect("127.0.0.1", tls_port)
+        victim.loop_start()
+        try:
+            _drain(watcher.got, 0.5)
+            # dock-a's account, asking for dock-b's id, then for the edge's, twice each.
+            for target in ["dock-b", "huimin-edge-anji", "huimin-edge"] * 2:
+                thief = Client(tls_port, "dock-a", a_pw, target, tls_ca=ca)
+                assert thief.result() == 0  # it connects, as dock-a
+                thief.close()
+            assert gone.empty(), "dock-b was closed by another account"
+            assert watcher.got.empty(), f"a will fired: {_drain(watcher.got)}"
+            assert watcher.connected.empty()  # the edge's session was never taken over
+        finally:
+            victim.loop_stop()
+            victim.disconnect()
+            watcher.close()
+
+    run(main())
+
+
+def test_the_edges_account_works_only_on_loopback(tmp_path: Path) -> None:
+    """A copied edge.toml's broker password opens nothing on the devices' listener."""
+    async def main() -> None:
+        tls = county_tls(tmp_path / "ca", ["127.0.0.1"])
+        broker = Broker(tmp_path / "broker", site="anji", tls=tls)
+        edge_pw = broker.account("huimin-edge", "edge")
+        a_pw = broker.account("dock-a")
+        await broker.start()
+        try:
+            assert broker.tls_port is not None
+            await asyncio.to_thread(check, broker.port, broker.tls_port, tls.ca, edge_pw, a_pw)
+        finally:
+            await broker.stop()
+
+    def check(port: int, tls_port: int, ca: Path, edge_pw: str, a_pw: str) -> None:
+        over_tls = Client(tls_port, "huimin-edge", edge_pw, "huimin-edge", tls_ca=ca)
+        assert over_tls.result() != 0, "the edge's account accepted beyond loopback"
+        over_tls.close()
+        for c in (Client(port, "huimin-edge", edge_pw, "e"),
+                  Client(tls_port, "dock-a", a_pw, "dock-a", tls_ca=ca)):
+            assert c.result() == 0
+            c.close()
+
+    run(main())
