@@ -16,7 +16,23 @@ class ConfigError(Exception):
     """The configuration file is wrong: fix it; the service does not start."""
 
 
-_ID = re.compile(r"^[A-Za-z0-9.@:/_-]{1,64}$")
+_ID = re.compile(r"^[A-Za-z0-9.@:/_-]{1,64}$")  # a station's id (GBFS: printable)
+# One rule for the ids of devices and sites everywhere (this file, registration over the
+# API, MQTT topics, the secrets files): lower-case letters, digits and '-', 64 at most.
+# Nothing an id holds can then reach past its topic level, a TOML key or a log line.
+DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+ID_RULE = "lower-case letters, digits and '-' (64 at most, not starting with '-')"
+# The edge's own broker accounts and the city's: a device may never be named as one.
+RESERVED_ID_PREFIXES = ("huimin", "bridge-", "backend", "edge")
+
+
+def device_id_problem(dev: object) -> str | None:
+    """Why `dev` cannot name a device, or None."""
+    if not isinstance(dev, str) or not DEVICE_ID.match(dev):
+        return f"device id {dev!r}: use {ID_RULE}"
+    if dev.startswith(RESERVED_ID_PREFIXES):
+        return f"device id {dev!r} is reserved for the edge's own accounts"
+    return None
 
 
 @dataclass(frozen=True)
@@ -157,8 +173,8 @@ def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], default: Any
 def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
     edge = _get(raw, "edge", dict, {})
     site = _get(edge, "site", str, where="edge.")
-    if not _ID.match(site):
-        raise ConfigError(f"edge.site {site!r}: use letters, digits and . @ : / _ -")
+    if not DEVICE_ID.match(site):
+        raise ConfigError(f"edge.site {site!r}: use {ID_RULE}")
     port = _get(edge, "http_port", int, 8080, "edge.")
     if not 0 <= port <= 65535:
         raise ConfigError(f"edge.http_port {port} out of range")
@@ -184,8 +200,8 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
             raise ConfigError(f"{w}lat/lon out of range")
         devs = tuple(_get(s, "devices", list, [], w))
         for d in devs:
-            if not isinstance(d, str) or not _ID.match(d):
-                raise ConfigError(f"{w}devices: bad device id {d!r}")
+            if (why := device_id_problem(d)) is not None:
+                raise ConfigError(f"{w}devices: {why}")
             if d in seen_dev:
                 raise ConfigError(f"device {d} is in stations {seen_dev[d]} and {sid}")
             seen_dev[d] = sid
@@ -199,7 +215,10 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
     serial = []
     for i, p in enumerate(_get(raw, "serial", list, [])):
         w = f"serial[{i}]."
-        devices = tuple(str(d) for d in _get(p, "devices", list, [], w))
+        devices = tuple(_get(p, "devices", list, [], w))
+        for d in devices:
+            if (why := device_id_problem(d)) is not None:
+                raise ConfigError(f"{w}devices: {why}")
         if not devices:
             raise ConfigError(f"{w}devices: list the devices wired to this port "
                               "(only they may speak on it)")
@@ -268,8 +287,10 @@ def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
     kiosks, screens = [], []
     for i, k in enumerate(_get(raw, "kiosks", list, [])):
         kid = _get(k, "id", str, where=f"kiosks[{i}].")
-        if not _ID.match(kid) or kid in seen_dev or kid in kiosks:
-            raise ConfigError(f"kiosks[{i}].id {kid!r} is not a unique printable device id")
+        if (why := device_id_problem(kid)) is not None:
+            raise ConfigError(f"kiosks[{i}].id: {why}")
+        if kid in seen_dev or kid in kiosks:
+            raise ConfigError(f"kiosks[{i}].id {kid!r} is not unique")
         kiosks.append(kid)
         screen = _get(k, "screen_url", str, "", f"kiosks[{i}].")
         if screen:

@@ -27,7 +27,7 @@ from edge.app.links import DeviceLinks
 from edge.app.ota import Ota
 from edge.app.rentals import RentalDesk
 from edge.app.watchdog import feed as feed_watchdog
-from edge.config import EdgeConfig
+from edge.config import EdgeConfig, device_id_problem
 from edge.core.errors import Rejected
 from edge.core.ingest import Ingest
 from edge.core.liveness import Liveness
@@ -215,10 +215,18 @@ class Edge:
         await self.housekeeping.retention()
 
     async def provision(self, dev: str, station: str, kind: str, command_key: str,
-                        mqtt_password_hash: str | None = None) -> None:
+                        mqtt_password_hash: str | None = None, replace: bool = False) -> None:
         """Register a device (huimin provision): it may talk to the edge from now
         on, and stays registered across restarts; its command key (and broker
-        password hash, for `huimin broker`) go to the device-keys file."""
+        password hash, for `huimin broker`) go to the device-keys file. A device
+        the edge has keys for is re-keyed only when asked (`replace`)."""
+        if (why := device_id_problem(dev)) is not None:
+            raise Rejected("bad_id", why)
+        if self.cfg.mqtt is not None and dev == self.cfg.mqtt.username:
+            raise Rejected("bad_id", f"{dev} is the edge's own broker account")
+        if self.keys.has(dev) and not replace:
+            raise Rejected("exists", f"device {dev} is registered already; re-provisioning "
+                           "replaces its keys only when asked (huimin provision --replace)")
         if kind not in ("dock", "kiosk"):
             raise Rejected("bad_kind", kind)
         if station not in self.stations.by_id:

@@ -60,13 +60,16 @@ def provision(port: str, cfg: dict[str, Any], files: dict[str, bytes] | None = N
 
 
 def register(edge: str, dev: str, station: str, kind: str, command_key: str,
-             mqtt_password_hash: str | None, token: str) -> dict[str, Any]:
+             mqtt_password_hash: str | None, token: str, replace: bool = False
+             ) -> dict[str, Any]:
     """Tell the edge the device, its command key and (MQTT) its broker
     password's hash, over the edge's authenticated API."""
     payload: dict[str, Any] = {"id": dev, "station": station, "kind": kind,
                                "command_key": command_key}
     if mqtt_password_hash:
         payload["mqtt_password"] = mqtt_password_hash
+    if replace:
+        payload["replace"] = True
     req = urllib.request.Request(f"{edge}/api/devices", data=json.dumps(payload).encode(),
                                  method="POST",
                                  headers={"Content-Type": "application/json",
@@ -121,7 +124,7 @@ def _provision_cmd(args: argparse.Namespace) -> int:
         # The edge learns the key first: a device it cannot command is no use.
         if args.edge:
             register(args.edge, args.dev, args.station, args.kind, cfg["cmd_key"], mqtt_hash,
-                     token)
+                     token, replace=args.replace)
         else:
             extra_keys = {"mqtt_password": mqtt_hash} if mqtt_hash else {}
             DeviceKeys(args.keys_file).add(args.dev, cfg["cmd_key"], **extra_keys)
@@ -189,6 +192,9 @@ def add_parser(sub: Any) -> None:
     add_token_arg(q)
     q.add_argument("--keys-file", type=Path, help="instead of --edge, on the edge itself: its "
                    "device-keys file")
+    q.add_argument("--replace", action="store_true",
+                   help="the edge has this device already: give it new keys (re-provisioning; "
+                   "the old ones stop working)")
     q.add_argument("--no-reset", action="store_true",
                    help="leave the device in its REPL (e.g. to run `huimin diag` next)")
     q.set_defaults(func=_provision_cmd)

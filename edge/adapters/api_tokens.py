@@ -11,6 +11,8 @@ import secrets
 import tomllib
 from pathlib import Path
 
+import tomli_w
+
 from edge.adapters.device_keys import check_private, write_private
 
 
@@ -41,9 +43,8 @@ class ApiTokens:
         self.hashes = {str(k): str(v) for k, v in raw.get("tokens", {}).items()}
 
     def _save(self) -> None:
-        lines = ["# Technician API tokens (huimin token): SHA-256 of each; mode 0600.",
-                 "[tokens]", *(f'"{n}" = "{h}"' for n, h in sorted(self.hashes.items())), ""]
-        write_private(self.path, "\n".join(lines))
+        write_private(self.path, "# Technician API tokens (huimin token): SHA-256 of each; "
+                      "mode 0600.\n" + tomli_w.dumps({"tokens": dict(sorted(self.hashes.items()))}))
 
     def add(self, name: str) -> str:
         """A new token for `name` (replacing any it had); only its hash is kept."""

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from wire import auth, message
 
 log = logging.getLogger("edge.keys")
@@ -92,13 +93,11 @@ def load_devices(path: Path) -> dict[str, dict[str, str]]:
 
 
 def dump_devices(devices: dict[str, dict[str, str]]) -> str:
-    lines = ["# Device secrets (huimin provision). Keep mode 0600; never commit.", ""]
-    for dev in sorted(devices):
-        lines.append(f'[devices."{dev}"]')
-        for k, v in sorted(devices[dev].items()):
-            lines.append(f'{k} = "{v}"')
-        lines.append("")
-    return "\n".join(lines)
+    """The keys file's text, by a TOML encoder: whatever an id or a value holds, the file
+    parses back to the same table (an edge that cannot read it cannot restart)."""
+    table = {"devices": {dev: dict(sorted(devices[dev].items())) for dev in sorted(devices)}}
+    return ("# Device secrets (huimin provision). Keep mode 0600; never commit.\n\n"
+            + tomli_w.dumps(table))
 
 
 class DeviceKeys:

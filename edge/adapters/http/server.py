@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import logging
+import re
 import ssl
 import time
 from dataclasses import asdict
@@ -32,7 +33,7 @@ from edge.adapters.http.prometheus import EdgeNumbers, registry_for
 from edge.adapters.http.webserver import serve
 from edge.adapters.store import SqliteStore
 from edge.app.ota import Ota
-from edge.config import EdgeConfig
+from edge.config import EdgeConfig, device_id_problem
 from edge.core import gbfs
 from edge.core.errors import Rejected
 from edge.core.rollout import Image
@@ -63,7 +64,15 @@ class EdgeView(EdgeNumbers, Protocol):
     ota: Ota
 
     async def provision(self, dev: str, station: str, kind: str, command_key: str,
-                        mqtt_password_hash: str | None = None) -> None: ...
+                        mqtt_password_hash: str | None = None,
+                        replace: bool = False) -> None: ...
+
+
+# What registration takes: a command key of 16-64 bytes in hex, and the broker password
+# only as Mosquitto's PBKDF2 hash (tools/broker.py password_hash): one line, no spaces.
+_COMMAND_KEY = re.compile(r"^(?:[0-9a-fA-F]{2}){16,64}$")
+_BROKER_HASH = re.compile(r"^\$7\$[0-9]{1,7}"
+                          r"\$[A-Za-z0-9+/]{4,88}={0,2}\$[A-Za-z0-9+/]{4,172}={0,2}$")
 
 
 class HttpServer:
@@ -258,22 +267,29 @@ class HttpServer:
             body = await request.json()
             if not isinstance(body, dict):
                 raise ValueError("the body is a JSON object")
-            dev, station, kind = str(body["id"]), str(body["station"]), str(body["kind"])
-            if not dev or len(dev) > 64:
-                raise ValueError("bad device id")
-            key = str(body["command_key"])
-            if len(bytes.fromhex(key)) < 16:
-                raise ValueError("command_key: 32+ hex digits")
+            dev, station, kind = body["id"], body["station"], body["kind"]
+            if (why := device_id_problem(dev)) is not None:
+                raise ValueError(why)
+            if not isinstance(station, str) or not isinstance(kind, str):
+                raise ValueError("station and kind are strings")
+            key = body["command_key"]
+            if not isinstance(key, str) or not _COMMAND_KEY.match(key):
+                raise ValueError("command_key: 32 to 128 hex digits")
             mqtt_hash = body.get("mqtt_password")
-            if mqtt_hash is not None and not str(mqtt_hash).startswith("$7$"):
-                raise ValueError("mqtt_password: the broker's hash ($7$...), not a password")
-            await self.svc.provision(dev, station, kind, key,
-                                     str(mqtt_hash) if mqtt_hash else None)
+            if mqtt_hash is not None and (not isinstance(mqtt_hash, str)
+                                          or not _BROKER_HASH.match(mqtt_hash)):
+                raise ValueError("mqtt_password: the broker's PBKDF2 hash ($7$...), "
+                                 "not a password")
+            replace = body.get("replace", False)
+            if not isinstance(replace, bool):
+                raise ValueError("replace is true or false")
+            await self.svc.provision(dev, station, kind, key, mqtt_hash, replace=replace)
             log.info("device %s registered by %s", dev, who)
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response({"error": "bad request", "detail": str(exc)}, status=400)
         except Rejected as exc:
-            return web.json_response({"error": exc.reason, "detail": str(exc)}, status=409)
+            return web.json_response({"error": exc.reason, "detail": str(exc)},
+                                     status=400 if exc.reason == "bad_id" else 409)
         d = self.svc.registry.get(dev)
         return web.json_response(d.as_json() if d else {}, status=201)
 
