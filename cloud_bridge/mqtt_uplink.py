@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import aiomqtt
 
 from cloud_bridge.errors import UplinkError
-from cloud_bridge.rental_message import open_rental
+from cloud_bridge.rental_message import hand_over, open_rental
 from cloud_bridge.uplink import OnRental
 from edge.config import UplinkConfig
 from edge.core.metrics import Metrics
@@ -105,7 +105,7 @@ class MqttUplink:
                     async for m in c.messages:
                         req = self._rental(m.payload)
                         if req is not None:
-                            on_rental(req)
+                            hand_over(on_rental, req, self.metrics, self.name)
             except aiomqtt.MqttError as exc:
                 raise_if_cancelling()
                 log.warning("%s: %s; reconnecting in %.1f s", self.name, exc, delay)

@@ -33,7 +33,7 @@ import nats.js.errors
 from nats.aio.client import Client
 
 from cloud_bridge.errors import UplinkError
-from cloud_bridge.rental_message import open_rental
+from cloud_bridge.rental_message import hand_over, open_rental
 from cloud_bridge.uplink import OnRental
 from edge.config import UplinkConfig
 from edge.core.metrics import Metrics
@@ -191,7 +191,8 @@ class NatsUplink:
             for m in msgs:
                 req = open_rental(self.cfg.secret, m.data, self.metrics, self.name)
                 if req is not None:
-                    on_rental(req)  # the desk claims it by rental_id: a redelivery is a no-op
+                    # The desk claims it by rental_id: a redelivery is a no-op.
+                    hand_over(on_rental, req, self.metrics, self.name)
                 try:
                     await m.ack()
                 except nats.errors.Error:

@@ -35,7 +35,8 @@ def verify(secret: str, body: bytes, headers: Mapping[str, str]) -> str | None:
     if abs(time.time() - t) > MAX_SKEW_S:
         return "timestamp outside the allowed skew"
     want = sign(secret, body, t)["X-Huimin-Signature"]
-    if not hmac.compare_digest(want, sig):
+    # As bytes: compare_digest refuses a str with non-ASCII characters (a TypeError).
+    if not hmac.compare_digest(want.encode(), sig.encode("utf-8", "replace")):
         return "signature mismatch"
     return None
 

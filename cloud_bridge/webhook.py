@@ -115,7 +115,8 @@ class WebhookUplink:
                                           "credentials")
                     raise UplinkError(f"answer refused ({why})")
                 return resp.status, json.loads(body) if resp.status == 200 else None
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:
+            # RecursionError: a signed answer nested deeper than the stack; refused.
             raise UplinkError(f"{type(exc).__name__}: {exc}") from exc
 
     async def poll_rentals(self, wait_s: float = 20.0) -> list[dict[str, Any]]:

@@ -17,7 +17,8 @@ from edge.adapters.device_keys import check_private, write_private
 
 
 def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    # surrogateescape: a header that was not UTF-8 hashes to something, never raises (401).
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class ApiTokens:
@@ -60,6 +61,15 @@ class ApiTokens:
         if found:
             self._save()
         return found
+
+    def hash_of(self, name: str) -> str:
+        return self.hashes.get(name, "")
+
+    def still_valid(self, name: str, token_hash: str) -> bool:
+        """Whether `name`'s token is still the one hashed so (not revoked nor replaced)."""
+        self.reload()
+        want = self.hashes.get(name)
+        return want is not None and hmac.compare_digest(want, token_hash)
 
     def check(self, token: str) -> str | None:
         """The token's name, or None. Compared in constant time with every hash."""

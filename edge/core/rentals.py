@@ -59,10 +59,12 @@ def parse_request(req: Any) -> RentalRequest:
         raise Rejected("malformed", "a rental is a JSON object")
     rid, station, slot = req.get("rental_id"), req.get("station"), req.get("slot")
     hold, resv = req.get("hold_min"), req.get("reservation_id")
-    if not isinstance(rid, str) or not rid or len(rid) > 128 or not isinstance(station, str):
+    if not isinstance(rid, str) or not rid or len(rid) > 128 or not isinstance(station, str) \
+            or len(station) > 64:
         raise Rejected("malformed", "rental_id and station are strings")
-    if slot is not None and (not isinstance(slot, int) or isinstance(slot, bool) or slot < 0):
-        raise Rejected("malformed", "slot is a number")
+    if slot is not None and (not isinstance(slot, int) or isinstance(slot, bool)
+                             or not 0 <= slot < 256):
+        raise Rejected("malformed", "slot is a number 0..255")
     if hold is not None and (not isinstance(hold, int | float) or isinstance(hold, bool)
                              or not 0 < hold <= MAX_HOLD_MIN):
         raise Rejected("malformed", f"hold_min is 0..{MAX_HOLD_MIN}")

@@ -309,6 +309,65 @@ def test_edge_config_of_any_toml_shaped_value(raw: Any) -> None:
         pass
 
 
+# -- the backend's rental message (MQTT or NATS uplink) ------------------------------
+RENTAL_SECRET = "site-secret-0123456789"
+
+
+def _signed(body: str, ts: object = None, sig: object = None) -> bytes:
+    from cloud_bridge.signing import sign
+
+    h = sign(RENTAL_SECRET, body.encode("utf-8", "surrogatepass"))
+    return json.dumps({"ts": h["X-Huimin-Timestamp"] if ts is None else ts, "body": body,
+                       "sig": h["X-Huimin-Signature"] if sig is None else sig}).encode()
+
+
+@given(st.one_of(st.binary(max_size=400), json_values.map(lambda v: json.dumps(v).encode()),
+                 json_values.map(lambda v: _signed(json.dumps(v))),
+                 st.text(max_size=60).map(lambda t: _signed("{}", sig=t)),
+                 json_values.map(lambda v: _signed("{}", ts=v))))
+@example(b"[" * 5_000 + b"]" * 5_000)  # deeper than the stack: was a RecursionError
+@example(b"[" * 100_000 + b"]" * 100_000)  # and far bigger than a rental
+@example(_signed('{"rental_id": "r1"}', sig="sha256=\u00e9\u00e9"))  # was a TypeError
+@example(_signed("[" * 3_000 + "]" * 3_000))  # a signed, deep body
+@example(_signed('"just a string"'))
+@example(b'{"ts": 1, "body": "\\ud800", "sig": "x"}')  # a lone surrogate in the body
+def test_rental_message_of_any_bytes_is_a_rental_or_refused(payload: bytes) -> None:
+    from cloud_bridge.rental_message import open_rental
+    from edge.core.errors import Rejected
+    from edge.core.metrics import Metrics
+    from edge.core.rentals import parse_request
+
+    m = Metrics()
+    rental = open_rental(RENTAL_SECRET, payload, m, "fuzz")
+    if rental is None:
+        assert m.get("rentals.rejected", "malformed") + m.get("rentals.rejected",
+                                                              "signature") == 1
+        return
+    assert isinstance(rental, dict)
+    try:
+        req = parse_request(rental)
+    except Rejected:
+        return
+    assert req.slot is None or 0 <= req.slot < 256
+
+
+def test_a_rental_the_desk_fails_on_costs_that_rental_only() -> None:
+    from cloud_bridge.rental_message import hand_over
+    from edge.core.metrics import Metrics
+
+    m = Metrics()
+    taken: list[object] = []
+
+    def desk(rental: object) -> None:
+        if rental == "bad":
+            raise RecursionError("as a pathological rental once did")
+        taken.append(rental)
+
+    for r in ("a", "bad", "b"):
+        hand_over(desk, r, m, "fuzz")
+    assert taken == ["a", "b"] and m.get("rentals.rejected", "error") == 1
+
+
 def test_examples_in_json_are_valid() -> None:
     # The explicit examples above are bytes a test can read: keep them honest.
     assert json.loads('{"t":"ev"}')["t"] == "ev"

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from edge.adapters.api_tokens import ApiTokens
 from edge.adapters.http.auth import (
     TECHNICIAN,
+    UPLOAD_MAX,
     Sessions,
     login_form,
     login_handler,
@@ -85,7 +86,9 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
         self._metrics_runner: web.AppRunner | None = None
         self.sessions = Sessions()
-        app = web.Application(client_max_size=16 * 1024 * 1024,  # OTA images
+        # The auth middleware reads each body within its bound (64K; an authenticated OTA
+        # upload 16M), so the application's own cap is the larger one.
+        app = web.Application(client_max_size=UPLOAD_MAX,
                               middlewares=[middleware(svc.tokens, self.sessions, svc.metrics)])
         app.add_routes([
             web.get("/", self.page),
