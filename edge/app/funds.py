@@ -163,7 +163,9 @@ class Funds:
             try:
                 got = await up.fetch_funds(token, BACKEND_WAIT_S)
             except UpstreamError as exc:
-                log.warning("fund lookup %s...: backend unavailable (%s)", token[:8], exc.reason)
+                # No token in the log, not even a prefix: with the region key it names
+                # the villager.
+                log.warning("fund lookup: backend unavailable (%s)", exc.reason)
             else:
                 if got is None:
                     m.inc("funds.lookup", "unknown")

@@ -131,18 +131,17 @@ class App:
         ans = await self._lookup(token)
         problem = flow.answer_problem(ans)
         if problem is not None:
-            _log.info("lookup %s...: %s", token[:8],
-                      "edge did not answer" if ans is None else ans.get("err"))
+            # Never the token, not even a prefix: with the region key it names the villager.
+            _log.info("lookup: %s", "edge did not answer" if ans is None else ans.get("err"))
             return screens.message(problem)
         stale = None
         if ans.get("stale"):
             t = time.localtime(ans.get("as_of", 0))
             stale = "%d年%d月%d日" % (t[0], t[1], t[2])
         if stale:
-            _log.info("lookup %s...: %d records from the cache of %s", token[:8],
-                      len(ans["records"]), stale)
+            _log.info("lookup: %d records from the cache of %s", len(ans["records"]), stale)
         else:
-            _log.info("lookup %s...: %d records", token[:8], len(ans["records"]))
+            _log.info("lookup: %d records", len(ans["records"]))
         return screens.result(name, masked_id, ans["records"], stale)
 
     async def run(self):
