@@ -214,6 +214,16 @@ def install(image: Path, flash: Path) -> None:
     Links, not copies: every simulated device shares the one build."""
     flash.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(image / "main.py", flash / "main.py")
+    # Anti-rollback from the first boot: the floor is the image's security version
+    # (never lowered), as `huimin flash` leaves a board.
+    floor_file = flash / "ota_floor"
+    sec = int(read_manifest(image)["security"])
+    try:
+        old = int(floor_file.read_text())
+    except (OSError, ValueError):
+        old = -1
+    if sec > old:
+        floor_file.write_text(str(sec))
     for name, target in (("bootloader", image / "bootloader"), ("slot_a", image)):
         link = flash / name
         if link.is_symlink() or not link.exists():

@@ -109,6 +109,17 @@ def erase(t: Any) -> int:
     return int(n)
 
 
+def _device_floor(t: Any) -> int:
+    """The device's anti-rollback floor (0 where none is written yet)."""
+    if not t.fs_exists("ota_floor"):
+        return 0
+    text = t.fs_readfile("ota_floor").decode(errors="replace").strip()
+    if not text.isdigit():
+        raise FlashError(f"the device's ota_floor is damaged ({text[:20]!r}); flash with "
+                         "--erase to start the device over")
+    return int(text)
+
+
 def flash(port: str, image: Path, erase_first: bool = False, out: Any = None,
           chunk: int = 1024, after_file: Any = None) -> dict[str, int]:
     """Copy and verify the image; returns counts (written, skipped).
@@ -117,11 +128,17 @@ def flash(port: str, image: Path, erase_first: bool = False, out: Any = None,
 
     con = ui.console(out or sys.stderr)
     files = plan(image)
+    security = int(read_manifest(image)["security"])
     t = connect(port)
     written = skipped = 0
     try:
         if erase_first:
             con.print(f"erased {erase(t)} entries")
+        floor = _device_floor(t)
+        if security < floor:
+            raise FlashError(f"the device's security floor is {floor} and this image's is "
+                             f"{security}: it would refuse to update past an older image. "
+                             "Flash a newer build (or --erase to start the device over)")
         # An old boot record would send the bootloader to a slot being rewritten.
         if t.fs_exists("boot_record"):
             t.fs_rmfile("boot_record")
@@ -151,6 +168,10 @@ def flash(port: str, image: Path, erase_first: bool = False, out: Any = None,
         if bad:
             raise FlashError(f"{len(bad)} files do not match after writing, e.g. {bad[0]}")
         t.fs_writefile("boot_record", RECORD.encode())
+        # Anti-rollback from the first boot: no image older than this one, however
+        # genuinely signed, will be taken over the air (bootloader/verify_image.py).
+        if security > floor:
+            t.fs_writefile("ota_floor", str(security).encode())
         provisioned = t.fs_exists("config.json")
     except (TransportError, OSError) as exc:
         raise FlashError(f"connection lost after {written} of {len(files)} files ({exc}); "

@@ -27,8 +27,15 @@ def _check(slot, active):
             return "refused:board"
     # Anti-rollback: an image below the floor (the security version of the last
     # confirmed image) is refused, however genuinely it was signed once.
-    sec = man.get("security", 0)
-    if not isinstance(sec, int) or sec < floor():
+    # A manifest without its security version, or a floor that cannot be read, refuses:
+    # fail closed (a damaged floor must not reopen every old image).
+    sec = man.get("security")
+    if not isinstance(sec, int) or isinstance(sec, bool) or sec < 0:
+        return "refused:security"
+    low = floor()
+    if low is None:
+        return "refused:floor"
+    if sec < low:
         return "refused:rollback"
     # Only signed files may sit in the slot: an unlisted lib/x.py would be
     # imported before the signed lib/x.mpy.
@@ -46,11 +53,18 @@ def _check(slot, active):
 
 
 def floor():
+    """The security floor; 0 where none was ever written, None where it is damaged.
+    `huimin flash` and the simulator's install write it from the first boot."""
     try:
         with open("ota_floor") as f:
-            return int(f.read())
-    except (OSError, ValueError):
+            text = f.read()
+    except OSError:
         return 0
+    try:
+        n = int(text)
+    except ValueError:
+        return None
+    return n if n >= 0 else None
 
 
 def _stray(slot, files, d):

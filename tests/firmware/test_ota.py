@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import needs_mosquitto, run, until
-from tools.firmware import FIRMWARE, build, keygen, micropython_path, sign
+from tools.firmware import FIRMWARE, build, install, keygen, micropython_path, sign
 from tools.ota import push
 from hardware.sim.spec import HEAP
 from hardware.sim.town import Town
@@ -142,7 +142,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     sign(secure, d / "key.pem")
     return {"pub": pub, "good": good, "forged": forged, "broken": broken,
             "other_board": other_board, "tampered": tampered, "strayed": strayed,
-            "secure": secure}
+            "secure": secure, "key": d / "key.pem"}
 
 
 _FRAGMENTED_END_CHECK = """
@@ -444,6 +444,35 @@ def test_an_image_below_the_security_floor_is_refused(images: dict[str, Any],
     r = subprocess.run([micropython_path(), "-X", f"heapsize={HEAP}", "-c", _STAGED_CHECKS],
                        capture_output=True, text=True, timeout=60, cwd=flash)
     assert r.stdout.split("\n")[0] == "None", r.stdout + r.stderr
+
+
+def test_a_damaged_floor_or_a_manifest_without_security_refuses(images: dict[str, Any],
+                                                                 tmp_path: Path) -> None:
+    """Fail closed: a floor that cannot be read does not reopen every old image, and a
+    signed manifest that does not say its security version is not taken as 0."""
+    flash = _stage(tmp_path / "damaged", images, images["secure"], None)
+    (flash / "ota_floor").write_text("2\x00garbage")
+    r = subprocess.run([micropython_path(), "-X", f"heapsize={HEAP}", "-c", _STAGED_CHECKS],
+                       capture_output=True, text=True, timeout=60, cwd=flash)
+    assert r.stdout.split("\n")[0] == "refused:floor", r.stdout + r.stderr
+    unsaid = tmp_path / "img-unsaid"
+    shutil.copytree(images["good"], unsaid)
+    man = json.loads((unsaid / "manifest.json").read_text())
+    del man["security"]
+    (unsaid / "manifest.json").write_text(json.dumps(man))
+    sign(unsaid, images["key"])
+    flash = _stage(tmp_path / "unsaid", images, unsaid, None)
+    r = subprocess.run([micropython_path(), "-X", f"heapsize={HEAP}", "-c", _STAGED_CHECKS],
+                       capture_output=True, text=True, timeout=60, cwd=flash)
+    assert r.stdout.split("\n")[0] == "refused:security", r.stdout + r.stderr
+
+
+def test_the_simulators_install_writes_the_floor_from_the_first_boot(
+        images: dict[str, Any], tmp_path: Path) -> None:
+    install(images["secure"], tmp_path / "flash")
+    assert (tmp_path / "flash" / "ota_floor").read_text() == "2"
+    install(images["good"], tmp_path / "flash")  # never lowered
+    assert (tmp_path / "flash" / "ota_floor").read_text() == "2"
 
 
 def test_after_a_security_update_is_confirmed_a_downgrade_is_refused(

@@ -86,8 +86,19 @@ def test_flash_copies_and_verifies_every_file_then_resumes_after_a_pulled_cable(
         assert got[dest] == sha, dest
     assert (device.fs / "boot_record").read_text() == RECORD
     assert not [p for p in got if p.endswith(".part")]
+    # Anti-rollback from the first boot: the image's security version is the floor.
+    security = read_manifest(image)["security"]
+    assert (device.fs / "ota_floor").read_text() == str(security)
     # Flashing again writes nothing: every hash already matches.
     assert flash(device.port, image)["written"] == 0
+    # An image older than the device's floor is refused, and a damaged floor too.
+    (device.fs / "ota_floor").write_text(str(security + 1))
+    with pytest.raises(FlashError, match="security floor is"):
+        flash(device.port, image)
+    (device.fs / "ota_floor").write_text("7x")
+    with pytest.raises(FlashError, match="ota_floor is damaged"):
+        flash(device.port, image)
+    (device.fs / "ota_floor").write_text(str(security))
     # What was flashed boots as far as loading the dock app (no hardware here).
     device.pull()
     (device.fs / "config.json").write_text(json.dumps(
