@@ -20,12 +20,16 @@ class BackendFormat:
         """A rent/return/fault, keyed for the backend by (device, epoch, seq).
         "at" is when it happened: the dock's stamp on the edge's clock, or,
         for an event made before the dock heard the edge's time since it
-        booted, when the edge received it ("clock" says which)."""
+        booted, when the edge received it ("clock" says which: "dock", "edge", or
+        "corrected" where the dock's stamp ran ahead of the edge's clock or behind its
+        own previous one and "at" is the edge's bound)."""
+        clock = "corrected" if rec.corrected else "dock" if rec.happened is not None \
+            else "edge"
         return json.dumps({"type": rec.kind, "site": self.site, "station": rec.station,
                            "device": rec.device, "slot": rec.slot, "bike": rec.bike,
                            "code": rec.code, "epoch": rec.epoch, "seq": rec.seq,
                            "at": rec.happened if rec.happened is not None else rec.received,
-                           "clock": "dock" if rec.happened is not None else "edge",
+                           "clock": clock,
                            "received": rec.received, "rental_id": rental_id},
                           ensure_ascii=False)
 

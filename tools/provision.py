@@ -54,6 +54,10 @@ def provision(port: str, cfg: dict[str, Any], files: dict[str, bytes] | None = N
         back = json.loads(bytes(t.fs_readfile("config.json")))
         if back != cfg:
             raise FlashError("config.json on the device does not read back as written")
+        # A new command key makes every command ever recorded invalid, so the counter
+        # starts over (and a damaged counter file, which refuses commands, is mended).
+        if t.fs_exists("cmd_ctr"):
+            t.fs_rmfile("cmd_ctr")
     finally:
         t.exit_raw_repl()
         t.close()

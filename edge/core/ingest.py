@@ -181,9 +181,33 @@ class Ingest:
             rental = self.rentals.bike_left(dev.id, msg.slot, msg.bike, received)
         if msg.ev == names.FAULT:
             dev.faults += 1
+        happened, corrected = _when(dev, msg.at, received)
+        if corrected:
+            self.metrics.inc("events.at_corrected")
         rec = EventRecord(dev.id, msg.epoch, msg.seq, dev.station, msg.ev, msg.slot, msg.bike,
-                          msg.code, received, None if msg.at is None else float(msg.at))
+                          msg.code, received, happened, corrected=corrected)
         return StoreEvent(rec, Ack(msg.epoch, msg.seq, int(received)), rental)
+
+
+# How far a dock's stamp may run ahead of the edge's clock, or behind the device's own
+# previous stamp, before the edge stops vouching for it: riders pay by these times, and a
+# dock whose clock was set back (a recorded `time` played to it) must not bill by it.
+AT_AHEAD_S = 10.0
+AT_BEHIND_S = 5.0
+
+
+def _when(dev: Device, at: int | None, received: float) -> tuple[float | None, bool]:
+    """When the event happened, as the edge can vouch for it: never after it arrived, never
+    before this device's previous event; and whether the dock's own stamp was replaced."""
+    if at is None:
+        return None, False
+    happened, corrected = float(at), False
+    if happened > received + AT_AHEAD_S:
+        happened, corrected = received, True
+    elif happened < dev.last_at - AT_BEHIND_S:
+        happened, corrected = dev.last_at, True
+    dev.last_at = max(dev.last_at, happened)
+    return happened, corrected
 
 
 _TYPE: dict[type, str] = {Hello: names.HELLO, State: names.STATE, Event: names.EVENT,

@@ -19,6 +19,9 @@ class EventRecord:
     received: float  # the edge's clock when it arrived
     happened: float | None = None  # the dock's stamp (edge's clock); None: not synced
     outbox: str | None = None  # the backend's JSON, queued in the same transaction
+    # The dock's stamp was outside what the edge can vouch for and `happened` is the
+    # edge's bound instead (edge/core/ingest.py _when).
+    corrected: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ class Device:
     hello_seen: bool = False
     last_seen: float = 0.0  # wall clock, s
     last_seen_mono: float = field(default=0.0, repr=False)
+    last_at: float = 0.0  # the latest event time this device stamped that the edge took
     faults: int = 0
     heap_free: int | None = None  # bytes, from the heartbeat (after a collection)
     heap_low: int | None = None  # the lowest heap_free the device saw since it booted

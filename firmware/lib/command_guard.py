@@ -19,6 +19,9 @@ import log
 from wire import auth
 
 _WINDOW = const(64)  # one flash write per 64 commands
+# No edge numbers anywhere near this (its counters start from the clock in ms, ~2**41):
+# a counter at or above it is refused, so no floor can ever near the wire's 2**53.
+_CTR_MAX = 1 << 50
 _log = log.get("guard")
 
 
@@ -27,11 +30,22 @@ class CommandGuard:
         self.key = auth.Key(unhexlify(key_hex))
         self.dev = dev
         self.path = path
+        # A damaged counter file fails closed: reading it as 0 would let every command
+        # ever recorded be replayed. Commands are refused (the edge hears
+        # "ctr_damaged") until the device is provisioned again; returns still work.
+        self.damaged = False
+        self.last = 0
         try:
             with open(path) as f:
                 self.last = int(f.read())
-        except (OSError, ValueError):
-            self.last = 0
+        except OSError:
+            pass  # never written: a new device
+        except ValueError:
+            self.damaged = True
+        if not 0 <= self.last < _CTR_MAX:
+            self.damaged, self.last = True, 0
+        if self.damaged:
+            _log.error("%s is damaged: commands refused until provisioned again", path)
         self.ceiling = self.last
         self.refused = 0
 
@@ -43,7 +57,11 @@ class CommandGuard:
             why = "bad mac"
         elif msg["t"] == "cmd":
             n = msg.get("ctr")
-            if n is None or n <= self.last:
+            if self.damaged:
+                why = "counter file damaged"
+            elif n is not None and n >= _CTR_MAX:
+                why = "counter %d beyond any edge's" % n
+            elif n is None or n <= self.last:
                 why = "stale: replayed or reordered (ctr %r, last %d)" % (n, self.last)
             else:
                 if n >= self.ceiling:
@@ -73,6 +91,9 @@ class CommandGuard:
         if why[0] == "s":
             return {"t": "res", "dev": self.dev, "id": msg["id"], "ok": False,
                     "err": "stale_ctr", "ctr": self.last}
+        if why[0] == "c" and msg["t"] == "cmd":
+            return {"t": "res", "dev": self.dev, "id": msg["id"], "ok": False,
+                    "err": "ctr_damaged" if self.damaged else "bad_ctr"}
         return None
 
     def _reserve(self, ceiling):

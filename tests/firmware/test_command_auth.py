@@ -178,3 +178,36 @@ def test_an_oversize_message_is_skipped_and_acked_not_redelivered(tmp_path: Path
             assert log.count("byte message (cap 1536)") == 1
             assert d.restarts == 0
     run(main())
+
+
+def test_a_replayed_time_does_not_set_a_docks_clock_back(tmp_path: Path) -> None:
+    """A sealed `time` the edge sent an hour ago, played to the dock again: the dock
+    refuses to step its clock back, and a rental made now is stamped now."""
+    import time
+
+    async def main() -> None:
+        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=9, fill=1.0,
+                        backend=False) as town:
+            await town.wait_online()
+            edge = town.edge
+            assert edge is not None
+            d = town.docks[0]
+            recorded = edge.keys.seal(d.dev, {"t": "time", "now": int(time.time()) - 3600})
+            inj = Injector(town, d)
+            try:
+                await asyncio.sleep(1.0)  # the edge's own time after the hello has landed
+                inj.send(recorded)
+                await until(lambda: "refused (replayed?)" in d.log_path.read_text(), 10,
+                            "the dock refusing the old time")
+            finally:
+                inj.close()
+            res = await edge.command(d.dev, "unlock", slot=1)
+            assert res.ok, res
+            await until(lambda: 1 in d.emulator.takeable(), 10)
+            d.emulator.take_bike(1)
+            await until(lambda: edge.metrics.get("events.stored") >= 1, 15, "the rented event")
+            rows = [r for r in await edge.store.events() if r["kind"] == "rented"]
+            assert rows and rows[0]["happened"] is not None
+            assert abs(rows[0]["happened"] - time.time()) < 60, rows[0]
+            assert edge.metrics.get("events.at_corrected") == 0  # the dock's own stamp held
+    run(main())

@@ -16,6 +16,7 @@ from journal import Journal
 
 _log = log.get("dock")
 # Firmware version: reported in hello and the boot line.
+_CLOCK_BACK_S = const(5)  # the largest step back a time may take (see _clock)
 _IO_MS = const(20)  # sensor scan period: a bike push or bolt move lasts far longer
 
 
@@ -99,9 +100,18 @@ class App:
             self._command(msg)
 
     def _clock(self, now):
-        if now is not None:
-            self._edge_s = now
-            self._sync_ms = hal.ticks_ms()
+        if now is None:
+            return
+        t = hal.ticks_ms()
+        known = self._edge_time(t)
+        # A sealed time from the past (a recording played back) never sets the clock
+        # back: riders pay by these times. The edge's own corrections are seconds.
+        if known is not None and now < known - _CLOCK_BACK_S:
+            _log.warning("time %d is %d s behind this clock: refused (replayed?)",
+                         now, known - now)
+            return
+        self._edge_s = now
+        self._sync_ms = t
 
     def _edge_time(self, now):
         """The edge's time now (s), or None if not known since boot. ticks wrap

@@ -143,3 +143,28 @@ def test_command_ids_are_not_sequential() -> None:
     assert len(set(ids)) == 50
     steps = {b - a for a, b in itertools.pairwise(ids)}
     assert len(steps) > 40  # not a counter a neighbour could guess from one id
+
+
+# -- a dock's clock: what the edge vouches for ----------------------------------------
+@settings(max_examples=300, deadline=None)
+@given(stamps=st.lists(st.tuples(st.integers(0, 4_000_000_000), st.floats(0, 30)),
+                       min_size=1, max_size=30))
+def test_event_times_never_run_ahead_of_the_edge_nor_back_on_a_device(
+        stamps: list[tuple[int, float]]) -> None:
+    """Whatever a dock stamps (its clock set back by a replayed `time`, or forward), the
+    time sent to the backend is never after the event arrived, never before that device's
+    previous event by more than the tolerance, and marked when it is the edge's bound."""
+    from edge.core.ingest import AT_AHEAD_S, AT_BEHIND_S, _when
+    from edge.core.registry import Device
+
+    dev = Device("dock-a", "s1")
+    received = 1_796_000_000.0
+    previous = 0.0
+    for at, gap in stamps:
+        received += gap
+        happened, corrected = _when(dev, at, received)
+        assert happened is not None
+        assert happened <= received + AT_AHEAD_S
+        assert happened >= previous - AT_BEHIND_S
+        assert corrected == (happened != float(at))
+        previous = max(previous, happened)
