@@ -45,6 +45,8 @@ REDELIVER_S = 30.0  # a rental sent to an edge without a result is offered again
 
 
 OPERATOR_PATHS = ("/api/rentals", "/api/funds", "/_faults")
+# Read with the operator's token too: every site's rides, devices and times.
+OPERATOR_READS = ("/api/events", "/api/trips")
 
 
 class Malformed(ValueError):
@@ -99,6 +101,9 @@ class DevBackend:
         # Each site's own GBFS system (system_id, its gbfs.json base URL), for
         # the city's manifest.json (GBFS v3).
         self.gbfs_systems: dict[str, tuple[str, str]] = {}
+        # Each site's stations, where the city knows them: a site's event or status for
+        # a station that is not its own is refused (Malformed), whoever signed it.
+        self.site_stations: dict[str, set[str]] = {}
         self.app = app
 
     @contextlib.contextmanager
@@ -116,7 +121,8 @@ class DevBackend:
 
     @web.middleware
     async def _operator(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method == "POST" and request.path in OPERATOR_PATHS:
+        if (request.method == "POST" and request.path in OPERATOR_PATHS) or \
+                request.path in OPERATOR_READS:
             got = request.headers.get("Authorization", "")
             if not hmac.compare_digest(got.encode(), f"Bearer {self.operator_token}".encode()):
                 self.stats["unauthorized"] += 1
@@ -220,11 +226,18 @@ class DevBackend:
 
     def _store_site(self, site: str, items: list[dict[str, Any]], now: float,
                     accepted: list[str], dups: list[str]) -> None:
+        own = self.site_stations.get(site)
         for it in items:
             key, kind, b = it.get("key"), it.get("kind"), it.get("body")
             if not isinstance(key, str) or not isinstance(b, dict):
                 raise Malformed("malformed item")
             self.stats["items"] += 1
+            # What a site sends speaks for that site only: its name, its stations.
+            if b.get("site", site) != site:
+                raise Malformed(f"an item of site {b.get('site')!r} from site {site!r}", 403)
+            station = b.get("station_id") if kind == "status" else b.get("station")
+            if own is not None and kind in ("event", "status") and station not in own:
+                raise Malformed(f"station {station!r} is not site {site!r}'s", 403)
             if kind == "event":
                 cur = self.db.execute(
                     "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -242,8 +255,9 @@ class DevBackend:
                 accepted.append(key)
             elif kind == "rental":
                 state = b.get("state") or ("rented" if b.get("ok") else "failed")
-                self.db.execute("UPDATE rentals SET state = ?, result = ? WHERE id = ?",
-                                (state, json.dumps(b), b.get("rental_id")))
+                # Only a rental issued to this site: another site cannot close it.
+                self.db.execute("UPDATE rentals SET state = ?, result = ? WHERE id = ? "
+                                "AND site = ?", (state, json.dumps(b), b.get("rental_id"), site))
                 accepted.append(key)
             else:
                 raise Malformed(f"unknown kind {kind!r}", 422)
@@ -380,23 +394,25 @@ class DevBackend:
     # -- views -------------------------------------------------------------------
     def events(self, site: str | None = None) -> list[dict[str, Any]]:
         """What it received, in arrival order; one site's only if given."""
-        rows = self.db.execute("SELECT key, body FROM events WHERE ? IS NULL OR site = ?"
+        rows = self.db.execute("SELECT key, site, body FROM events WHERE ? IS NULL OR site = ?"
                                " ORDER BY received, key", (site, site)).fetchall()
-        return [{"key": k, **json.loads(b)} for k, b in rows]
+        # The site is the one it came from (its account), whatever the body says.
+        return [{"key": k, **json.loads(b), "site": st} for k, st, b in rows]
 
     def trips(self) -> list[dict[str, Any]]:
         """Each bike's rides: a "rented" and the next "returned" of the same
         bike, timed by when they happened ("at"), not when they arrived."""
-        open_: dict[str, dict[str, Any]] = {}
+        open_: dict[tuple[str, str], dict[str, Any]] = {}  # (site, bike): a site's own
         out = []
         for e in sorted(self.events(), key=lambda e: (e.get("at") or 0, e["key"])):
             bike = e.get("bike")
             if not bike:
                 continue
+            ride = (e["site"], bike)
             if e.get("type") == "rented":
-                open_[bike] = e
-            elif e.get("type") == "returned" and bike in open_:
-                start = open_.pop(bike)
+                open_[ride] = e
+            elif e.get("type") == "returned" and ride in open_:
+                start = open_.pop(ride)
                 out.append({"bike": bike, "from": start.get("station"), "to": e.get("station"),
                             "start": start["at"], "end": e["at"],
                             "seconds": round(e["at"] - start["at"], 3),

@@ -72,6 +72,7 @@ class City:
             self.towns.append(town)
             await town.start()
             assert town.cfg is not None
+            self.backend.site_stations[site] = {st.id for st in town.cfg.stations}
             self.backend.gbfs_systems[site] = (town.cfg.system.id,
                                                f"http://127.0.0.1:{town.http_port}")
 

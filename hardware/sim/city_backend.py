@@ -3,19 +3,28 @@ the streams, takes every site's events durably (acking each message only
 after its own commit; a duplicate key is stored once), keeps each station's
 newest status, and sends each site its rentals, signed with that site's key.
 
-Streams (each replicated on 3 nodes, each with a bound and a policy):
-  CITY_EVENTS   city.*.events, city.*.results: 1 GiB or 7 days; full refuses
-                new messages, so sites keep them in their outboxes (no loss)
-  CITY_STATE    city.*.status.*, city.*.gbfs.>: the newest per subject (the
-                backend reads the statuses; the GBFS documents wait for readers)
-  CITY_RENTALS  city.*.rentals: an hour (a rental older is moot), the
-                consumer rentals-<site> redelivers until that site acks
+Streams: one pair per site, so that no site can cost another anything (each
+replicated on 3 nodes, each with a bound and a policy):
+  CITY_EVENTS_<site>  city.<site>.events, city.<site>.results: its own dedupe
+                      window (another site's ids cannot shadow its events),
+                      256 MiB or 7 days, 64 KiB a message; full refuses new
+                      messages, so the site keeps them in its outbox (no loss)
+  CITY_STATE_<site>   city.<site>.status.*, city.<site>.gbfs.>: the newest per
+                      subject, at most 20,000 subjects and 32 MiB (junk evicts
+                      only that site's own statuses), 1 MiB a message
+  CITY_RENTALS        city.*.rentals: only the backend writes it; an hour (a
+                      rental older is moot), the consumer rentals-<site>
+                      redelivers until that site acks
+What a site sends must also name itself: its message ids start "<site>/", and
+an event's site and station are its own (DevBackend.site_stations), or the
+message is refused for good and counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import ssl
@@ -40,6 +49,17 @@ log = logging.getLogger("backend.city")
 
 EVENTS, STATE = "CITY_EVENTS", "CITY_STATE"
 BATCH = 1000  # messages per fetch: one transaction, then their acks
+# Each site's budgets (docs/scaling.md): bounds per site, not one shared by all.
+SITE_EVENTS_BYTES, SITE_EVENT_MAX = 256 << 20, 64 << 10
+SITE_STATE_BYTES, SITE_STATE_SUBJECTS, SITE_STATE_MAX = 32 << 20, 20_000, 1 << 20
+
+
+def events_stream(site: str) -> str:
+    return f"{EVENTS}_{token(site)}"
+
+
+def state_stream(site: str) -> str:
+    return f"{STATE}_{token(site)}"
 
 
 # JetStream's "no suitable peers for placement": the meta leader does not yet
@@ -75,7 +95,7 @@ class CityLink:
         self.nc: Client | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.stats = {"events_acked": 0, "state_acked": 0, "rentals_sent": 0,
-                      "malformed": 0, "fetch_errors": 0}
+                      "malformed": 0, "foreign": 0, "fetch_errors": 0}
         # Event latency (backend commit time - the event's own time), for the bench.
         self.latencies: list[float] = []
 
@@ -94,9 +114,13 @@ class CityLink:
     def consume(self) -> None:
         assert self.nc is not None
         js = self.nc.jetstream(timeout=5)
-        for name, work in (("events", self._take_events), ("state", self._take_state),
-                           ("rentals", self._send_rentals)):
-            self._tasks.append(asyncio.create_task(self._forever(name, work, js),
+        work: list[tuple[str, Callable[[JetStreamContext], Awaitable[None]]]] = [
+            ("rentals", self._send_rentals)]
+        for site in self.sites:
+            work += [(f"events:{site}", functools.partial(self._take_events, site)),
+                     (f"state:{site}", functools.partial(self._take_state, site))]
+        for name, job in work:
+            self._tasks.append(asyncio.create_task(self._forever(name, job, js),
                                                    name=f"city-link:{name}"))
 
     async def _error(self, exc: Exception) -> None:
@@ -106,26 +130,34 @@ class CityLink:
         """Made (or found) once JetStream has its leaders; retried while the
         cluster settles."""
         streams: list[dict[str, Any]] = [
-            {"name": EVENTS, "subjects": ["city.*.events", "city.*.results"],
-             "max_bytes": 1 << 30, "max_age": 7 * 86400.0, "discard": DiscardPolicy.NEW,
-             "duplicate_window": 120.0},
-            {"name": STATE, "subjects": ["city.*.status.*", "city.*.gbfs.>"],
-             "max_msgs_per_subject": 1, "max_bytes": 256 << 20},
             {"name": RENTALS_STREAM, "subjects": ["city.*.rentals"], "max_age": 3600.0,
-             "max_bytes": 64 << 20, "discard": DiscardPolicy.NEW, "duplicate_window": 120.0},
-        ]
+             "max_bytes": 64 << 20, "discard": DiscardPolicy.NEW, "duplicate_window": 120.0}]
+        consumers: list[tuple[str, ConsumerConfig]] = []
+        for site in self.sites:
+            t = token(site)
+            streams += [
+                {"name": events_stream(site), "subjects": [f"city.{t}.events",
+                                                           f"city.{t}.results"],
+                 "max_bytes": SITE_EVENTS_BYTES, "max_age": 7 * 86400.0,
+                 "max_msg_size": SITE_EVENT_MAX, "discard": DiscardPolicy.NEW,
+                 "duplicate_window": 120.0},
+                {"name": state_stream(site), "subjects": [f"city.{t}.status.*",
+                                                          f"city.{t}.gbfs.>"],
+                 "max_msgs_per_subject": 1, "max_msgs": SITE_STATE_SUBJECTS,
+                 "max_bytes": SITE_STATE_BYTES, "max_msg_size": SITE_STATE_MAX}]
+            consumers += [
+                (events_stream(site), ConsumerConfig(
+                    durable_name="backend", ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0,
+                    max_ack_pending=4 * BATCH)),
+                (state_stream(site), ConsumerConfig(
+                    durable_name="backend-state", ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                    filter_subject=f"city.{t}.status.*", ack_wait=30.0,
+                    max_ack_pending=4 * BATCH))]
         async with asyncio.timeout(30):
             for cfg in streams:
                 await add_stream_placed(js, num_replicas=self.replicas,
                                         storage=StorageType.FILE, **cfg)
-            consumers = [(EVENTS, ConsumerConfig(durable_name="backend",
-                                                 ack_policy=AckPolicy.EXPLICIT,
-                                                 ack_wait=30.0, max_ack_pending=4 * BATCH)),
-                         (STATE, ConsumerConfig(durable_name="backend-state",
-                                                ack_policy=AckPolicy.EXPLICIT,
-                                                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-                                                filter_subject="city.*.status.*",
-                                                ack_wait=30.0, max_ack_pending=4 * BATCH))]
             consumers += [(RENTALS_STREAM, ConsumerConfig(
                 durable_name=f"rentals-{token(site)}", ack_policy=AckPolicy.EXPLICIT,
                 filter_subject=f"city.{token(site)}.rentals", ack_wait=30.0,
@@ -164,13 +196,21 @@ class CityLink:
     def _items(self, msgs: list[Msg]) -> dict[str, list[tuple[Msg, dict[str, Any]]]]:
         by_site: dict[str, list[tuple[Msg, dict[str, Any]]]] = {}
         for m in msgs:
+            site = self._site(m)
             try:
                 item = json.loads(m.data)
-                assert isinstance(item, dict)
-            except (ValueError, AssertionError):
+                if not isinstance(item, dict):
+                    raise ValueError("not an object")
+            except (ValueError, RecursionError):
                 self.stats["malformed"] += 1
                 item = {}
-            by_site.setdefault(self._site(m), []).append((m, item))
+            msg_id = (m.headers or {}).get("Nats-Msg-Id")
+            if item and msg_id is not None and not msg_id.startswith(f"{site}/"):
+                # An id naming another site: refused for good (its own stream's dedupe
+                # window is all it could have touched anyway).
+                self.stats["foreign"] += 1
+                item = {}
+            by_site.setdefault(site, []).append((m, item))
         return by_site
 
     async def _commit_and_ack(self, msgs: list[Msg], counter: str) -> None:
@@ -214,11 +254,11 @@ class CityLink:
                 continue  # nothing new (or a leader being elected): ask again
             await self._commit_and_ack(msgs, counter)
 
-    async def _take_events(self, js: JetStreamContext) -> None:
-        await self._take(js, EVENTS, "backend", "events_acked")
+    async def _take_events(self, site: str, js: JetStreamContext) -> None:
+        await self._take(js, events_stream(site), "backend", "events_acked")
 
-    async def _take_state(self, js: JetStreamContext) -> None:
-        await self._take(js, STATE, "backend-state", "state_acked")
+    async def _take_state(self, site: str, js: JetStreamContext) -> None:
+        await self._take(js, state_stream(site), "backend-state", "state_acked")
 
     async def _send_rentals(self, js: JetStreamContext) -> None:
         """Each issued rental, once into the stream (its id as the message id,

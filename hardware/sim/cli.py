@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from edge.adapters.device_keys import write_private
 from hardware.sim.audit import settle_and_audit, settle_and_audit_city
 from hardware.sim.city import City
 from hardware.sim.city_tier import nats_server_path
@@ -132,8 +133,11 @@ async def _city_main(args: argparse.Namespace) -> int:
         assert city.tier is not None
         print(f"City tier: {', '.join(city.tier.urls)} (TLS, CA {city.tier.ca}; nodes' logs "
               f"in {args.dir}/city-tier/city-*/nats.log)")
-        print(f"City backend: {city.backend_url}/  (API {city.backend_url}/api/stations, "
-              f"{city.backend_url}/api/events)")
+        assert city.backend is not None
+        token_file = args.dir.resolve() / "operator-token"
+        write_private(token_file, city.backend.operator_token + "\n")
+        print(f"City backend: {city.backend_url}/  (API {city.backend_url}/api/stations; "
+              f"{city.backend_url}/api/events with the operator's token, {token_file})")
         print(f"City GBFS manifest: {city.backend_url}/gbfs/manifest.json")
         for t in city.towns:
             base = f"http://127.0.0.1:{t.http_port}"
@@ -298,8 +302,6 @@ def _backend(args: argparse.Namespace) -> int:
     async def work(stop: asyncio.Event) -> None:
         backend = DevBackend(args.db, keys)
         url = await backend.start(args.host, args.port)
-        from edge.adapters.device_keys import write_private
-
         token_file = args.db.with_name(args.db.name + ".operator-token")
         write_private(token_file, backend.operator_token + "\n")
         print(f"Backend: {url}/  (webhook {url}/webhook; the operator's token for "

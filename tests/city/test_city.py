@@ -7,6 +7,7 @@ account cannot speak for another; the city's GBFS manifest lists every site."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from pathlib import Path
@@ -16,12 +17,13 @@ import aiohttp
 import jsonschema
 import nats
 import nats.errors
+import nats.js.errors
 import pytest
 from jsonschema import FormatChecker
 
 from hardware.sim.audit import audit_city, settle_and_audit_city
 from hardware.sim.city import City
-from hardware.sim.city_backend import EVENTS
+from hardware.sim.city_backend import events_stream
 from hardware.sim.city_tier import nats_server_path
 from tests.conftest import needs_mosquitto, run, schema_dir, until
 
@@ -32,7 +34,7 @@ pytestmark = [pytest.mark.faults, needs_mosquitto,
 
 async def _stream_leader(city: City) -> str:
     assert city.link is not None and city.link.nc is not None
-    info = await city.link.nc.jetstream().stream_info(EVENTS)
+    info = await city.link.nc.jetstream().stream_info(events_stream("anji"))
     assert info.cluster is not None and info.cluster.leader
     return info.cluster.leader
 
@@ -54,7 +56,7 @@ def test_a_lost_node_and_a_cut_uplink_lose_and_duplicate_nothing(tmp_path: Path)
             await asyncio.sleep(3.0)
             leader = await _stream_leader(city)
             node = next(n for n in city.tier.nodes if n.name == leader)
-            await city.tier.kill(node)  # the events stream's leader: the hard case
+            await city.tier.kill(node)  # anji's events stream's leader: the hard case
             await asyncio.sleep(6.0)
             city.cut("anji")  # and anji's uplink down, riders riding on
             await asyncio.sleep(12.0)
@@ -135,4 +137,83 @@ def test_a_site_may_speak_only_for_itself_and_the_manifest_lists_every_site(
             else:
                 print("GBFS schemas not found (../shared/gbfs-json-schema): manifest.json "
                       "checked by hand only")
+    run(main())
+
+
+def test_a_hostile_site_costs_no_other_site_an_event(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """deqing's own credentials, used as an attacker would on the real 3-node cluster:
+    anji's next event ids forged as its dedupe ids, payloads over the caps, its own event
+    budget filled to refusal, junk status subjects past its budget, and an event body
+    naming anji's station. anji's riders ride on: every event anji's docks accepted
+    reaches the backend once, its statuses stay, and nothing deqing sent speaks for anji."""
+    from hardware.sim import city_backend
+
+    # Small budgets, so that filling one takes seconds (the real ones: city_backend.py).
+    monkeypatch.setattr(city_backend, "SITE_EVENTS_BYTES", 1 << 20)
+    monkeypatch.setattr(city_backend, "SITE_STATE_SUBJECTS", 50)
+
+    async def main() -> None:
+        async with City(tmp_path, sites=2, docks=1, slots=6, seed=11, fill=0.5) as city:
+            await city.wait_online(40)
+            assert city.tier is not None and city.backend is not None
+            anji = city.towns[0]
+            assert anji.spec.site == "anji" and anji.edge is not None
+            dock = anji.docks[0].dev
+            epoch = anji.edge.registry.devices[dock].epoch
+            ctx = ssl.create_default_context(cafile=str(city.tier.ca))
+            nc = await nats.connect(city.tier.urls, user="site-deqing",
+                                    password=city.tier.passwords["site-deqing"], tls=ctx,
+                                    inbox_prefix="_INBOX_deqing", allow_reconnect=False)
+            js = nc.jetstream(timeout=5)
+            refused = 0
+            # 1. anji's next 200 event keys, taken first as deqing's dedupe ids.
+            for seq in range(1, 200):
+                key = f"ev:{dock}:{epoch}:{seq}"
+                for msg_id in (f"anji/{key}", key):
+                    with contextlib.suppress(nats.js.errors.Error, nats.errors.Error):
+                        await js.publish("city.deqing.events", json.dumps(
+                            {"key": key, "kind": "event", "body": {
+                                "type": "returned", "site": "anji", "station": "anji-001",
+                                "device": dock, "slot": 0, "bike": "0B00000001"}}).encode(),
+                            headers={"Nats-Msg-Id": msg_id})
+            # 2. Over the caps: the server's 1 MiB, the stream's 64 KiB a message.
+            for size in (2 << 20, 100 << 10):
+                try:
+                    await js.publish("city.deqing.events", b"x" * size)
+                except (nats.errors.Error, nats.js.errors.Error):
+                    refused += 1
+            # 3. Its own event budget filled until the stream refuses.
+            for i in range(100):
+                try:
+                    await js.publish("city.deqing.events", b"j" * (60 << 10),
+                                     headers={"Nats-Msg-Id": f"deqing/junk{i}"})
+                except (nats.errors.Error, nats.js.errors.Error):
+                    refused += 1
+                    break
+            # 4. Junk status subjects past its subject budget.
+            for i in range(120):
+                with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+                    await js.publish(f"city.deqing.status.junk{i}", b"{}")
+            await nc.close()
+            assert refused >= 3, refused  # both caps and the full budget said no
+            # anji's riders ride on, through all of it.
+            riders = asyncio.create_task(anji.riders(period=0.4))
+            await asyncio.sleep(12.0)
+            riders.cancel()
+            a = await settle_and_audit_city(city, limit_s=90)
+            print(a.table(), "city link:", city.link and city.link.stats)
+            anji_events = [k for site, k in a.accepted if site.startswith("anji")]
+            assert len(anji_events) >= 3, a.table()
+            assert not a.lost and not a.duplicated and not a.in_flight, a.table()
+            # Nothing deqing sent was stored for anji: the backend holds exactly the events
+            # anji's own edge stored, nor any event of deqing's naming anji's station.
+            stored = {f"ev:{r['device']}:{r['epoch']}:{r['seq']}"
+                      for r in await anji.edge.store.events()}
+            assert {e["key"] for e in city.backend.events("anji")} == stored
+            assert not [e for e in city.backend.events("deqing") if e.get("station") ==
+                        "anji-001"]
+            assert city.link is not None and city.link.stats["foreign"] >= 1
+            stations = city.backend.stations()
+            assert "anji/anji-001" in stations, stations.keys()
     run(main())

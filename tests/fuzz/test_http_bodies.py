@@ -79,6 +79,9 @@ def test_development_backend_bodies(tmp_path: Path) -> None:
                         async with s.post(url + path, data=body) as r:
                             assert r.status < 500, (path, body[:80], await r.text())
                 async with s.get(f"{url}/api/events") as r:
+                    assert r.status == 401  # every site's rides: the operator's token
+                async with s.get(f"{url}/api/events", headers={
+                        "Authorization": f"Bearer {backend.operator_token}"}) as r:
                     assert r.status == 200
         finally:
             await backend.stop()
