@@ -77,6 +77,67 @@ def make_server_cert(dir: Path, hosts: list[str], years: int = 2) -> TlsFiles:
     return TlsFiles(dir / "ca.pem", dir / "server.pem", dir / "server.key")
 
 
+def _sans(hosts: list[str]) -> x509.SubjectAlternativeName:
+    names: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            names.append(x509.DNSName(h))
+    return x509.SubjectAlternativeName(names)
+
+
+def request_server_cert(dir: Path, hosts: list[str]) -> Path:
+    """On the Pi: the broker's key (server.key, 0600, never leaves) and a certificate
+    request for `hosts` (server.csr), for the county CA to sign on its own machine."""
+    dir.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (x509.CertificateSigningRequestBuilder().subject_name(_name(hosts[0]))
+           .add_extension(_sans(hosts), critical=False).sign(key, hashes.SHA256()))
+    _write_key(dir / "server.key", key)
+    (dir / "server.csr").write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    return dir / "server.csr"
+
+
+class RequestError(ValueError):
+    pass
+
+
+def sign_request(ca_dir: Path, csr_path: Path, out: Path, years: int = 2) -> list[str]:
+    """On the CA's machine: a server certificate for the request's names, signed by the
+    county CA; returns the names. Only what a broker needs is taken from the request (its
+    key and DNS/IP names): whatever else it asks for (a CA's rights, other uses) is not."""
+    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
+    try:
+        csr = x509.load_pem_x509_csr(csr_path.read_bytes())
+    except ValueError as exc:
+        raise RequestError(f"{csr_path} is not a certificate request (PEM)") from exc
+    if not csr.is_signature_valid:
+        raise RequestError(f"{csr_path}: its signature does not verify")
+    try:
+        asked = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        raise RequestError(f"{csr_path} names no host (huimin ca --request --host)") from None
+    hosts = [str(v) for v in asked.get_values_for_type(x509.DNSName)] + \
+        [str(v) for v in asked.get_values_for_type(x509.IPAddress)]
+    if not hosts:
+        raise RequestError(f"{csr_path} names no DNS name or IP address")
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(ca.subject)
+            .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365 * years))
+            .add_extension(_sans(hosts), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    out.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return hosts
+
+
 def county_tls(dir: Path, hosts: list[str]) -> TlsFiles:
     """The CA (made once) and a server certificate for `hosts`."""
     if not (dir / "ca.key").exists():

@@ -35,8 +35,32 @@ def load_edge_config(path: Path, prog: str) -> EdgeConfig | None:
 
 
 def _ca(args: argparse.Namespace) -> int:
-    from tools.ca import county_tls
+    from tools.ca import RequestError, county_tls, make_ca, request_server_cert, sign_request
 
+    if args.init:
+        print(f"county CA: {make_ca(args.dir)} (and ca.der, for devices); its key "
+              f"{args.dir / 'ca.key'} (0600) stays on this machine")
+        return 0
+    if args.sign is not None:
+        out = args.out or args.sign.with_suffix(".pem")
+        try:
+            hosts = sign_request(args.dir, args.sign, out)
+        except (RequestError, FileNotFoundError) as exc:
+            print(f"huimin ca: {exc}", file=sys.stderr)
+            return 2
+        print(f"signed {out} for {', '.join(hosts)}: copy it and {args.dir / 'ca.pem'} "
+              f"(and ca.der) to the Pi's /etc/huimin/ca, as server.pem and ca.pem")
+        return 0
+    if not args.host:
+        print("huimin ca: give --host (a name or address devices use for the broker)",
+              file=sys.stderr)
+        return 2
+    if args.request:
+        csr = request_server_cert(args.dir, args.host)
+        print(f"request {csr} for {', '.join(args.host)}, key {args.dir / 'server.key'} "
+              "(0600, stays here): sign it on the CA's machine (huimin ca --dir COUNTY_CA "
+              "--sign server.csr), then copy back server.pem and ca.pem")
+        return 0
     tls = county_tls(args.dir, args.host)
     print(f"county CA: {tls.ca} (and ca.der, for devices); its key {args.dir / 'ca.key'} "
           "is mode 0600: keep a copy offline")
@@ -114,8 +138,18 @@ def add_parsers(sub: Any) -> None:
                        "use to reach it).")
     p.add_argument("--dir", type=Path, default=Path("/etc/huimin/ca"),
                    help="where the CA lives (default /etc/huimin/ca)")
-    p.add_argument("--host", action="append", required=True,
+    p.add_argument("--host", action="append",
                    help="a name or address of the broker as devices reach it (repeatable)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--init", action="store_true",
+                     help="only the CA, on the county's own (offline) machine")
+    how.add_argument("--request", action="store_true",
+                     help="on the Pi: the broker's key and a request (server.csr) for the CA "
+                     "to sign elsewhere; no CA key on the Pi")
+    how.add_argument("--sign", type=Path, metavar="CSR",
+                     help="on the CA's machine: sign a Pi's request into a certificate")
+    p.add_argument("--out", type=Path, help="with --sign: where the certificate goes "
+                   "(default: beside the request, .pem)")
     p.set_defaults(func=_ca)
     p = sub.add_parser("broker", help="write Mosquitto's configuration from the registry",
                        description="Write mosquitto.conf, the password file (hashes only, "
