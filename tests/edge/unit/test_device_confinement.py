@@ -168,3 +168,113 @@ def test_event_times_never_run_ahead_of_the_edge_nor_back_on_a_device(
         assert happened >= previous - AT_BEHIND_S
         assert corrected == (happened != float(at))
         previous = max(previous, happened)
+
+
+# -- the ingest rules: whatever dock-a sends, only dock-a and its station move -----------
+def _two_docks() -> Any:
+    from edge.config import StationConfig
+    from edge.core.ingest import Ingest
+    from edge.core.registry import Registry
+    from edge.core.rentals import RentalBook
+    from edge.core.stations import Stations
+
+    s1 = StationConfig("s1", "一号站", "One", 30.6, 119.6, ("dock-a",))
+    s2 = StationConfig("s2", "二号站", "Two", 30.7, 119.7, ("dock-b",))
+    stations = Stations((s1, s2), 0.0)
+    return Ingest(Registry({"dock-a": "s1", "dock-b": "s2"}, 90.0, ()), stations,
+                  RentalBook(stations, "anji"), Metrics())
+
+
+_names = st.sampled_from(["dock-a", "dock-b", "s1", "s2", "x"])
+_ints = st.integers(-5, 2 ** 53 - 1)
+MESSAGES = st.one_of(
+    st.builds(lambda dev, boot, epoch, ctr: ("Hello", dev, boot, epoch, ctr), _names, _ints,
+              st.sampled_from(["e1", "e2"]), st.none() | _ints),
+    st.builds(lambda dev, boot, n, slots: ("State", dev, boot, n, slots), _names, _ints, _ints,
+              st.text("LEXBUFD", max_size=8)),
+    st.builds(lambda dev, seq, ev, slot, at: ("Event", dev, seq, ev, slot, at), _names, _ints,
+              st.sampled_from(["rented", "returned", "fault"]), st.integers(-1, 12),
+              st.none() | _ints),
+    st.builds(lambda dev, rid, ok, ctr: ("Result", dev, rid, ok, ctr), _names, _ints,
+              st.booleans(), st.none() | _ints),
+    st.builds(lambda dev, online, boot: ("Status", dev, online, boot), _names, st.booleans(),
+              st.none() | _ints),
+)
+
+
+def _message(spec: tuple[Any, ...]) -> Any:
+    from edge.core.messages import Event, Hello, Result, State, Status
+
+    kind, dev, *rest = spec
+    if kind == "Hello":
+        boot, epoch, ctr = rest
+        return Hello(dev, "dock", "1.0", 12, boot, epoch, "", ctr)
+    if kind == "State":
+        return State(dev, *rest)
+    if kind == "Event":
+        seq, ev, slot, at = rest
+        return Event(dev, "e1", seq, ev, slot, "0B01", None, at)
+    if kind == "Result":
+        rid, ok, ctr = rest
+        return Result(dev, rid, ok, "stale_ctr" if ctr is not None else "", None, ctr)
+    online, boot = rest
+    return Status(dev, online, boot)
+
+
+@settings(max_examples=300, deadline=None)
+@given(before=st.lists(MESSAGES, max_size=5), attack=st.lists(MESSAGES, max_size=40))
+def test_no_message_from_one_dock_changes_another_dock(before: list[tuple[Any, ...]],
+                                                       attack: list[tuple[Any, ...]]) -> None:
+    """dock-b is heard, then anything at all arrives on dock-a's authenticated link (its
+    own key sealed it; the link names it dock-a). The effects concern dock-a and its
+    station only; dock-b's registry entry and station stay exactly as they were."""
+    import copy
+    import dataclasses
+
+    from edge.core.errors import Rejected
+    from edge.core.ingest import (
+        AskHello,
+        Booted,
+        CommandAnswered,
+        CounterFloor,
+        LookupAsked,
+        Reachable,
+        StationChanged,
+        StoreEvent,
+        StoreState,
+        SyncClock,
+    )
+    from edge.core.messages import Hello, State
+
+    ing = _two_docks()
+    ing.handle("dock-b", "mqtt", 5.0, Hello("dock-b", "dock", "1.0", 12, 3, "eb", "", 99))
+    ing.handle("dock-b", "mqtt", 6.0, State("dock-b", 3, 1, "LLLLEEEEEEEE"))
+    for spec in before:
+        try:
+            ing.handle("dock-a", "mqtt", 7.0, _message(spec))
+        except Rejected:
+            pass
+    b_device = copy.deepcopy(dataclasses.asdict(ing.registry.devices["dock-b"]))
+    b_station = next(s for s in ing.stations.statuses() if s.station_id == "s2")
+    for i, spec in enumerate(attack):
+        try:
+            effects = ing.handle("dock-a", "mqtt", 10.0 + i, _message(spec))
+        except Rejected:
+            continue
+        for e in effects:
+            if isinstance(e, StoreEvent):
+                assert e.record.device == "dock-a" and e.record.station == "s1"
+            elif isinstance(e, StoreState):
+                assert e.record.device == "dock-a"
+            elif isinstance(e, StationChanged):
+                assert e.station == "s1"
+            elif isinstance(e, CommandAnswered):
+                assert e.result.dev == "dock-a"
+            elif isinstance(e, Booted):
+                assert e.hello.dev == "dock-a"
+            else:
+                assert isinstance(e, Reachable | AskHello | CounterFloor | SyncClock
+                                  | LookupAsked)
+                assert e.device == "dock-a", e
+    assert dataclasses.asdict(ing.registry.devices["dock-b"]) == b_device
+    assert next(s for s in ing.stations.statuses() if s.station_id == "s2") == b_station
