@@ -86,3 +86,58 @@ def test_development_backend_bodies(tmp_path: Path) -> None:
         finally:
             await backend.stop()
     run(main())
+
+
+def _raw_request(rng: random.Random, token: str) -> bytes:
+    """A request as a hostile client might write it: odd header names and values (bytes
+    that are not UTF-8, huge lines), credentials of any shape, a sign-in form of any bytes,
+    JSON nested deeper than any parser's stack."""
+    def junk(n: int) -> bytes:
+        return bytes(rng.choice(b"abcXYZ019 -_=;,/\"'\\%\x80\xff\xfe\xc3\x00\x7f")
+                     for _ in range(rng.randrange(n)))
+
+    method, path = rng.choice([(b"GET", b"/api/devices"), (b"POST", b"/login"),
+                               (b"POST", b"/api/devices"), (b"GET", b"/"),
+                               (b"GET", b"/gbfs/3.0/gbfs.json"), (b"POST", b"/api/ota"),
+                               (b"GET", b"/fleet"), (b"GET", b"/login?next=" + junk(40))])
+    headers = [b"Host: x"]
+    for _ in range(rng.randrange(6)):
+        headers.append(rng.choice([b"Authorization: Bearer " + junk(60),
+                                   b"Authorization: Bearer " + token.encode(),
+                                   b"Cookie: huimin_session=" + junk(50),
+                                   b"Content-Type: " + rng.choice([
+                                       b"application/json",
+                                       b"application/x-www-form-urlencoded",
+                                       b"multipart/form-data; boundary=" + junk(10),
+                                       junk(30)]),
+                                   b"Origin: " + junk(30), b"X-Forwarded-Proto: " + junk(10),
+                                   junk(20) + b": " + junk(200),
+                                   b"X-Long: " + b"a" * rng.choice([10, 9000])]))
+    body = rng.choice([b"token=" + junk(80), b"[" * 5000 + b"]" * 5000,
+                       b'{"id":' * 3000 + b"1" + b"}" * 3000, junk(300), b""])
+    headers.append(b"Content-Length: %d" % len(body))
+    return method + b" " + path + b" HTTP/1.1\r\n" + b"\r\n".join(
+        h.replace(b"\r", b"").replace(b"\n", b"") for h in headers) + b"\r\n\r\n" + body
+
+
+def test_edge_headers_forms_and_deep_json_of_any_bytes(tmp_path: Path) -> None:
+    """Whatever a client writes, the edge answers below 500 (or hangs up) and keeps
+    serving."""
+    import asyncio
+
+    async def main() -> None:
+        async with edge(tmp_path) as (_svc, base, token):
+            host, port = base.removeprefix("http://").split(":")
+            rng = random.Random(5)
+            for _ in range(N):
+                reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(_raw_request(rng, token))
+                await writer.drain()
+                line = await reader.readline()
+                writer.close()
+                if line:  # an empty line: the server hung up on it, which is fine
+                    status = int(line.split()[1])
+                    assert status < 500, line
+            async with aiohttp.ClientSession() as s, s.get(base + "/healthz") as r:
+                assert r.status == 200
+    run(main())

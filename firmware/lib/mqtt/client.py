@@ -222,6 +222,8 @@ class MQTTClient:
                     shift += 7
                     if not b[0] & 0x80:
                         break
+                    if shift > 21:  # MQTT's length has 4 bytes at most: not a sane broker
+                        raise MQTTError("bad length")
                 t = h[0] & 0xF0
                 if n > _MAX_PACKET:
                     # Never allocated: a PUBLISH is skipped and acked (else the
