@@ -19,9 +19,10 @@ import log
 from wire import auth
 
 _WINDOW = const(64)  # one flash write per 64 commands
-# No edge numbers anywhere near this (its counters start from the clock in ms, ~2**41):
-# a counter at or above it is refused, so no floor can ever near the wire's 2**53.
-_CTR_MAX = 1 << 50
+# No edge numbers anywhere near this (its counters start from the clock in ms, ~2**41).
+# A counter at or above it is stale, so no floor can ever near the wire's 2**53; and a
+# damaged counter file reads as this, so every command is stale: it fails closed.
+_CTR_MAX = const(1 << 50)
 _log = log.get("guard")
 
 
@@ -30,22 +31,19 @@ class CommandGuard:
         self.key = auth.Key(unhexlify(key_hex))
         self.dev = dev
         self.path = path
-        # A damaged counter file fails closed: reading it as 0 would let every command
-        # ever recorded be replayed. Commands are refused (the edge hears
-        # "ctr_damaged") until the device is provisioned again; returns still work.
-        self.damaged = False
-        self.last = 0
+        self.last = 0  # never written: a new device
         try:
             with open(path) as f:
                 self.last = int(f.read())
         except OSError:
-            pass  # never written: a new device
+            pass
         except ValueError:
-            self.damaged = True
+            self.last = -1
         if not 0 <= self.last < _CTR_MAX:
-            self.damaged, self.last = True, 0
-        if self.damaged:
-            _log.error("%s is damaged: commands refused until provisioned again", path)
+            # Read as 0, every command ever recorded could be replayed. Refused until
+            # provisioned again (a new key starts the counter over); returns still work.
+            _log.error("%s damaged: commands refused", path)
+            self.last = _CTR_MAX
         self.ceiling = self.last
         self.refused = 0
 
@@ -57,11 +55,7 @@ class CommandGuard:
             why = "bad mac"
         elif msg["t"] == "cmd":
             n = msg.get("ctr")
-            if self.damaged:
-                why = "counter file damaged"
-            elif n is not None and n >= _CTR_MAX:
-                why = "counter %d beyond any edge's" % n
-            elif n is None or n <= self.last:
+            if n is None or n <= self.last or n >= _CTR_MAX:
                 why = "stale: replayed or reordered (ctr %r, last %d)" % (n, self.last)
             else:
                 if n >= self.ceiling:
@@ -91,9 +85,6 @@ class CommandGuard:
         if why[0] == "s":
             return {"t": "res", "dev": self.dev, "id": msg["id"], "ok": False,
                     "err": "stale_ctr", "ctr": self.last}
-        if why[0] == "c" and msg["t"] == "cmd":
-            return {"t": "res", "dev": self.dev, "id": msg["id"], "ok": False,
-                    "err": "ctr_damaged" if self.damaged else "bad_ctr"}
         return None
 
     def _reserve(self, ceiling):

@@ -107,8 +107,7 @@ class App:
         # A sealed time from the past (a recording played back) never sets the clock
         # back: riders pay by these times. The edge's own corrections are seconds.
         if known is not None and now < known - _CLOCK_BACK_S:
-            _log.warning("time %d is %d s behind this clock: refused (replayed?)",
-                         now, known - now)
+            _log.warning("old time %d refused (replayed?)", now)
             return
         self._edge_s = now
         self._sync_ms = t

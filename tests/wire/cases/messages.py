@@ -104,7 +104,7 @@ def case_command_guard_refuses_forged_replayed_and_reordered():
     # a counter no edge can have issued is refused: no floor can near the wire's 2**53
     huge = cmd(1 << 50)
     why = g2.refuse(huge, message.decode(huge))
-    assert why is not None and g2.answer(message.decode(huge), why)["err"] == "bad_ctr"
+    assert why is not None and g2.answer(message.decode(huge), why)["ctr"] == g2.last
     assert g2.last < (1 << 50)
 
 
@@ -117,18 +117,20 @@ def case_command_guard_fails_closed_on_a_damaged_counter():
         with open("guard_damaged", "w") as f:
             f.write(damage)
         g = CommandGuard(key_hex, "d1", "guard_damaged")
-        assert g.damaged, damage
-        for ctr in (1, 10 ** 12, g.last + 1):
+        assert g.last == 1 << 50, damage  # beyond any edge's: every command is stale
+        for ctr in (1, 10 ** 12, (1 << 50) - 1, 1 << 50, g.last + 1):
             c = auth.seal(k, auth.DOWN, message.encode(
                 {"t": "cmd", "id": 3, "op": "unlock", "slot": 0, "ctr": ctr}))
             why = g.refuse(c, message.decode(c))
             assert why is not None, (damage, ctr)  # not read as 0: nothing replays
+            # the edge hears a floor it cannot have issued, refuses it and counts it
             assert g.answer(message.decode(c), why) == {
-                "t": "res", "dev": "d1", "id": 3, "ok": False, "err": "ctr_damaged"}
+                "t": "res", "dev": "d1", "id": 3, "ok": False, "err": "stale_ctr",
+                "ctr": 1 << 50}
     # a new device (no file yet) starts at 0 and obeys
     import os
     os.remove("guard_damaged")
     g = CommandGuard(key_hex, "d1", "guard_damaged")
     c = auth.seal(k, auth.DOWN, message.encode(
         {"t": "cmd", "id": 4, "op": "unlock", "slot": 0, "ctr": 1}))
-    assert not g.damaged and g.refuse(c, message.decode(c)) is None
+    assert g.last == 0 and g.refuse(c, message.decode(c)) is None
