@@ -104,6 +104,7 @@ class DevBackend:
         # Each site's stations, where the city knows them: a site's event or status for
         # a station that is not its own is refused (Malformed), whoever signed it.
         self.site_stations: dict[str, set[str]] = {}
+        self.site_devices: dict[str, set[str]] = {}  # and its devices, likewise
         self.app = app
 
     @contextlib.contextmanager
@@ -227,6 +228,7 @@ class DevBackend:
     def _store_site(self, site: str, items: list[dict[str, Any]], now: float,
                     accepted: list[str], dups: list[str]) -> None:
         own = self.site_stations.get(site)
+        devices = self.site_devices.get(site)
         for it in items:
             key, kind, b = it.get("key"), it.get("kind"), it.get("body")
             if not isinstance(key, str) or not isinstance(b, dict):
@@ -238,6 +240,8 @@ class DevBackend:
             station = b.get("station_id") if kind == "status" else b.get("station")
             if own is not None and kind in ("event", "status") and station not in own:
                 raise Malformed(f"station {station!r} is not site {site!r}'s", 403)
+            if devices is not None and kind == "event" and b.get("device") not in devices:
+                raise Malformed(f"device {b.get('device')!r} is not site {site!r}'s", 403)
             if kind == "event":
                 cur = self.db.execute(
                     "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)",

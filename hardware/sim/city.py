@@ -73,6 +73,8 @@ class City:
             await town.start()
             assert town.cfg is not None
             self.backend.site_stations[site] = {st.id for st in town.cfg.stations}
+            self.backend.site_devices[site] = {d for st in town.cfg.stations
+                                               for d in st.devices}
             self.backend.gbfs_systems[site] = (town.cfg.system.id,
                                                f"http://127.0.0.1:{town.http_port}")
 
