@@ -50,31 +50,10 @@ def make_ca(dir: Path, name: str = "Huimin county CA", years: int = 20) -> Path:
     return dir / "ca.pem"
 
 
-def make_server_cert(dir: Path, hosts: list[str], years: int = 2) -> TlsFiles:
-    """server.pem + server.key (0600) for the broker, for each name or IP in
-    `hosts` (what devices put in their config's mqtt.host)."""
+def _load_ca(dir: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     ca_key = serialization.load_pem_private_key((dir / "ca.key").read_bytes(), None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    ca = x509.load_pem_x509_certificate((dir / "ca.pem").read_bytes())
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for h in hosts:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            sans.append(x509.DNSName(h))
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=365 * years))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    _write_key(dir / "server.key", key)
-    (dir / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return TlsFiles(dir / "ca.pem", dir / "server.pem", dir / "server.key")
+    return ca_key, x509.load_pem_x509_certificate((dir / "ca.pem").read_bytes())
 
 
 def _sans(hosts: list[str]) -> x509.SubjectAlternativeName:
@@ -85,6 +64,34 @@ def _sans(hosts: list[str]) -> x509.SubjectAlternativeName:
         except ValueError:
             names.append(x509.DNSName(h))
     return x509.SubjectAlternativeName(names)
+
+
+def _server_cert(ca_dir: Path, public_key: ec.EllipticCurvePublicKey, hosts: list[str],
+                 years: int) -> bytes:
+    """A broker's certificate (PEM) for `hosts`, signed by the county CA: a server's
+    rights only (not a CA, server authentication), whatever was asked for."""
+    ca_key, ca = _load_ca(ca_dir)
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(ca.subject)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=365 * years))
+            .add_extension(_sans(hosts), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def make_server_cert(dir: Path, hosts: list[str], years: int = 2) -> TlsFiles:
+    """server.pem + server.key (0600) for the broker, for each name or IP in
+    `hosts` (what devices put in their config's mqtt.host)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = _server_cert(dir, key.public_key(), hosts, years)
+    _write_key(dir / "server.key", key)
+    (dir / "server.pem").write_bytes(pem)
+    return TlsFiles(dir / "ca.pem", dir / "server.pem", dir / "server.key")
 
 
 def request_server_cert(dir: Path, hosts: list[str]) -> Path:
@@ -107,9 +114,6 @@ def sign_request(ca_dir: Path, csr_path: Path, out: Path, years: int = 2) -> lis
     """On the CA's machine: a server certificate for the request's names, signed by the
     county CA; returns the names. Only what a broker needs is taken from the request (its
     key and DNS/IP names): whatever else it asks for (a CA's rights, other uses) is not."""
-    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    ca = x509.load_pem_x509_certificate((ca_dir / "ca.pem").read_bytes())
     try:
         csr = x509.load_pem_x509_csr(csr_path.read_bytes())
     except ValueError as exc:
@@ -122,19 +126,13 @@ def sign_request(ca_dir: Path, csr_path: Path, out: Path, years: int = 2) -> lis
         raise RequestError(f"{csr_path} names no host (huimin ca --request --host)") from None
     hosts = [str(v) for v in asked.get_values_for_type(x509.DNSName)] + \
         [str(v) for v in asked.get_values_for_type(x509.IPAddress)]
+    key = csr.public_key()
     if not hosts:
         raise RequestError(f"{csr_path} names no DNS name or IP address")
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(ca.subject)
-            .public_key(csr.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=365 * years))
-            .add_extension(_sans(hosts), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    out.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise RequestError(f"{csr_path}: the broker's key must be an EC key (huimin ca "
+                           "--request makes one)")
+    out.write_bytes(_server_cert(ca_dir, key, hosts, years))
     return hosts
 
 

@@ -208,6 +208,7 @@ def test_a_replayed_time_does_not_set_a_docks_clock_back(tmp_path: Path) -> None
             await until(lambda: edge.metrics.get("events.stored") >= 1, 15, "the rented event")
             rows = [r for r in await edge.store.events() if r["kind"] == "rented"]
             assert rows and rows[0]["happened"] is not None
-            assert abs(rows[0]["happened"] - time.time()) < 60, rows[0]
+            # Stamped when it happened by the edge's clock, not an hour before it arrived.
+            assert rows[0]["received"] - rows[0]["happened"] < 600, rows[0]
             assert edge.metrics.get("events.at_corrected") == 0  # the dock's own stamp held
     run(main())
