@@ -79,7 +79,7 @@ def compile_lock(inputs: list[str] | Path, out: Path, upgrade: bool, extra: str 
             source = Path(tmp) / f"{out.stem}.in"
             source.write_text("\n".join(inputs) + "\n")
         cmd = [uv(), "pip", "compile", str(source), "--universal", "--python-version", PYTHON,
-               "--generate-hashes", "--no-header", "--annotation-style", "line",
+               "--generate-hashes", "--no-header", "--no-annotate",
                "--quiet", "-o", str(out)]
         if extra:
             cmd += ["--extra", extra]
