@@ -1,16 +1,22 @@
 # Hardware layer, ESP32-S3 boards (pins from hardware/boards/esp32s3_dock.json and
 # esp32s3_kiosk.json, whichever the image was built for; Wi-Fi when the config has it).
-# Same interface as ports/unix/hal.py. Not exercised by the test suite: there is
-# no board here; the unix port runs the same app code.
+# Same interface as ports/unix/hal.py. Type-checked against the ESP32-S3 port's stubs
+# (tests/firmware/test_board_modules.py); not run here: there is no board, and the unix
+# port runs the same app code.
 import asyncio
 import time
 
 import machine
 
-WDT = machine.WDT
 ticks_ms = time.ticks_ms
 ticks_diff = time.ticks_diff
-_board = {}
+_board = {}  # type: dict
+
+
+def WDT(timeout_ms):
+    # The port's constructor is WDT(id=0, timeout=5000): a bare number would be the id,
+    # and WDT(8000) raises "WDT(8000) doesn't exist" (found by the stubs' type check).
+    return machine.WDT(timeout=timeout_ms)
 
 
 class _Uart:
@@ -64,8 +70,11 @@ class MuxTags:
             slot = self._slot
             self._slot = (self._slot + 1) % self._n
             if k:
-                k = self._u.readinto(self._buf, min(k, 16))
-                return slot, bytes(self._buf[:k])
+                # None when the bytes went before the read (a timeout): nothing, not the
+                # whole buffer's stale bytes (found by the stubs' type check).
+                k = self._u.readinto(self._buf, min(k, 16)) or 0
+                if k:
+                    return slot, bytes(self._buf[:k])
 
 
 async def init(board, cfg):
