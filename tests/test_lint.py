@@ -20,6 +20,13 @@ def test_ruff_clean() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_ruff_clean_on_the_firmware() -> None:
+    """firmware/ruff.toml: the project's rules, less those MicroPython has reasons against."""
+    r = subprocess.run([str(BIN / "ruff"), "check", "firmware"], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_mypy_strict_clean() -> None:
     r = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

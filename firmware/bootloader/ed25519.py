@@ -61,7 +61,8 @@ def sha512(data):
         for i in range(80):
             t1 = (hh + (_rotr(e, 14) ^ _rotr(e, 18) ^ _rotr(e, 41)) + ((e & f) ^ (~e & g))
                   + _K[i] + w[i]) & _M64
-            t2 = ((_rotr(a, 28) ^ _rotr(a, 34) ^ _rotr(a, 39)) + ((a & b) ^ (a & c) ^ (b & c))) & _M64
+            t2 = ((_rotr(a, 28) ^ _rotr(a, 34) ^ _rotr(a, 39))
+                  + ((a & b) ^ (a & c) ^ (b & c))) & _M64
             hh = g
             g = f
             f = e

@@ -8,8 +8,9 @@
 #   path "*"         end: check every file against the manifest, then reboot:
 #                    the bootloader verifies the signature before a trial boot
 # ("+", the edge's confirm of an image on trial, goes to the app: lib/device.py)
-# Loaded in update mode only: a device that is not updating never pays for it. config.json's "ota_key" (read by the bootloader) and
-# "ota_confirm_s" are read here and there, not by the apps' config.
+# Loaded in update mode only: a device that is not updating never pays for it.
+# config.json's "ota_key" (read by the bootloader) and "ota_confirm_s" are read here and
+# there, not by the apps' config.
 import binascii
 import os
 

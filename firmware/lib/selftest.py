@@ -47,9 +47,9 @@ async def _dock(cfg, board):
             continue
         # An empty slot's bolt waits open for a bike: close it, then open again.
         io.set_lock(s, 1)
-        closed = await _until(lambda: io.read(s)[1] == 1, 1500)
+        closed = await _until(lambda: io.read(s)[1] == 1, 1500)  # noqa: B023 (awaited here)
         io.set_lock(s, 0)
-        opened = await _until(lambda: io.read(s)[1] == 0, 1500)
+        opened = await _until(lambda: io.read(s)[1] == 0, 1500)  # noqa: B023 (awaited here)
         _say("slot %d lock" % s, "pass" if opened and closed else "FAIL",
              "closed and opened" if opened and closed else
              ("bolt did not close" if not closed else "bolt did not open"))

@@ -34,7 +34,8 @@ class App:
         n = cfg["slots"]
         pins = board["slots"]
         if n > len(pins["lock"]):
-            raise ValueError("board %s has %d slots, config asks %d" % (board["name"], len(pins["lock"]), n))
+            raise ValueError("board %s has %d slots, config asks %d"
+                             % (board["name"], len(pins["lock"]), n))
         self.io = hal.SlotIO(pins, n)
         self.tags = TagReaders(hal.tag_port(n), n, self._on_tag)
         self.slots = Slots(n, hal.ticks_diff, cfg["tag_ms"], cfg["lock_ms"], cfg["take_ms"])
@@ -227,7 +228,8 @@ class App:
         levels = [self.io.read(i) for i in range(n)]
         self.slots.boot([p for p, _ in levels], [q for _, q in levels], hal.ticks_ms())
         gc.collect()
-        _log.info("dock %s up: fw %s, boot %d, %d slots %s, journal epoch %s, %d pending, heap free %d",
+        _log.info("dock %s up: fw %s, boot %d, %d slots %s, journal epoch %s, %d pending, "
+                  "heap free %d",
                   self.cfg["dev"], self.cfg["fw"], self.boot, n, self.slots.codes(),
                   self.journal.epoch, len(self.journal.pending), gc.mem_free())
         asyncio.create_task(self.tags.run())

@@ -1,7 +1,7 @@
 # Message authentication between the edge and one device (docs/security.md),
 # both ways: HMAC-SHA256 with the device's own key (made by `huimin provision`),
-# over a direction label and the message's exact encoded bytes. The sender encodes the message, then puts
-# ,"mac":"<hex>" before its closing brace; the receiver checks the bytes
+# over a direction label and the message's exact encoded bytes. The sender encodes the
+# message, then puts ,"mac":"<hex>" before its closing brace; the receiver checks the bytes
 # before that field. Nothing is re-encoded, so the two interpreters' different
 # JSON key orders cannot matter. Sans-IO: the same file runs on both.
 # MicroPython has no hmac module; RFC 2104 is built here from hashlib.

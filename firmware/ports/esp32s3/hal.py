@@ -55,7 +55,8 @@ class MuxTags:
 
     def __init__(self, n):
         spec = _board["uarts"]["tag"]
-        self._u = machine.UART(spec["id"], baudrate=spec.get("baud", 9600), tx=spec["tx"], rx=spec["rx"])
+        self._u = machine.UART(spec["id"], baudrate=spec.get("baud", 9600), tx=spec["tx"],
+                               rx=spec["rx"])
         self._sel = [machine.Pin(p, machine.Pin.OUT) for p in spec.get("select", (38, 39))]
         self._n = n
         self._slot = 0
