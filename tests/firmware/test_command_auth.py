@@ -13,9 +13,9 @@ import paho.mqtt.client as paho
 from wire import auth, message
 
 from edge.adapters.transports.serial import SerialTransport
-from tests.conftest import needs_mosquitto, run, until
 from hardware.sim.devices import SimDock
 from hardware.sim.town import Town
+from tests.conftest import needs_mosquitto, run, until
 
 pytestmark = needs_mosquitto
 
@@ -61,6 +61,23 @@ class Injector:
             self.client.disconnect()
 
 
+async def open_injector(town: Town, d: SimDock) -> Injector:
+    """An injector for `d`; on MQTT it gets an edge account of its own (a client's id is
+    its username, so with the edge's own account it would take the edge's session over)."""
+    password = ""
+    if d.link == "mqtt":
+        assert town.broker is not None
+        password = town.broker.account("intruder", "edge")
+        await town.broker.reload()
+    return Injector(town, d, password)
+
+
+def one_dock(tmp_path: Path, seed: int, mqtt_share: float = 0) -> Town:
+    """A town of one full 4-slot dock and no backend: commands and their refusals only."""
+    return Town(tmp_path, docks=1, slots=4, mqtt_share=mqtt_share, seed=seed, fill=1.0,
+                backend=False)
+
+
 def _refusals(d: SimDock) -> int:
     return d.log_path.read_text().count("guard: refused cmd")
 
@@ -74,11 +91,8 @@ def test_forged_replayed_and_reordered_unlocks_are_refused_on_both_links(
             edge = town.edge
             assert edge is not None
             assert {d.link for d in town.docks} == {"serial", "mqtt"}
-            assert town.broker is not None
-            intruder = town.broker.account("intruder", "edge")
-            await town.broker.reload()
             for d in town.docks:
-                inj = Injector(town, d, intruder)
+                inj = await open_injector(town, d)
                 key = d.secrets["command_key"]
                 try:
                     # Forged: no MAC, then a MAC under another key.
@@ -124,8 +138,7 @@ def test_a_command_sent_while_the_dock_rebooted_is_renumbered_and_obeyed(
     edge numbered before hearing the new hello is answered stale_ctr with the
     floor, and the edge sends it once more above it."""
     async def main() -> None:
-        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=3, fill=1.0,
-                        backend=False) as town:
+        async with one_dock(tmp_path, seed=3) as town:
             await town.wait_online()
             edge = town.edge
             assert edge is not None
@@ -155,16 +168,12 @@ def test_an_oversize_message_is_skipped_and_acked_not_redelivered(tmp_path: Path
     without allocating it, acks it (so it is not redelivered on every
     reconnect), stays connected and goes on obeying the edge."""
     async def main() -> None:
-        async with Town(tmp_path, docks=1, slots=4, mqtt_share=1.0, seed=2, fill=1.0,
-                        backend=False) as town:
+        async with one_dock(tmp_path, seed=2, mqtt_share=1.0) as town:
             await town.wait_online()
             edge = town.edge
             assert edge is not None
             d = town.docks[0]
-            assert town.broker is not None
-            intruder = town.broker.account("intruder", "edge")
-            await town.broker.reload()
-            inj = Injector(town, d, intruder)
+            inj = await open_injector(town, d)
             try:
                 inj.send(b"{" + b" " * 2998 + b"}")
                 await until(lambda: "byte message (cap 1536)" in d.log_path.read_text(), 10)
@@ -186,14 +195,13 @@ def test_a_replayed_time_does_not_set_a_docks_clock_back(tmp_path: Path) -> None
     import time
 
     async def main() -> None:
-        async with Town(tmp_path, docks=1, slots=4, mqtt_share=0, seed=9, fill=1.0,
-                        backend=False) as town:
+        async with one_dock(tmp_path, seed=9) as town:
             await town.wait_online()
             edge = town.edge
             assert edge is not None
             d = town.docks[0]
             recorded = edge.keys.seal(d.dev, {"t": "time", "now": int(time.time()) - 3600})
-            inj = Injector(town, d)
+            inj = await open_injector(town, d)
             try:
                 await asyncio.sleep(1.0)  # the edge's own time after the hello has landed
                 inj.send(recorded)
