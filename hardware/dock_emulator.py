@@ -41,8 +41,11 @@ class SlotHw:
 
 
 class DockEmulator:
-    def __init__(self, name: str, slots: int, bikes: dict[int, str] | None = None) -> None:
-        board = json.loads(BOARD.read_text())["slots"]
+    def __init__(self, name: str, slots: int, bikes: dict[int, str] | None = None,
+                 pins: dict[str, list[int]] | None = None) -> None:
+        # pins: the board file's slot pins (the unix bus's by default; a board
+        # emulator passes its own: hardware/esp32s3_dock.py)
+        board = pins or json.loads(BOARD.read_text())["slots"]
         self.name = name
         self.slots = [SlotHw() for _ in range(slots)]
         self.pin_lock = board["lock"][:slots]

@@ -49,7 +49,8 @@ def micropython_path() -> str:
 # What only one kind of device runs: a board of the other kind ships without
 # it. The simulation board ("kind": "any") runs docks and kiosks from one image.
 ONLY_FOR = {
-    "dock": ("apps/dock/", "lib/wire/rdm6300.py", "drivers/tag_reader.py"),
+    "dock": ("apps/dock/", "lib/wire/rdm6300.py", "drivers/tag_reader.py",
+             "drivers/mcp23017.py"),
     "kiosk": ("apps/kiosk/", "lib/wire/idcard.py", "lib/wire/hmi.py", "lib/wire/hmi_query.py",
               "lib/wire/kiosk_messages.py", "drivers/display.py", "drivers/sam_reader.py"),
 }
@@ -84,6 +85,26 @@ def _sources(port: str, source: Path, kind: str = "any") -> list[tuple[Path, str
     for src in sorted((source / "ports" / port).glob("*.py")):
         out.append((src, src.name))
     return out
+
+
+ROM_SOURCE = ROOT / "hardware" / "esp32s3_rom"
+
+
+def build_rom(out: Path | None = None) -> Path:
+    """The ESP32-S3 port's built-in modules as the unix port runs them
+    (hardware/esp32s3_rom/), compiled: what the simulator puts on a board-
+    emulated device's MICROPYPATH, after its own filesystem."""
+    dest = out or (ROOT / "build" / "esp32s3-rom")
+    dest.mkdir(parents=True, exist_ok=True)
+    mpyc = mpy_cross_path()
+    for src in sorted(ROM_SOURCE.glob("*.py")):
+        target = dest / (src.stem + ".mpy")
+        if not target.exists() or target.stat().st_mtime < src.stat().st_mtime:
+            r = subprocess.run([mpyc, "-O3", "-s", src.stem, "-o", str(target), str(src)],
+                               capture_output=True, text=True)
+            if r.returncode:
+                raise BuildError(f"mpy-cross failed on {src.name}: {r.stderr.strip()}")
+    return dest
 
 
 def firmware_version() -> str:

@@ -52,9 +52,10 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--slots", type=int, default=12, help="slots per dock (default 12)")
     p.add_argument("--kiosks", type=int, default=1,
                    help="ID-card kiosks with scripted villagers (default 1)")
-    p.add_argument("--kiosk-link", choices=("serial", "mqtt"), default="serial",
+    p.add_argument("--kiosk-link", choices=("serial", "mqtt"), default=None,
                    help=f"how kiosks reach the edge: a serial line ({KIOSK_HEAP} heap) or "
-                   f"MQTT over TLS ({KIOSK_MQTT_HEAP} heap) (default serial)")
+                   f"MQTT over TLS ({KIOSK_MQTT_HEAP} heap) (default serial; mqtt with "
+                   "--board esp32s3)")
     p.add_argument("--port", type=int, default=8080, help="edge HTTP port (default 8080; 0 = any)")
     p.add_argument("--mqtt-share", type=float, default=0.5,
                    help="share of docks on MQTT, the rest on serial lines (default 0.5)")
@@ -72,6 +73,11 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--edge-process", action="store_true",
                    help="run the edge as its own process, as on a Pi (the faults' edge_kill "
                    "needs it; on by itself when the schedule has one)")
+    p.add_argument("--board", choices=("unix", "esp32s3"), default="unix",
+                   help="what the devices' firmware runs on: the simulator's port (unix) or "
+                   "the ESP32-S3 board's own hal on its emulated chip (docks with 12 slots on "
+                   "MCP23017 expanders, kiosks on Wi-Fi; needs --kiosk-link mqtt) "
+                   "(default unix)")
     p.set_defaults(func=run)
 
 
@@ -189,6 +195,14 @@ async def _cut_uplink(city: City, at_s: float, for_s: float) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 1 <= args.docks <= 200 or not 1 <= args.slots <= 32 or not 0 <= args.kiosks <= 20:
         raise SystemExit("huimin sim: --docks must be 1..200, --slots 1..32, --kiosks 0..20")
+    if args.kiosk_link is None:
+        args.kiosk_link = "mqtt" if args.board == "esp32s3" else "serial"
+    if args.board == "esp32s3" and args.kiosk_link == "serial" and args.kiosks:
+        raise SystemExit("huimin sim: a kiosk on the ESP32-S3 board reaches the edge by Wi-Fi: "
+                         "use --kiosk-link mqtt (or --kiosks 0)")
+    if args.board == "esp32s3" and args.slots > 12:
+        raise SystemExit("huimin sim: the ESP32-S3 dock board has 12 slots: use --slots 12 or "
+                         "fewer")
     return _run("sim", _main(args), args.port)
 
 
@@ -219,7 +233,8 @@ async def _main(args: argparse.Namespace) -> int:
     edge_process = args.edge_process or any(f.kind == "edge_kill" for f in schedule)
     town = Town(args.dir.resolve(), docks=args.docks, slots=args.slots,
                 mqtt_share=args.mqtt_share, http_port=args.port, seed=args.seed,
-                kiosks=args.kiosks, kiosk_link=args.kiosk_link, edge_process=edge_process)
+                kiosks=args.kiosks, kiosk_link=args.kiosk_link, edge_process=edge_process,
+                board=args.board)
     print(f"Starting a town of {args.docks} docks x {args.slots} slots "
           "(firmware under MicroPython)...", flush=True)
     async with town:

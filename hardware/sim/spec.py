@@ -13,6 +13,11 @@ HEAP = "80K"  # a dock on a serial line
 MQTT_HEAP = "88K"  # a dock on MQTT: the client, TLS and its buffers
 KIOSK_HEAP = "80K"
 KIOSK_MQTT_HEAP = "84K"
+# On the emulated ESP32-S3 board (board="esp32s3") the port's `machine` and
+# `network` are Python modules in the device's heap, where a chip has them in
+# flash: each device gets what they take on top (tests/firmware/test_board.py
+# measures it), so its app runs in the heap it would have on the chip.
+ROM_HEAP_K = 16
 
 # Stations around Anji's town centre (fictional names, plausible coordinates).
 PLACES = [("递铺街道", "Dipu"), ("昌硕广场", "Changshuo Square"),
@@ -51,9 +56,18 @@ class TownSpec:
     # Kiosks keep the region key in the board's key store (hal.lookup_token; an
     # eFuse block, emulated on this port by a file), not in config.json.
     kiosk_key_store: bool = False
+    # What the devices' firmware runs on: "unix" (the simulator's port) or
+    # "esp32s3" (the board's own hal on its emulated modules, hardware/esp32s3_rom/).
+    board: str = "unix"
+
+    def _rom(self, heap: str) -> str:
+        if self.board == "unix":
+            return heap
+        return f"{int(heap.rstrip('K')) + ROM_HEAP_K}K"
 
     def dock_heap(self, link: str) -> str:
-        return self.heap or (MQTT_HEAP if link == "mqtt" else HEAP)
+        return self.heap or self._rom(MQTT_HEAP if link == "mqtt" else HEAP)
 
     def kiosk_heap_for(self) -> str:
-        return self.kiosk_heap or (KIOSK_MQTT_HEAP if self.kiosk_link == "mqtt" else KIOSK_HEAP)
+        return self.kiosk_heap or self._rom(
+            KIOSK_MQTT_HEAP if self.kiosk_link == "mqtt" else KIOSK_HEAP)

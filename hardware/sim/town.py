@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import shutil
@@ -29,17 +30,18 @@ from edge.adapters.device_keys import dump_devices, write_private
 from edge.config import EdgeConfig
 from edge.runtime import Edge
 from hardware.dock_emulator import DockEmulator
+from hardware.esp32s3_dock import Esp32s3Dock
 from hardware.idcard_emulator import Card
 from hardware.serial_line import SerialLine
 from hardware.sim.backend import DevBackend
-from hardware.sim.devices import Firmware, SimDock, SimKiosk, make_kiosk
+from hardware.sim.devices import WIFI, Firmware, SimDock, SimKiosk, make_kiosk
 from hardware.sim.edge_setup import CityAccess, Provisioning, Uplinks, edge_toml
 from hardware.sim.people import Riders, Villagers
 from hardware.sim.screens import ScreenMirror
 from hardware.sim.spec import TownSpec
 from tools.broker import Broker, TlsFiles, free_port, mosquitto_path
 from tools.ca import county_tls
-from tools.firmware import build
+from tools.firmware import BOARDS, build
 
 log = logging.getLogger("sim")
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,7 +99,10 @@ class Town:
     # -- set-up, step by step ------------------------------------------------------------
     async def start(self) -> None:
         self._clean()
-        image = build("unix")
+        if self.spec.board == "unix":
+            images = dict.fromkeys(("dock", "kiosk"), build("unix"))
+        else:
+            images = {"dock": build(self.spec.board), "kiosk": build(f"{self.spec.board}-kiosk")}
         self._county()
         await self._make_devices()
         await self._city()
@@ -110,7 +115,7 @@ class Town:
             await self.start_edge_process()
         else:
             await self._start_edge_here()
-        self._firmware = Firmware(image, self.spec, self.dir / "ca" / "ca.der", self.broker,
+        self._firmware = Firmware(images, self.spec, self.dir / "ca" / "ca.der", self.broker,
                                   self.region_key)
         for d in self.docks:
             await self._firmware.start_dock(d)
@@ -152,19 +157,28 @@ class Town:
             link = "mqtt" if i >= spec.docks - n_mqtt else "serial"
             bikes = {s: self._new_bike() for s in range(spec.slots)
                      if self.rng.random() < spec.fill}
-            d = SimDock(dev, f"{spec.site}-{i + 1:03d}", link, spec.slots,
-                        DockEmulator(dev, spec.slots, bikes), devices / dev)
+            line = None
             if link == "serial":
-                d.line = SerialLine()
+                line = SerialLine()
                 # The edge opens the line by a path that can vanish, as a
                 # USB adapter's /dev/ttyUSB0 does when pulled out.
-                d.line.open(link=self.dir / "tty" / dev)
+                line.open(link=self.dir / "tty" / dev)
+            emulator = (DockEmulator(dev, spec.slots, bikes) if spec.board == "unix" else
+                        Esp32s3Dock(dev, spec.slots, bikes, line.paths[0] if line else "", WIFI))
+            d = SimDock(dev, f"{spec.site}-{i + 1:03d}", link, spec.slots, emulator,
+                        devices / dev, line)
             provisioning.provision(d)
             self.docks.append(d)
         for i in range(spec.kiosks):
             link = "mqtt" if spec.kiosk_link == "mqtt" and self.broker is not None else "serial"
             dev = f"kiosk-{i + 1:03d}"
-            k = await make_kiosk(dev, devices / dev, link, spec.baud)
+            board = None
+            if spec.board != "unix":
+                if link != "mqtt":
+                    raise ValueError("a kiosk on the ESP32-S3 board reaches the edge by MQTT "
+                                     "over Wi-Fi (its board has no UART left for a cable)")
+                board = json.loads((BOARDS / "esp32s3_kiosk.json").read_text())
+            k = await make_kiosk(dev, devices / dev, link, spec.baud, board)
             provisioning.provision(k)
             self.kiosks.append(k)
         write_private(self.dir / "device-keys.toml", dump_devices(provisioning.entries))
@@ -321,7 +335,13 @@ class Town:
             await d.emulator.close()
             if d.line is not None:
                 d.line.close()
+            if d.radio is not None:
+                await d.radio.stop()
         for k in self.kiosks:
+            if k.board is not None:
+                await k.board.close()
+            if k.radio is not None:
+                await k.radio.stop()
             for peer in (k.module, k.screen, k.voice):
                 if peer is not None:
                     await peer.close()

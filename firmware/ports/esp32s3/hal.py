@@ -1,8 +1,9 @@
 # Hardware layer, ESP32-S3 boards (pins from hardware/boards/esp32s3_dock.json and
 # esp32s3_kiosk.json, whichever the image was built for; Wi-Fi when the config has it).
 # Same interface as ports/unix/hal.py. Type-checked against the ESP32-S3 port's stubs
-# (tests/firmware/test_board_modules.py); not run here: there is no board, and the unix
-# port runs the same app code.
+# (tests/firmware/test_board_modules.py), and run unchanged in the simulator and the
+# tests (`huimin sim --board esp32s3`) on the port's modules as hardware/esp32s3_rom/
+# emulates them.
 import asyncio
 import time
 
@@ -37,7 +38,9 @@ class _Uart:
         self._u.write(data)
 
 
-class SlotIO:
+class _ChipSlots:
+    """Slots on the chip's own GPIO (up to 4 on a DevKitC)."""
+
     def __init__(self, pins, n):
         self.lock = [machine.Pin(p, machine.Pin.OUT, value=0) for p in pins["lock"][:n]]
         self.latched = [machine.Pin(p, machine.Pin.IN) for p in pins["latched"][:n]]
@@ -50,6 +53,60 @@ class SlotIO:
         self.lock[i].value(v)
 
 
+class _ExpanderSlots:
+    """Slots on MCP23017 expanders: board pin 256 * (k + 1) + bit is bit `bit`
+    of expander k (board file "i2c": "expanders"). The inputs are read over
+    I2C only when an expander's INT line says one changed (and once a second,
+    should an edge be missed); between, read() answers from the last levels."""
+
+    def __init__(self, pins, n):
+        from drivers.mcp23017 import Mcp23017  # loaded by init(), before the app's buffers
+
+        spec = _board["i2c"]
+        i2c = machine.I2C(spec["id"], scl=spec["scl"], sda=spec["sda"],
+                          freq=spec.get("freq", 400000))
+        self.lock = pins["lock"][:n]
+        self.latched = pins["latched"][:n]
+        self.present = pins["present"][:n]
+        outputs = [0] * len(spec["expanders"])
+        for p in self.lock:
+            outputs[(p >> 8) - 1] |= 1 << (p & 15)
+        self.chips = [Mcp23017(i2c, a, outputs[k]) for k, a in enumerate(spec["expanders"])]
+        self.levels = [c.read() for c in self.chips]
+        self._changed = False
+        self._read_at = ticks_ms()
+        self._int = machine.Pin(spec["int"], machine.Pin.IN, machine.Pin.PULL_UP)
+        self._int.irq(self._on_int, machine.Pin.IRQ_FALLING)
+
+    def _on_int(self, pin):
+        self._changed = True  # soft IRQ: only a flag; the scan reads the chips
+
+    def _level(self, p):
+        return (self.levels[(p >> 8) - 1] >> (p & 15)) & 1
+
+    def read(self, i):
+        if i == 0:  # once per scan of the slots
+            now = ticks_ms()
+            if self._changed or not self._int.value() or ticks_diff(now, self._read_at) >= 1000:
+                self._changed = False
+                self._read_at = now
+                for k in range(len(self.chips)):
+                    self.levels[k] = self.chips[k].read()
+        return self._level(self.present[i]), self._level(self.latched[i])
+
+    def set_lock(self, i, v):
+        p = self.lock[i]
+        self.chips[(p >> 8) - 1].set(p & 15, v)
+
+
+def SlotIO(pins, n):
+    """Lock outputs and bolt/bike sensors of a dock's n slots, wherever the
+    board file puts them."""
+    if max(pins["lock"][:n]) >= 256:
+        return _ExpanderSlots(pins, n)
+    return _ChipSlots(pins, n)
+
+
 class MuxTags:
     """RDM6300 readers behind a 74HC4052: select a slot, listen, move on."""
 
@@ -57,6 +114,7 @@ class MuxTags:
         spec = _board["uarts"]["tag"]
         self._u = machine.UART(spec["id"], baudrate=spec.get("baud", 9600), tx=spec["tx"],
                                rx=spec["rx"])
+        # 74HC4052 (2 selects, 4 readers) or 74HC4067 (4 selects, 16 readers)
         self._sel = [machine.Pin(p, machine.Pin.OUT) for p in spec.get("select", (38, 39))]
         self._n = n
         self._slot = 0
@@ -79,7 +137,11 @@ class MuxTags:
 
 
 async def init(board, cfg):
-    _board.update(board)
+    # Only what the drivers read later: the board file's notes would take heap.
+    _board["uarts"] = board["uarts"]
+    _board["i2c"] = board.get("i2c")
+    if _board["i2c"]:
+        import drivers.mcp23017  # noqa: F401  (code first, while the heap has room)
     wifi = cfg.get("wifi")
     if wifi:
         await _wifi(wifi)
