@@ -124,6 +124,9 @@ class Esp32s3Board:
                 self._packet(head[0], body)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except Exception:
+            log.exception("%s: the board emulator failed", self.name)
+            raise
         finally:
             if self._writer is w:
                 self._writer = None

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from hardware.serial_line import SerialLine
 
 if TYPE_CHECKING:
+    from hardware.sim.devices import SimDock, SimKiosk
     from hardware.sim.town import Town
 
 log = logging.getLogger("sim.faults")
@@ -46,6 +47,10 @@ KINDS = {
                      " plugged back after `for` seconds",
     "clock_jump": "the edge's clock jumps an hour ahead",
     "edge_disk_full": "the edge's disk fills up (writes refused), then has room again",
+    "wifi_drop": "an ESP32-S3 board's access point goes out of reach (its links cut, new ones "
+                 "refused), back after `for` seconds (--board esp32s3)",
+    "loop_stall": "a device's interpreter hangs until an ESP32-S3 board's watchdog resets it; "
+                  "a unix-port device (no watchdog) resumes after `for` seconds",
 }
 
 
@@ -199,6 +204,48 @@ class Injector:
         await asyncio.sleep(f.for_s)
         line.reappear()
         return f"{dev}'s adapter out for {f.for_s:.0f} s"
+
+    def _board_device(self, f: Fault, radio: bool) -> SimDock | SimKiosk | None:
+        """A device on the emulated board (with Wi-Fi, if `radio`), else any
+        device; f.target picks one by name."""
+        devices: list[SimDock | SimKiosk] = [*self.town.docks, *self.town.kiosks]
+        if f.target:
+            return next((d for d in devices if d.dev == f.target), None)
+        on_board = [d for d in devices if d.board is not None and (d.radio or not radio)]
+        if on_board:
+            return self.rng.choice(on_board)
+        return None if radio or not devices else self.rng.choice(devices)
+
+    async def _wifi_drop(self, f: Fault) -> str:
+        d = self._board_device(f, radio=True)
+        if d is None or d.board is None or d.radio is None:
+            return "skipped: no device on Wi-Fi (huimin sim --board esp32s3)"
+        log.warning("fault: %s's Wi-Fi out of reach for %.0f s", d.dev, f.for_s)
+        d.board.set_wifi(False)
+        d.radio.set_cut(True)
+        try:
+            await asyncio.sleep(f.for_s)
+        finally:
+            d.radio.set_cut(False)
+            d.board.set_wifi(True)
+        return f"{d.dev}'s Wi-Fi out for {f.for_s:.0f} s"
+
+    async def _loop_stall(self, f: Fault) -> str:
+        d = self._board_device(f, radio=False)
+        proc = d.proc if d is not None else None
+        if d is None or proc is None or proc.returncode is not None:
+            return "no device running"
+        log.warning("fault: %s's interpreter hangs", d.dev)
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            # A hung chip stays hung: only its watchdog (or `for` on a port without one,
+            # or a minute, should the watchdog never fire) ends it.
+            async with asyncio.timeout(60.0 if d.board is not None else f.for_s):
+                await proc.wait()  # the watchdog's reset ends it
+            return f"{d.dev} hung; its watchdog reset it"
+        except TimeoutError:
+            os.kill(proc.pid, signal.SIGCONT)
+            return f"{d.dev} hung {f.for_s:.0f} s, then resumed (no watchdog on this port)"
 
     async def _clock_jump(self, f: Fault) -> str:
         if self.town.edge is None:

@@ -13,10 +13,14 @@ HEAP = "80K"  # a dock on a serial line
 MQTT_HEAP = "88K"  # a dock on MQTT: the client, TLS and its buffers
 KIOSK_HEAP = "80K"
 KIOSK_MQTT_HEAP = "84K"
-# On the emulated ESP32-S3 board (board="esp32s3") the port's `machine` and
-# `network` are Python modules in the device's heap, where a chip has them in
-# flash: each device gets what they take on top (tests/firmware/test_board.py
-# measures it), so its app runs in the heap it would have on the chip.
+# The ESP32-S3 board's devices: its hal (Wi-Fi join, the multiplexed tag reader,
+# the expanders) is its own, and so is its heap, measured the same way
+# (tests/firmware/test_board.py): the kiosk needs 4K more than on the unix port.
+BOARD_HEAP = {"esp32s3": {"dock-serial": "80K", "dock-mqtt": "88K", "kiosk-mqtt": "88K"}}
+# Under emulation the port's `machine` and `network` are Python modules in the
+# device's heap, where a chip has them in flash: a board device gets this much on
+# top of its heap (test_board.py measures what they take), so its app runs in
+# the heap it would have on the chip.
 ROM_HEAP_K = 16
 
 # Stations around Anji's town centre (fictional names, plausible coordinates).
@@ -60,14 +64,16 @@ class TownSpec:
     # "esp32s3" (the board's own hal on its emulated modules, hardware/esp32s3_rom/).
     board: str = "unix"
 
-    def _rom(self, heap: str) -> str:
+    def _on_board(self, role: str, unix_heap: str) -> str:
         if self.board == "unix":
-            return heap
+            return unix_heap
+        heap = BOARD_HEAP[self.board][role]
         return f"{int(heap.rstrip('K')) + ROM_HEAP_K}K"
 
     def dock_heap(self, link: str) -> str:
-        return self.heap or self._rom(MQTT_HEAP if link == "mqtt" else HEAP)
+        return self.heap or self._on_board(f"dock-{link}", MQTT_HEAP if link == "mqtt" else HEAP)
 
     def kiosk_heap_for(self) -> str:
-        return self.kiosk_heap or self._rom(
+        return self.kiosk_heap or self._on_board(
+            f"kiosk-{self.kiosk_link}",
             KIOSK_MQTT_HEAP if self.kiosk_link == "mqtt" else KIOSK_HEAP)

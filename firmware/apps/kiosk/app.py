@@ -51,6 +51,8 @@ class App:
         self._near = []
         self._redraw = False  # new nearby figures: the main loop redraws the idle screen
         self.flow = flow.Flow(cfg["show_s"] * 1000)
+        # Fed once a pass of the main loop, which a swipe holds for its lookup at most.
+        self.wdt = hal.WDT(cfg["lookup_ms"] + 10000)
 
     def _on_connect(self):
         self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": "kiosk",
@@ -174,6 +176,7 @@ class App:
                 if self._redraw and not self.flow.on_result():
                     self._redraw = False
                     await self._show(screens.idle(self._near))
+                self.wdt.feed()
             except Exception as e:  # a kiosk must keep working
                 _log.exc(e, "kiosk main loop")
             await asyncio.sleep_ms(poll)
