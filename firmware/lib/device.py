@@ -73,7 +73,7 @@ async def _amain(s, f, r, t):
         # Update mode: the image is received with the whole heap, app not loaded.
         from ota import Updater as App
     else:
-        App = __import__("apps.%s.app" % kind, None, None, ("App",)).App
+        App = __import__("apps.%s.app" % kind, None, None, ("App",)).App  # type: ignore[misc]
 
     # Boot counter: in hello and the Last Will, so a stale will is recognised.
     try:

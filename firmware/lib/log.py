@@ -7,7 +7,7 @@ try:
     _ms = time.ticks_ms
 except AttributeError:  # CPython, where tests run device code such as the journal
     def _ms():
-        return int(time.monotonic() * 1000)
+        return int(time.monotonic() * 1000)  # type: ignore[attr-defined]  # CPython only
 
 
 class Logger:

@@ -196,8 +196,8 @@ class Updater:
             from uplink.serial import SerialUplink
 
             # Update mode has the heap: frames up to 1K, so 512-byte chunks.
-            self.uplink = SerialUplink(hal.uart("edge", cfg), guard, self._on_message,
-                                       self._hello, 1024)
+            self.uplink = SerialUplink(  # type: ignore[assignment]  # one of two, by config
+                hal.uart("edge", cfg), guard, self._on_message, self._hello, 1024)
 
     def _hello(self):
         self.uplink.send({"t": "hello", "dev": self.cfg["dev"], "kind": self.cfg["kind"],

@@ -56,7 +56,7 @@ async def _dock(cfg, board):
     if not with_bike:
         _say("tag readers", "skip", "no bike to read")
         return
-    seen = set()
+    seen = set()  # type: set[int]
     t0 = time.ticks_ms()
     while time.ticks_diff(time.ticks_ms(), t0) < 3000 and len(seen) < len(with_bike):
         try:

@@ -29,7 +29,7 @@ class App:
         if cfg["link"] == "mqtt":
             from uplink.mqtt import MqttUplink as _Up
         else:
-            from uplink.serial import SerialUplink as _Up
+            from uplink.serial import SerialUplink as _Up  # type: ignore[assignment]
         gc.collect()
         n = cfg["slots"]
         pins = board["slots"]
@@ -56,7 +56,7 @@ class App:
             self.uplink = _Up(cfg["mqtt"], cfg["dev"], cfg["site"], boot,
                               guard, self._on_message, self._on_connect)
         else:
-            self.uplink = _Up(hal.uart("edge", cfg), guard, self._on_message, self._on_connect)
+            self.uplink = _Up(hal.uart("edge", cfg), guard, self._on_message, self._on_connect)  # type: ignore[call-arg]
     # -- messages ----------------------------------------------------------
     def _send_state(self, now, beat=False):
         # A report on a change carries no heap figure: only the heartbeat's,

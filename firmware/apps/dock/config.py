@@ -7,7 +7,7 @@ import log
 _log = log.get("dock")
 
 # key: (default, min, max) for numbers; (default, None, choices) for strings
-SCHEMA = {
+SCHEMA = {  # type: dict[str, tuple]
     "dev": (None, None, None),
     "cmd_key": (None, None, None),  # hex: the edge's messages are checked with it
     "site": ("town", None, None),

@@ -42,8 +42,8 @@ class App:
             from uplink.serial import SerialUplink
 
             # Fund answers are the largest messages: wire/names.py KIOSK_MAX_MESSAGE.
-            self.uplink = SerialUplink(hal.uart("edge", cfg), guard, self._on_message,
-                                       self._on_connect, 640)
+            self.uplink = SerialUplink(  # type: ignore[assignment]  # one of two, by config
+                hal.uart("edge", cfg), guard, self._on_message, self._on_connect, 640)
         self._req = 0
         self._answer = None
         self._got = asyncio.Event()

@@ -5,7 +5,7 @@ import log
 
 _log = log.get("kiosk")
 
-SCHEMA = {
+SCHEMA = {  # type: dict[str, tuple]
     "dev": (None, None, None),
     "cmd_key": (None, None, None),  # hex: the edge's messages are checked with it
     "site": ("town", None, None),

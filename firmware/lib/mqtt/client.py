@@ -60,8 +60,8 @@ class MQTTClient:
         self.clean = clean
         self.timeout = timeout_ms / 1000
         self.on_message = on_message
-        self._r = None
-        self._w = None
+        self._r = None  # type: asyncio.StreamReader  # type: ignore[assignment]
+        self._w = None  # type: asyncio.StreamWriter  # type: ignore[assignment]
         self._pid = 0
         self._acked = {}
         # Set on every PUBACK/SUBACK, on each pinger tick and when the link dies:
@@ -112,7 +112,7 @@ class MQTTClient:
             self._tx_at = None
             self._die(MQTTError("write stalled"))
             try:
-                self._w.s.close()
+                self._w.s.close()  # type: ignore[attr-defined]  # the stream's socket
             except Exception:
                 pass
 
@@ -144,7 +144,9 @@ class MQTTClient:
         self._acked.clear()
         self.dead.clear()
         self.error = None
-        self._r = self._w = await asyncio.wait_for(self._open(), self.timeout)
+        # One stream object reads and writes on MicroPython (its StreamWriter is StreamReader).
+        self._r = self._w = await asyncio.wait_for(  # type: ignore[assignment]
+            self._open(), self.timeout)
         await self._send(self._connect_packet())
         try:
             resp = await self._read(4)
@@ -168,7 +170,7 @@ class MQTTClient:
         import socket
         from errno import EINPROGRESS
 
-        from asyncio import core
+        from asyncio import core  # type: ignore[attr-defined]  # MicroPython's asyncio
 
         ai = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0]
         s = socket.socket(ai[0], ai[1], ai[2])
@@ -189,7 +191,7 @@ class MQTTClient:
             s.setblocking(False)
         st = asyncio.StreamReader(s)
         yield core._io_queue.queue_write(s)  # connected (or failed: the CONNACK read says)
-        return st
+        return st  # type: ignore[misc]  # MicroPython: a coroutine is a generator
 
     def _tls(self):
         # One context for the device's life: the CA is parsed once.
@@ -198,7 +200,9 @@ class MQTTClient:
             import ssl
 
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.verify_mode = ssl.CERT_REQUIRED  # a broker without the county's cert is refused
+            # A broker without the county's cert is refused (MicroPython's SSLContext has
+            # verify_mode; the port's stubs do not).
+            ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]
             with open(self.ca, "rb") as f:
                 ctx.load_verify_locations(cadata=f.read())
             self._ctx = ctx
@@ -401,4 +405,4 @@ class MQTTClient:
                 await self._w.wait_closed()
             except Exception:
                 pass
-            self._w = None
+            self._w = None  # type: ignore[assignment]

@@ -36,7 +36,7 @@ class SerialUplink:
         # arrive, and hours of swipes fragment a 64K heap until 8K free has no
         # such hole. A block is held in reserve and let go when a message finds
         # no room; tick() makes it again. (0: a dock, whose messages are small.)
-        self._reserve = bytearray(_RESERVE) if max_payload > 256 else 0
+        self._reserve = bytearray(_RESERVE) if max_payload > 256 else 0  # type: bytearray | int | None
         self._wake = asyncio.Event()
         self._last_rx = 0
         self.connected = True  # a serial line has no session; frames are retried

@@ -101,7 +101,8 @@ def decode(data):
 def encode(msg):
     try:
         # CPython escapes Chinese as \uXXXX (6 bytes a character) unless told not to.
-        data = json.dumps(check(msg), separators=(",", ":"), ensure_ascii=False)
+        data = json.dumps(check(msg), separators=(",", ":"),  # type: ignore[call-overload]
+                          ensure_ascii=False)  # (CPython only: the except is MicroPython's)
     except TypeError:  # MicroPython writes UTF-8 already and has no such option
         data = json.dumps(check(msg), separators=(",", ":"))
     if not isinstance(data, bytes):
