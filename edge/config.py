@@ -4,8 +4,10 @@ load. `huimin sim` writes one for its simulated town; a deployment keeps one in
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,19 +160,108 @@ class EdgeConfig:
                 **{d: s.id for s in self.stations for d in s.devices}}
 
 
+# What parse() asked of each table (by its id): the keys a table may hold. A key
+# nobody asked for is a typing mistake (heartbeat_timeout for heartbeat_timeout_s),
+# not something to ignore.
+_asked: ContextVar[dict[int, set[str]] | None] = ContextVar("_asked", default=None)
+
+# TOML's words for the types, as the operator wrote them
+_KIND = {dict: "a table ([name] or {...})", list: "a list ([...] or [[name]] tables)",
+         str: "text in quotes", int: "a whole number", float: "a number", bool: "true or false"}
+
+
+def _kind_of(typ: type | tuple[type, ...]) -> str:
+    if isinstance(typ, tuple):
+        return "a number" if set(typ) == {int, float} else " or ".join(map(_kind_of, typ))
+    return _KIND.get(typ, typ.__name__)
+
+
 def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], default: Any = ...,
          where: str = "") -> Any:
+    asked = _asked.get()
+    if asked is not None:
+        asked.setdefault(id(d), set()).add(key)
     if key not in d:
         if default is ...:
             raise ConfigError(f"{where}{key} is required")
         return default
     v = d[key]
     if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
-        raise ConfigError(f"{where}{key} must be {getattr(typ, '__name__', typ)}, got {v!r}")
+        raise ConfigError(f"{where}{key} must be {_kind_of(typ)}, not "
+                          f"{_kind_of(type(v))}")
     return v
 
 
+def _unknown_keys(node: Any, asked: dict[int, set[str]], where: str = "",
+                  misspelt_only: bool = False) -> str | None:
+    """The first key of a table parse() read that it never asked for, as an error.
+    misspelt_only: only a key that looks like one asked for and missing (the parse
+    stopped early, so a key not asked for yet may still be a setting)."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            found = _unknown_keys(item, asked, f"{where.rstrip('.')}[{i}].", misspelt_only)
+            if found:
+                return found
+        return None
+    if not isinstance(node, dict) or id(node) not in asked:
+        return None
+    known = asked[id(node)]
+    missing = sorted(known - node.keys())
+    for key, value in node.items():
+        if key not in known:
+            near = difflib.get_close_matches(key, missing if misspelt_only else sorted(known),
+                                             n=1, cutoff=0.6)
+            if near:
+                return f"{where}{key} is not a setting; did you mean {where}{near[0]}?"
+            if not misspelt_only:
+                return f"{where}{key} is not a setting (known here: {', '.join(sorted(known))})"
+            continue
+        found = _unknown_keys(value, asked, f"{where}{key}.", misspelt_only)
+        if found:
+            return found
+    return None
+
+
+def _placeholder(node: Any, where: str = "") -> str | None:
+    """A value still as deploy.md shows it ("<this site's key, from the city>")."""
+    if isinstance(node, dict):
+        items: list[tuple[str, Any]] = [(f"{where}{k}", v) for k, v in node.items()]
+    elif isinstance(node, list):
+        items = [(f"{where.rstrip('.')}[{i}]", v) for i, v in enumerate(node)]
+    else:
+        return None
+    for name, v in items:
+        if isinstance(v, str) and v.strip().startswith("<") and v.strip().endswith(">"):
+            return f"{name} is still the placeholder {v!r}: put the real value there"
+        found = _placeholder(v, f"{name}.")
+        if found:
+            return found
+    return None
+
+
 def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
+    """Check and read a configuration: every key known, no placeholder left, every
+    value in range."""
+    if (found := _placeholder(raw)) is not None:
+        raise ConfigError(found)
+    asked: dict[int, set[str]] = {}
+    token = _asked.set(asked)
+    try:
+        cfg = _parse(raw, base)
+    except ConfigError:
+        # A misspelt key explains a "required" better than the error does; a key only
+        # not asked for yet (the parse stopped early) is no such explanation.
+        if (found := _unknown_keys(raw, asked, misspelt_only=True)) is not None:
+            raise ConfigError(found) from None
+        raise
+    finally:
+        _asked.reset(token)
+    if (found := _unknown_keys(raw, asked)) is not None:
+        raise ConfigError(found)
+    return cfg
+
+
+def _parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
     edge = _get(raw, "edge", dict, {})
     site = _get(edge, "site", str, where="edge.")
     if not DEVICE_ID.match(site):
@@ -385,7 +476,20 @@ def _path(value: str, db: Path, base: Path | None, default: str) -> Path:
 
 def load(path: Path) -> EdgeConfig:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (docs/deploy.md shows one to start "
+                          "from)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    try:
+        # utf-8-sig: a byte-order mark (Windows Notepad adds one) is read past.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not saved as UTF-8 (a Chinese Windows editor saves "
+                          "GBK): save it again with the encoding UTF-8") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse(raw, path.parent)

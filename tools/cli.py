@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import re
 import sys
 
 from tools import console, county, diag, flash, fleet, ota, provision, service
@@ -113,7 +115,54 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"huimin {args.cmd}: {why}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"huimin {args.cmd}: stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        # A user's mistake is one line that says what to do; -v keeps the traceback.
+        if args.verbose:
+            raise
+        line = user_mistake(exc)
+        if line is not None:
+            print(f"huimin {args.cmd}: {line}", file=sys.stderr)
+            return 2
+        print(f"huimin {args.cmd}: unexpected {type(exc).__name__}: {exc} (run it again "
+              "with -v for the traceback, and report it)", file=sys.stderr)
+        return 1
     return rc
+
+
+_ADDRESS = re.compile(r"\('([^']*)', (\d+)\)")
+
+
+def user_mistake(exc: BaseException) -> str | None:
+    """The mistakes a user makes, each as one line naming what is wrong and what to
+    do; None for anything else (a bug)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]  # a task group's one failure
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        m = _ADDRESS.search(str(exc))
+        where = f"port {m.group(2)} on {m.group(1)}" if m else "the port"
+        return (f"{where} is in use: stop what listens there (ss -ltnp shows it) or "
+                "choose another port")
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file or folder: {exc.filename}"
+    if isinstance(exc, IsADirectoryError):
+        return f"{exc.filename} is a folder: give a file"
+    if isinstance(exc, PermissionError):
+        return (f"permission denied: {exc.filename} (run as the user that owns it, or "
+                "with sudo)")
+    if isinstance(exc, UnicodeDecodeError):
+        return "a file is not UTF-8 text: save it again with the encoding UTF-8"
+    if type(exc).__name__ in ("InvalidURL", "InvalidUrlClientError"):
+        return f"not a URL: {exc} (give one like http://127.0.0.1:8080)"
+    if isinstance(exc, ConnectionError) or type(exc).__name__ == "ClientConnectorError":
+        return f"cannot reach it: {exc} (is it running, and is the address right?)"
+    if isinstance(exc, ValueError) and type(exc) is ValueError:
+        return str(exc)  # the project's own checks say what is wrong in words
+    if type(exc).__name__ == "ConfigError":
+        return f"bad configuration: {exc}"
+    return None
 
 
 if __name__ == "__main__":

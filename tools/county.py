@@ -13,6 +13,7 @@ Secrets are written to files of mode 0600 and never printed."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,21 @@ def _token(args: argparse.Namespace) -> int:
         return 2
     tokens = ApiTokens(cfg.api_tokens)
     if args.token_cmd == "add":
+        # Every check before the hash is saved: a token whose secret was never
+        # written anywhere would be a login nobody holds.
+        problem = None
+        if args.name in tokens.hashes and not args.replace:
+            problem = (f"a token named {args.name} exists: add --replace to give "
+                       f"{args.name} a new one (the old one stops working), or pick another name")
+        elif args.out.exists():
+            problem = f"{args.out} exists: give another --out (a token file is never overwritten)"
+        elif not args.out.parent.is_dir():
+            problem = f"no folder {args.out.parent} for --out: make it, or give another path"
+        elif not os.access(args.out.parent, os.W_OK):
+            problem = f"cannot write in {args.out.parent}: give another --out"
+        if problem is not None:
+            print(f"huimin token: {problem}", file=sys.stderr)
+            return 2
         try:
             token = tokens.add(args.name)
         except ValueError as exc:
@@ -177,7 +193,10 @@ def add_parsers(sub: Any) -> None:
     tsub = p.add_subparsers(dest="token_cmd", required=True, metavar="ACTION")
     a = tsub.add_parser("add", help="a new token for a technician or laptop")
     a.add_argument("name", help="who holds it, e.g. wang-laptop")
-    a.add_argument("--out", type=Path, required=True, help="file to write the token to")
+    a.add_argument("--out", type=Path, required=True,
+                   help="a new file to write the token to (never overwritten)")
+    a.add_argument("--replace", action="store_true",
+                   help="give a name that has a token a new one (the old one stops working)")
     r = tsub.add_parser("revoke", help="revoke a token (a lost laptop)")
     r.add_argument("name")
     tsub.add_parser("list", help="the names of the tokens")

@@ -4,6 +4,7 @@ environment variable, a file readable by its owner only, or a prompt."""
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import os
 import sys
@@ -67,3 +68,14 @@ def secret(what: str, env: str, path: Path | None = None) -> str:
         if value:
             return value
     raise CredentialError(f"{what}: set {env} or give its file (never on the command line)")
+
+
+def edge_url(text: str) -> str:
+    """An argparse type: the edge's URL, http(s)://host[:port]."""
+    from urllib.parse import urlparse
+
+    u = urlparse(text)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not the edge's URL: give one like http://127.0.0.1:8080")
+    return text.rstrip("/")

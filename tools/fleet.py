@@ -13,7 +13,7 @@ from typing import Any
 from rich.table import Table
 
 from tools import ui
-from tools.credentials import add_token_arg, edge_token
+from tools.credentials import add_token_arg, edge_token, edge_url
 
 DEFAULT_EDGE = "http://127.0.0.1:8080"
 
@@ -83,7 +83,8 @@ def _fleet(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("fleet", help="list the edge's devices (online, firmware, faults)",
                        description=__doc__ + " Exit 3 with --check if any device is offline.")
-    p.add_argument("--edge", default=DEFAULT_EDGE, help=f"edge URL (default {DEFAULT_EDGE})")
+    p.add_argument("--edge", type=edge_url, default=DEFAULT_EDGE,
+                   help=f"edge URL (default {DEFAULT_EDGE})")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--check", action="store_true", help="exit 3 when a device is offline")
     add_token_arg(p)

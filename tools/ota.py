@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tools import ui
-from tools.credentials import add_token_arg, edge_token
+from tools.credentials import add_token_arg, edge_token, edge_url
 from tools.firmware import (
     BOARD_PORTS,
     BuildError,
@@ -161,7 +161,8 @@ def add_parser(sub: Any) -> None:
                         "failed wave stops the rollout. Exit 0 when every device runs it.")
     u.add_argument("image", type=Path, help="the signed image folder")
     u.add_argument("devices", nargs="+", help="device ids, in rollout order")
-    u.add_argument("--edge", default=DEFAULT_EDGE, help=f"edge URL (default {DEFAULT_EDGE})")
+    u.add_argument("--edge", type=edge_url, default=DEFAULT_EDGE,
+                   help=f"edge URL (default {DEFAULT_EDGE})")
     u.add_argument("--wave", type=int, default=5, help="devices per wave (default 5)")
     u.add_argument("--deadline", type=float, default=180.0,
                    help="seconds a device has to come back on the new version (default 180)")
@@ -172,6 +173,7 @@ def add_parser(sub: Any) -> None:
                         "the wave it reached and how many devices are in each state "
                         "(waiting, preparing, sending, checking, rebooting, confirmed, "
                         "failed, skipped).")
-    s.add_argument("--edge", default=DEFAULT_EDGE, help=f"edge URL (default {DEFAULT_EDGE})")
+    s.add_argument("--edge", type=edge_url, default=DEFAULT_EDGE,
+                   help=f"edge URL (default {DEFAULT_EDGE})")
     add_token_arg(s)
     s.set_defaults(func=_status)

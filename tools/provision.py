@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tools.credentials import add_token_arg
+from tools.credentials import add_token_arg, edge_url
 from tools.flash import FlashError, connect, reset
 
 
@@ -191,7 +191,7 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--region-key-file", type=Path, help="a kiosk's lookup-token key (hex) "
                    "from the region, in a file of mode 0600 (or $HUIMIN_REGION_KEY)")
     q.add_argument("--ota-key", help="the update key's public half (huimin ota keygen)")
-    q.add_argument("--edge", help="edge URL to register the device with, e.g. "
+    q.add_argument("--edge", type=edge_url, help="edge URL to register the device with, e.g. "
                    "http://127.0.0.1:8080 (through an SSH tunnel to the Pi)")
     add_token_arg(q)
     q.add_argument("--keys-file", type=Path, help="instead of --edge, on the edge itself: its "

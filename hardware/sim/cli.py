@@ -32,7 +32,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                        "receives the edge's signed webhook, stores it in SQLite, serves a "
                        "city-wide view and a JSON API, issues rentals (docs/bridge.md).")
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=9000, help="listen port (default 9000)")
+    p.add_argument("--port", type=tcp_port, default=9000, help="listen port (default 9000)")
     p.add_argument("--db", type=Path, default=Path("backend.db"), help="SQLite file")
     p.add_argument("--site-keys", type=Path, help="each site's key: a TOML file of mode 0600 "
                    "with lines like anji = \"<key>\"")
@@ -40,6 +40,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    "in a file of mode 0600 (or $HUIMIN_WEBHOOK_SECRET; never on the command "
                    "line)")
     p.set_defaults(func=_backend)
+
+
+def tcp_port(text: str) -> int:
+    """An argparse type: a TCP port number, 0 for any free one."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535; 0 = any free one)")
+    return port
 
 
 def _add_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -56,7 +67,8 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help=f"how kiosks reach the edge: a serial line ({KIOSK_HEAP} heap) or "
                    f"MQTT over TLS ({KIOSK_MQTT_HEAP} heap) (default serial; mqtt with "
                    "--board esp32s3)")
-    p.add_argument("--port", type=int, default=8080, help="edge HTTP port (default 8080; 0 = any)")
+    p.add_argument("--port", type=tcp_port, default=8080,
+                   help="edge HTTP port (default 8080; 0 = any)")
     p.add_argument("--mqtt-share", type=float, default=0.5,
                    help="share of docks on MQTT, the rest on serial lines (default 0.5)")
     p.add_argument("--dir", type=Path, default=Path(".sim"),
@@ -91,7 +103,7 @@ def _add_city(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     p.add_argument("--sites", type=int, default=3, help="number of sites (default 3)")
     p.add_argument("--docks", type=int, default=3, help="docks per site (default 3)")
     p.add_argument("--slots", type=int, default=12, help="slots per dock (default 12)")
-    p.add_argument("--port", type=int, default=9000,
+    p.add_argument("--port", type=tcp_port, default=9000,
                    help="the city backend's HTTP port (default 9000; 0 = any)")
     p.add_argument("--dir", type=Path, default=Path(".city"),
                    help="working folder: the tier's nodes, the backend, a folder per site "

@@ -78,14 +78,26 @@ def load(spec: str, seed: int | None = None) -> list[Fault]:
     """A preset's name, or a TOML schedule file."""
     path = Path(spec)
     if not path.is_file():
+        if path.suffix == ".toml" or "/" in spec:
+            raise ValueError(f"no such schedule file: {path}")
         return preset(spec, seed)
+    try:
+        schedule = tomllib.loads(path.read_text(encoding="utf-8")).get("fault", [])
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a TOML schedule ({exc})") from None
     faults = []
-    for f in tomllib.loads(path.read_text()).get("fault", []):
-        kind = str(f["kind"])
+    for i, f in enumerate(schedule):
+        where = f"{path}, fault {i + 1}"
+        kind = str(f.get("kind", ""))
         if kind not in KINDS:
-            raise ValueError(f"{path}: unknown fault kind {kind!r} (known: {', '.join(KINDS)})")
-        faults.append(Fault(float(f.get("at", 0)), kind, float(f.get("for", 5)),
-                            str(f.get("target", ""))))
+            raise ValueError(f"{where}: unknown kind {kind!r} (known: {', '.join(KINDS)})")
+        try:
+            at, for_s = float(f.get("at", 0)), float(f.get("for", 5))
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: `at` and `for` are seconds, as numbers") from None
+        if at < 0 or for_s <= 0:
+            raise ValueError(f"{where}: `at` must be 0 or more and `for` more than 0")
+        faults.append(Fault(at, kind, for_s, str(f.get("target", ""))))
     return sorted(faults, key=lambda f: f.at)
 
 
