@@ -50,6 +50,69 @@ def connect(port: str, timeout_s: float = 5.0) -> Any:
     return t
 
 
+# What each board's port reports: sys.platform, and a word of sys.implementation._machine
+# ("Generic ESP32S3 module with ESP32S3" on an S3; the unix port names its compiler).
+PLATFORMS = {"unix": ("linux", ""), "esp32s3": ("esp32", "ESP32S3")}
+
+
+def device_platform(t: Any) -> tuple[str, str]:
+    """(sys.platform, sys.implementation._machine) as the device reports them."""
+    out = t.exec("import sys\nprint(sys.platform)\nprint(sys.implementation._machine)")
+    lines = [*bytes(out).decode(errors="replace").strip().splitlines(), "", ""]
+    return lines[0].strip(), lines[1].strip()
+
+
+def _describe(platform: str, machine: str) -> str:
+    if platform == "esp32":
+        return machine or "an ESP32"
+    if platform == "linux":
+        return "MicroPython's unix port (the simulator's)"
+    return f"a {platform} board ({machine})"
+
+
+def boards_for(platform: str, machine: str) -> list[str]:
+    """The boards (tools/firmware.py BOARD_PORTS) whose image runs on this device."""
+    return sorted(b for b, (port, _) in BOARD_PORTS.items()
+                  if PLATFORMS[port][0] == platform and PLATFORMS[port][1] in machine)
+
+
+def check_board(t: Any, port: str, board: str) -> None:
+    """Refuse an image for another kind of board: the unix build on an ESP32 would
+    never boot (and the other way round)."""
+    platform, machine = device_platform(t)
+    if board not in boards_for(platform, machine):
+        fits = boards_for(platform, machine)
+        raise FlashError(f"the device on {port} is {_describe(platform, machine)}: an image "
+                         f"for --board {board} would not run on it"
+                         + (f"; use --board {' or --board '.join(fits)}" if fits else ""))
+
+
+def detect_board(port: str) -> str:
+    """The board to build for, asked of the device itself; a kind it cannot tell
+    (a new ESP32-S3 becomes a dock or a kiosk) is the technician's to say."""
+    t = connect(port)
+    try:
+        platform, machine = device_platform(t)
+        fits = boards_for(platform, machine)
+        kind = None
+        if t.fs_exists("config.json"):
+            import json
+
+            kind = json.loads(t.fs_readfile("config.json")).get("kind")
+    finally:
+        t.exit_raw_repl()
+        t.close()
+    if len(fits) > 1 and kind is not None:
+        fits = [b for b in fits if (b.endswith("-kiosk")) == (kind == "kiosk")]
+    if len(fits) == 1:
+        return fits[0]
+    if not fits:
+        raise FlashError(f"the device on {port} is {_describe(platform, machine)}, which no "
+                         f"board here runs on (boards: {', '.join(sorted(BOARD_PORTS))})")
+    raise FlashError(f"the device on {port} is {_describe(platform, machine)}: say what it "
+                     f"becomes with --board {' or --board '.join(fits)}")
+
+
 def _device_sha256(t: Any, path: str) -> str | None:
     from mpremote.transport import TransportError
 
@@ -132,6 +195,7 @@ def flash(port: str, image: Path, erase_first: bool = False, out: Any = None,
     t = connect(port)
     written = skipped = 0
     try:
+        check_board(t, port, str(read_manifest(image)["board"]))
         if erase_first:
             con.print(f"erased {erase(t)} entries")
         floor = _device_floor(t)
@@ -226,7 +290,11 @@ def _flash_cmd(args: argparse.Namespace) -> int:
     try:
         if args.base_image:
             base_image(args.port, args.base_image, args.erase)
-        image = args.image or build(args.board)
+        board = args.board
+        if args.image is None and board is None:
+            board = detect_board(args.port)
+            print(f"{args.port}: the device is for --board {board}")
+        image = args.image or build(board)
         r = flash(args.port, image, erase_first=args.erase and not args.base_image)
     except (FlashError, BuildError, subprocess.CalledProcessError) as exc:
         print(f"huimin flash: {exc}", file=sys.stderr)
@@ -251,8 +319,11 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("flash", help="copy the firmware to a device over USB serial",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--port", required=True, help="the device's serial port, e.g. /dev/ttyUSB0")
-    p.add_argument("--board", default="unix", choices=sorted(BOARD_PORTS),
-                   help="board to build for (default unix; hardware/boards/ has their pin maps)")
+    p.add_argument("--board", choices=sorted(BOARD_PORTS),
+                   help="board to build for (default: asked of the device; a new ESP32-S3 "
+                   "needs it said, esp32s3 for a dock, esp32s3-kiosk for a kiosk; "
+                   "hardware/boards/ has their pin maps). An image for another kind of "
+                   "board than the device is refused")
     p.add_argument("--image", type=Path, help="an image folder already built (huimin ota build)")
     p.add_argument("--erase", action="store_true",
                    help="wipe the device first (with --base-image: its whole flash)")

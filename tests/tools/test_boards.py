@@ -29,3 +29,13 @@ def test_each_board_builds_with_the_pins_its_app_needs(board: str, tmp_path: Pat
     pins = [u[k] for u in spec["uarts"].values() for k in ("tx", "rx") if k in u]
     pins += [p for group in spec["slots"].values() for p in group]
     assert len(pins) == len(set(pins)), f"{board}: a pin is used twice"
+
+
+def test_flash_tells_the_boards_apart_by_what_the_device_reports() -> None:
+    from tools.flash import boards_for
+
+    s3 = "Generic ESP32S3 module with ESP32S3"
+    assert boards_for("esp32", s3) == ["esp32s3", "esp32s3-kiosk"]
+    assert boards_for("esp32", "Generic ESP32 module with ESP32") == []  # not an S3
+    assert boards_for("linux", "linux [GCC 14.2.1] version") == ["unix"]
+    assert boards_for("rp2", "Raspberry Pi Pico with RP2040") == []

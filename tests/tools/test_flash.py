@@ -320,3 +320,20 @@ def test_provision_a_kiosk_on_wifi_masks_its_secrets(
     assert cfg["mqtt"]["password"] not in keys.read_text()
     for secret in ("wifi-secret", cfg["mqtt"]["password"], "ab" * 16, cfg["cmd_key"]):
         assert secret not in out
+
+
+def test_flash_asks_the_device_what_it_is_and_refuses_another_boards_image(
+        device: Device, capsys: pytest.CaptureFixture[str]) -> None:
+    """No --board: the device says what it is (sys.platform, its machine). An ESP32-S3
+    image for the simulator's port (or the unix image for an ESP32) is refused before
+    a byte is written."""
+    for board in ("esp32s3", "esp32s3-kiosk"):
+        assert cli(["flash", "--port", device.port, "--board", board]) == 1
+        err = capsys.readouterr().err
+        assert f"is MicroPython's unix port (the simulator's): an image for --board {board} " \
+               "would not run on it; use --board unix" in err, err
+    assert not (device.fs / "main.py").exists() and not (device.fs / "slot_a").exists()
+    assert cli(["flash", "--port", device.port, "--no-reset"]) == 0
+    out = capsys.readouterr().out
+    assert "the device is for --board unix" in out and "flashed and verified" in out, out
+    assert (device.fs / "boot_record").read_text() == RECORD
