@@ -72,7 +72,8 @@ def _no_simulator(args: argparse.Namespace) -> int:
     return 2
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line (docs' command lines are checked against it)."""
     ap = argparse.ArgumentParser(prog="huimin", description="Bike docks and ID-card kiosks: "
                                  "simulator, edge service and technician tools.")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -96,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     diag.add_parser(sub)
     ota.add_parser(sub)
     service.add_parser(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args, unknown = ap.parse_known_args(argv)
     # Where the simulator is not installed, its commands say so whatever their options.
     if unknown and args.func is not _no_simulator:
