@@ -78,7 +78,7 @@ class Edge:
             self.registry, self.stations, self.links, self.store, self.metrics,
             self.ingest.station_changed, heartbeat_timeout_s=cfg.heartbeat_timeout_s,
             events_retention_days=cfg.events_retention_days,
-            dead_letter_max=cfg.dead_letter_max, kiosks=cfg.kiosks,
+            dead_letter_max=cfg.dead_letter_max,
             station_names={s.id: s.name_zh for s in cfg.stations})
         inbound = self.ingest.inbound
         self.transports: list[SerialTransport | MqttTransport] = [
@@ -130,9 +130,10 @@ class Edge:
                          tg.create_task(self.rentals.deadlines(), name="rental-deadlines"),
                          tg.create_task(hk.offline_check(), name="offline-check"),
                          tg.create_task(hk.retention_loop(), name="retention"),
-                         tg.create_task(hk.kiosk_feed(), name="kiosk-feed")]
-                if self.cfg.kiosks:
-                    tasks.append(tg.create_task(self.funds.refresh(), name="funds-refresh"))
+                         tg.create_task(hk.kiosk_feed(), name="kiosk-feed"),
+                         # always: a kiosk may be provisioned without being listed, and
+                         # cached fund answers must be forgotten on time either way
+                         tg.create_task(self.funds.refresh(), name="funds-refresh")]
                 tasks += [tg.create_task(t.run(), name=t.name) for t in self.transports]
                 tasks += self.bridge.tasks(tg)
                 sd = self.systemd

@@ -32,7 +32,7 @@ class Housekeeping:
                  store: RetentionStore, metrics: Metrics,
                  station_changed: Callable[[str], None], *, heartbeat_timeout_s: float,
                  events_retention_days: float, dead_letter_max: int,
-                 kiosks: tuple[str, ...], station_names: dict[str, str]) -> None:
+                 station_names: dict[str, str]) -> None:
         self.registry = registry
         self.stations = stations
         self.links = links
@@ -42,7 +42,6 @@ class Housekeeping:
         self.heartbeat_timeout_s = heartbeat_timeout_s
         self.events_retention_days = events_retention_days
         self.dead_letter_max = dead_letter_max
-        self.kiosks = kiosks
         self.station_names = station_names
 
     async def offline_check(self) -> None:
@@ -76,13 +75,12 @@ class Housekeeping:
 
     async def kiosk_feed(self, every_s: float = 10.0) -> None:
         """Kiosks show nearby bike availability on their idle screen: every 10 s
-        each online kiosk gets this edge's first stations (name, bikes, docks)."""
-        if not self.kiosks:
-            return
+        each online kiosk gets this edge's first stations (name, bikes, docks). A
+        kiosk provisioned since the edge started is fed as one listed in [[kiosks]]."""
         while True:
             near = Near(tuple((self.station_names[s.station_id], s.bikes_available,
                                s.docks_available) for s in self.stations.statuses()[:4]))
-            for k in self.kiosks:
+            for k in self.registry.kiosks():
                 dev = self.registry.get(k)
                 if dev is not None and dev.online and self.links.reachable(k):
                     try:

@@ -62,6 +62,10 @@ class Registry:
         d.station, d.kind, d.role = station, kind, kind
         return d
 
+    def kiosks(self) -> list[str]:
+        """Every kiosk: listed in the configuration or provisioned since (its kind)."""
+        return [d.id for d in self.devices.values() if d.role == "kiosk"]
+
     def get(self, dev: str) -> Device | None:
         return self.devices.get(dev)
 

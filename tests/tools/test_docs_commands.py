@@ -103,3 +103,21 @@ def test_every_command_line_in_the_docs_parses(doc: Path) -> None:
         if (why := _named_only(span)) is not None:
             bad.append(f"{span}\n    {why}")
     assert not bad, f"{doc.name}:\n" + "\n".join(bad)
+
+
+def test_deploy_mds_configuration_is_refused_as_is_and_loads_once_filled_in(
+        tmp_path: Path) -> None:
+    """The edge.toml deploy.md shows: its <placeholders> refused by name; filled in, the
+    edge's own parser takes every key of it (none unknown, every value in range)."""
+    from edge.config import ConfigError, parse
+
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    block = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert "[edge]" in block and "[[kiosks]]" in block
+    import tomllib
+
+    with pytest.raises(ConfigError, match="still the placeholder"):
+        parse(tomllib.loads(block), tmp_path)
+    filled = re.sub(r'"<[^"]*>"', '"' + "k" * 32 + '"', block)
+    cfg = parse(tomllib.loads(filled), tmp_path)
+    assert cfg.site == "anji" and cfg.kiosks == ("kiosk-001",)

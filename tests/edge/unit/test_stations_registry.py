@@ -45,3 +45,42 @@ def test_registry_roles_come_from_configuration_not_from_hello() -> None:
     assert r.seen(d1, "mqtt", 2.0) is False  # already online
     assert [d.id for d in r.expire()] == ["d1"]  # silent beyond its timeout
     assert r.get("nobody") is None
+
+
+def test_a_kiosk_provisioned_since_start_is_a_kiosk_as_a_listed_one() -> None:
+    r = Registry({"d1": "s1", "k1": ""}, timeout_s=90.0, kiosks=("k1",))
+    assert r.kiosks() == ["k1"]
+    r.add("k2", "", "kiosk")  # huimin provision --edge ..., not in [[kiosks]]
+    r.add("d2", "s1", "dock")
+    assert sorted(r.kiosks()) == ["k1", "k2"]
+
+
+def test_the_idle_screen_feed_reaches_every_online_kiosk_listed_or_not() -> None:
+    import asyncio
+    from typing import Any
+
+    from edge.app.housekeeping import Housekeeping
+
+    sent: list[tuple[str, Any]] = []
+
+    class Links:
+        def reachable(self, dev: str) -> bool:
+            return True
+
+        async def send(self, dev: str, msg: Any) -> None:
+            sent.append((dev, msg))
+
+    st = Stations((S1,), started=100.0)
+    r = Registry({"d1": "s1"}, timeout_s=90.0)
+    for k in ("k1", "k2"):
+        r.seen(r.add(k, "", "kiosk"), "mqtt", 1.0)
+    hk = Housekeeping(r, st, Links(), None, None, lambda s: None,  # type: ignore[arg-type]
+                      heartbeat_timeout_s=90.0, events_retention_days=90.0,
+                      dead_letter_max=10, station_names={"s1": "递铺街道"})
+
+    async def one_round() -> None:
+        task = asyncio.create_task(hk.kiosk_feed(every_s=60.0))
+        await asyncio.sleep(0.05)
+        task.cancel()
+    asyncio.run(one_round())
+    assert sorted(dev for dev, _ in sent) == ["k1", "k2"]
