@@ -42,6 +42,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.set_defaults(func=_backend)
 
 
+def sim_update_key(private: Path) -> str:
+    """The town's update key (made once, kept across runs, mode 0600): its devices
+    trust it, so `huimin ota build --key` and `ota push` work on the town as on a
+    county's devices. Returns the public key's hex."""
+    from tools.firmware import keygen, public_key_hex
+
+    private.parent.mkdir(parents=True, exist_ok=True)
+    return public_key_hex(private) if private.exists() else keygen(private)
+
+
 def tcp_port(text: str) -> int:
     """An argparse type: a TCP port number, 0 for any free one."""
     try:
@@ -243,10 +253,11 @@ async def _main(args: argparse.Namespace) -> int:
     stop = _stop_on_signals()
     schedule = load(args.faults, args.seed) if args.faults else []
     edge_process = args.edge_process or any(f.kind == "edge_kill" for f in schedule)
+    ota_key = args.dir / "ota-key.pem"
     town = Town(args.dir.resolve(), docks=args.docks, slots=args.slots,
                 mqtt_share=args.mqtt_share, http_port=args.port, seed=args.seed,
                 kiosks=args.kiosks, kiosk_link=args.kiosk_link, edge_process=edge_process,
-                board=args.board)
+                board=args.board, ota_key=sim_update_key(ota_key))
     print(f"Starting a town of {args.docks} docks x {args.slots} slots "
           "(firmware under MicroPython)...", flush=True)
     async with town:
@@ -272,6 +283,12 @@ async def _main(args: argparse.Namespace) -> int:
                   f"their screens, live: {base}/fleet (sign in with the technician token)")
         print(f"Logs: {args.dir}/devices/<device>/console.log")
         print(f"Technician token: {args.dir}/technician-token (huimin ota push --token-file)")
+        print(f"Updates: the devices trust the town's update key {ota_key}; try\n"
+              f"  huimin ota build --key {ota_key} --version 0.1.1 --board {args.board} "
+              f"--out {args.dir}/update-0.1.1\n"
+              f"  huimin ota push {args.dir}/update-0.1.1 {town.docks[0].dev} --edge {base} "
+              f"--token-file {args.dir}/technician-token"
+              + ("\n  (a kiosk's image: --board esp32s3-kiosk)" if args.board != "unix" else ""))
         print("Press Ctrl-C to stop.", flush=True)
         riders = None if args.no_riders else asyncio.create_task(town.riders(), name="riders")
         villagers = asyncio.create_task(town.villagers(), name="villagers") if town.kiosks \

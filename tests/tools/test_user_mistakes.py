@@ -111,3 +111,15 @@ def test_token_add_overwrites_nothing_and_saves_no_token_nobody_holds(
     r = _huimin(["token", "--config", cfg, "add", "wang", "--replace", "--out",
                  str(tmp_path / "new.token")], tmp_path)
     assert r.returncode == 0 and (tmp_path / "new.token").read_text() != first
+
+
+def test_the_sims_update_key_is_made_once_kept_private_and_trusted(tmp_path: Path) -> None:
+    """huimin sim's devices trust the town's own update key, so the `ota build` and
+    `ota push` it prints work on the town; the key outlives a run."""
+    from hardware.sim.cli import sim_update_key
+    from tools.firmware import public_key_hex
+
+    key = tmp_path / ".sim" / "ota-key.pem"
+    pub = sim_update_key(key)
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert sim_update_key(key) == pub == public_key_hex(key)
