@@ -77,7 +77,7 @@ def test_availability_page_renders_and_updates_live(tmp_path: Path) -> None:
                 assert ca.name_zh in a["title"] and f"可借 {before - 1} 辆" in a["title"]
                 svg = browser.find_element(By.ID, "map")
                 assert svg.get_attribute("role") == "img"
-                assert "text alternative" in browser.find_element(By.TAG_NAME, "caption").text
+                assert "站点列表" in browser.find_element(By.TAG_NAME, "caption").text
                 while d.emulator.locked_bikes():
                     assert await town.rent(d) is not None
                 await until(lambda: marker(d.station)["state"] == "empty", 20)
@@ -88,6 +88,61 @@ def test_availability_page_renders_and_updates_live(tmp_path: Path) -> None:
                 shot = tmp_path / "page.png"
                 await asyncio.to_thread(browser.save_screenshot, str(shot))
                 assert shot.stat().st_size > 1000
+            finally:
+                await asyncio.to_thread(browser.quit)
+    run(main())
+
+
+# What a reader sees of the public page: page width against the window, the markers'
+# circles (centre, radius), the smallest label drawn, each table cell's right edge.
+_LAYOUT = """
+const circles = [...document.querySelectorAll('#map g.station circle')].map((c) => {
+  const b = c.getBoundingClientRect(); return [b.x + b.width / 2, b.y + b.height / 2, b.width / 2];
+});
+const labels = [...document.querySelectorAll('#map text.label, #map text.count')]
+  .map((t) => t.getBoundingClientRect().height).filter((h) => h > 0);
+const cells = [...document.querySelectorAll('table th, table td')]
+  .map((c) => c.getBoundingClientRect().right);
+return {page: document.documentElement.scrollWidth, window: window.innerWidth, circles,
+        smallest: Math.min(...labels), right: Math.max(...cells),
+        updated: document.getElementById('updated').textContent};
+"""
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_the_public_page_reads_on_a_phone_and_a_desktop(tmp_path: Path, width: int) -> None:
+    """Eight stations around the town centre: at phone width and desktop width, no
+    horizontal scroll, no table cell past the window, no marker over another (a count
+    hidden), labels at a readable size, the time as a zh-CN page writes it."""
+    import re
+
+    async def main() -> None:
+        async with Town(tmp_path, docks=8, slots=2, mqtt_share=0, seed=11, backend=False) as town:
+            await town.wait_online()
+            browser = await asyncio.to_thread(new_browser, max(width, 500), 900)
+            try:
+                if width < 500:  # below headless Chromium's smallest window: a phone's screen
+                    await asyncio.to_thread(browser.execute_cdp_cmd,
+                                            "Emulation.setDeviceMetricsOverride",
+                                            {"width": width, "height": 844,
+                                             "deviceScaleFactor": 1, "mobile": True})
+                await asyncio.to_thread(browser.get, f"http://127.0.0.1:{town.http_port}/")
+
+                def layout() -> dict[str, Any]:
+                    return browser.execute_script(_LAYOUT)  # type: ignore[no-any-return]
+                await until(lambda: len(layout()["circles"]) == 8, 20)
+                got = layout()
+                print(width, {k: v for k, v in got.items() if k != "circles"})
+                assert got["page"] <= got["window"], got
+                assert got["right"] <= got["window"], got
+                circles = got["circles"]
+                for i, (x, y, r) in enumerate(circles):
+                    for (x2, y2, r2) in circles[i + 1:]:
+                        assert ((x - x2) ** 2 + (y - y2) ** 2) ** 0.5 >= r + r2, (x, y, x2, y2)
+                assert got["smallest"] >= 14, got  # CSS px: 18 px labels, not scaled down
+                assert re.fullmatch(r"\d{1,2}:\d{2}:\d{2}", got["updated"]), got["updated"]
+                shot = tmp_path / f"public-{width}.png"  # kept with the test run
+                await asyncio.to_thread(browser.save_screenshot, str(shot))
             finally:
                 await asyncio.to_thread(browser.quit)
     run(main())
