@@ -123,6 +123,11 @@ def _provision_cmd(args: argparse.Namespace) -> int:
         region_key = ""
         if args.kind == "kiosk":
             region_key = secret("region key (hex)", "HUIMIN_REGION_KEY", args.region_key_file)
+            if args.help_line:
+                extra["help"] = args.help_line
+        elif args.help_line:
+            raise FlashError("--help-line is what a kiosk's screen says where to ask: "
+                             "give --kind kiosk")
         cfg = device_config(args.dev, args.kind, args.site, "mqtt" if mqtt else "serial",
                             args.slots, args.uart, mqtt, region_key, args.ota_key or "", extra)
         # The edge learns the key first: a device it cannot command is no use.
@@ -191,6 +196,11 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--region-key-file", type=Path, help="a kiosk's lookup-token key (hex) "
                    "from the region, in a file of mode 0600 (or $HUIMIN_REGION_KEY)")
     q.add_argument("--ota-key", help="the update key's public half (huimin ota keygen)")
+    q.add_argument("--help-line", metavar="TEXT",
+                   help="a kiosk's next step when it cannot help (no records, a bad card): "
+                   "the village committee's office and phone, e.g. "
+                   "'如有疑问，请到村委会或拨打0855-1234567' (default: the village committee "
+                   "or 12345)")
     q.add_argument("--edge", type=edge_url, help="edge URL to register the device with, e.g. "
                    "http://127.0.0.1:8080 (through an SSH tunnel to the Pi)")
     add_token_arg(q)

@@ -6,22 +6,26 @@ from wire import hmi
 
 class Display:
     def __init__(self, uart, vp):
-        """vp: the display project's text addresses, (title, (line, ...), footer)."""
+        """vp: the display project's text addresses, (title, (line, ...),
+        (right-aligned column, ...), footer)."""
         self.uart = uart
         self.vp = vp
         self._buf = bytearray(258)
         self._mv = memoryview(self._buf)
 
     async def show(self, screen):
-        """screen: (page, title, lines, footer, ...) as apps/kiosk/screens.py makes them."""
+        """screen: (page, title, lines, footer, ...) as apps/kiosk/screens.py makes
+        them; a line is (left, right): the right part goes to the right-aligned column."""
         w = self.uart.write
         b = self._buf
         mv = self._mv
-        title_vp, line_vps, footer_vp = self.vp
+        title_vp, line_vps, right_vps, footer_vp = self.vp
         lines = screen[2]
         await w(mv[:hmi.dwin_text(b, title_vp, screen[1])])
         for i in range(len(line_vps)):
-            await w(mv[:hmi.dwin_text(b, line_vps[i], lines[i] if i < len(lines) else "")])
+            left, right = lines[i] if i < len(lines) else ("", "")
+            await w(mv[:hmi.dwin_text(b, line_vps[i], left)])
+            await w(mv[:hmi.dwin_text(b, right_vps[i], right)])
         await w(mv[:hmi.dwin_text(b, footer_vp, screen[3])])
         await w(mv[:hmi.dwin_page(b, screen[0])])
 

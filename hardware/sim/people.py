@@ -160,6 +160,6 @@ class Villagers:
                 k.module.fault = "pull_mid_read" if rng.random() < 0.1 else None
                 k.module.place(rng.choice(people))
                 await asyncio.sleep(rng.uniform(3, 6))
-                log.info("%s shows: %s | %s", k.dev, k.screen.texts.get(0x1000, ""),
-                         k.screen.texts.get(0x1900, ""))
+                log.info("%s shows: %s | %s %s", k.dev, k.screen.texts.get(0x1000, ""),
+                         k.screen.texts.get(0x1600, ""), k.screen.texts.get(0x2600, ""))
                 k.module.place(None)

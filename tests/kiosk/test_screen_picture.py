@@ -46,6 +46,24 @@ def _rgb(colour: str) -> list[int]:
     return [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
 
 
+def check_legible_layout(texts: list[tuple[int, str, list[float], float]], width: int,
+                         height: int) -> None:
+    """What an elderly villager reads at a glance: the records and the total in 36 px
+    type (nothing under 28 px), every text inside the panel, no two overlapping,
+    the amounts' right edges in one column."""
+    boxes = []
+    for vp, text, (x, y, w, h), size in texts:
+        assert size >= (36 if 0x1200 <= vp <= 0x1600 or vp >= 0x2200 else 28), (vp, text)
+        assert 0 <= x and x + w <= width, f"{text!r} leaves the panel"
+        assert 0 <= y and y + h <= height, f"{text!r} leaves the panel"
+        boxes.append((text, x, y, x + w, y + h))
+    for i, (t1, a0, b0, a1, b1) in enumerate(boxes):
+        for t2, c0, d0, c1, d1 in boxes[i + 1:]:
+            assert a1 <= c0 or c1 <= a0 or b1 <= d0 or d1 <= b0, f"{t1!r} overlaps {t2!r}"
+    rights = {round(x + w) for vp, _, (x, _, w, _), _ in texts if vp >= 0x2100}
+    assert len(rights) <= 1, f"amounts do not line up on the right: {rights}"
+
+
 def test_the_dashboard_shows_what_the_villager_reads(tmp_path: Path) -> None:
     layout = PanelLayout.from_board()
 
@@ -83,22 +101,20 @@ def test_the_dashboard_shows_what_the_villager_reads(tmp_path: Path) -> None:
                 # The picture itself, as the browser draws it: what a villager reads.
                 await asyncio.to_thread(b.get, screen)
                 texts = await asyncio.to_thread(lambda: [
-                    (e.get_attribute("textContent"), b.execute_script(
-                        "const r = arguments[0].getBBox();"
-                        "return [r.x, r.y, r.width, r.height];", e),
+                    (int(e.get_attribute("data-vp"), 16), e.get_attribute("textContent"),
+                     b.execute_script("const r = arguments[0].getBBox();"
+                                      "return [r.x, r.y, r.width, r.height];", e),
                      float(e.get_attribute("font-size")))
                     for e in b.find_elements(By.TAG_NAME, "text")])
-                read = [t for t, _, _ in texts]
-                assert read[0] == "惠民资金查询结果"
-                assert idcard.mask_name(card.name) in read[1]
-                assert idcard.mask_id(card.id_number) in read[1]
-                assert read[2] == "城乡居民基础养老金  153.00元  2026-06-15  已发放"
-                assert read[-1] == "合计：276.45元"
-                assert card.id_number not in "".join(read)
-                for text, (x, y, w, h), size in texts:
-                    assert size >= 26, text  # large type, for elderly villagers
-                    assert 0 <= x and x + w <= layout.width, f"{text!r} leaves the panel"
-                    assert 0 <= y and y + h <= layout.height, f"{text!r} leaves the panel"
+                read = {vp: t for vp, t, _, _ in texts}
+                assert read[0x1000] == "惠民资金查询结果"
+                assert idcard.mask_name(card.name) in read[0x1100]
+                assert idcard.mask_id(card.id_number) in read[0x1100]
+                assert (read[0x1200], read[0x2200]) == ("城乡居民基础养老金  2026-06-15", "153.00元")
+                assert (read[0x1600], read[0x2600]) == ("共2笔 合计", "276.45元")
+                assert read[0x1900] == "请取回身份证，本页30秒后返回"
+                assert card.id_number not in "".join(read.values())
+                check_legible_layout(texts, layout.width, layout.height)
                 assert await asyncio.to_thread(chinese_is_legible, b, layout.font), \
                     "Chinese is drawn as boxes: no CJK font (bootstrap --test installs one)"
                 await asyncio.to_thread(b.save_screenshot, str(tmp_path / "screen.png"))

@@ -45,8 +45,10 @@ async def _idle_shows_nearby_bikes(town: Town, k: SimKiosk) -> None:
     def shows_now() -> bool:
         # The dock's first report may land after the kiosk's first feed: compare
         # with the edge's count now, not with the count when the wait began.
-        want = f"{name}  可借{edge.stations.statuses()[0].bikes_available}"
-        return k.screen.texts.get(screens.LINES[0], "").startswith(want)  # type: ignore[union-attr]
+        want = f"可借{edge.stations.statuses()[0].bikes_available}  "
+        texts = k.screen.texts  # type: ignore[union-attr]
+        return texts.get(screens.LINES[1]) == name and \
+            texts.get(screens.AMOUNTS[1], "").startswith(want)
     await until(shows_now, 25)
 
 
@@ -98,10 +100,13 @@ def test_swipe_shows_and_speaks_payments_then_privacy_scan(
             first = shown_screen[screens.LINES[0]]
             assert idcard.mask_name(card.name) in first
             assert idcard.mask_id(card.id_number) in first
-            lines = [shown_screen[v] for v in screens.LINES[1:3]]
-            assert lines[0] == "城乡居民基础养老金  153.00元  2026-06-15  已发放"  # newest first
-            assert lines[1] == "耕地地力保护补贴  123.45元  2026-03-01  已发放"
-            assert shown_screen[screens.VP[2]] == "合计：276.45元"
+            rows = [(shown_screen[v], shown_screen[a])
+                    for v, a in zip(screens.LINES[1:3], screens.AMOUNTS[1:3], strict=True)]
+            assert rows[0] == ("城乡居民基础养老金  2026-06-15", "153.00元")  # newest first
+            assert rows[1] == ("耕地地力保护补贴  2026-03-01", "123.45元")
+            assert (shown_screen[screens.LINES[5]], shown_screen[screens.AMOUNTS[5]]) == \
+                ("共2笔 合计", "276.45元")
+            assert shown_screen[screens.VP[3]] == "请取回身份证，本页30秒后返回"
             assert k.voice.spoken[-1] == ("您共领取补贴276.45元，最近一笔是城乡居民基础养老金，"
                                           "153.00元，2026-06-15发放")
             # The backend goes silent: the edge answers from its cache, dated.
@@ -109,7 +114,7 @@ def test_swipe_shows_and_speaks_payments_then_privacy_scan(
             assert town.backend is not None
             town.backend.delay_s = 5
             await _swipe(town, k, card)
-            assert "服务暂不可用，显示" in shown_screen[screens.VP[2]]
+            assert "服务暂不可用，显示" in shown_screen[screens.VP[3]]
             assert town.edge.metrics.get("funds.lookup", "stale") == 1
             town.backend.delay_s = 0
             # Someone the backend does not know; then bad cards, each with a clear screen.
@@ -220,7 +225,7 @@ def test_a_kiosk_on_mqtt_swipes_and_nothing_personal_crosses_the_broker(
             people.append(card)
             await town.villager(card, RECORDS)
             assert await _swipe(town, k, card) == "惠民资金查询结果"
-            assert shown_screen[screens.VP[2]] == "合计：276.45元"
+            assert shown_screen[screens.AMOUNTS[5]] == "276.45元"
             assert idcard.mask_id(card.id_number) in shown_screen[screens.LINES[0]]
             assert k.voice.spoken[-1].startswith("您共领取补贴276.45元")
             stranger = fictional_card(rng)
@@ -274,7 +279,7 @@ def test_a_forged_funds_answer_never_reaches_the_screen(tmp_path: Path) -> None:
             card = fictional_card(random.Random(8))
             await town.villager(card, RECORDS)
             assert await _swipe(town, k, card) == "惠民资金查询结果"
-            assert shown_screen[screens.VP[2]] == "合计：276.45元"
+            assert shown_screen[screens.AMOUNTS[5]] == "276.45元"
             assert "伪造" not in "".join(shown_screen.values())
             log = k.log_path.read_text()
             assert log.count("guard: refused funds from edge: bad mac") == 2
@@ -296,5 +301,5 @@ def test_a_kiosk_with_its_region_key_in_the_key_store(tmp_path: Path) -> None:
             card = fictional_card(random.Random(12))
             await town.villager(card, RECORDS)
             assert await _swipe(town, k, card) == "惠民资金查询结果"
-            assert shown_screen[screens.VP[2]] == "合计：276.45元"
+            assert shown_screen[screens.AMOUNTS[5]] == "276.45元"
     run(main())

@@ -114,7 +114,7 @@ class App:
             self.sam.decoder.wipe()  # a part of a text block may be in it
             _log.warning("read failed: %s", e.reason)
             self.flow.read(e.reason)
-            return screens.message(e.reason)
+            return screens.message(e.reason, self.cfg["help"])
         name, number, valid_to, resident = idcard.person(text)
         text = None
         self.sam.decoder.wipe()  # the card's text block does not stay in the buffer
@@ -125,7 +125,7 @@ class App:
         problem = flow.card_problem(resident, bad, old)
         self.flow.read(problem)
         if problem is not None:
-            return screens.message(problem)
+            return screens.message(problem, self.cfg["help"])
         token = idcard.token(self.key, number) if self.key else hal.lookup_token(number)
         name, masked_id = idcard.mask_name(name), idcard.mask_id(number)
         number = None  # the clear number and name go now; only masks and token stay
@@ -135,7 +135,7 @@ class App:
         if problem is not None:
             # Never the token, not even a prefix: with the region key it names the villager.
             _log.info("lookup: %s", "edge did not answer" if ans is None else ans.get("err"))
-            return screens.message(problem)
+            return screens.message(problem, self.cfg["help"])
         stale = None
         if ans.get("stale"):
             t = time.localtime(ans.get("as_of", 0))
@@ -144,7 +144,7 @@ class App:
             _log.info("lookup: %d records from the cache of %s", len(ans["records"]), stale)
         else:
             _log.info("lookup: %d records", len(ans["records"]))
-        return screens.result(name, masked_id, ans["records"], stale)
+        return screens.result(name, masked_id, ans["records"], stale, self.cfg["show_s"])
 
     async def run(self):
         asyncio.create_task(self.uplink.run())

@@ -21,6 +21,9 @@ SCHEMA = {  # type: dict[str, tuple]
     "lookup_ms": (3000, 500, 30000),
     "show_s": (30, 5, 300),
     "poll_ms": (100, 50, 5000),
+    # Where a villager turns when the kiosk cannot help (no records, a bad card):
+    # the village committee's office and phone, set at provisioning.
+    "help": ("如有疑问，请咨询村委会或拨打12345", None, None),
 }
 
 
