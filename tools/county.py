@@ -100,7 +100,14 @@ def _broker(args: argparse.Namespace) -> int:
     print(f"{conf}: {len(accounts.devices)} device account(s), the edge's "
           f"({cfg.mqtt.username}); TLS for devices on {args.bind}:{args.tls_port}"
           if tls else f"{conf}: no TLS listener (give --ca-dir): devices cannot connect")
-    print(f"then: mosquitto -c {conf}  (or reload it: kill -HUP its pid)")
+    # On a Pi the broker is the huimin-broker service (huimin service install); by hand
+    # elsewhere.
+    if Path("/etc/systemd/system/huimin-broker.service").exists():
+        print("then: systemctl reload huimin-broker  (the running broker rereads its "
+              "accounts; nothing is dropped)")
+    else:
+        print(f"then: systemctl reload huimin-broker on a Pi (huimin service install sets it "
+              f"up), or by hand: mosquitto -c {conf}")
     return 0
 
 
