@@ -178,7 +178,11 @@ devices = ["{DOCK}"]
 """, encoding="utf-8")
     config.chmod(0o600)
     root.run("huimin ca --dir /etc/huimin/ca --host 127.0.0.1")
-    root.run("huimin token --config /etc/huimin/edge.toml add pi-check --out /root/pi-check.token")
+    # A reused root keeps the last run's token: this run's replaces it (token add
+    # overwrites no file and no token unless told).
+    root.file("/root/pi-check.token").unlink(missing_ok=True)
+    root.run("huimin token --config /etc/huimin/edge.toml add pi-check --replace "
+             "--out /root/pi-check.token")
     broker(root, tls_port)
     units(root)
     return root.file("/root/pi-check.token").read_text().strip()
