@@ -132,6 +132,8 @@ class EdgeConfig:
     # Where a kiosk's screen can be seen as a picture (the simulator's display
     # emulator serves one), for the technician dashboard; kiosk id -> URL.
     kiosk_screens: tuple[tuple[str, str], ...] = ()
+    # Where a kiosk stands (lat, lon), so its idle screen lists the nearest stations.
+    kiosk_places: tuple[tuple[str, float, float], ...] = ()
     # The devices' command keys and broker password hashes (edge/adapters/device_keys.py)
     device_keys: Path = Path("device-keys.toml")
     # Fund answers cached for kiosks: forgotten this long after a villager's
@@ -375,7 +377,7 @@ def _parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
             username=_get(u, "username", str, None, w),
             password=_get(u, "password", str, None, w),
             ca=_file(base, _get(u, "ca", str, "", w))))
-    kiosks, screens = [], []
+    kiosks, screens, places = [], [], []
     for i, k in enumerate(_get(raw, "kiosks", list, [])):
         kid = _get(k, "id", str, where=f"kiosks[{i}].")
         if (why := device_id_problem(kid)) is not None:
@@ -388,6 +390,14 @@ def _parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
             if urlparse(screen).scheme not in ("http", "https") or not urlparse(screen).hostname:
                 raise ConfigError(f"kiosks[{i}].screen_url must be an http(s) URL")
             screens.append((kid, screen))
+        klat = _get(k, "lat", (int, float), None, f"kiosks[{i}].")
+        klon = _get(k, "lon", (int, float), None, f"kiosks[{i}].")
+        if (klat is None) != (klon is None):
+            raise ConfigError(f"kiosks[{i}]: lat and lon go together")
+        if klat is not None:
+            if not (-90 <= klat <= 90 and -180 <= klon <= 180):
+                raise ConfigError(f"kiosks[{i}]: lat/lon out of range")
+            places.append((kid, float(klat), float(klon)))
     http_host = _get(edge, "http_host", str, "127.0.0.1", "edge.")
     cert, key = _get(edge, "tls_cert", str, "", "edge."), _get(edge, "tls_key", str, "", "edge.")
     if bool(cert) != bool(key):
@@ -430,6 +440,7 @@ def _parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
         static_ttl_s=_get(edge, "static_ttl_s", int, 300, "edge."),
         system=system, stations=tuple(stations), mqtt=mqtt,
         uplinks=tuple(uplinks), kiosks=tuple(kiosks), kiosk_screens=tuple(screens),
+        kiosk_places=tuple(places),
         serial=tuple(serial),
         device_keys=_path(_get(edge, "device_keys", str, "", "edge."), db, base,
                           "device-keys.toml"),

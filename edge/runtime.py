@@ -79,7 +79,9 @@ class Edge:
             self.ingest.station_changed, heartbeat_timeout_s=cfg.heartbeat_timeout_s,
             events_retention_days=cfg.events_retention_days,
             dead_letter_max=cfg.dead_letter_max,
-            station_names={s.id: s.name_zh for s in cfg.stations})
+            station_names={s.id: s.name_zh for s in cfg.stations},
+            station_places={s.id: (s.lat, s.lon) for s in cfg.stations},
+            kiosk_places={k: (lat, lon) for k, lat, lon in cfg.kiosk_places})
         inbound = self.ingest.inbound
         self.transports: list[SerialTransport | MqttTransport] = [
             SerialTransport(p, inbound, self.metrics, self.keys, clock) for p in cfg.serial]

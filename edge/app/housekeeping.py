@@ -15,7 +15,7 @@ from edge.core.errors import Rejected
 from edge.core.messages import Near
 from edge.core.metrics import Metrics
 from edge.core.registry import Registry
-from edge.core.stations import Stations
+from edge.core.stations import Stations, nearest
 
 log = logging.getLogger("edge")
 DAY_S = 86400.0
@@ -32,7 +32,9 @@ class Housekeeping:
                  store: RetentionStore, metrics: Metrics,
                  station_changed: Callable[[str], None], *, heartbeat_timeout_s: float,
                  events_retention_days: float, dead_letter_max: int,
-                 station_names: dict[str, str]) -> None:
+                 station_names: dict[str, str],
+                 station_places: dict[str, tuple[float, float]] | None = None,
+                 kiosk_places: dict[str, tuple[float, float]] | None = None) -> None:
         self.registry = registry
         self.stations = stations
         self.links = links
@@ -43,6 +45,8 @@ class Housekeeping:
         self.events_retention_days = events_retention_days
         self.dead_letter_max = dead_letter_max
         self.station_names = station_names
+        self.station_places = station_places or {}
+        self.kiosk_places = kiosk_places or {}  # where a kiosk stands: its nearest first
 
     async def offline_check(self) -> None:
         while True:
@@ -75,14 +79,17 @@ class Housekeeping:
 
     async def kiosk_feed(self, every_s: float = 10.0) -> None:
         """Kiosks show nearby bike availability on their idle screen: every 10 s
-        each online kiosk gets this edge's first stations (name, bikes, docks). A
-        kiosk provisioned since the edge started is fed as one listed in [[kiosks]]."""
+        each online kiosk gets the four stations nearest it (name, bikes, docks;
+        the first four configured, for a kiosk whose place is not given). A kiosk
+        provisioned since the edge started is fed as one listed in [[kiosks]]."""
         while True:
-            near = Near(tuple((self.station_names[s.station_id], s.bikes_available,
-                               s.docks_available) for s in self.stations.statuses()[:4]))
+            statuses = self.stations.statuses()
             for k in self.registry.kiosks():
                 dev = self.registry.get(k)
                 if dev is not None and dev.online and self.links.reachable(k):
+                    near = Near(tuple(
+                        (self.station_names[s.station_id], s.bikes_available, s.docks_available)
+                        for s in nearest(statuses, self.station_places, self.kiosk_places.get(k))))
                     try:
                         await self.links.send(k, near)
                     except Rejected:

@@ -5,6 +5,7 @@ returning: its bikes count as disabled, never as phantom available bikes."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from edge.config import StationConfig
@@ -121,3 +122,18 @@ class Stations:
 
     def statuses(self) -> list[StationStatus]:
         return [s.status(self.started) for s in self.by_id.values()]
+
+
+def nearest(statuses: list[StationStatus], places: dict[str, tuple[float, float]],
+            at: tuple[float, float] | None, n: int = 4) -> list[StationStatus]:
+    """The n stations nearest a point (a kiosk's place), nearest first; with no
+    point, the first n as configured. Distances on a small town's scale: degrees
+    of longitude shortened by the latitude's cosine."""
+    if at is None:
+        return statuses[:n]
+    k = math.cos(math.radians(at[0]))
+
+    def far(s: StationStatus) -> float:
+        lat, lon = places.get(s.station_id, (90.0, 0.0))
+        return (lat - at[0]) ** 2 + ((lon - at[1]) * k) ** 2
+    return sorted(statuses, key=far)[:n]

@@ -107,7 +107,9 @@ def edge_toml(spec: TownSpec, workdir: Path, rng: random.Random, http_port: int,
         if "edge" in k.lines:
             lines += ["[[serial]]", f'port = "{k.lines["edge"].paths[1]}"',
                       f'devices = ["{k.dev}"]', ""]
-        lines += ["[[kiosks]]", f'id = "{k.dev}"',
+        # The village service centre by the town centre: its idle page lists the
+        # stations nearest it.
+        lines += ["[[kiosks]]", f'id = "{k.dev}"', f"lat = {CENTRE[0]}", f"lon = {CENTRE[1]}",
                   *([f'screen_url = "{screens[k.dev]}"'] if screens and k.dev in screens
                     else []), ""]
     for i, d in enumerate(docks):

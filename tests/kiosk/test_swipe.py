@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from wire import idcard
 
+from edge.core.stations import nearest
 from hardware.idcard_emulator import Card, fictional_card
 from hardware.sim.devices import SimKiosk
 from hardware.sim.town import Town
@@ -38,17 +39,19 @@ RECORDS = [{"programme": "耕地地力保护补贴", "amount_fen": 12345, "paid"
 
 
 async def _idle_shows_nearby_bikes(town: Town, k: SimKiosk) -> None:
-    """The idle screen's first line: the nearest station's bikes, sent by the edge."""
+    """The idle screen's first station: the one nearest the kiosk (the sim puts it at
+    the town centre), with its bikes, sent by the edge."""
     assert town.edge is not None and town.cfg is not None and k.screen is not None
-    edge, name = town.edge, town.cfg.stations[0].name_zh
+    edge, names = town.edge, {s.id: s.name_zh for s in town.cfg.stations}
+    hk = edge.housekeeping
 
     def shows_now() -> bool:
         # The dock's first report may land after the kiosk's first feed: compare
         # with the edge's count now, not with the count when the wait began.
-        want = f"可借{edge.stations.statuses()[0].bikes_available}  "
+        first = nearest(edge.stations.statuses(), hk.station_places, hk.kiosk_places[k.dev])[0]
         texts = k.screen.texts  # type: ignore[union-attr]
-        return texts.get(screens.LINES[1]) == name and \
-            texts.get(screens.AMOUNTS[1], "").startswith(want)
+        return texts.get(screens.LINES[1]) == names[first.station_id] and \
+            texts.get(screens.AMOUNTS[1], "").startswith(f"可借{first.bikes_available}  ")
     await until(shows_now, 25)
 
 

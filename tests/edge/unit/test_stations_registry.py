@@ -84,3 +84,18 @@ def test_the_idle_screen_feed_reaches_every_online_kiosk_listed_or_not() -> None
         task.cancel()
     asyncio.run(one_round())
     assert sorted(dev for dev, _ in sent) == ["k1", "k2"]
+
+
+def test_a_kiosk_is_shown_the_stations_nearest_it_first() -> None:
+    from edge.core.stations import StationStatus, nearest
+
+    def status(sid: str) -> StationStatus:
+        return StationStatus(sid, 2, 1, 0, 1, 0, True, True, True, 0.0, True)
+    statuses = [status(s) for s in ("far", "near", "middle", "across", "edge")]
+    places = {"far": (30.70, 119.70), "near": (30.6381, 119.6812), "middle": (30.645, 119.69),
+              "across": (30.60, 119.60), "edge": (30.65, 119.67)}
+    at = (30.638, 119.681)  # the village service centre
+    assert [s.station_id for s in nearest(statuses, places, at)] == \
+        ["near", "middle", "edge", "far"]
+    assert [s.station_id for s in nearest(statuses, places, None)] == \
+        ["far", "near", "middle", "across"]  # no place: the first four, as configured
