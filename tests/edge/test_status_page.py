@@ -182,7 +182,7 @@ def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
                             for td in rows[0].find_elements(By.TAG_NAME, "td")}
 
                 for d in town.docks:
-                    await until(lambda d=d: row(d.dev).get("state") == "online", 15)
+                    await until(lambda d=d: row(d.dev).get("state") == "在线 online", 15)
                     r = row(d.dev)
                     assert r["fw"] == "0.1.0" and r["station"] == d.station
                     assert r["link"].startswith(d.link) and r["faults"] == "0"
@@ -203,9 +203,10 @@ def test_fleet_dashboard_and_cli_list_devices_live(tmp_path: Path,
                 from tools.provision import register
                 await asyncio.to_thread(register, edge, "dock-099", town.docks[0].station, "dock",
                                         "99" * 32, None, town.token)
-                await until(lambda: row("dock-099").get("state") == "offline", 10)
+                await until(lambda: row("dock-099").get("state") == "离线 offline", 10)
                 summary = browser.find_element(By.ID, "summary").text
-                assert summary.startswith("3 devices, 2 online, 1 offline"), summary
+                assert summary.startswith("共3台设备，2台在线，1台离线"), summary
+                assert summary.endswith("3 devices, 2 online, 1 offline"), summary
             finally:
                 await asyncio.to_thread(browser.quit)
             from tools.cli import main as cli
