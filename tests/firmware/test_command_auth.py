@@ -13,6 +13,7 @@ import paho.mqtt.client as paho
 from wire import auth, message
 
 from edge.adapters.transports.serial import SerialTransport
+from edge.runtime import Edge
 from hardware.sim.devices import SimDock
 from hardware.sim.town import Town
 from tests.conftest import needs_mosquitto, run, until
@@ -78,6 +79,13 @@ def one_dock(tmp_path: Path, seed: int, mqtt_share: float = 0) -> Town:
                 backend=False)
 
 
+async def online(town: Town) -> tuple[Edge, SimDock]:
+    """one_dock's edge and its dock, once the dock is online."""
+    await town.wait_online()
+    assert town.edge is not None
+    return town.edge, town.docks[0]
+
+
 def _refusals(d: SimDock) -> int:
     return d.log_path.read_text().count("guard: refused cmd")
 
@@ -139,10 +147,7 @@ def test_a_command_sent_while_the_dock_rebooted_is_renumbered_and_obeyed(
     floor, and the edge sends it once more above it."""
     async def main() -> None:
         async with one_dock(tmp_path, seed=3) as town:
-            await town.wait_online()
-            edge = town.edge
-            assert edge is not None
-            d = town.docks[0]
+            edge, d = await online(town)
             res = await edge.command(d.dev, "set_slot", slot=3, enabled=True)
             assert res.ok
             assert edge.metrics.get("commands.renumbered") == 0
@@ -169,10 +174,7 @@ def test_an_oversize_message_is_skipped_and_acked_not_redelivered(tmp_path: Path
     reconnect), stays connected and goes on obeying the edge."""
     async def main() -> None:
         async with one_dock(tmp_path, seed=2, mqtt_share=1.0) as town:
-            await town.wait_online()
-            edge = town.edge
-            assert edge is not None
-            d = town.docks[0]
+            edge, d = await online(town)
             inj = await open_injector(town, d)
             try:
                 inj.send(b"{" + b" " * 2998 + b"}")
@@ -196,10 +198,7 @@ def test_a_replayed_time_does_not_set_a_docks_clock_back(tmp_path: Path) -> None
 
     async def main() -> None:
         async with one_dock(tmp_path, seed=9) as town:
-            await town.wait_online()
-            edge = town.edge
-            assert edge is not None
-            d = town.docks[0]
+            edge, d = await online(town)
             recorded = edge.keys.seal(d.dev, {"t": "time", "now": int(time.time()) - 3600})
             inj = await open_injector(town, d)
             try:
