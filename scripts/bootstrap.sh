@@ -109,8 +109,30 @@ if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cut -d' ' -f1 "$stamp")" !
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "bootstrap: installing the $role role's Python packages into .venv ($lock)" >&2
-  pip() { .venv/bin/python -m pip --disable-pip-version-check --no-input -q "$@"; }
+  total=$(cat locks/bootstrap.txt "$lock" | grep -c '^[A-Za-z0-9].*==' || true)
+  echo "bootstrap: installing the $role role's $total Python packages into .venv ($lock);" \
+       "a first install takes about a minute" >&2
+  pip() { .venv/bin/python -m pip --disable-pip-version-check --no-input "$@"; }
+  export PIP_PROGRESS_BAR=off  # a log, not a terminal: no bars in it
+  : > .venv/pip.log
+  # Progress from pip's own log: how many of the lock's packages it has fetched so far.
+  (
+    trap exit TERM
+    while sleep 5; do
+      got=$(grep -cE '^(Collecting|Processing) .*from -r locks/' .venv/pip.log || true)
+      if grep -q '^Installing collected packages' .venv/pip.log; then
+        step="fetched; installing"
+      else
+        step="fetched"
+      fi
+      if [ -t 2 ]; then
+        printf '\rbootstrap: %s/%s packages %s ' "$got" "$total" "$step" >&2
+      else
+        echo "bootstrap: $got/$total packages $step" >&2
+      fi
+    done
+  ) &
+  progress=$!
   {
     # pip and setuptools first, at their locked versions and hashes; then the role's lock
     # with every file's hash checked. Source packages (pyscard, esptool) build with that
@@ -120,10 +142,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     # The project itself, from this clone; its dependencies are the lock's.
     pip install --no-deps --no-build-isolation -e . &&
     { [ "$role" = technician ] || .venv/bin/python -m pip check; }
-  } > .venv/pip.log 2>&1 || {
+  } >> .venv/pip.log 2>&1 || {
+    kill "$progress" 2>/dev/null; wait "$progress" 2>/dev/null || true
     cat .venv/pip.log >&2
     echo "bootstrap: installing $lock failed (pip's log above, also in .venv/pip.log)" >&2
     exit 1
   }
+  kill "$progress" 2>/dev/null; wait "$progress" 2>/dev/null || true
+  [ -t 2 ] && echo >&2
+  got=$(grep -cE '^(Collecting|Processing) .*from -r locks/' .venv/pip.log || true)
+  echo "bootstrap: installed $got packages" >&2
   echo "$want" > "$stamp"
 fi

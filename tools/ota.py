@@ -126,7 +126,10 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    for r in _http("GET", f"{args.edge}/api/ota", token=edge_token(args.token_file)):
+    rollouts = _http("GET", f"{args.edge}/api/ota", token=edge_token(args.token_file))
+    if not rollouts:
+        print(f"no rollouts on {args.edge} yet: start one with `huimin ota push IMAGE DEVICE...`")
+    for r in rollouts:
         states: dict[str, int] = {}
         for p in r["devices"].values():
             states[p["state"]] = states.get(p["state"], 0) + 1

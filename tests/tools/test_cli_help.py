@@ -38,10 +38,24 @@ def test_console_decodes_device_log_lines(tmp_path, capsys) -> None:  # type: ig
                    "E 4000 main: fatal: MemoryError\n", encoding="utf-8")
     assert cli(["console", "--file", str(log)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].endswith("INFO  +    0.000s dock: dock dock-001 up")
+    # Lines already in the file carry no wall time: the time they were read is not theirs.
+    assert out[0] == " " * 8 + " INFO  +    0.000s dock: dock dock-001 up"
     assert out[1].endswith("WARN  +    2.500s uplink: mqtt down: OSError")
     assert out[2] == "Traceback (most recent call last):"
     assert "ERROR +    3.000s main: fatal: MemoryError" in out[3]
     assert cli(["console", "--file", str(log), "--level", "E"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2  # the error and the traceback
     assert cli(["console", "--file", str(tmp_path / "none.log")]) == 1
+
+
+def test_console_stamps_only_lines_that_arrive_while_following(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import io
+    import re
+
+    from tools.console import show
+
+    out = io.StringIO()
+    show([("I 10 dock: old\n", False), ("I 20 dock: new\n", True)], out)
+    old, new = out.getvalue().splitlines()
+    assert old.startswith(" " * 8 + " INFO")
+    assert re.match(r"\d\d:\d\d:\d\d INFO  \+    0.010s dock: new$", new)

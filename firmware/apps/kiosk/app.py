@@ -152,6 +152,7 @@ class App:
             _log.error("ID-card module failed its self-test")
             await self._show(screens.message("module"))
         await self._show(screens.idle(self._near))
+        gc.collect()  # what is free for good, not garbage not yet collected
         _log.info("kiosk %s up, heap free %d", self.cfg["dev"], gc.mem_free())
         poll = self.cfg["poll_ms"]
         hb = hal.ticks_ms()
