@@ -42,6 +42,22 @@ def test_a_card_left_on_the_reader_fades_once_and_is_not_read_again() -> None:
     assert f.poll(True, 90_200, _diff) == flow.READ  # placed again: a new swipe
 
 
+def test_the_page_counts_down_whole_seconds_until_it_fades() -> None:
+    f = flow.Flow(show_ms=30_000)
+    assert f.left_s(0, _diff) is None  # nothing shown
+    f.poll(True, 0, _diff)
+    f.read(None)
+    assert f.left_s(50, _diff) is None  # still asking the edge
+    f.shown(1_000)
+    seen = [f.left_s(t, _diff) for t in range(1_000, 31_001, 250)]
+    assert seen[0] == 30 and seen[-1] == 0
+    assert seen == sorted(seen, reverse=True)  # never goes up
+    assert sorted(set(seen)) == list(range(31))  # every second is shown, none skipped
+    assert f.left_s(1_001, _diff) == 30 and f.left_s(2_000, _diff) == 29  # rounded up
+    assert f.poll(True, 31_000, _diff) == flow.IDLE_SCREEN
+    assert f.left_s(31_100, _diff) is None  # faded: no countdown over the idle page
+
+
 def test_a_look_the_module_did_not_answer_changes_nothing() -> None:
     # A loaded line once timed out one look while a villager's card lay on the
     # reader: taken for "lifted", the card was read again and the result gone.

@@ -12,6 +12,8 @@ import importlib.util
 import json
 import logging
 import random
+import re
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -55,9 +57,11 @@ async def _idle_shows_nearby_bikes(town: Town, k: SimKiosk) -> None:
     await until(shows_now, 25)
 
 
-async def _swipe(town: Town, k: SimKiosk, card: Card | None, fault: str | None = None) -> str:
+async def _swipe(town: Town, k: SimKiosk, card: Card | None, fault: str | None = None,
+                 then: Callable[[], Awaitable[None]] | None = None) -> str:
     """Place the card, wait for the kiosk to finish, return the screen's title;
-    the whole screen as shown is kept in `shown_screen` (removal clears it)."""
+    the whole screen as shown is kept in `shown_screen` (removal clears it).
+    `then` runs while the card still lies on the reader."""
     assert k.module is not None and k.screen is not None
     shown = len(k.screen.shown)
     k.module.fault = fault
@@ -77,9 +81,17 @@ async def _swipe(town: Town, k: SimKiosk, card: Card | None, fault: str | None =
     shown_screen.clear()
     shown_screen.update(texts)
     k.module.fault = None
+    if then is not None:
+        await then()
     k.module.place(None)
     await until(lambda: k.screen.page == screens._PAGE_IDLE, 10)  # type: ignore[union-attr]
     return title
+
+
+def _seconds_left(footer: str) -> int:
+    m = re.fullmatch(r"请取回身份证，本页(\d+)秒后返回", footer)
+    assert m, footer
+    return int(m.group(1))
 
 
 def test_swipe_shows_and_speaks_payments_then_privacy_scan(
@@ -98,7 +110,14 @@ def test_swipe_shows_and_speaks_payments_then_privacy_scan(
             card = fictional_card(rng)
             people.append(card)
             tokens.append(await town.villager(card, RECORDS))
-            title = await _swipe(town, k, card)
+
+            async def counts_down() -> None:
+                # The footer counts the page's seconds down, from show_s.
+                left = _seconds_left(shown_screen[screens.VP[3]])
+                assert 0 < left <= 30
+                await until(lambda: _seconds_left(k.screen.texts[screens.VP[3]])  # type: ignore[union-attr]
+                            < left, 10)
+            title = await _swipe(town, k, card, then=counts_down)
             assert title == "惠民资金查询结果"
             first = shown_screen[screens.LINES[0]]
             assert idcard.mask_name(card.name) in first
@@ -109,7 +128,6 @@ def test_swipe_shows_and_speaks_payments_then_privacy_scan(
             assert rows[1] == ("耕地地力保护补贴  2026-03-01", "123.45元")
             assert (shown_screen[screens.LINES[5]], shown_screen[screens.AMOUNTS[5]]) == \
                 ("共2笔 合计", "276.45元")
-            assert shown_screen[screens.VP[3]] == "请取回身份证，本页30秒后返回"
             assert k.voice.spoken[-1] == ("您共领取补贴276.45元，最近一笔是城乡居民基础养老金，"
                                           "153.00元，2026-06-15发放")
             # The backend goes silent: the edge answers from its cache, dated.

@@ -79,8 +79,8 @@ class App:
                 r["err"] = err
             self.uplink.send(r)
 
-    async def _show(self, screen):
-        await self.display.show(screen)
+    async def _show(self, screen, left_s=None):
+        await self.display.show(screen, left_s)
         if screen[4]:
             await self.voice.say(screen[4])
 
@@ -144,7 +144,7 @@ class App:
             _log.info("lookup: %d records from the cache of %s", len(ans["records"]), stale)
         else:
             _log.info("lookup: %d records", len(ans["records"]))
-        return screens.result(name, masked_id, ans["records"], stale, self.cfg["show_s"])
+        return screens.result(name, masked_id, ans["records"], stale)
 
     async def run(self):
         asyncio.create_task(self.uplink.run())
@@ -169,11 +169,15 @@ class App:
                                       "low": low})
                 todo = self.flow.poll(await self.sam.present(), now, hal.ticks_diff)
                 if todo == flow.READ:
-                    await self._show(await self.swipe())
+                    screen = await self.swipe()
                     self.flow.shown(hal.ticks_ms())
+                    await self._show(screen, self.cfg["show_s"])
+                    screen = None
                     gc.collect()
                 elif todo == flow.IDLE_SCREEN:
                     self._redraw = True
+                # The page's remaining time, counted down on its footer.
+                await self.display.count(self.flow.left_s(hal.ticks_ms(), hal.ticks_diff))
                 if self._redraw and not self.flow.on_result():
                     self._redraw = False
                     await self._show(screens.idle(self._near))

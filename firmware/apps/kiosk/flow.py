@@ -71,6 +71,14 @@ class Flow:
         """A swipe's outcome is on the screen (nothing may draw over it)."""
         return self.state != IDLE and not self._faded
 
+    def left_s(self, now, diff):
+        """Whole seconds until the outcome fades (rounded up, as a countdown
+        reads), or None when no outcome is counting down."""
+        if self.state != SHOWING or self._faded:
+            return None
+        left = self.show_ms - diff(now, self._since)
+        return max(0, (left + 999) // 1000)
+
     def read(self, problem):
         """The card was read (problem: card_problem's answer, or a read error)."""
         self.state = ASKING if problem is None else SHOWING

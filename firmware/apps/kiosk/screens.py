@@ -3,7 +3,9 @@
 # wording.txt beside this file. Large Chinese text; names and numbers arrive
 # here masked already (the clear ones never leave the lookup).
 #
-# A screen is (page, title, lines, footer, voice). Display VP addresses
+# A screen is (page, title, lines, footer, voice). A footer with a %d counts
+# down: the app fills in the seconds the page has left, once a second
+# (drivers/display.py). Display VP addresses
 # (hardware/boards/*kiosk*.json document the DGUS project): title,
 # line1..line8, footer. Names here stay few: every distinct name costs the
 # 64K kiosk heap (apps/dock/README.md, Heap budget).
@@ -18,6 +20,7 @@ AMOUNTS = (0x2100, 0x2200, 0x2300, 0x2400, 0x2500, 0x2600)
 _FOOTER = const(0x1900)
 VP = (_TITLE, LINES, AMOUNTS, _FOOTER)  # what drivers/display.py Display takes
 _ROWS = const(4)  # records shown: the latest; the total counts them all
+TAKE_CARD = "请取回身份证，本页%d秒后返回"  # %d: the seconds left, counted down
 
 _PAGE_IDLE = const(0)
 _PAGE_RESULT = const(1)
@@ -51,18 +54,18 @@ def message(reason, help=""):
                 text, voice = parts[1], parts[2]
                 next_step = parts[3] if len(parts) > 3 else ""
                 lines = [("", ""), (help, "")] if next_step == "help" and help else []
-                return (_PAGE_MESSAGE, text, lines, "请取回身份证" if next_step else "",
+                return (_PAGE_MESSAGE, text, lines, TAKE_CARD if next_step else "",
                         voice)
     if reason != "unreadable":
         return message("unreadable", help)
     return _PAGE_MESSAGE, "?", [], "", ""
 
 
-def result(name, id, records, stale, show_s=30):
+def result(name, id, records, stale):
     """The payments, latest first: programme and date, the amount in its own
     column; the total of all of them and how many; then take the card, and how
-    long the page stays. name and id arrive masked; stale is the cache's date,
-    or None."""
+    long the page stays, counted down. name and id arrive masked; stale is the
+    cache's date, or None."""
     lines = [("%s  身份证 %s" % (name, id), "")]
     total = 0
     for r in records:  # rows: programme, fen, paid, status
@@ -77,7 +80,7 @@ def result(name, id, records, stale, show_s=30):
     shown = min(len(records), _ROWS)
     lines.append(("共%d笔 合计" % len(records) if len(records) == shown
                   else "共%d笔(显示最近%d笔) 合计" % (len(records), shown), yuan(total)))
-    footer = "请取回身份证，本页%d秒后返回" % show_s
+    footer = TAKE_CARD
     if stale:
         footer = "服务暂不可用，显示%s的记录。请取回身份证" % stale
     voice = "您共领取补贴%s" % yuan(total)
