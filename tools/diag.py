@@ -5,7 +5,8 @@ locked), and the tag reader of each slot holding a bike. For a kiosk: the ID
 card module (its status, and a test card if one is on the reader; nothing read
 from the card is printed), the display (asked for the page on show) and the
 voice module (asked for its state, then made to say a test prompt). Exit 1 on
-any FAIL."""
+any FAIL. The self-test interrupts the device's firmware; the device is reset
+afterwards (--no-reset leaves it in its REPL)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ import sys
 from typing import Any
 
 from tools import ui
-from tools.flash import FlashError, connect
+from tools.flash import FlashError, connect, reset
 
 
-def diag(port: str) -> list[dict[str, str]]:
+def diag(port: str, reset_after: bool = True) -> list[dict[str, str]]:
+    """The self-test's rows. It interrupts the device's firmware to run; reset_after
+    restarts the firmware, so the device is back in service when diag ends."""
     from mpremote.transport import TransportError
 
     t = connect(port)
@@ -34,6 +37,8 @@ def diag(port: str) -> list[dict[str, str]]:
     finally:
         t.exit_raw_repl()
         t.close()
+    if reset_after:
+        reset(port)
     rows = []
     for line in b"".join(out).decode("utf-8", "replace").splitlines():
         line = line.strip()
@@ -44,7 +49,7 @@ def diag(port: str) -> list[dict[str, str]]:
 
 def _diag(args: argparse.Namespace) -> int:
     try:
-        rows = diag(args.port)
+        rows = diag(args.port, not args.no_reset)
     except FlashError as exc:
         print(f"huimin diag: {exc}", file=sys.stderr)
         return 2
@@ -62,4 +67,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("diag", help="run a device's self-test: pass/fail table",
                        description=__doc__)
     p.add_argument("--port", required=True, help="the device's serial port")
+    p.add_argument("--no-reset", action="store_true",
+                   help="leave the device in its REPL afterwards (default: reset it, so its "
+                   "firmware runs again)")
     p.set_defaults(func=_diag)

@@ -63,6 +63,42 @@ def provision(port: str, cfg: dict[str, Any], files: dict[str, bytes] | None = N
         t.close()
 
 
+def board_slots(port: str) -> int | None:
+    """How many slots the board file of the image on the device has (None: no
+    image, or a board without slots): a dock's --slots comes from it."""
+    from mpremote.transport import TransportError
+
+    t = connect(port)
+    try:
+        try:
+            active = bytes(t.fs_readfile("boot_record")).split()[0].decode()
+        except (TransportError, OSError, IndexError, UnicodeDecodeError):
+            active = "a"
+        try:
+            board = json.loads(bytes(t.fs_readfile(f"slot_{active}/board.json")))
+        except (TransportError, OSError, ValueError):
+            return None
+    finally:
+        t.exit_raw_repl()
+        t.close()
+    locks = board.get("slots", {}).get("lock", []) if isinstance(board, dict) else []
+    return len(locks) or None
+
+
+def dock_slots(port: str, asked: int | None) -> int:
+    """The dock's slot count: as asked, or all its board's; more than the board
+    has is refused before anything is registered or written."""
+    have = board_slots(port)
+    if have is None:
+        raise FlashError(f"the device on {port} has no firmware image: run huimin flash first")
+    if asked is None:
+        return have
+    if not 1 <= asked <= have:
+        raise FlashError(f"--slots {asked}: this board has {have} slots (its board file); "
+                         f"give 1 to {have}, or leave --slots out for all {have}")
+    return asked
+
+
 def register(edge: str, dev: str, station: str, kind: str, command_key: str,
              mqtt_password_hash: str | None, token: str, replace: bool = False
              ) -> dict[str, Any]:
@@ -128,8 +164,9 @@ def _provision_cmd(args: argparse.Namespace) -> int:
         elif args.help_line:
             raise FlashError("--help-line is what a kiosk's screen says where to ask: "
                              "give --kind kiosk")
+        slots = dock_slots(args.port, args.slots) if args.kind == "dock" else 0
         cfg = device_config(args.dev, args.kind, args.site, "mqtt" if mqtt else "serial",
-                            args.slots, args.uart, mqtt, region_key, args.ota_key or "", extra)
+                            slots, args.uart, mqtt, region_key, args.ota_key or "", extra)
         # The edge learns the key first: a device it cannot command is no use.
         if args.edge:
             register(args.edge, args.dev, args.station, args.kind, cfg["cmd_key"], mqtt_hash,
@@ -184,9 +221,13 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--kind", choices=("dock", "kiosk"), default="dock")
     q.add_argument("--site", default="town", help="site (town) name, as in the edge's config")
     q.add_argument("--station", default="", help="station the device belongs to (edge)")
-    q.add_argument("--slots", type=int, default=12, help="a dock's slot count (default 12)")
-    q.add_argument("--uart", default="/dev/ttyS1",
-                   help="the device's serial line to the edge (serial link)")
+    q.add_argument("--slots", type=int,
+                   help="a dock's slots in use (default: all its board file has, e.g. 12 on "
+                   "the ESP32-S3 dock board; more is refused)")
+    q.add_argument("--uart", default="edge",
+                   help="the device's serial line to the edge (serial link): on a board, "
+                   "the board file's name for it (default edge: the dock board's RS-485); on "
+                   "the simulator's unix port, a pseudo-terminal's path")
     q.add_argument("--mqtt-host", help="MQTT broker: the device uses MQTT (TLS), not serial")
     q.add_argument("--mqtt-port", type=int, default=8883, help="the broker's TLS port (8883)")
     q.add_argument("--ca", type=Path, help="the county CA certificate, ca.der (huimin ca)")

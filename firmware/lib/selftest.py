@@ -171,6 +171,9 @@ def run(slot="slot_a"):
         cfg = json.load(f)
     with open(slot + "/board.json") as f:
         board = json.load(f)
+    # A fresh loop: the firmware that diag interrupted left its tasks queued
+    # (the app's bus reader, its slot loop), which would run inside the test.
+    asyncio.new_event_loop()
     if cfg.get("kind", "dock") == "kiosk":
         asyncio.run(_kiosk(cfg, board))
     else:

@@ -100,6 +100,10 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "the ESP32-S3 board's own hal on its emulated chip (docks with 12 slots on "
                    "MCP23017 expanders, kiosks on Wi-Fi; needs --kiosk-link mqtt) "
                    "(default unix)")
+    p.add_argument("--bench", action="store_true",
+                   help="also a new dock board on a technician's bench, its console on a "
+                   "pseudo-terminal (DIR/bench/tty): practise huimin flash, provision, console "
+                   "and diag on it; the lines to paste are printed")
     p.set_defaults(func=run)
 
 
@@ -257,7 +261,7 @@ async def _main(args: argparse.Namespace) -> int:
     town = Town(args.dir.resolve(), docks=args.docks, slots=args.slots,
                 mqtt_share=args.mqtt_share, http_port=args.port, seed=args.seed,
                 kiosks=args.kiosks, kiosk_link=args.kiosk_link, edge_process=edge_process,
-                board=args.board, ota_key=sim_update_key(ota_key))
+                board=args.board, ota_key=sim_update_key(ota_key), bench=args.bench)
     print(f"Starting a town of {args.docks} docks x {args.slots} slots "
           "(firmware under MicroPython)...", flush=True)
     async with town:
@@ -289,6 +293,12 @@ async def _main(args: argparse.Namespace) -> int:
               f"  huimin ota push {args.dir}/update-0.1.1 {town.docks[0].dev} --edge {base} "
               f"--token-file {args.dir}/technician-token"
               + ("\n  (a kiosk's image: --board esp32s3-kiosk)" if args.board != "unix" else ""))
+        if town.bench is not None:
+            print(f"A new board on the bench, blank, its console on {town.bench.tty} (flash, "
+                  f"provision as {town.bench.dev}, watch it come up, check it):\n  "
+                  + "\n  ".join(town.bench.practice(town.spec.site, base,
+                                                    args.dir / "technician-token",
+                                                    town.spec.ota_key)))
         print("Press Ctrl-C to stop.", flush=True)
         riders = None if args.no_riders else asyncio.create_task(town.riders(), name="riders")
         villagers = asyncio.create_task(town.villagers(), name="villagers") if town.kiosks \

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hardware.sim.backend import DevBackend
+from hardware.sim.bench import BenchBoard
 from hardware.sim.devices import SimDock, SimKiosk
 from hardware.sim.spec import CENTRE, PLACES, SITE, TownSpec
 from tools.broker import Broker, password_hash
@@ -66,7 +67,7 @@ def station_name(i: int) -> tuple[str, str]:
 def edge_toml(spec: TownSpec, workdir: Path, rng: random.Random, http_port: int,
               broker: Broker | None, edge_password: str, uplinks: Uplinks,
               docks: list[SimDock], kiosks: list[SimKiosk],
-              screens: dict[str, str] | None = None) -> str:
+              screens: dict[str, str] | None = None, bench: BenchBoard | None = None) -> str:
     site = spec.site
     system_id, name_zh, name_en = "anji-public-bikes", "安吉公共自行车", "Anji Public Bikes"
     if site != SITE:  # one system per site in a city (its manifest.json lists them)
@@ -103,6 +104,9 @@ def edge_toml(spec: TownSpec, workdir: Path, rng: random.Random, http_port: int,
         if d.line is not None:
             port = d.line.link or d.line.paths[1]
             lines += ["[[serial]]", f'port = "{port}"', f'devices = ["{d.dev}"]', ""]
+    if bench is not None:
+        lines += ["[[serial]]", f'port = "{bench.line.paths[1]}"', f'devices = ["{bench.dev}"]',
+                  ""]
     for k in kiosks:
         if "edge" in k.lines:
             lines += ["[[serial]]", f'port = "{k.lines["edge"].paths[1]}"',

@@ -34,6 +34,7 @@ from hardware.esp32s3_dock import Esp32s3Dock
 from hardware.idcard_emulator import Card
 from hardware.serial_line import SerialLine
 from hardware.sim.backend import DevBackend
+from hardware.sim.bench import BenchBoard
 from hardware.sim.devices import WIFI, Firmware, SimDock, SimKiosk, make_kiosk
 from hardware.sim.edge_setup import CityAccess, Provisioning, Uplinks, edge_toml
 from hardware.sim.people import Riders, Villagers
@@ -95,6 +96,7 @@ class Town:
         self._broker_task: asyncio.Task[None] | None = None
         self._villagers: Villagers | None = None
         self.screens: ScreenMirror | None = None  # the kiosks' screens, for the dashboard
+        self.bench: BenchBoard | None = None  # a new board to practise on (--bench)
 
     # -- set-up, step by step ------------------------------------------------------------
     async def start(self) -> None:
@@ -121,6 +123,8 @@ class Town:
             await self._firmware.start_dock(d)
         for k in self.kiosks:
             await self._firmware.start_kiosk(k)
+        if self.bench is not None:
+            await self.bench.start()
         self._riders = Riders(self.rng, self.docks, self.backend, self.backend_url, self.edge,
                               self.spec.site)
         self._villagers = Villagers(self.rng, self.kiosks, self.region_key, self.backend,
@@ -181,6 +185,12 @@ class Town:
             k = await make_kiosk(dev, devices / dev, link, spec.baud, board)
             provisioning.provision(k)
             self.kiosks.append(k)
+        if spec.bench:
+            # The next dock, at the first station: its keys are made by `huimin
+            # provision` on the bench, not here.
+            self.bench = BenchBoard(self.dir, f"dock-{spec.docks + 1:03d}",
+                                    self.docks[0].station, self._new_bike())
+            self.bench.open_line()
         write_private(self.dir / "device-keys.toml", dump_devices(provisioning.entries))
         # The simulator's technician (huimin token add sim --out ...): what the
         # technician tools send the edge's API.
@@ -236,7 +246,8 @@ class Town:
                           city.password if city else "")
         screens = {k.dev: self.screens.url(k.dev) for k in self.kiosks} if self.screens else {}
         toml = edge_toml(self.spec, self.dir, self.rng, self.http_port, self.broker,
-                         self.edge_mqtt_password, uplinks, self.docks, self.kiosks, screens)
+                         self.edge_mqtt_password, uplinks, self.docks, self.kiosks, screens,
+                         self.bench)
         write_private(self.dir / "edge.toml", toml)  # it holds the edge's broker password
         self.cfg = edge_config.load(self.dir / "edge.toml")
 
@@ -323,6 +334,8 @@ class Town:
             self._broker_task.cancel()
         if self._firmware is not None:
             await self._firmware.stop([*self.docks, *self.kiosks])
+        if self.bench is not None:
+            await self.bench.stop()
         if self._edge_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._edge_task

@@ -203,7 +203,7 @@ def test_diag_runs_the_dock_self_test_against_the_emulated_hardware(
     try:
         provision(device.port, device_config("dock-007", "dock", "anji", "serial", 3,
                                              "/dev/null", None, "", "", {"bus": addr}))
-        rc = cli(["diag", "--port", device.port])
+        rc = cli(["diag", "--port", device.port, "--no-reset"])
     finally:
         asyncio.run_coroutine_threadsafe(emu.close(), loop).result(5)
         loop.call_soon_threadsafe(loop.stop)
@@ -254,11 +254,11 @@ def test_diag_runs_the_kiosk_self_test_against_the_emulated_modules(
         provision(device.port, device_config(
             "kiosk-007", "kiosk", "anji", "serial", 0, "/dev/null", None, "ab" * 16, "",
             {f"{n}_uart": ln.paths[0] for n, ln in lines.items()}))
-        assert cli(["diag", "--port", device.port]) == 0
+        assert cli(["diag", "--port", device.port, "--no-reset"]) == 0
         healthy = capsys.readouterr().out
         module.fault = "selftest"
         lines["voice"].plugged = False
-        rc = cli(["diag", "--port", device.port])
+        rc = cli(["diag", "--port", device.port, "--no-reset"])
         broken = capsys.readouterr().out
     finally:
         async def close() -> None:

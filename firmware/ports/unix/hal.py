@@ -29,13 +29,22 @@ async def init(board, cfg):
     if cfg.get("uart"):
         import uart  # noqa: F401  (serial lines: loaded now, before the app's buffers)
 
-    addr = cfg.get("bus")
+    # The emulated hardware's address: in config.json (the simulator's devices), or
+    # the board's own wiring (a board on the bench, hardware/sim/bench.py, which
+    # `huimin provision` leaves alone as it leaves an ESP32's board file).
+    addr = cfg.get("bus") or _wiring()
     if addr:
         import bus
 
         await bus.connect(addr, board["slots"])
         SlotIO = bus.SlotIO
         tag_port = bus.tag_port
+
+
+def _wiring():
+    import os
+
+    return os.getenv("HUIMIN_BOARD_BUS")
 
 
 def uart(name, cfg):
