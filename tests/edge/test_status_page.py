@@ -32,7 +32,8 @@ if (!g) return {count: null};
 const box = g.getBoundingClientRect();
 return {count: g.querySelector("text.count").textContent, state: g.classList[1],
         x: box.x + box.width / 2, y: box.y, title: g.querySelector("title").textContent,
-        label: g.querySelector("text.label").textContent,
+        label: document.querySelector('#map text.label[data-station="' + arguments[0] + '"]')
+          .textContent,
         fill: g.querySelector("circle").getAttribute("fill")};
 """
 
@@ -101,9 +102,13 @@ const circles = [...document.querySelectorAll('#map g.station circle')].map((c) 
 });
 const labels = [...document.querySelectorAll('#map text.label, #map text.count')]
   .map((t) => t.getBoundingClientRect().height).filter((h) => h > 0);
+const boxes = [...document.querySelectorAll('#map text.label')]
+  .filter((t) => t.closest('[data-station]')).map((t) => {
+  const b = t.getBoundingClientRect(); return [b.left, b.top, b.right, b.bottom, t.textContent];
+});
 const cells = [...document.querySelectorAll('table th, table td')]
   .map((c) => c.getBoundingClientRect().right);
-return {page: document.documentElement.scrollWidth, window: window.innerWidth, circles,
+return {page: document.documentElement.scrollWidth, window: window.innerWidth, circles, boxes,
         smallest: Math.min(...labels), right: Math.max(...cells),
         updated: document.getElementById('updated').textContent};
 """
@@ -113,7 +118,8 @@ return {page: document.documentElement.scrollWidth, window: window.innerWidth, c
 def test_the_public_page_reads_on_a_phone_and_a_desktop(tmp_path: Path, width: int) -> None:
     """Eight stations around the town centre: at phone width and desktop width, no
     horizontal scroll, no table cell past the window, no marker over another (a count
-    hidden), labels at a readable size, the time as a zh-CN page writes it."""
+    hidden), no station's words over a marker or over other words, labels at a readable
+    size, the time as a zh-CN page writes it."""
     import re
 
     async def main() -> None:
@@ -132,13 +138,24 @@ def test_the_public_page_reads_on_a_phone_and_a_desktop(tmp_path: Path, width: i
                     return browser.execute_script(_LAYOUT)  # type: ignore[no-any-return]
                 await until(lambda: len(layout()["circles"]) == 8, 20)
                 got = layout()
-                print(width, {k: v for k, v in got.items() if k != "circles"})
+                print(width, {k: v for k, v in got.items() if k not in ("circles", "boxes")})
                 assert got["page"] <= got["window"], got
                 assert got["right"] <= got["window"], got
                 circles = got["circles"]
                 for i, (x, y, r) in enumerate(circles):
                     for (x2, y2, r2) in circles[i + 1:]:
                         assert ((x - x2) ** 2 + (y - y2) ** 2) ** 0.5 >= r + r2, (x, y, x2, y2)
+                # No station's words lie over a marker (its count) or over other words.
+                for (left, top, right, bottom, text) in got["boxes"]:
+                    for (x, y, r) in circles:
+                        nx, ny = min(max(x, left), right), min(max(y, top), bottom)
+                        assert (x - nx) ** 2 + (y - ny) ** 2 >= r * r, (text, x, y)
+                words = got["boxes"]
+                assert len(words) == 16, words  # a name and its counts, for each station
+                for i, a in enumerate(words):
+                    for b in words[i + 1:]:
+                        assert (a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]), \
+                            (a, b)
                 assert got["smallest"] >= 14, got  # CSS px: 18 px labels, not scaled down
                 assert re.fullmatch(r"\d{1,2}:\d{2}:\d{2}", got["updated"]), got["updated"]
                 shot = tmp_path / f"public-{width}.png"  # kept with the test run

@@ -162,7 +162,7 @@ def middleware(tokens: ApiTokens, sessions: Sessions, metrics: Metrics) -> Middl
 
 
 LOGIN_PAGE = """<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8">
+<html lang="zh-CN"><head><meta charset="utf-8"><link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Sign in · technician</title>
 <style>body{{font:16px/1.4 system-ui,sans-serif;margin:2rem;max-width:30rem}}
