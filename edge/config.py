@@ -1,17 +1,21 @@
-"""Edge configuration: a TOML file, declared here with defaults and checked at
-load. `huimin sim` writes one for its simulated town; a deployment keeps one in
-/etc/huimin/edge.toml (see docs/deploy.md)."""
+"""Edge configuration: a TOML file, declared here table by table (types, defaults,
+ranges and rules written once) and checked at load. `huimin sim` writes one for its
+simulated town; a deployment keeps one in /etc/huimin/edge.toml (see docs/deploy.md)."""
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import re
 import tomllib
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, TypeVar, Union, cast, get_args, get_origin, get_type_hints
 from urllib.parse import urlparse
+
+T = TypeVar("T")
 
 
 class ConfigError(Exception):
@@ -37,28 +41,80 @@ def device_id_problem(dev: object) -> str | None:
     return None
 
 
+# -- the schema --------------------------------------------------------------------------
+# Each TOML table is a dataclass below; each key is a field, with its type, its default
+# (written here once) and, in `setting()`, its range or rule. One reader (_read) takes any
+# table through its class: a key the class lacks is an error (with the nearest one
+# suggested), a value of the wrong type or out of range is named in TOML's words. What
+# involves several keys at once (TLS before listening beyond this machine, an uplink's
+# URL for its kind) is a rule in _check_*, after the read.
+
+Problem = Callable[[Any], "str | None"]
+
+
 @dataclass(frozen=True)
-class StationConfig:
-    id: str
-    name_zh: str
-    name_en: str
-    lat: float
-    lon: float
-    devices: tuple[str, ...]
+class Setting:
+    """How one key is checked beyond its type."""
+    lo: float | None = None  # a number's range
+    hi: float | None = None
+    check: Problem | None = None  # why a value (each item of a list) is wrong, or None
+    path: bool = False  # a file: relative to the configuration's folder
+    beside_db: bool = False  # a file that, when not given, sits beside the database
+    fallback: str = ""  # when not given: the value of this other key of the table
+    toml: bool = True  # False: derived, never in the file
+
+
+def rule(**how: Any) -> dict[str, Setting]:
+    """A field's metadata: how its key is checked."""
+    return {"setting": Setting(**how)}
+
+
+def setting(default: Any = MISSING, **how: Any) -> Any:
+    """A field with its default and its rule (a Path's is written field(..., metadata=rule())
+    where ruff cannot see that this is dataclasses.field)."""
+    return field(default=default, metadata=rule(**how))
+
+
+def _device_id(v: Any) -> str | None:
+    return device_id_problem(v)
+
+
+def _site(v: Any) -> str | None:
+    return None if DEVICE_ID.match(v) else f"use {ID_RULE}"
+
+
+def _station_id(v: Any) -> str | None:
+    return None if _ID.match(v) else "is not a printable GBFS id"
+
+
+def _http_url(v: Any) -> str | None:
+    u = urlparse(v)
+    return None if u.scheme in ("http", "https") and u.hostname else "must be an http(s) URL"
+
+
+@dataclass(frozen=True)
+class StationConfig:  # [[stations]]
+    id: str = setting(check=_station_id)
+    name_zh: str = setting()
+    name_en: str = setting(fallback="id")
+    lat: float = setting(lo=-90, hi=90)
+    lon: float = setting(lo=-180, hi=180)
+    devices: tuple[str, ...] = setting((), check=_device_id)
     address: str = ""
 
 
 @dataclass(frozen=True)
-class SerialConfig:
-    port: str
-    baud: int = 115200
+class SerialConfig:  # [[serial]]
+    port: str = setting()
+    baud: int = setting(115200, lo=1200, hi=3_000_000)
     # The devices wired to this port: the cable is their credential, and only
     # they may speak on it (docs/security.md).
-    devices: tuple[str, ...] = ()
+    devices: tuple[str, ...] = setting((), check=_device_id)
 
 
 @dataclass(frozen=True)
 class MqttConfig:
+    """The edge's broker, as the transport uses it (read from [mqtt]: MqttSettings)."""
     host: str
     port: int = 1883
     username: str | None = None
@@ -70,19 +126,31 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
-class UplinkConfig:
+class MqttSettings:  # [mqtt]
+    url: str = setting()
+    username: str = ""
+    password: str = ""
+    ca: Path | None = field(default=None, metadata=rule(path=True))
+    client_id: str = ""  # default huimin-edge-<site>
+    keepalive: int = setting(30, lo=5, hi=3600)
+
+
+@dataclass(frozen=True)
+class UplinkConfig:  # [[uplinks]]
     """One way to the city's backend (cloud_bridge): a signed HTTPS webhook,
     an MQTT broker (a city cluster, or a local Mosquitto bridged there), or the
     city tier's NATS JetStream cluster (docs/scaling.md)."""
-    name: str
-    kind: str  # "webhook", "mqtt" or "nats"
-    url: str  # nats: the cluster's nodes, comma-separated
-    secret: str = ""  # webhook: HMAC-SHA256 key
-    batch: int = 100
-    timeout_s: float = 10.0
+    name: str = setting(fallback="kind")
+    kind: str = setting(check=lambda v: None if v in ("webhook", "mqtt", "nats")
+                        else f"must be webhook, mqtt or nats, got {v!r}")
+    url: str = setting()  # nats: the cluster's nodes, comma-separated
+    secret: str = ""  # this site's HMAC key: webhooks are signed with it, MQTT rentals checked
+    batch: int = setting(100, lo=1, hi=1000)
+    timeout_s: float = setting(10.0, lo=0.5, hi=300)
     username: str | None = None
     password: str | None = None
-    ca: Path | None = None  # nats: the city tier's CA (default: the system's)
+    # nats: the city tier's CA (default: the system's)
+    ca: Path | None = field(default=None, metadata=rule(path=True))
 
     @property
     def servers(self) -> list[str]:
@@ -90,7 +158,18 @@ class UplinkConfig:
 
 
 @dataclass(frozen=True)
-class SystemConfig:
+class KioskConfig:  # [[kiosks]]
+    id: str = setting(check=_device_id)
+    # Where it stands, so its idle screen lists the nearest stations.
+    lat: float | None = setting(None, lo=-90, hi=90)
+    lon: float | None = setting(None, lo=-180, hi=180)
+    # Where its screen can be seen as a picture (the simulator's display emulator
+    # serves one), for the technician dashboard.
+    screen_url: str = setting("", check=lambda v: _http_url(v) if v else None)
+
+
+@dataclass(frozen=True)
+class SystemConfig:  # [system]: the GBFS system_information
     id: str = "huimin-town"
     name_zh: str = "惠民公共自行车"
     name_en: str = "Huimin Public Bikes"
@@ -105,51 +184,68 @@ class SystemConfig:
 
 
 @dataclass(frozen=True)
-class EdgeConfig:
-    site: str
+class EdgeSettings:  # [edge]
+    site: str = setting(check=_site)
     http_host: str = "127.0.0.1"
-    http_port: int = 8080
+    http_port: int = setting(8080, lo=0, hi=65535)
     # HTTPS by the edge itself (a certificate from `huimin ca`), for when it
     # must be reached beyond the Pi without a reverse proxy (docs/deploy.md).
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
+    tls_cert: Path | None = field(default=None, metadata=rule(path=True))
+    tls_key: Path | None = field(default=None, metadata=rule(path=True))
     public_url: str = ""
     # Prometheus's /metrics on an address of its own as well, for scrapers on a
     # private network (None: only on http_host:http_port). Same token, same TLS.
     metrics_host: str = "127.0.0.1"
-    metrics_port: int | None = None
-    db: Path = Path("edge.db")
-    heartbeat_timeout_s: float = 90.0
-    status_ttl_s: int = 0
-    static_ttl_s: int = 300
+    metrics_port: int | None = setting(None, lo=0, hi=65535)
+    db: Path = field(default=Path("edge.db"), metadata=rule(path=True))
+    heartbeat_timeout_s: float = setting(90.0, lo=1, hi=3600)
+    status_ttl_s: int = setting(0, lo=0, hi=3600)
+    static_ttl_s: int = setting(300, lo=0, hi=86400)
+    rental_timeout_s: float = setting(60.0, lo=5, hi=3600)
+    # The devices' command keys and broker password hashes (edge/adapters/device_keys.py)
+    device_keys: Path = field(default=Path("device-keys.toml"),
+                              metadata=rule(path=True, beside_db=True))
+    # Technicians' API tokens, hashed (edge/adapters/api_tokens.py, huimin token)
+    api_tokens: Path = field(default=Path("api-tokens.toml"),
+                             metadata=rule(path=True, beside_db=True))
+    # Fund answers cached for kiosks: forgotten this long after a villager's
+    # last lookup, and all at once when the region key's id changes.
+    funds_retention_days: float = setting(30.0, lo=1, hi=3650)
+    region_key_id: str = ""
+    # per kiosk, after a burst of 10 (edge/app/funds.py)
+    kiosk_lookups_per_minute: float = setting(30.0, lo=1, hi=600)
+    # What the edge keeps (edge/runtime.py retention): events the backend has,
+    # finished rentals, and failed deliveries kept for a technician to read.
+    events_retention_days: float = setting(90.0, lo=1, hi=3650)
+    dead_letter_max: int = setting(10_000, lo=10, hi=10_000_000)
+    # The database's size bound: past it, writes fail as on a full disk, and
+    # the edge keeps working without losing anything (docs/deploy.md, "Full disk").
+    db_max_mb: float = setting(2048.0, lo=1, hi=1_000_000)
+
+
+@dataclass(frozen=True)
+class EdgeConfig(EdgeSettings):
+    """The whole file: [edge]'s settings and the other tables."""
     system: SystemConfig = field(default_factory=SystemConfig)
     stations: tuple[StationConfig, ...] = ()
     serial: tuple[SerialConfig, ...] = ()
     mqtt: MqttConfig | None = None
     uplinks: tuple[UplinkConfig, ...] = ()
-    rental_timeout_s: float = 60.0
-    kiosks: tuple[str, ...] = ()  # kiosk device ids this edge answers lookups for
-    # Where a kiosk's screen can be seen as a picture (the simulator's display
-    # emulator serves one), for the technician dashboard; kiosk id -> URL.
-    kiosk_screens: tuple[tuple[str, str], ...] = ()
-    # Where a kiosk stands (lat, lon), so its idle screen lists the nearest stations.
-    kiosk_places: tuple[tuple[str, float, float], ...] = ()
-    # The devices' command keys and broker password hashes (edge/adapters/device_keys.py)
-    device_keys: Path = Path("device-keys.toml")
-    # Fund answers cached for kiosks: forgotten this long after a villager's
-    # last lookup, and all at once when the region key's id changes.
-    funds_retention_days: float = 30.0
-    region_key_id: str = ""
-    kiosk_lookups_per_minute: float = 30.0  # per kiosk, after a burst of 10 (edge/app/funds.py)
-    # What the edge keeps (edge/runtime.py retention): events the backend has,
-    # finished rentals, and failed deliveries kept for a technician to read.
-    events_retention_days: float = 90.0
-    dead_letter_max: int = 10_000
-    # The database's size bound: past it, writes fail as on a full disk, and
-    # the edge keeps working without losing anything (docs/deploy.md, "Full disk").
-    db_max_mb: float = 2048.0
-    # Technicians' API tokens, hashed (edge/adapters/api_tokens.py, huimin token)
-    api_tokens: Path = Path("api-tokens.toml")
+    kiosk_table: tuple[KioskConfig, ...] = ()
+
+    @property
+    def kiosks(self) -> tuple[str, ...]:
+        """The kiosks this edge answers lookups for, as listed."""
+        return tuple(k.id for k in self.kiosk_table)
+
+    @property
+    def kiosk_screens(self) -> tuple[tuple[str, str], ...]:
+        return tuple((k.id, k.screen_url) for k in self.kiosk_table if k.screen_url)
+
+    @property
+    def kiosk_places(self) -> tuple[tuple[str, float, float], ...]:
+        return tuple((k.id, k.lat, k.lon) for k in self.kiosk_table
+                     if k.lat is not None and k.lon is not None)
 
     @property
     def base_url(self) -> str:
@@ -162,66 +258,213 @@ class EdgeConfig:
                 **{d: s.id for s in self.stations for d in s.devices}}
 
 
-# What parse() asked of each table (by its id): the keys a table may hold. A key
-# nobody asked for is a typing mistake (heartbeat_timeout for heartbeat_timeout_s),
-# not something to ignore.
-_asked: ContextVar[dict[int, set[str]] | None] = ContextVar("_asked", default=None)
+# The file's tables: name -> (its class, a list of them?)
+TABLES: dict[str, tuple[type, bool]] = {
+    "edge": (EdgeSettings, False), "system": (SystemConfig, False),
+    "stations": (StationConfig, True), "serial": (SerialConfig, True),
+    "mqtt": (MqttSettings, False), "uplinks": (UplinkConfig, True),
+    "kiosks": (KioskConfig, True)}
 
 # TOML's words for the types, as the operator wrote them
 _KIND = {dict: "a table ([name] or {...})", list: "a list ([...] or [[name]] tables)",
-         str: "text in quotes", int: "a whole number", float: "a number", bool: "true or false"}
+         str: "text in quotes", int: "a whole number", float: "a number", bool: "true or false",
+         Path: "a file's path in quotes", datetime.date: "a date",
+         datetime.datetime: "a date and time", datetime.time: "a time"}
 
 
-def _kind_of(typ: type | tuple[type, ...]) -> str:
-    if isinstance(typ, tuple):
-        return "a number" if set(typ) == {int, float} else " or ".join(map(_kind_of, typ))
-    return _KIND.get(typ, typ.__name__)
+def _kind_of(v: Any) -> str:
+    return _KIND.get(type(v), type(v).__name__)
 
 
-def _get(d: dict[str, Any], key: str, typ: type | tuple[type, ...], default: Any = ...,
-         where: str = "") -> Any:
-    asked = _asked.get()
-    if asked is not None:
-        asked.setdefault(id(d), set()).add(key)
-    if key not in d:
-        if default is ...:
-            raise ConfigError(f"{where}{key} is required")
-        return default
-    v = d[key]
-    if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
-        raise ConfigError(f"{where}{key} must be {_kind_of(typ)}, not "
-                          f"{_kind_of(type(v))}")
+def _suggest(key: str, known: list[str], where: str) -> str:
+    near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if near:
+        return f"{where}{key} is not a setting; did you mean {where}{near[0]}?"
+    return f"{where}{key} is not a setting (known here: {', '.join(known)})"
+
+
+def _convert(v: Any, typ: Any, how: Setting, name: str, base: Path | None) -> Any:
+    """One value of the file as the field's type says, or a ConfigError in TOML's words."""
+    args = get_args(typ)
+    if get_origin(typ) in (Union, UnionType):  # X | None: given, so an X
+        typ = next(a for a in args if a is not type(None))
+        args = get_args(typ)
+    if get_origin(typ) is tuple:  # tuple[str, ...]: a list of them
+        if not isinstance(v, list):
+            raise ConfigError(f"{name} must be {_KIND[list]}, not {_kind_of(v)}")
+        return tuple(_convert(item, args[0], how, f"{name}[{i}]", base)
+                     for i, item in enumerate(v))
+    want = str if typ is Path else typ
+    if typ is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, want) or (isinstance(v, bool) and want is not bool):
+        raise ConfigError(f"{name} must be {_KIND[typ]}, not {_kind_of(v)}")
+    if how.lo is not None and how.hi is not None and not how.lo <= cast(float, v) <= how.hi:
+        raise ConfigError(f"{name} must be {how.lo:g}..{how.hi:g}, not {v}")
+    if how.check is not None and (why := how.check(v)) is not None:
+        raise ConfigError(f"{name} {v!r}: {why}" if not why.startswith("device id")
+                          else f"{name}: {why}")
+    if typ is Path:
+        p = Path(v)
+        return base / p if how.path and base is not None and not p.is_absolute() else p
     return v
 
 
-def _unknown_keys(node: Any, asked: dict[int, set[str]], where: str = "",
-                  misspelt_only: bool = False) -> str | None:
-    """The first key of a table parse() read that it never asked for, as an error.
-    misspelt_only: only a key that looks like one asked for and missing (the parse
-    stopped early, so a key not asked for yet may still be a setting)."""
-    if isinstance(node, list):
-        for i, item in enumerate(node):
-            found = _unknown_keys(item, asked, f"{where.rstrip('.')}[{i}].", misspelt_only)
-            if found:
-                return found
-        return None
-    if not isinstance(node, dict) or id(node) not in asked:
-        return None
-    known = asked[id(node)]
-    missing = sorted(known - node.keys())
-    for key, value in node.items():
+def _read(cls: type[T], table: Any, where: str, base: Path | None) -> T:
+    """A table through its class: every key known, typed, in range; defaults for the
+    rest, and a ConfigError naming the key for anything else."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where.rstrip('.')} must be {_KIND[dict]}, not {_kind_of(table)}")
+    hints = get_type_hints(cls)
+    keys = [f for f in fields(cast(Any, cls)) if f.metadata.get("setting", _PLAIN).toml]
+    known = [f.name for f in keys]
+    # A misspelt key first: it explains a "required" below better than that does.
+    for key in table:
         if key not in known:
-            near = difflib.get_close_matches(key, missing if misspelt_only else sorted(known),
-                                             n=1, cutoff=0.6)
-            if near:
-                return f"{where}{key} is not a setting; did you mean {where}{near[0]}?"
-            if not misspelt_only:
-                return f"{where}{key} is not a setting (known here: {', '.join(sorted(known))})"
+            raise ConfigError(_suggest(key, known, where))
+    values: dict[str, Any] = {}
+    for f in keys:
+        how: Setting = f.metadata.get("setting", _PLAIN)
+        if f.name in table:
+            values[f.name] = _convert(table[f.name], hints[f.name], how, where + f.name, base)
+        elif how.fallback:
             continue
-        found = _unknown_keys(value, asked, f"{where}{key}.", misspelt_only)
-        if found:
-            return found
-    return None
+        elif f.default is MISSING and f.default_factory is MISSING:
+            raise ConfigError(f"{where}{f.name} is required")
+        elif how.beside_db and "db" in values:
+            values[f.name] = values["db"].with_name(f.default.name)
+        elif how.path and base is not None and isinstance(f.default, Path):
+            values[f.name] = base / f.default
+    for f in keys:
+        how = f.metadata.get("setting", _PLAIN)
+        if how.fallback and f.name not in values:
+            values[f.name] = values[how.fallback]
+    return cls(**values)
+
+
+_PLAIN = Setting()
+
+
+def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
+    """Check and read a configuration: every key known, no placeholder left, every
+    value typed and in range, the rules between keys kept. `base`: the file's folder,
+    for the paths in it."""
+    if (found := _placeholder(raw)) is not None:
+        raise ConfigError(found)
+    for key in raw:
+        if key not in TABLES:
+            raise ConfigError(_suggest(key, list(TABLES), "").replace(" is not a setting",
+                                                                        " is not a table"))
+    read: dict[str, Any] = {}
+    for name, (cls, many) in TABLES.items():
+        if name not in raw:
+            continue
+        if many:
+            items = raw[name]
+            if not isinstance(items, list):
+                raise ConfigError(f"{name} must be a list of tables ([[{name}]]), not "
+                                  f"{_kind_of(items)}")
+            read[name] = tuple(_read(cls, t, f"{name}[{i}].", base)
+                               for i, t in enumerate(items))
+        else:
+            read[name] = _read(cls, raw[name], f"{name}.", base)
+    if "edge" not in read:
+        raise ConfigError("edge.site is required: the [edge] table names this site")
+    edge: EdgeSettings = read["edge"]
+    stations: tuple[StationConfig, ...] = read.get("stations", ())
+    kiosks: tuple[KioskConfig, ...] = read.get("kiosks", ())
+    uplinks: tuple[UplinkConfig, ...] = read.get("uplinks", ())
+    serial: tuple[SerialConfig, ...] = read.get("serial", ())
+    _check_edge(edge)
+    _check_places(stations, kiosks)
+    for i, p in enumerate(serial):
+        if not p.devices:
+            raise ConfigError(f"serial[{i}].devices: list the devices wired to this port "
+                              "(only they may speak on it)")
+    for i, u in enumerate(uplinks):
+        _check_uplink(u, f"uplinks[{i}].")
+    if len({u.name for u in uplinks}) != len(uplinks):
+        raise ConfigError("uplink names must be unique")
+    mqtt = _mqtt(read["mqtt"], edge.site) if "mqtt" in read else None
+    return EdgeConfig(**{f.name: getattr(edge, f.name) for f in fields(EdgeSettings)},
+                      system=read.get("system", SystemConfig()), stations=stations,
+                      serial=serial, mqtt=mqtt, uplinks=uplinks, kiosk_table=kiosks)
+
+
+def _check_edge(e: EdgeSettings) -> None:
+    if bool(e.tls_cert) != bool(e.tls_key):
+        raise ConfigError("edge.tls_cert and edge.tls_key go together")
+    if e.http_host not in _LOOPBACK and e.tls_cert is None:
+        raise ConfigError(f"edge.http_host {e.http_host}: beyond this machine only over HTTPS: "
+                          "give edge.tls_cert and edge.tls_key (huimin ca), or keep 127.0.0.1 "
+                          "behind a TLS reverse proxy (docs/deploy.md)")
+    if e.metrics_port is not None and e.metrics_host not in _LOOPBACK and e.tls_cert is None:
+        raise ConfigError(f"edge.metrics_host {e.metrics_host}: beyond this machine only over "
+                          "HTTPS (the scraper's token would cross the network in clear): "
+                          "give edge.tls_cert and edge.tls_key")
+
+
+def _check_places(stations: tuple[StationConfig, ...], kiosks: tuple[KioskConfig, ...]) -> None:
+    """Ids unique; a device at one station at most; a kiosk is not a dock."""
+    ids = [s.id for s in stations]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("station ids must be unique")
+    seen: dict[str, str] = {}
+    for s in stations:
+        for d in s.devices:
+            if d in seen:
+                raise ConfigError(f"device {d} is in stations {seen[d]} and {s.id}")
+            seen[d] = s.id
+    listed: set[str] = set()
+    for i, k in enumerate(kiosks):
+        if k.id in seen or k.id in listed:
+            raise ConfigError(f"kiosks[{i}].id {k.id!r} is not unique")
+        listed.add(k.id)
+        if (k.lat is None) != (k.lon is None):
+            raise ConfigError(f"kiosks[{i}]: lat and lon go together")
+
+
+def _check_uplink(u: UplinkConfig, w: str) -> None:
+    url = urlparse(u.url)
+    if u.kind == "nats":
+        _check_nats_urls(u.url, w)
+    elif (u.kind == "webhook") != (url.scheme in ("http", "https")) or not url.hostname:
+        raise ConfigError(f"{w}url {u.url!r} does not suit a {u.kind} uplink")
+    if len(u.secret) < 16:
+        raise ConfigError(f"{w}secret must be at least 16 characters (this site's HMAC "
+                          "key: webhooks are signed with it, MQTT rentals checked)")
+    if u.kind == "webhook" and url.scheme != "https" and url.hostname not in _LOOPBACK:
+        raise ConfigError(f"{w}url: https:// to the city backend (plain http only to this "
+                          "machine)")
+    if u.kind == "mqtt" and url.scheme != "mqtts" and url.hostname not in _LOOPBACK:
+        raise ConfigError(f"{w}url: plain MQTT only to a broker on this machine; "
+                          "mqtts:// to the city")
+    if u.kind in ("mqtt", "nats") and (not u.username or not u.password):
+        raise ConfigError(f"{w}username and password: the city broker's account "
+                          "for this site's bridge")
+
+
+def _mqtt(m: MqttSettings, site: str) -> MqttConfig:
+    url = urlparse(m.url)
+    if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
+        raise ConfigError("mqtt.url must look like mqtt://127.0.0.1:1883 or "
+                          "mqtts://broker:8883")
+    if url.scheme == "mqtt" and url.hostname not in _LOOPBACK:
+        raise ConfigError("mqtt.url: plain MQTT only to a broker on this machine "
+                          "(127.0.0.1); use mqtts:// with mqtt.ca for another host")
+    if url.scheme == "mqtts" and m.ca is None:
+        raise ConfigError("mqtt.ca: the county CA certificate that signed the broker's")
+    if not m.username or not m.password:
+        raise ConfigError("mqtt.username and mqtt.password: the broker takes no "
+                          "anonymous clients (huimin broker makes the edge's account)")
+    try:
+        port = url.port
+    except ValueError:
+        raise ConfigError(f"mqtt.url {m.url!r}: its port is not a port") from None
+    return MqttConfig(host=url.hostname, port=port or (8883 if m.ca else 1883),
+                      username=m.username, password=m.password, tls=url.scheme == "mqtts",
+                      ca=m.ca, client_id=m.client_id or f"huimin-edge-{site}",
+                      keepalive=m.keepalive)
 
 
 def _placeholder(node: Any, where: str = "") -> str | None:
@@ -239,218 +482,6 @@ def _placeholder(node: Any, where: str = "") -> str | None:
         if found:
             return found
     return None
-
-
-def parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
-    """Check and read a configuration: every key known, no placeholder left, every
-    value in range."""
-    if (found := _placeholder(raw)) is not None:
-        raise ConfigError(found)
-    asked: dict[int, set[str]] = {}
-    token = _asked.set(asked)
-    try:
-        cfg = _parse(raw, base)
-    except ConfigError:
-        # A misspelt key explains a "required" better than the error does; a key only
-        # not asked for yet (the parse stopped early) is no such explanation.
-        if (found := _unknown_keys(raw, asked, misspelt_only=True)) is not None:
-            raise ConfigError(found) from None
-        raise
-    finally:
-        _asked.reset(token)
-    if (found := _unknown_keys(raw, asked)) is not None:
-        raise ConfigError(found)
-    return cfg
-
-
-def _parse(raw: dict[str, Any], base: Path | None = None) -> EdgeConfig:
-    edge = _get(raw, "edge", dict, {})
-    site = _get(edge, "site", str, where="edge.")
-    if not DEVICE_ID.match(site):
-        raise ConfigError(f"edge.site {site!r}: use {ID_RULE}")
-    port = _get(edge, "http_port", int, 8080, "edge.")
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"edge.http_port {port} out of range")
-    hb = float(_get(edge, "heartbeat_timeout_s", (int, float), 90.0, "edge."))
-    if not 1 <= hb <= 3600:
-        raise ConfigError("edge.heartbeat_timeout_s must be 1..3600")
-    db = Path(_get(edge, "db", str, "edge.db", "edge."))
-    if base is not None and not db.is_absolute():
-        db = base / db
-    sysraw = _get(raw, "system", dict, {})
-    system = SystemConfig(**{k: _get(sysraw, k, str, getattr(SystemConfig, k), "system.")
-                             for k in SystemConfig.__dataclass_fields__})
-    stations = []
-    seen_dev: dict[str, str] = {}
-    for i, s in enumerate(_get(raw, "stations", list, [])):
-        w = f"stations[{i}]."
-        sid = _get(s, "id", str, where=w)
-        if not _ID.match(sid):
-            raise ConfigError(f"{w}id {sid!r} is not a printable GBFS id")
-        lat = float(_get(s, "lat", (int, float), where=w))
-        lon = float(_get(s, "lon", (int, float), where=w))
-        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-            raise ConfigError(f"{w}lat/lon out of range")
-        devs = tuple(_get(s, "devices", list, [], w))
-        for d in devs:
-            if (why := device_id_problem(d)) is not None:
-                raise ConfigError(f"{w}devices: {why}")
-            if d in seen_dev:
-                raise ConfigError(f"device {d} is in stations {seen_dev[d]} and {sid}")
-            seen_dev[d] = sid
-        stations.append(StationConfig(
-            id=sid, name_zh=_get(s, "name_zh", str, where=w),
-            name_en=_get(s, "name_en", str, sid, w), lat=lat, lon=lon, devices=devs,
-            address=_get(s, "address", str, "", w)))
-    ids = [s.id for s in stations]
-    if len(set(ids)) != len(ids):
-        raise ConfigError("station ids must be unique")
-    serial = []
-    for i, p in enumerate(_get(raw, "serial", list, [])):
-        w = f"serial[{i}]."
-        devices = tuple(_get(p, "devices", list, [], w))
-        for d in devices:
-            if (why := device_id_problem(d)) is not None:
-                raise ConfigError(f"{w}devices: {why}")
-        if not devices:
-            raise ConfigError(f"{w}devices: list the devices wired to this port "
-                              "(only they may speak on it)")
-        serial.append(SerialConfig(port=_get(p, "port", str, where=w),
-                                   baud=_get(p, "baud", int, 115200, w), devices=devices))
-    mqtt = None
-    if "mqtt" in raw:
-        m = _get(raw, "mqtt", dict)
-        url = urlparse(_get(m, "url", str, where="mqtt."))
-        if url.scheme not in ("mqtt", "mqtts") or not url.hostname:
-            raise ConfigError("mqtt.url must look like mqtt://127.0.0.1:1883 or "
-                              "mqtts://broker:8883")
-        if url.scheme == "mqtt" and url.hostname not in _LOOPBACK:
-            raise ConfigError("mqtt.url: plain MQTT only to a broker on this machine "
-                              "(127.0.0.1); use mqtts:// with mqtt.ca for another host")
-        ca = _get(m, "ca", str, "", "mqtt.")
-        if url.scheme == "mqtts" and not ca:
-            raise ConfigError("mqtt.ca: the county CA certificate that signed the broker's")
-        username = _get(m, "username", str, None, "mqtt.")
-        password = _get(m, "password", str, None, "mqtt.")
-        if not username or not password:
-            raise ConfigError("mqtt.username and mqtt.password: the broker takes no "
-                              "anonymous clients (huimin broker makes the edge's account)")
-        mqtt = MqttConfig(host=url.hostname, port=url.port or (8883 if ca else 1883),
-                          username=username, password=password,
-                          tls=url.scheme == "mqtts",
-                          ca=(base / ca if base is not None else Path(ca)) if ca else None,
-                          client_id=_get(m, "client_id", str, f"huimin-edge-{site}", "mqtt."),
-                          keepalive=_get(m, "keepalive", int, 30, "mqtt."))
-    uplinks = []
-    for i, u in enumerate(_get(raw, "uplinks", list, [])):
-        w = f"uplinks[{i}]."
-        kind = _get(u, "kind", str, where=w)
-        if kind not in ("webhook", "mqtt", "nats"):
-            raise ConfigError(f"{w}kind must be webhook, mqtt or nats, got {kind!r}")
-        url = _get(u, "url", str, where=w)
-        scheme = urlparse(url).scheme
-        if kind == "nats":
-            _check_nats_urls(url, w)
-        elif (kind == "webhook") != (scheme in ("http", "https")) or not urlparse(url).hostname:
-            raise ConfigError(f"{w}url {url!r} does not suit a {kind} uplink")
-        secret = _get(u, "secret", str, "", w)
-        if len(secret) < 16:
-            raise ConfigError(f"{w}secret must be at least 16 characters (this site's HMAC "
-                              "key: webhooks are signed with it, MQTT rentals checked)")
-        if kind == "webhook" and scheme != "https" and urlparse(url).hostname not in _LOOPBACK:
-            raise ConfigError(f"{w}url: https:// to the city backend (plain http only to this "
-                              "machine)")
-        if kind in ("mqtt", "nats"):
-            host = urlparse(url).hostname
-            if kind == "mqtt" and urlparse(url).scheme != "mqtts" and host not in _LOOPBACK:
-                raise ConfigError(f"{w}url: plain MQTT only to a broker on this machine; "
-                                  "mqtts:// to the city")
-            if not _get(u, "username", str, "", w) or not _get(u, "password", str, "", w):
-                raise ConfigError(f"{w}username and password: the city broker's account "
-                                  "for this site's bridge")
-        batch = _get(u, "batch", int, 100, w)
-        if not 1 <= batch <= 1000:
-            raise ConfigError(f"{w}batch must be 1..1000")
-        uplinks.append(UplinkConfig(
-            name=_get(u, "name", str, kind, w), kind=kind, url=url, secret=secret, batch=batch,
-            timeout_s=float(_get(u, "timeout_s", (int, float), 10.0, w)),
-            username=_get(u, "username", str, None, w),
-            password=_get(u, "password", str, None, w),
-            ca=_file(base, _get(u, "ca", str, "", w))))
-    kiosks, screens, places = [], [], []
-    for i, k in enumerate(_get(raw, "kiosks", list, [])):
-        kid = _get(k, "id", str, where=f"kiosks[{i}].")
-        if (why := device_id_problem(kid)) is not None:
-            raise ConfigError(f"kiosks[{i}].id: {why}")
-        if kid in seen_dev or kid in kiosks:
-            raise ConfigError(f"kiosks[{i}].id {kid!r} is not unique")
-        kiosks.append(kid)
-        screen = _get(k, "screen_url", str, "", f"kiosks[{i}].")
-        if screen:
-            if urlparse(screen).scheme not in ("http", "https") or not urlparse(screen).hostname:
-                raise ConfigError(f"kiosks[{i}].screen_url must be an http(s) URL")
-            screens.append((kid, screen))
-        klat = _get(k, "lat", (int, float), None, f"kiosks[{i}].")
-        klon = _get(k, "lon", (int, float), None, f"kiosks[{i}].")
-        if (klat is None) != (klon is None):
-            raise ConfigError(f"kiosks[{i}]: lat and lon go together")
-        if klat is not None:
-            if not (-90 <= klat <= 90 and -180 <= klon <= 180):
-                raise ConfigError(f"kiosks[{i}]: lat/lon out of range")
-            places.append((kid, float(klat), float(klon)))
-    http_host = _get(edge, "http_host", str, "127.0.0.1", "edge.")
-    cert, key = _get(edge, "tls_cert", str, "", "edge."), _get(edge, "tls_key", str, "", "edge.")
-    if bool(cert) != bool(key):
-        raise ConfigError("edge.tls_cert and edge.tls_key go together")
-    tls_cert = (base / cert if base is not None else Path(cert)) if cert else None
-    tls_key = (base / key if base is not None else Path(key)) if key else None
-    if http_host not in _LOOPBACK and tls_cert is None:
-        raise ConfigError(f"edge.http_host {http_host}: beyond this machine only over HTTPS: "
-                          "give edge.tls_cert and edge.tls_key (huimin ca), or keep 127.0.0.1 "
-                          "behind a TLS reverse proxy (docs/deploy.md)")
-    metrics_host = _get(edge, "metrics_host", str, "127.0.0.1", "edge.")
-    metrics_port = _get(edge, "metrics_port", int, None, "edge.")
-    if metrics_port is not None and not 0 <= metrics_port <= 65535:
-        raise ConfigError(f"edge.metrics_port {metrics_port} out of range")
-    if metrics_port is not None and metrics_host not in _LOOPBACK and tls_cert is None:
-        raise ConfigError(f"edge.metrics_host {metrics_host}: beyond this machine only over "
-                          "HTTPS (the scraper's token would cross the network in clear): "
-                          "give edge.tls_cert and edge.tls_key")
-    retention = _get(edge, "funds_retention_days", (int, float), 30.0, "edge.")
-    if not 1 <= retention <= 3650:
-        raise ConfigError("edge.funds_retention_days must be 1..3650")
-    keep_days = _get(edge, "events_retention_days", (int, float), 90.0, "edge.")
-    dead_max = _get(edge, "dead_letter_max", int, 10_000, "edge.")
-    db_max_mb = float(_get(edge, "db_max_mb", (int, float), 2048.0, "edge."))
-    if not 1 <= db_max_mb <= 1_000_000:
-        raise ConfigError("edge.db_max_mb must be 1..1000000")
-    if not 1 <= keep_days <= 3650 or not 10 <= dead_max <= 10_000_000:
-        raise ConfigError("edge.events_retention_days must be 1..3650, edge.dead_letter_max "
-                          "10..10000000")
-    rate = _get(edge, "kiosk_lookups_per_minute", (int, float), 30.0, "edge.")
-    if not 1 <= rate <= 600:
-        raise ConfigError("edge.kiosk_lookups_per_minute must be 1..600")
-    if len({u.name for u in uplinks}) != len(uplinks):
-        raise ConfigError("uplink names must be unique")
-    return EdgeConfig(
-        site=site, http_host=http_host, http_port=port, tls_cert=tls_cert, tls_key=tls_key,
-        metrics_host=metrics_host, metrics_port=metrics_port,
-        public_url=_get(edge, "public_url", str, "", "edge."), db=db, heartbeat_timeout_s=hb,
-        status_ttl_s=_get(edge, "status_ttl_s", int, 0, "edge."),
-        static_ttl_s=_get(edge, "static_ttl_s", int, 300, "edge."),
-        system=system, stations=tuple(stations), mqtt=mqtt,
-        uplinks=tuple(uplinks), kiosks=tuple(kiosks), kiosk_screens=tuple(screens),
-        kiosk_places=tuple(places),
-        serial=tuple(serial),
-        device_keys=_path(_get(edge, "device_keys", str, "", "edge."), db, base,
-                          "device-keys.toml"),
-        api_tokens=_path(_get(edge, "api_tokens", str, "", "edge."), db, base,
-                         "api-tokens.toml"),
-        funds_retention_days=float(retention),
-        kiosk_lookups_per_minute=float(rate),
-        events_retention_days=float(keep_days), dead_letter_max=dead_max, db_max_mb=db_max_mb,
-        region_key_id=_get(edge, "region_key_id", str, "", "edge."),
-        rental_timeout_s=float(_get(edge, "rental_timeout_s", (int, float), 60.0, "edge.")))
 
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -471,18 +502,51 @@ def _check_nats_urls(url: str, where: str) -> None:
                               "only to this machine)")
 
 
-def _file(base: Path | None, value: str) -> Path | None:
-    if not value:
-        return None
-    return base / value if base is not None else Path(value)
+_WORDS = {str: "text", int: "whole number", float: "number", bool: "true/false",
+          Path: "file path"}
 
 
-def _path(value: str, db: Path, base: Path | None, default: str) -> Path:
-    """A path from the config, relative to its folder; by default beside the db."""
-    if not value:
-        return db.with_name(default)
-    p = Path(value)
-    return p if p.is_absolute() or base is None else base / p
+def _type_words(typ: Any) -> str:
+    if get_origin(typ) in (Union, UnionType):
+        typ = next(a for a in get_args(typ) if a is not type(None))
+    if get_origin(typ) is tuple:
+        return f"list of {_type_words(get_args(typ)[0])}"
+    return _WORDS.get(typ, str(typ))
+
+
+def _num(v: Any) -> str:
+    """A default or a bound as an operator writes it: 10000000, not 1e+07."""
+    if isinstance(v, float) and v.is_integer() and abs(v) >= 1000:
+        return str(int(v))
+    return str(v)
+
+
+def reference() -> str:
+    """Every key of every table, its type, default and range, as a Markdown table
+    (docs/deploy.md holds a copy; `huimin edge --settings` prints it)."""
+    rows = ["| key | type | default | range |", "| --- | --- | --- | --- |"]
+    for name, (cls, many) in TABLES.items():
+        hints = get_type_hints(cls)
+        table = f"[[{name}]]" if many else f"[{name}]"
+        for f in fields(cast(Any, cls)):
+            how: Setting = f.metadata.get("setting", _PLAIN)
+            if not how.toml:
+                continue
+            if how.fallback:
+                default = f"its {how.fallback}"
+            elif f.default is not MISSING:
+                shown = ("none" if f.default in (None, ()) else '""' if f.default == ""
+                         else f"`{_num(f.default)}`")
+                default = ("beside db: " if how.beside_db else "") + shown
+            elif f.default_factory is not MISSING:
+                default = "none"
+            else:
+                default = "required"
+            rng = (f"{_num(how.lo)} to {_num(how.hi)}"
+                   if how.lo is not None and how.hi is not None else "")
+            rows.append(f"| {table} `{f.name}` | {_type_words(hints[f.name])} | {default} "
+                        f"| {rng} |")
+    return "\n".join(rows) + "\n"
 
 
 def load(path: Path) -> EdgeConfig:

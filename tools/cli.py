@@ -33,6 +33,11 @@ def _missing_role(exc: ModuleNotFoundError) -> str | None:
 
 
 def _edge(args: argparse.Namespace) -> int:
+    if args.settings:
+        from edge.config import reference
+
+        print(reference(), end="")
+        return 0
     from edge.runtime import Edge
     from tools.county import load_edge_config
 
@@ -82,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("edge", help="run the edge service", description="Run the edge service "
                        "(serial + MQTT transports, journal, GBFS, API) from a TOML configuration.")
     add_edge_config_arg(p)
+    p.add_argument("--settings", action="store_true",
+                   help="print every setting edge.toml may hold (type, default, range) and exit")
     p.set_defaults(func=_edge)
     p = sub.add_parser("build", help="cross-compile the firmware for a board",
                        description="Build the device image (.mpy files, board pin map) into "

@@ -121,3 +121,11 @@ def test_deploy_mds_configuration_is_refused_as_is_and_loads_once_filled_in(
     filled = re.sub(r'"<[^"]*>"', '"' + "k" * 32 + '"', block)
     cfg = parse(tomllib.loads(filled), tmp_path)
     assert cfg.site == "anji" and cfg.kiosks == ("kiosk-001",)
+
+
+def test_deploy_md_lists_every_setting_as_the_schema_has_it() -> None:
+    """docs/deploy.md's table of settings is the schema's own (huimin edge --settings)."""
+    from edge.config import reference
+
+    text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert reference() in text, "regenerate it: huimin edge --settings"
