@@ -63,8 +63,9 @@ class Edge:
         self.rentals = RentalDesk(book, self.store, self.links, self.stations, self.metrics,
                                   cfg.rental_timeout_s, backend.rental if backend else None)
         self.bridge = Bridge(cfg, self.store, self.stations, self.metrics, self.start_rental)
-        self.funds = Funds(self.store, self.bridge.funds_source(), self.registry, self.metrics,
-                           self.spawn, lookups_per_minute=cfg.kiosk_lookups_per_minute,
+        self.funds = Funds(self.store, self.bridge.funds_source(), self.registry, self.links,
+                           self.metrics, self.spawn,
+                           lookups_per_minute=cfg.kiosk_lookups_per_minute,
                            retention_days=cfg.funds_retention_days,
                            region_key_id=cfg.region_key_id)
         self.ota = Ota(self.links, self.registry, self.spawn)
@@ -128,7 +129,7 @@ class Edge:
                 hk = self.housekeeping
                 tasks = [tg.create_task(self.store.run(), name="store-writer"),
                          tg.create_task(self.ingest.dispatch(), name="dispatch"),
-                         tg.create_task(self.ingest.sender(), name="device-sender"),
+                         tg.create_task(self.links.run(), name="device-sender"),
                          tg.create_task(self.rentals.deadlines(), name="rental-deadlines"),
                          tg.create_task(hk.offline_check(), name="offline-check"),
                          tg.create_task(hk.retention_loop(), name="retention"),
@@ -150,7 +151,7 @@ class Edge:
                 sd.notify(f"READY=1\nSTATUS={self.status_line()}")
                 await stop.wait()
                 sd.notify("STOPPING=1\nSTATUS=stopping: acking stored events, closing links")
-                await self.ingest.drained(2.0)  # stored events acked before the links go
+                await self.links.drained(2.0)  # stored events acked before the links go
                 for t in [*tasks, *self._requests]:
                     t.cancel()
                 await _shutdown_watch([*tasks, *self._requests])
@@ -166,9 +167,9 @@ class Edge:
         among them: a city that cannot be reached is an outage the outbox rides
         out, not a hang a restart would mend."""
         live = Liveness(limit_s)
-        ingest, store = self.ingest, self.store
+        ingest, store, links = self.ingest, self.store, self.links
         live.add("dispatch", ingest.inbound.qsize, lambda: ingest.handled)
-        live.add("device-sender", ingest.replies_waiting, lambda: ingest.replied)
+        live.add("device-sender", links.waiting, lambda: links.sent)
         live.add("store-writer", store.waiting, lambda: store.finished)
         return live
 

@@ -50,3 +50,23 @@ def test_import_contracts_hold() -> None:
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0 broken" in r.stdout
+
+
+def test_one_door_to_the_devices() -> None:
+    """Only edge/app/links.py calls a transport's Reply: every message to a device goes
+    through its queue, in order per device and gated on commits where it must be. A
+    module that awaited a Reply itself would jump that queue (an answer before its ack)."""
+    import ast
+
+    callers = []
+    for src in sorted([*(ROOT / "edge").rglob("*.py"), *(ROOT / "cloud_bridge").rglob("*.py")]):
+        rel = src.relative_to(ROOT).as_posix()
+        if rel in ("edge/app/links.py", "edge/core/ports.py") or "/transports/" in rel:
+            continue
+        for node in ast.walk(ast.parse(src.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+                if name in ("reply", "_reply") or name.endswith("_reply"):
+                    callers.append(f"{rel}:{node.lineno}")
+    assert not callers, callers

@@ -13,12 +13,11 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from wire import names
-
-from edge.core.errors import UpstreamError
-from edge.core.messages import FundsAnswer, Lookup, to_wire
+from edge.app.links import DeviceLinks
+from edge.core.errors import Rejected, UpstreamError
+from edge.core.messages import FundsAnswer, Lookup
 from edge.core.metrics import Metrics
-from edge.core.ports import FundsSource, Reply
+from edge.core.ports import FundsSource
 from edge.core.ratelog import RateLimitedLog
 from edge.core.registry import Registry
 
@@ -58,9 +57,10 @@ Spawn = Callable[[Coroutine[Any, Any, Any], str], None]
 
 class Funds:
     def __init__(self, store: FundsStore, source: FundsSource | None, registry: Registry,
-                 metrics: Metrics, spawn: Spawn, *, lookups_per_minute: float,
-                 retention_days: float, region_key_id: str) -> None:
+                 links: DeviceLinks, metrics: Metrics, spawn: Spawn, *,
+                 lookups_per_minute: float, retention_days: float, region_key_id: str) -> None:
         self.store = store
+        self.links = links
         self.source = source  # None: no uplink can ask the backend; the cache answers
         self.registry = registry
         self.metrics = metrics
@@ -72,7 +72,7 @@ class Funds:
         self._buckets: dict[str, tuple[float, float]] = {}  # kiosk -> (tokens, at)
         self._warn = RateLimitedLog(log)
 
-    def on_lookup(self, dev: str, lookup: Lookup, reply: Reply) -> None:
+    def on_lookup(self, dev: str, lookup: Lookup) -> None:
         """A kiosk's fund lookup: only from a device registered as a kiosk, with
         a token of the kiosk's form, at a villager's pace (docs/kiosk.md)."""
         why = self.admit(dev, lookup.token, time.monotonic())
@@ -80,13 +80,19 @@ class Funds:
             self.metrics.inc("funds.refused", why)
             self._warn.warning(why, "lookup from %s refused: %s", dev[:64], why)
             if why == "busy":  # a kiosk over its rate hears it; the rest hear nothing
-                self.spawn(reply(to_wire(FundsAnswer(lookup.id, False, "busy"))),
+                self.spawn(self._send(dev, FundsAnswer(lookup.id, False, "busy")),
                            f"lookup-busy:{dev}")
             return
-        self.spawn(self._answer(lookup, reply), f"lookup:{dev}:{lookup.id}")
+        self.spawn(self._answer(dev, lookup), f"lookup:{dev}:{lookup.id}")
 
-    async def _answer(self, lookup: Lookup, reply: Reply) -> None:
-        await reply(kiosk_funds_message(lookup.id, await self.lookup(lookup.token)))
+    async def _answer(self, dev: str, lookup: Lookup) -> None:
+        await self._send(dev, funds_answer(lookup.id, await self.lookup(lookup.token)))
+
+    async def _send(self, dev: str, answer: FundsAnswer) -> None:
+        try:
+            await self.links.send(dev, answer)
+        except Rejected:
+            self.metrics.inc("funds.unanswered")  # the kiosk went away meanwhile
 
     def admit(self, dev: str, token: str, now: float) -> str | None:
         """None if this lookup may go ahead, else why not: not a kiosk (by the
@@ -180,17 +186,13 @@ class Funds:
         return {"ok": False, "err": "unavailable"}
 
 
-def kiosk_funds_message(req_id: int, answer: dict[str, Any]) -> dict[str, Any]:
-    """A lookup answer as the kiosk takes it: records as compact rows, newest
-    first, the oldest dropped until the message fits the kiosk's buffer."""
-    msg = {"t": names.FUNDS, "id": req_id, **answer}
-    if "records" in msg:
-        msg["records"] = [[r.get("programme", ""), int(r.get("amount_fen", 0)),
-                           r.get("paid", ""), r.get("status", "")] for r in msg["records"]]
-        while msg["records"] and _encoded_size(msg) > names.KIOSK_MAX_MESSAGE:
-            msg["records"].pop()
-    return msg
-
-
-def _encoded_size(msg: dict[str, Any]) -> int:
-    return len(json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode())
+def funds_answer(req_id: int, answer: dict[str, Any]) -> FundsAnswer:
+    """A lookup's answer as the kiosk takes it: records as compact rows
+    [programme, fen, paid, status], newest first (to_wire trims it to fit)."""
+    rows = None
+    if "records" in answer:
+        rows = tuple((str(r.get("programme", "")), int(r.get("amount_fen", 0)),
+                      str(r.get("paid", "")), str(r.get("status", "")))
+                     for r in answer["records"])
+    return FundsAnswer(req_id, bool(answer["ok"]), str(answer.get("err", "")), rows,
+                       answer.get("as_of"), answer.get("stale"))

@@ -1,7 +1,8 @@
 """Carries out the ingest rules (edge/core/ingest.py): takes each inbound
 message off the transports' queue, asks the rules what to do, and does it:
-writes to the store, sends acks in order and only after their event is
-committed, answers commands' waiters, tells the backend a station changed."""
+writes to the store, posts acks through the one door to the devices
+(edge/app/links.py) gated on their event's commit, answers commands' waiters,
+tells the backend a station changed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import errno
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from edge.app.links import DeviceLinks
@@ -29,15 +30,14 @@ from edge.core.ingest import (
     StoreState,
     SyncClock,
 )
-from edge.core.messages import ClockSync, DownMessage, Hello, Lookup, to_wire
+from edge.core.messages import ClockSync, Hello, Lookup
 from edge.core.metrics import Metrics
-from edge.core.ports import Inbound, Reply
+from edge.core.ports import Inbound
 from edge.core.ratelog import RateLimitedLog
 from edge.core.records import EventRecord, OutboxRecord, StoreItem
 from edge.core.stations import StationStatus
 
 log = logging.getLogger("edge")
-ACKS_IN_FLIGHT = 256  # acks sent and not yet confirmed by the transport
 
 
 class Store(Protocol):
@@ -52,23 +52,12 @@ class BackendFormat(Protocol):
     def station(self, status: StationStatus, version: int) -> str: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Send:
-    """One message for a device, sent in queue order; an ack waits for its
-    event's commit first (`stored`)."""
-    device: str
-    reply: Reply
-    msg: DownMessage
-    stored: asyncio.Future[bool] | None = None
-    event: EventRecord | None = None
-
-
 class IngestLoop:
     def __init__(self, ingest: Ingest, store: Store, links: DeviceLinks, metrics: Metrics,
                  backend: BackendFormat | None,
                  on_counter_floor: Callable[[str, int], bool],
                  on_hello: Callable[[Hello], None],
-                 on_lookup: Callable[[str, Lookup, Reply], None],
+                 on_lookup: Callable[[str, Lookup], None],
                  on_rental_done: Callable[[str], None]) -> None:
         self.ingest = ingest
         self.store = store
@@ -80,14 +69,12 @@ class IngestLoop:
         self._on_lookup = on_lookup
         self._on_rental_done = on_rental_done
         self.inbound: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=10_000)
-        self._sends: asyncio.Queue[_Send] = asyncio.Queue()
         self._warn = RateLimitedLog(log)  # bad input: a few lines a minute per reason
         self._events_log = RateLimitedLog(log, burst=20, window_s=10.0)
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []  # live pages
         self.alarms: dict[str, float] = {}  # name -> since (a technician acts on these)
-        # Progress, for the watchdog (edge/core/liveness.py): items handled, replies sent.
+        # Progress, for the watchdog (edge/core/liveness.py): items handled.
         self.handled = 0
-        self.replied = 0
 
     async def dispatch(self) -> None:
         while True:
@@ -115,8 +102,9 @@ class IngestLoop:
             rec = e.record
             if self.backend is not None:
                 rec = replace(rec, outbox=self.backend.event(rec, e.rental_id))
-            self._sends.put_nowait(_Send(item.device, item.reply, e.ack,
-                                         self.store.submit(rec), rec))
+            stored = self.store.submit(rec)
+            self.links.post(item.device, e.ack, gate=lambda: self._stored(stored, rec),
+                            reply=item.reply)
             if e.rental_id is not None:
                 self._on_rental_done(e.rental_id)
         elif isinstance(e, StoreState):
@@ -124,10 +112,9 @@ class IngestLoop:
         elif isinstance(e, StationChanged):
             self.station_changed(e.station)
         elif isinstance(e, AskHello):
-            self._sends.put_nowait(_Send(e.device, item.reply,
-                                         self.links.new_command("hello")))
+            self.links.post(e.device, self.links.new_command("hello"), reply=item.reply)
         elif isinstance(e, SyncClock):
-            self._sends.put_nowait(_Send(e.device, item.reply, ClockSync(e.now)))
+            self.links.post(e.device, ClockSync(e.now), reply=item.reply)
         elif isinstance(e, CommandAnswered):
             self.links.answered(e.result)
         elif isinstance(e, CounterFloor):
@@ -136,7 +123,7 @@ class IngestLoop:
         elif isinstance(e, Booted):
             self._on_hello(e.hello)
         elif isinstance(e, LookupAsked):
-            self._on_lookup(e.device, e.lookup, item.reply)
+            self._on_lookup(e.device, e.lookup)
 
     def station_changed(self, station: str) -> None:
         stations = self.ingest.stations
@@ -153,41 +140,6 @@ class IngestLoop:
     def notify(self, kind: str, payload: dict[str, Any]) -> None:
         for fn in self.listeners:
             fn(kind, payload)
-
-    def replies_waiting(self) -> int:
-        return self._sends.qsize()
-
-    async def drained(self, timeout_s: float) -> None:
-        """At shutdown: let stored events be acked before the transports go."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._sends.join()
-        except TimeoutError:
-            pass
-
-    async def sender(self) -> None:
-        # Acks go out in order, each only after its event is stored on disk. They
-        # are not waited for one by one: an MQTT ack's PUBACK is a broker round
-        # trip, and waiting for each capped ingest at ~1,500 events/s
-        # (bench/ingest.py). A lost ack costs a resend, refused as a duplicate.
-        sending: set[asyncio.Task[None]] = set()
-        while True:
-            if len(sending) >= ACKS_IN_FLIGHT:
-                await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
-            s = await self._sends.get()
-            self.replied += 1
-            try:
-                if s.stored is not None and s.event is not None \
-                        and not await self._stored(s.stored, s.event):
-                    continue
-                if not getattr(s.reply, "blocks", True):
-                    await s.reply(to_wire(s.msg))  # queued at once (an MQTT reply)
-                    continue
-                t = asyncio.create_task(s.reply(to_wire(s.msg)))
-                sending.add(t)
-                t.add_done_callback(sending.discard)
-            finally:
-                self._sends.task_done()
 
     async def _stored(self, fut: asyncio.Future[bool], ev: EventRecord) -> bool:
         """Whether to ack: stored now, or stored before (a duplicate)."""

@@ -1,11 +1,21 @@
-"""The edge's side of every device link: where to answer each device (the
-link it was last heard on), and commands with their results. Transports hand
-over a `Reply` per device; this module never sees bytes or topics."""
+"""The one door to every device: whatever the edge tells a device (acks, clock
+syncs, hellos, commands, the kiosks' station figures and fund answers) goes
+through DeviceLinks, and nothing else calls a transport's Reply.
+
+- It knows where to answer each device: the link it was last heard on.
+- Messages to one device leave in the order they were given. A message may wait
+  for a commit first (an ack only once its event is on disk); what comes after
+  it for that device waits too, and other devices do not.
+- Commands are numbered here and their results matched to them.
+
+It sees typed messages and the codec's dicts; transports do the bytes and topics."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from wire import message
@@ -16,6 +26,19 @@ from edge.core.metrics import Metrics
 from edge.core.ports import Reply
 
 COMMAND_IDS = 1 << 30
+IN_FLIGHT = 256  # sends handed to the links and not yet finished
+QUEUED_MAX = 100_000  # messages waiting behind commits, every device together
+
+# Whether a gated message may go: awaited before it is sent (an ack: its event stored).
+Gate = Callable[[], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    device: str
+    reply: Reply
+    msg: DownMessage
+    gate: Gate | None
 
 
 class DeviceLinks:
@@ -26,19 +49,85 @@ class DeviceLinks:
         # device's key cannot settle another's unlock. Ids are random (below 2**30: a
         # small int on a 32-bit board), so they cannot be guessed from the last one.
         self._pending: dict[tuple[str, int], asyncio.Future[Result]] = {}
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue()
+        self._behind: dict[str, int] = {}  # device -> its messages in the queue
+        # Progress, for the watchdog (edge/core/liveness.py).
+        self.sent = 0
 
+    # -- where a device is ---------------------------------------------------------
     def heard(self, dev: str, reply: Reply) -> None:
         self._routes[dev] = reply
 
     def reachable(self, dev: str) -> bool:
         return dev in self._routes
 
+    # -- sending ----------------------------------------------------------------------
+    def post(self, dev: str, msg: DownMessage, gate: Gate | None = None,
+             reply: Reply | None = None) -> None:
+        """Queue `msg` for `dev`, after whatever was posted for it before; with
+        `gate`, sent only if the gate says so. `reply`: the link the message came
+        in on (an ack answers on that link), else the device's last."""
+        reply = reply or self._routes.get(dev)
+        if reply is None:
+            raise Rejected("no_route", f"device {dev} has not been heard from")
+        if self._queue.qsize() >= QUEUED_MAX:
+            self.metrics.inc("tx.dropped", "queue_full")  # the device resends, or asks again
+            return
+        self._behind[dev] = self._behind.get(dev, 0) + 1
+        self._queue.put_nowait(_Queued(dev, reply, msg, gate))
+
     async def send(self, dev: str, msg: DownMessage) -> None:
+        """Send now, unless earlier messages for this device still wait for their
+        commits: then in its turn. Raises Rejected when the device was never heard."""
         reply = self._routes.get(dev)
         if reply is None:
             raise Rejected("no_route", f"device {dev} has not been heard from")
+        if self._behind.get(dev):
+            self.post(dev, msg, reply=reply)
+            return
+        self.sent += 1
         await reply(to_wire(msg))
 
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    async def drained(self, timeout_s: float) -> None:
+        """At shutdown: let what is queued (acks of stored events) go before the links."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._queue.join()
+        except TimeoutError:
+            pass
+
+    async def run(self) -> None:
+        """The queue's sender. A send is not waited for one by one: an MQTT ack's
+        PUBACK is a broker round trip, and waiting for each capped ingest at ~1,500
+        events/s (bench/ingest.py). A lost ack costs a resend, refused as a
+        duplicate."""
+        sending: set[asyncio.Future[None]] = set()
+        while True:
+            if len(sending) >= IN_FLIGHT:
+                await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+            q = await self._queue.get()
+            self.sent += 1
+            try:
+                if q.gate is not None and not await q.gate():
+                    continue
+                if not q.reply.blocks:
+                    await q.reply(to_wire(q.msg))  # queued at once (an MQTT reply)
+                    continue
+                t = asyncio.ensure_future(q.reply(to_wire(q.msg)))
+                sending.add(t)
+                t.add_done_callback(sending.discard)
+            finally:
+                left = self._behind.get(q.device, 1) - 1
+                if left:
+                    self._behind[q.device] = left
+                else:
+                    self._behind.pop(q.device, None)
+                self._queue.task_done()
+
+    # -- commands -------------------------------------------------------------------
     def new_command(self, op: str, dev: str = "", **args: Any) -> Command:
         while True:
             cid = secrets.randbelow(COMMAND_IDS - 1) + 1

@@ -8,6 +8,7 @@ classes too and written back into the codec's dicts by `to_wire`."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,4 +192,13 @@ def to_wire(m: DownMessage) -> dict[str, Any]:
         out["as_of"] = m.as_of
     if m.stale is not None:
         out["stale"] = m.stale
+    # A kiosk's link takes KIOSK_MAX_MESSAGE bytes: the oldest records (last) go
+    # until the answer fits.
+    while out.get("records") and _encoded_size(out) > names.KIOSK_MAX_MESSAGE:
+        out["records"].pop()
     return out
+
+
+def _encoded_size(msg: dict[str, Any]) -> int:
+    """As wire/message.py encode() writes it: compact JSON, UTF-8."""
+    return len(json.dumps(msg, separators=(",", ":"), ensure_ascii=False).encode())

@@ -4,15 +4,35 @@ runtime (edge/runtime.py) plugs them in; a unit test passes plain objects."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edge.core.messages import UpMessage
 from edge.core.records import OutboxRow
 
-# Sends one message (the codec's dict) to the device it was bound to.
-Reply = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
+
+class Reply(Protocol):
+    """Sends one message (the codec's dict) to the device it was bound to; a
+    transport makes one per device, and only the edge's one door to the devices
+    (edge/app/links.py) calls it."""
+
+    @property
+    def blocks(self) -> bool:
+        """True: awaiting it waits on the link (a serial write); False: it only
+        queues the message (MQTT), so it may be awaited inline."""
+
+    def __call__(self, msg: dict[str, Any]) -> Awaitable[None]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyBy:
+    """A Reply made of a coroutine function (a serial link's, a test's)."""
+    send: Callable[[dict[str, Any]], Awaitable[None]]
+    blocks: bool = True
+
+    def __call__(self, msg: dict[str, Any]) -> Awaitable[None]:
+        return self.send(msg)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import contextlib
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 import serial
@@ -180,7 +181,11 @@ def test_mqtt_garbage_is_counted_and_good_event_stored_once(tmp_path: Path) -> N
 def test_kiosk_funds_answer_is_trimmed_to_the_kiosks_buffer() -> None:
     from wire import message, names
 
-    from edge.app.funds import kiosk_funds_message
+    from edge.app.funds import funds_answer
+    from edge.core.messages import to_wire
+
+    def kiosk_funds_message(req_id: int, answer: dict[str, Any]) -> dict[str, Any]:
+        return to_wire(funds_answer(req_id, answer))  # the one encoder of a message
     rec = {"programme": "城乡居民最低生活保障金补发", "amount_fen": 123456789,
            "paid": "2026-06-15", "status": "已发放（补发）"}
     msg = kiosk_funds_message(7, {"ok": True, "records": [rec] * 12, "as_of": 1, "stale": False})

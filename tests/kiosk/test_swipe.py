@@ -285,7 +285,7 @@ def test_a_forged_funds_answer_never_reaches_the_screen(tmp_path: Path) -> None:
                      if isinstance(x, SerialTransport) and k.dev in x.cfg.devices)
             genuine = edge.funds._answer
 
-            async def forger_first(lookup, reply):  # type: ignore[no-untyped-def]
+            async def forger_first(dev, lookup):  # type: ignore[no-untyped-def]
                 forged = message.encode({"t": "funds", "id": lookup.id, "ok": True,
                                          "records": [["伪造补贴", 99999900, "2026-11-30", "已发放"]],
                                          "as_of": 1, "stale": False})
@@ -294,7 +294,7 @@ def test_a_forged_funds_answer_never_reaches_the_screen(tmp_path: Path) -> None:
                 t.link.send(bytes(auth.seal(auth.Key(b"x" * 32), auth.DOWN, forged)))
                 t._wake.set()
                 await asyncio.sleep(0.3)
-                await genuine(lookup, reply)
+                await genuine(dev, lookup)
 
             edge.funds._answer = forger_first  # type: ignore[method-assign]
             card = fictional_card(random.Random(8))

@@ -197,7 +197,7 @@ class _Reply:
     a PUBACK for each ack buys nothing, and handling them was another seventh
     of the time. Commands go QoS 1: the broker keeps them for the device's
     session, and the command's own deadline says whether it was done."""
-    blocks = False  # the ingest loop may await it inline (app/ingest_loop.py)
+    blocks = False  # it only queues: the door may await it inline (edge/app/links.py)
     __slots__ = ("dev", "topic", "transport")
 
     def __init__(self, transport: MqttTransport, dev: str, topic: str) -> None:

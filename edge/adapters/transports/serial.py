@@ -20,7 +20,7 @@ from edge.adapters.transports.authentic import authentic
 from edge.config import SerialConfig
 from edge.core import messages
 from edge.core.metrics import Metrics
-from edge.core.ports import DeviceAuth, Inbound, Reply
+from edge.core.ports import DeviceAuth, Inbound, Reply, ReplyBy
 from edge.core.ratelog import RateLimitedLog
 
 log = logging.getLogger("edge.serial")
@@ -143,7 +143,7 @@ class SerialTransport:
         if r is None:
             async def reply(msg: dict[str, Any]) -> None:
                 await self.send(dev, msg)
-            r = self._repliers[dev] = reply
+            r = self._repliers[dev] = ReplyBy(reply)  # a write: it waits on the line
         return r
 
     async def send(self, dev: str, msg: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from edge.config import StationConfig
 from edge.core.ingest import Ingest
 from edge.core.messages import Event, Hello, State
 from edge.core.metrics import Metrics
-from edge.core.ports import Inbound
+from edge.core.ports import Inbound, ReplyBy
 from edge.core.registry import Registry
 from edge.core.rentals import RentalBook
 from edge.core.stations import Stations
@@ -32,6 +32,7 @@ def test_a_full_disk_refuses_no_event_for_good(tmp_path: Path) -> None:
         await store.open()
         tasks = [asyncio.create_task(store.run())]
         acked: list[int] = []
+        links = DeviceLinks(metrics)
 
         async def reply(msg: dict[str, Any]) -> None:
             if msg["t"] == "ack":
@@ -39,12 +40,12 @@ def test_a_full_disk_refuses_no_event_for_good(tmp_path: Path) -> None:
 
         loop = IngestLoop(Ingest(Registry({"d1": "s1"}, 90.0), stations,
                                  RentalBook(stations, "t"), metrics),
-                          store, DeviceLinks(metrics), metrics, None, lambda d, c: None,
-                          lambda h: None, lambda d, m, r: None, lambda r: None)
-        tasks += [asyncio.create_task(loop.dispatch()), asyncio.create_task(loop.sender())]
+                          store, links, metrics, None, lambda d, c: None,
+                          lambda h: None, lambda d, m: None, lambda r: None)
+        tasks += [asyncio.create_task(loop.dispatch()), asyncio.create_task(links.run())]
 
         async def send(msg: Hello | State | Event) -> None:
-            await loop.inbound.put(Inbound("d1", msg, reply, "mqtt", 1.0))
+            await loop.inbound.put(Inbound("d1", msg, ReplyBy(reply), "mqtt", 1.0))
 
         await send(Hello("d1", "dock", "1", 4, 1, "e1"))
         await store.set_size_limit(await store.size_mb())  # the disk is full from here

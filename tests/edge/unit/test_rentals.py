@@ -20,6 +20,7 @@ from edge.config import StationConfig
 from edge.core.errors import Rejected
 from edge.core.messages import Result
 from edge.core.metrics import Metrics
+from edge.core.ports import ReplyBy
 from edge.core.rentals import (
     CLAIMED,
     DONE,
@@ -79,7 +80,7 @@ class Dock:
         self.links = links
         self.refuse = refuse
         self.commands: list[dict[str, Any]] = []
-        links.heard("d1", self.reply)
+        links.heard("d1", ReplyBy(self.reply))
 
     async def reply(self, msg: dict[str, Any]) -> None:
         self.commands.append(msg)
