@@ -1,6 +1,7 @@
 """GBFS feeds, v2.3 and v3.0 side by side, built from the live station state.
 Pure functions: (config, state, clock) in, JSON-ready dicts out; edge/adapters/http/server.py
-serves and caches them. Rules beyond the schemas: docs/gbfs.md."""
+serves and caches them. Where the feeds go beyond the schemas (Chinese and English names,
+the coalesced status), each builder below says so."""
 
 from __future__ import annotations
 

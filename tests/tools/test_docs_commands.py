@@ -129,3 +129,39 @@ def test_deploy_md_lists_every_setting_as_the_schema_has_it() -> None:
 
     text = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
     assert reference() in text, "regenerate it: huimin edge --settings"
+
+
+# A path in backquotes or a Markdown link: a file of the repository, named from the
+# document's folder, the repository's root, or the firmware's (its docs name device
+# files as the device sees them: lib/..., wire/..., apps/...).
+_PATH = re.compile(r"`([\w.\-/]+/[\w.\-]+\.(?:py|md|toml|json|txt|sh|html|cfg|csv))`"
+                   r"|\]\(([^)#\s:]+)(?:#[^)]*)?\)")
+
+
+def test_every_path_the_docs_name_exists() -> None:
+    """docs/, the README and the firmware's READMEs name only files that exist (a
+    path starting with / is a Pi's or a URL's, not the repository's)."""
+    docs = [*(ROOT / "docs").glob("*.md"), ROOT / "README.md",
+            *(ROOT / "firmware").rglob("README.md"), *(ROOT / "bench").glob("*.md")]
+    missing = []
+    for doc in docs:
+        for m in _PATH.finditer(doc.read_text(encoding="utf-8")):
+            path = m.group(1) or m.group(2)
+            if path.startswith("/"):
+                continue
+            bases = (doc.parent, ROOT, ROOT / "firmware", ROOT / "firmware" / "lib")
+            if not any((b / path).exists() for b in bases):
+                missing.append(f"{doc.relative_to(ROOT)}: {path}")
+    assert not missing, missing
+
+
+def test_every_doc_the_code_cites_exists() -> None:
+    """Comments and docstrings send readers to docs/*.md: each one is there."""
+    cited = re.compile(r"docs/[\w-]+\.md")
+    missing = []
+    for folder in ("edge", "cloud_bridge", "tools", "hardware", "firmware", "scripts", "bench"):
+        for src in (ROOT / folder).rglob("*.py"):
+            for name in set(cited.findall(src.read_text(encoding="utf-8"))):
+                if not (ROOT / name).exists():
+                    missing.append(f"{src.relative_to(ROOT)}: {name}")
+    assert not missing, missing

@@ -3,8 +3,8 @@ publish into an inbound message, and publishes replies on the device's down
 topic. aiomqtt has no reconnect of its own: this supervisor reconnects with
 backoff and subscribes again. A persistent session (clean_session off, fixed
 client id) and QoS 1 let the broker keep device events while the edge is
-away; the broker's queue limits are set in tools/mosquitto.conf so it never
-drops them silently (docs/protocol.md)."""
+away; the broker's queue limits are in the configuration `huimin broker` writes
+(tools/broker.py), so it never drops them silently (docs/protocol.md)."""
 
 from __future__ import annotations
 
