@@ -10,7 +10,6 @@ import asyncio
 import functools
 import json
 import logging
-import random
 import time
 from collections.abc import Callable
 
@@ -21,6 +20,7 @@ from cloud_bridge.uplink import OnRental, Uplink
 from cloud_bridge.webhook import WebhookUplink
 from edge.config import EdgeConfig, UplinkConfig
 from edge.core import gbfs
+from edge.core.backoff import Backoff
 from edge.core.metrics import Metrics
 from edge.core.ports import Outbox
 from edge.core.stations import Stations
@@ -95,7 +95,7 @@ class Bridge:
 
     async def _send(self, up: Uplink) -> None:
         outbox, m = self.outbox, self.metrics
-        backoff = 0.5
+        backoff = Backoff(cap=MAX_BACKOFF_S, jitter=1.0)
         while True:
             rows = await outbox.outbox_batch(up.name, up.cfg.batch)
             if not rows:
@@ -111,14 +111,14 @@ class Bridge:
                               up.name, len(rows), exc.reason)
                     await outbox.outbox_dead_letter(up.name, rows, exc.reason)
                     continue
-                delay = exc.retry_after if exc.retry_after is not None else \
-                    backoff * (1 + random.random())
+                delay = backoff.next()
+                if exc.retry_after is not None:  # the backend said when
+                    delay = exc.retry_after
                 log.warning("%s: %s; %d items wait, retry in %.1f s", up.name, exc.reason,
                             len(rows), delay)
                 await asyncio.sleep(delay)
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
                 continue
-            backoff = 0.5
+            backoff.reset()
             await outbox.outbox_done(up.name, [(r.id, r.version) for r in rows])
             m.inc(f"uplink.{up.name}.sent", n=len(rows))
             now = time.time()

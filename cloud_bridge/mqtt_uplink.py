@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
@@ -26,6 +25,7 @@ from cloud_bridge.errors import UplinkError
 from cloud_bridge.rental_message import hand_over, open_rental
 from cloud_bridge.uplink import OnRental
 from edge.config import UplinkConfig
+from edge.core.backoff import Backoff
 from edge.core.metrics import Metrics
 from edge.core.records import OutboxRow
 from edge.netutil import NODELAY, raise_if_cancelling
@@ -87,8 +87,9 @@ class MqttUplink:
 
     async def run(self, on_rental: OnRental) -> None:
         """Connection supervisor: reconnect with backoff, resubscribe, take rentals."""
-        delay = 0.5
+        backoff = Backoff()
         while True:
+            delay: float | None = None
             try:
                 async with aiomqtt.Client(
                         self.host, self.port, identifier=f"huimin-bridge-{self.site}",
@@ -99,7 +100,7 @@ class MqttUplink:
                     self.client = c
                     await c.subscribe(f"{self.prefix}/rentals/new", qos=1)
                     self.connected.set()
-                    delay = 0.5
+                    backoff.reset()
                     log.info("%s: connected to %s:%d", self.name, self.host, self.port)
                     self._on_connected()
                     async for m in c.messages:
@@ -108,12 +109,12 @@ class MqttUplink:
                             hand_over(on_rental, req, self.metrics, self.name)
             except aiomqtt.MqttError as exc:
                 raise_if_cancelling()
+                delay = backoff.next()
                 log.warning("%s: %s; reconnecting in %.1f s", self.name, exc, delay)
             finally:
                 self.connected.clear()
                 self.client = None
-            await asyncio.sleep(delay * (1 + random.random() / 2))
-            delay = min(delay * 2, 30.0)
+            await asyncio.sleep(backoff.next() if delay is None else delay)
 
     def _rental(self, payload: Any) -> Any:
         return open_rental(self.cfg.secret, payload, self.metrics, self.name)

@@ -36,6 +36,7 @@ from cloud_bridge.errors import UplinkError
 from cloud_bridge.rental_message import hand_over, open_rental
 from cloud_bridge.uplink import OnRental
 from edge.config import UplinkConfig
+from edge.core.backoff import Backoff
 from edge.core.metrics import Metrics
 from edge.core.records import OutboxRow
 from edge.netutil import raise_if_cancelling
@@ -158,16 +159,16 @@ class NatsUplink:
     async def run(self, on_rental: OnRental) -> None:
         """Connect (retrying with backoff: the city may be down when the edge
         starts), then pull this site's rentals; the client itself reconnects."""
-        delay = 0.5
+        backoff = Backoff()
         while self.nc is None:
             try:
                 self.nc = await self._connect()
             except (nats.errors.Error, OSError, TimeoutError) as exc:
                 raise_if_cancelling()
+                delay = backoff.next()
                 log.warning("%s: city tier unreachable (%s); retrying in %.1f s", self.name,
                             str(exc) or type(exc).__name__, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
         self.connected.set()
         log.info("%s: connected to the city tier (%s)", self.name,
                  self.nc.connected_url.netloc if self.nc.connected_url else "?")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import secrets
 import time
 from typing import Any
@@ -17,6 +16,7 @@ from cloud_bridge.errors import UplinkError
 from cloud_bridge.signing import NONCE, sign, verify_answer
 from cloud_bridge.uplink import OnRental
 from edge.config import UplinkConfig
+from edge.core.backoff import Backoff
 from edge.core.records import OutboxRow
 
 log = logging.getLogger("bridge.webhook")
@@ -43,16 +43,15 @@ class WebhookUplink:
 
     async def run(self, on_rental: OnRental) -> None:
         """Long-polls the backend for this site's rentals, for ever."""
-        backoff = 0.5
+        backoff = Backoff(cap=MAX_BACKOFF_S, jitter=1.0)
         while True:
             try:
                 rentals = await self.poll_rentals()
             except UplinkError as exc:
                 log.warning("%s: rental poll failed: %s", self.name, exc.reason)
-                await asyncio.sleep(backoff * (1 + random.random()))
-                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                await asyncio.sleep(backoff.next())
                 continue
-            backoff = 0.5
+            backoff.reset()
             for r in rentals:
                 on_rental(r)  # each runs on its own; results travel through the outbox
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from wire import message, names
 from edge.adapters.transports.authentic import authentic
 from edge.config import MqttConfig
 from edge.core import messages
+from edge.core.backoff import Backoff
 from edge.core.metrics import Metrics
 from edge.core.ports import DeviceAuth, Inbound
 from edge.core.ratelog import RateLimitedLog
@@ -71,8 +71,9 @@ class MqttTransport:
         return client
 
     async def run(self) -> None:
-        delay = 0.5
+        backoff = Backoff()
         while True:
+            delay: float | None = None
             try:
                 async with self._client() as client:
                     self.client = client
@@ -83,7 +84,7 @@ class MqttTransport:
                     await client.publish(self._status_topic, b'{"online":true}', qos=1,
                                          retain=True)
                     self.connected.set()
-                    delay = 0.5
+                    backoff.reset()
                     log.info("mqtt: connected to %s:%d", self.cfg.host, self.cfg.port)
                     # Messages come through _from_paho; this iterator ends
                     # (raises) when the connection does.
@@ -92,6 +93,7 @@ class MqttTransport:
             except aiomqtt.MqttError as exc:
                 raise_if_cancelling()
                 self.metrics.inc("mqtt.disconnects")
+                delay = backoff.next()
                 log.warning("mqtt: %s; reconnecting in %.1f s", exc, delay)
             finally:
                 self.client = None
@@ -99,8 +101,7 @@ class MqttTransport:
                 if self._releasing is not None:
                     self._releasing.cancel()  # unacked: the broker sends them again
                 self._held.clear()
-            await asyncio.sleep(delay * (1 + random.random() / 2))
-            delay = min(delay * 2, 30.0)
+            await asyncio.sleep(backoff.next() if delay is None else delay)
 
     def _take_from_paho(self, client: aiomqtt.Client) -> None:
         """Each message straight from paho's callback (on the loop's thread:

@@ -19,6 +19,7 @@ from wire.link import Link
 from edge.adapters.transports.authentic import authentic
 from edge.config import SerialConfig
 from edge.core import messages
+from edge.core.backoff import Backoff
 from edge.core.metrics import Metrics
 from edge.core.ports import DeviceAuth, Inbound, Reply, ReplyBy
 from edge.core.ratelog import RateLimitedLog
@@ -47,18 +48,18 @@ class SerialTransport:
         self.connected = asyncio.Event()
 
     async def run(self) -> None:
-        delay = 0.5
+        backoff = Backoff(jitter=0.0)  # one port, one adapter: nothing to spread
         while True:
             try:
                 reader, writer = await serial_asyncio_fast.open_serial_connection(
                     url=self.cfg.port, baudrate=self.cfg.baud)
             except (OSError, serial.SerialException) as exc:
                 self.metrics.inc("serial.open_failed")
+                delay = backoff.next()
                 log.warning("%s: cannot open (%s); retrying in %.1f s", self.name, exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
                 continue
-            delay = 0.5
+            backoff.reset()
             log.info("%s: open at %d baud", self.name, self.cfg.baud)
             # A kiosk's answers are up to 640 bytes: room for a queue of them.
             self.link = Link(rto_ms=200, max_tries=10, max_queue=256, queue_bytes=256 * 1024)
