@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aiomqtt
+from wire.names import city_prefix
 
 from cloud_bridge.errors import UplinkError
 from cloud_bridge.rental_message import hand_over, open_rental
@@ -43,7 +44,7 @@ class MqttUplink:
         self._on_connected = on_connected  # the outbox lane: send what waited
         self.name = cfg.name
         self.site = site
-        self.prefix = f"huimin-city/{self.site}"
+        self.prefix = city_prefix(self.site)
         self.client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         url = urlparse(cfg.url)

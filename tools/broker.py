@@ -28,9 +28,15 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The device's uplink leaves (firmware/lib/uplink/mqtt.py) and its downlink.
-DEVICE_UP = ("hello", "state", "event", "result", "status", "lookup")
-DEVICE_DOWN = "down"
+from wire.names import (
+    CITY_ALL,
+    DOWN_LEAF,
+    EDGE_PRESENCE,
+    UP_LEAVES,
+    city_topic,
+    site_topics,
+    topic,
+)
 
 CONF = """\
 # Written by huimin (tools/broker.py) from the device registry; do not edit by
@@ -117,25 +123,25 @@ class Accounts:
         s = self.site
         out = ["# Written by huimin (tools/broker.py). Anything not allowed here is denied.", ""]
         for u in sorted(self.edge):
-            out += [f"user {u}", *(f"topic read huimin/{s}/+/{leaf}" for leaf in DEVICE_UP),
-                    f"topic write huimin/{s}/+/{DEVICE_DOWN}",
-                    f"topic readwrite huimin/{s}/_edge/status", ""]
+            out += [f"user {u}", *(f"topic read {topic(s, '+', leaf)}" for leaf in UP_LEAVES),
+                    f"topic write {topic(s, '+', DOWN_LEAF)}",
+                    f"topic readwrite {topic(s, EDGE_PRESENCE, 'status')}", ""]
         for u in sorted(self.bridges):  # u is "bridge-<site>"
             site = u.removeprefix("bridge-")
-            out += [f"user {u}", f"topic write huimin-city/{site}/events",
-                    f"topic write huimin-city/{site}/status/+",
-                    f"topic write huimin-city/{site}/rentals/results",
-                    f"topic write huimin-city/{site}/gbfs/#",
-                    f"topic read huimin-city/{site}/rentals/new", ""]
+            out += [f"user {u}", f"topic write {city_topic(site, 'events')}",
+                    f"topic write {city_topic(site, 'status/+')}",
+                    f"topic write {city_topic(site, 'rentals/results')}",
+                    f"topic write {city_topic(site, 'gbfs/#')}",
+                    f"topic read {city_topic(site, 'rentals/new')}", ""]
         for u in sorted(self.monitors):
-            out += [f"user {u}", f"topic read huimin/{s}/#", ""]
+            out += [f"user {u}", f"topic read {site_topics(s)}", ""]
         for u in sorted(self.backends):
-            out += [f"user {u}", "topic read huimin-city/#",
-                    "topic write huimin-city/+/rentals/new", ""]
+            out += [f"user {u}", f"topic read {CITY_ALL}",
+                    f"topic write {city_topic('+', 'rentals/new')}", ""]
         # Every other account is a device, and %u its id: its own topics only.
         out += ["# devices (username = device id)",
-                *(f"pattern write huimin/{s}/%u/{leaf}" for leaf in DEVICE_UP),
-                f"pattern read huimin/{s}/%u/{DEVICE_DOWN}", ""]
+                *(f"pattern write {topic(s, '%u', leaf)}" for leaf in UP_LEAVES),
+                f"pattern read {topic(s, '%u', DOWN_LEAF)}", ""]
         return "\n".join(out)
 
 

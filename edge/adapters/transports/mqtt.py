@@ -30,9 +30,6 @@ from edge.netutil import NODELAY, raise_if_cancelling
 log = logging.getLogger("edge.mqtt")
 _warn = RateLimitedLog(log)
 
-UP_LEAVES = ("hello", "state", "event", "result", "status", "lookup")
-_EXPECTED = {"hello": names.HELLO, "state": names.STATE, "event": names.EVENT,
-             "result": names.RESULT, "status": names.STATUS, "lookup": names.LOOKUP}
 
 
 class MqttTransport:
@@ -49,7 +46,7 @@ class MqttTransport:
         self.client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         # The edge's presence, retained, for devices and bridges to wait on.
-        self._status_topic = f"huimin/{site}/_edge/status"
+        self._status_topic = names.topic(site, names.EDGE_PRESENCE, "status")
         # Messages the inbound queue had no room for, not yet acked to the
         # broker (at most its in-flight window), and the task releasing them.
         self._held: deque[tuple[Inbound, int, int]] = deque()
@@ -79,8 +76,8 @@ class MqttTransport:
                     self.client = client
                     # The CONNACK: a persistent session's backlog flows from here.
                     self.session_started = time.perf_counter()
-                    for leaf in UP_LEAVES:
-                        await client.subscribe(f"huimin/{self.site}/+/{leaf}", qos=1)
+                    for leaf in names.UP_LEAVES:
+                        await client.subscribe(names.topic(self.site, "+", leaf), qos=1)
                     await client.publish(self._status_topic, b'{"online":true}', qos=1,
                                          retain=True)
                     self.connected.set()
@@ -157,7 +154,7 @@ class MqttTransport:
         """The checked, typed message a publish carries, or None (dropped and
         counted, with a rate-limited line saying why)."""
         parts = topic.split("/")
-        if len(parts) != 4 or parts[3] not in _EXPECTED:
+        if len(parts) != 4 or parts[3] not in names.UP_LEAVES:
             self.metrics.inc("rx.rejected", "bad_topic")
             _warn.warning("bad_topic", "mqtt: message on unexpected topic %s", topic[:120])
             return None
@@ -176,7 +173,7 @@ class MqttTransport:
             self.metrics.inc("rx.rejected", exc.reason)
             _warn.warning(exc.reason, "mqtt: dropped message on %s: %s", topic, exc)
             return None
-        if msg["t"] != _EXPECTED[leaf]:
+        if msg["t"] != names.UP_LEAVES[leaf]:
             self.metrics.inc("rx.rejected", "wrong_topic")
             _warn.warning("wrong_topic", "mqtt: %s message on %s", msg["t"], topic)
             return None
@@ -185,7 +182,7 @@ class MqttTransport:
         return Inbound(dev, messages.parse(msg), self._replier(dev), self.name, self.clock())
 
     def _replier(self, dev: str) -> _Reply:
-        return _Reply(self, dev, f"huimin/{self.site}/{dev}/down")
+        return _Reply(self, dev, names.topic(self.site, dev, names.DOWN_LEAF))
 
 
 class _Reply:

@@ -84,3 +84,23 @@ def test_a_device_never_heard_has_no_route_and_answers_go_through_the_door() -> 
         await links.send("kiosk-x", FundsAnswer(1, False, "busy"))
         assert k.got == [{"t": "funds", "id": 1, "ok": False, "err": "busy"}]
     run(main())
+
+
+def test_the_firmware_publishes_on_the_topics_the_edge_reads() -> None:
+    """wire/names.py holds the topics for the edge, its broker's ACL and the bridge;
+    the firmware writes its own literals (a global costs a device heap). They agree:
+    each message type on the leaf the edge expects it on, and nothing else."""
+    import ast
+    from pathlib import Path
+
+    from wire import names
+
+    src = Path(__file__).resolve().parents[3] / "firmware" / "lib" / "uplink" / "mqtt.py"
+    tree = ast.parse(src.read_text(encoding="utf-8"))
+    routes = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                  and getattr(n.targets[0], "id", "") == "_ROUTES")
+    firmware = {ast.literal_eval(k): ast.literal_eval(v)[0]
+                for k, v in zip(routes.keys, routes.values, strict=True)}  # type: ignore[attr-defined]
+    assert {leaf: t for t, leaf in firmware.items()} == names.UP_LEAVES
+    assert names.topic("anji", "dock-001", names.DOWN_LEAF) == "huimin/anji/dock-001/down"
+    assert '"down"' in src.read_text(encoding="utf-8")
