@@ -25,10 +25,10 @@ from edge.app.housekeeping import Housekeeping
 from edge.app.ingest_loop import IngestLoop
 from edge.app.links import DeviceLinks
 from edge.app.ota import Ota
+from edge.app.provisioning import Provisioning
 from edge.app.rentals import RentalDesk
 from edge.app.watchdog import feed as feed_watchdog
-from edge.config import EdgeConfig, device_id_problem
-from edge.core.errors import Rejected
+from edge.config import EdgeConfig
 from edge.core.ingest import Ingest
 from edge.core.liveness import Liveness
 from edge.core.messages import Result
@@ -69,12 +69,14 @@ class Edge:
                            retention_days=cfg.funds_retention_days,
                            region_key_id=cfg.region_key_id)
         self.ota = Ota(self.links, self.registry, self.spawn)
+        self.devices = Provisioning(self.keys, self.store, self.registry, self.stations,
+                                    cfg.mqtt.username if cfg.mqtt else None)
         self.ingest = IngestLoop(
             Ingest(self.registry, self.stations, book, self.metrics), self.store, self.links,
             self.metrics, backend, on_counter_floor=self.keys.device_floor,
             on_hello=self.ota.on_hello, on_lookup=self.funds.on_lookup,
             on_rental_done=self.rentals.completed)
-        self.ingest.listeners.append(self._on_change)
+        self.ingest.on_station_changed = self._station_changed
         self.housekeeping = Housekeeping(
             self.registry, self.stations, self.links, self.store, self.metrics,
             self.ingest.station_changed, heartbeat_timeout_s=cfg.heartbeat_timeout_s,
@@ -93,20 +95,16 @@ class Edge:
         self.http_port = cfg.http_port
         self.systemd = Systemd()
 
-    def _on_change(self, kind: str, payload: dict[str, Any]) -> None:
-        if kind == "state":
-            self.rentals.slots_changed()
-            self.bridge.station_changed()
+    def _station_changed(self) -> None:
+        self.rentals.slots_changed()
+        self.bridge.station_changed()
 
     # -- lifecycle -----------------------------------------------------------
     async def _restore(self) -> None:
         """What the last run knew: devices provisioned since, slot reports,
         rentals under way."""
         await self.store.open()
-        for dev, station, kind in await self.store.provisioned_all():
-            if station in self.stations.by_id:
-                self.registry.add(dev, station, kind)
-                self.stations.add_device(dev, station)
+        await self.devices.restore()
         for s in await self.store.states():
             self.stations.restore(s.device, s.boot, s.n, s.slots, s.reported)
         await self.rentals.resume()
@@ -217,30 +215,6 @@ class Edge:
 
     async def retention(self) -> None:
         await self.housekeeping.retention()
-
-    async def provision(self, dev: str, station: str, kind: str, command_key: str,
-                        mqtt_password_hash: str | None = None, replace: bool = False) -> None:
-        """Register a device (huimin provision): it may talk to the edge from now
-        on, and stays registered across restarts; its command key (and broker
-        password hash, for `huimin broker`) go to the device-keys file. A device
-        the edge has keys for is re-keyed only when asked (`replace`)."""
-        if (why := device_id_problem(dev)) is not None:
-            raise Rejected("bad_id", why)
-        if self.cfg.mqtt is not None and dev == self.cfg.mqtt.username:
-            raise Rejected("bad_id", f"{dev} is the edge's own broker account")
-        if self.keys.has(dev) and not replace:
-            raise Rejected("exists", f"device {dev} is registered already; re-provisioning "
-                           "replaces its keys only when asked (huimin provision --replace)")
-        if kind not in ("dock", "kiosk"):
-            raise Rejected("bad_kind", kind)
-        if station not in self.stations.by_id:
-            raise Rejected("unknown_station", station)
-        extra = {"mqtt_password": mqtt_password_hash} if mqtt_password_hash else {}
-        await asyncio.to_thread(self.keys.add, dev, command_key, **extra)
-        await self.store.provisioned_put(dev, station, kind)
-        self.registry.add(dev, station, kind)
-        self.stations.add_device(dev, station)
-        log.info("device %s registered at station %s (%s)", dev, station, kind)
 
 
 async def _shutdown_watch(tasks: list[asyncio.Task[Any]], grace_s: float = 5.0) -> None:

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from edge.app.links import DeviceLinks
 from edge.core.errors import Rejected
@@ -71,7 +71,9 @@ class IngestLoop:
         self.inbound: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=10_000)
         self._warn = RateLimitedLog(log)  # bad input: a few lines a minute per reason
         self._events_log = RateLimitedLog(log, burst=20, window_s=10.0)
-        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []  # live pages
+        # Told when a station's slots change (the rental desk waits for slot reports, the
+        # bridge republishes GBFS); the runtime sets it.
+        self.on_station_changed: Callable[[], None] = lambda: None
         self.alarms: dict[str, float] = {}  # name -> since (a technician acts on these)
         # Progress, for the watchdog (edge/core/liveness.py): items handled.
         self.handled = 0
@@ -129,17 +131,13 @@ class IngestLoop:
         stations = self.ingest.stations
         if station not in stations.by_id:
             return  # a kiosk: no station to report
-        self.notify("state", {"station": station})
+        self.on_station_changed()
         if self.backend is None:
             return
         body = self.backend.station(stations.by_id[station].status(stations.started),
                                     stations.version)
         # Coalesced in the outbox: the backend gets the newest per station, in order.
         self.store.submit(OutboxRecord("status", f"status:{station}", station, body))
-
-    def notify(self, kind: str, payload: dict[str, Any]) -> None:
-        for fn in self.listeners:
-            fn(kind, payload)
 
     async def _stored(self, fut: asyncio.Future[bool], ev: EventRecord) -> bool:
         """Whether to ack: stored now, or stored before (a duplicate)."""
@@ -162,8 +160,6 @@ class IngestLoop:
             self.metrics.observe("event_to_store", time.time() - (ev.happened or ev.received))
             self._events_log.info("event", "event %s %s slot %d bike %s (seq %d)", ev.device,
                                   ev.kind, ev.slot, ev.bike, ev.seq)
-            self.notify("event", {"dev": ev.device, "ev": ev.kind, "slot": ev.slot,
-                                  "bike": ev.bike, "seq": ev.seq, "epoch": ev.epoch})
         else:
             self.metrics.inc("events.duplicate")
         return True

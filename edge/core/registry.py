@@ -5,7 +5,11 @@ online (heartbeats, Last Will)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Container
 from dataclasses import dataclass, field
+
+from edge.config import device_id_problem
+from edge.core.errors import Rejected
 
 
 @dataclass
@@ -87,3 +91,23 @@ class Registry:
                 d.online = False
                 gone.append(d)
         return gone
+
+
+def registration_problem(dev: str, station: str, kind: str, stations: Container[str],
+                         has_keys: bool, replace: bool,
+                         edge_account: str | None) -> Rejected | None:
+    """Why a device cannot be registered as asked, or None: a bad or reserved id,
+    the edge's own broker account, keys it has already (re-keyed only when asked),
+    an unknown kind or station."""
+    if (why := device_id_problem(dev)) is not None:
+        return Rejected("bad_id", why)
+    if edge_account is not None and dev == edge_account:
+        return Rejected("bad_id", f"{dev} is the edge's own broker account")
+    if has_keys and not replace:
+        return Rejected("exists", f"device {dev} is registered already; re-provisioning "
+                        "replaces its keys only when asked (huimin provision --replace)")
+    if kind not in ("dock", "kiosk"):
+        return Rejected("bad_kind", kind)
+    if station not in stations:
+        return Rejected("unknown_station", station)
+    return None

@@ -34,6 +34,7 @@ from edge.adapters.http.prometheus import EdgeNumbers, registry_for
 from edge.adapters.http.webserver import serve
 from edge.adapters.store import SqliteStore
 from edge.app.ota import Ota
+from edge.app.provisioning import Provisioning
 from edge.config import EdgeConfig, device_id_problem
 from edge.core import gbfs
 from edge.core.errors import Rejected
@@ -63,10 +64,7 @@ class EdgeView(EdgeNumbers, Protocol):
     tokens: ApiTokens
     store: SqliteStore
     ota: Ota
-
-    async def provision(self, dev: str, station: str, kind: str, command_key: str,
-                        mqtt_password_hash: str | None = None,
-                        replace: bool = False) -> None: ...
+    devices: Provisioning
 
 
 # What registration takes: a command key of 16-64 bytes in hex, and the broker password
@@ -286,7 +284,7 @@ class HttpServer:
             replace = body.get("replace", False)
             if not isinstance(replace, bool):
                 raise ValueError("replace is true or false")
-            await self.svc.provision(dev, station, kind, key, mqtt_hash, replace=replace)
+            await self.svc.devices.register(dev, station, kind, key, mqtt_hash, replace=replace)
             log.info("device %s registered by %s", dev, who)
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response({"error": "bad request", "detail": str(exc)}, status=400)
