@@ -1,19 +1,21 @@
 """Kiosk lookups: a villager's livelihood-fund records by lookup token (the
 kiosk's keyed hash; the edge never sees an ID number). Answers from the
 edge's cache while fresh, asks the backend on a miss or when stale, and when
-the backend is away answers from the cache marked `stale` with its date."""
+the backend is away answers from the cache marked `stale` with its date. The
+rules (who may ask, how fast, when the cache answers, what an answer keeps)
+are edge/core/funds.py; this module keeps the cache and asks the backend."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from edge.app.links import DeviceLinks
+from edge.core import funds as rules
 from edge.core.errors import Rejected, UpstreamError
 from edge.core.messages import FundsAnswer, Lookup
 from edge.core.metrics import Metrics
@@ -22,16 +24,8 @@ from edge.core.ratelog import RateLimitedLog
 from edge.core.registry import Registry
 
 log = logging.getLogger("edge.funds")
-FRESH_S = 300.0  # answer from the cache without asking the backend
-# A villager's pace: a kiosk may ask BURST at once, then
-# [edge] kiosk_lookups_per_minute (30: one every 2 s; a card read, the answer
-# and the next villager take longer). Faster is a script walking ID numbers
-# through a stolen kiosk's key and credentials (docs/privacy.md).
-BURST = 10
 MAX_CACHED = 50_000  # villagers remembered at most (a county's villages: ~10^4-10^5)
-_TOKEN = re.compile(r"[0-9a-f]{32}")  # wire/idcard.py token(): 16 bytes, hex
 BACKEND_WAIT_S = 1.5  # a villager is waiting at the screen
-MAX_RECORDS = 6  # newest first; keeps the answer inside one 1 KiB message
 
 
 class FundsStore(Protocol):
@@ -68,8 +62,8 @@ class Funds:
         self.per_minute = lookups_per_minute
         self.retention_days = retention_days
         self.region_key_id = region_key_id
-        self.fresh_s = FRESH_S
-        self._buckets: dict[str, tuple[float, float]] = {}  # kiosk -> (tokens, at)
+        self.fresh_s = rules.FRESH_S
+        self._buckets: dict[str, rules.Bucket] = {}  # kiosk -> its lookups left
         self._warn = RateLimitedLog(log)
 
     def on_lookup(self, dev: str, lookup: Lookup) -> None:
@@ -95,21 +89,13 @@ class Funds:
             self.metrics.inc("funds.unanswered")  # the kiosk went away meanwhile
 
     def admit(self, dev: str, token: str, now: float) -> str | None:
-        """None if this lookup may go ahead, else why not: not a kiosk (by the
-        edge's configuration or provisioning, not by what the device says),
-        a token not of the kiosks' form, or over the kiosk's rate."""
+        """None if this lookup may go ahead, else why not (edge/core/funds.py admit)."""
         d = self.registry.get(dev)
-        if d is None or d.role != "kiosk":
-            return "not_a_kiosk"
-        if not _TOKEN.fullmatch(token):
-            return "bad_token"
-        have, at = self._buckets.get(dev, (float(BURST), now))
-        have = min(float(BURST), have + (now - at) * self.per_minute / 60)
-        if have < 1.0:
-            self._buckets[dev] = (have, now)
-            return "busy"
-        self._buckets[dev] = (have - 1.0, now)
-        return None
+        why, bucket = rules.admit(d.role if d is not None else None, token,
+                                  self._buckets.get(dev), now, self.per_minute)
+        if bucket is not None:
+            self._buckets[dev] = bucket
+        return why
 
     async def start(self) -> None:
         """At start: a new region key (its id in the configuration) makes every
@@ -149,21 +135,19 @@ class Funds:
                     self.metrics.inc("funds.refreshed")
 
     async def _store(self, token: str, got: dict[str, Any]) -> dict[str, Any]:
-        records = sorted(got["records"], key=lambda r: str(r.get("paid", "")),
-                         reverse=True)[:MAX_RECORDS]
+        records = rules.newest(got["records"])
         as_of = float(got.get("as_of") or time.time())
         await self.store.funds_put(token, json.dumps(records, ensure_ascii=False), as_of)
-        return {"ok": True, "records": records, "as_of": int(as_of), "stale": False}
+        return rules.answer(records, as_of, stale=False)
 
     async def lookup(self, token: str) -> dict[str, Any]:
         m = self.metrics
         await self.store.funds_touch(token)
         cached = await self.store.funds_get(token)
         now = time.time()
-        if cached is not None and now - cached[2] < self.fresh_s:
+        if cached is not None and rules.fresh(cached[2], now, self.fresh_s):
             m.inc("funds.lookup", "cache")
-            return {"ok": True, "records": json.loads(cached[0]), "as_of": int(cached[1]),
-                    "stale": False}
+            return rules.answer(json.loads(cached[0]), cached[1], stale=False)
         up = self.source
         if up is not None:
             try:
@@ -175,15 +159,14 @@ class Funds:
             else:
                 if got is None:
                     m.inc("funds.lookup", "unknown")
-                    return {"ok": False, "err": "unknown"}
+                    return dict(rules.UNKNOWN)
                 m.inc("funds.lookup", "backend")
                 return await self._store(token, got)
         if cached is not None:
             m.inc("funds.lookup", "stale")
-            return {"ok": True, "records": json.loads(cached[0]), "as_of": int(cached[1]),
-                    "stale": True}
+            return rules.answer(json.loads(cached[0]), cached[1], stale=True)
         m.inc("funds.lookup", "unavailable")
-        return {"ok": False, "err": "unavailable"}
+        return dict(rules.UNAVAILABLE)
 
 
 def funds_answer(req_id: int, answer: dict[str, Any]) -> FundsAnswer:

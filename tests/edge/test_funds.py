@@ -9,8 +9,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from edge.app import funds
+from edge.app.funds import MAX_CACHED
 from edge.config import parse
+from edge.core import funds as rules
 from edge.runtime import Edge
 from tests.conftest import run
 
@@ -34,7 +35,7 @@ def test_lookups_only_from_kiosks_with_a_token_at_a_villagers_pace(tmp_path: Pat
     for bad in ("", "11010519491231002X", TOKEN.upper(), TOKEN + "0", "g" * 32):
         assert f.admit("kiosk-a", bad, 0.0) == "bad_token", bad
     # A burst of BURST, then one every 2 s (30 a minute, the default).
-    assert [f.admit("kiosk-a", TOKEN, 0.0) for _ in range(funds.BURST)] == [None] * funds.BURST
+    assert [f.admit("kiosk-a", TOKEN, 0.0) for _ in range(rules.BURST)] == [None] * rules.BURST
     assert f.admit("kiosk-a", TOKEN, 1.0) == "busy"
     assert f.admit("kiosk-a", TOKEN, 2.1) is None
     assert f.admit("kiosk-a", TOKEN, 2.2) == "busy"
@@ -43,7 +44,7 @@ def test_lookups_only_from_kiosks_with_a_token_at_a_villagers_pace(tmp_path: Pat
     for _ in range(600):
         t += 0.1
         through += f.admit("kiosk-a", TOKEN, t) is None
-    assert through <= funds.BURST + 30 + 1, through
+    assert through <= rules.BURST + 30 + 1, through
 
 
 def test_cached_answers_expire_and_go_with_a_new_region_key(tmp_path: Path) -> None:
@@ -63,7 +64,7 @@ def test_cached_answers_expire_and_go_with_a_new_region_key(tmp_path: Path) -> N
             assert n >= 1 and await j.funds_get(f"{0:032x}") is None
             assert await j.funds_get(f"{2:032x}") is not None
             # Past the retention, everyone goes.
-            await j.funds_purge(time.time() + 1, funds.MAX_CACHED)
+            await j.funds_purge(time.time() + 1, MAX_CACHED)
             assert await j.funds_get(f"{2:032x}") is None
             # A new region key: whatever was cached under the old one goes at start.
             await j.funds_put(TOKEN, "[]", time.time())
