@@ -120,15 +120,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     trap exit TERM
     while sleep 5; do
       got=$(grep -cE '^(Collecting|Processing) .*from -r locks/' .venv/pip.log || true)
-      if grep -q '^Installing collected packages' .venv/pip.log; then
-        step="fetched; installing"
+      # The role's lock is installing once its own "Installing" line is there (the
+      # first one, pip and setuptools, comes before the marker).
+      if sed -n '/^== the role lock/,$p' .venv/pip.log | grep -q '^Installing collected'; then
+        step="fetched; installing them"
       else
         step="fetched"
       fi
+      # Of up to $total: a pin for another machine (a marker) is not fetched here.
       if [ -t 2 ]; then
-        printf '\rbootstrap: %s/%s packages %s ' "$got" "$total" "$step" >&2
+        printf '\rbootstrap: %s of up to %s packages %s ' "$got" "$total" "$step" >&2
       else
-        echo "bootstrap: $got/$total packages $step" >&2
+        echo "bootstrap: $got of up to $total packages $step" >&2
       fi
     done
   ) &
@@ -138,6 +141,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     # with every file's hash checked. Source packages (pyscard, esptool) build with that
     # setuptools, not one fetched unchecked, hence --no-build-isolation.
     pip install --require-hashes -r locks/bootstrap.txt &&
+    echo "== the role lock" &&
     pip install --require-hashes --no-build-isolation -r "$lock" &&
     # The project itself, from this clone; its dependencies are the lock's.
     pip install --no-deps --no-build-isolation -e . &&
