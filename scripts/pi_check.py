@@ -46,6 +46,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -324,6 +325,7 @@ def main() -> int:
             say(f"huimin edge up under emulation: /healthz {health}")
             seq = dock_event(root, http_port, tls_port, token, mosquitto)
             say(f"dock-001's sealed event seq {seq} acked by the edge (after its commit)")
+            station: dict[str, Any] = {}
             for _ in range(120):  # the feed follows the dock's new state
                 status = json.loads(wait_http(
                     f"http://127.0.0.1:{http_port}/gbfs/3.0/station_status.json", edge,

@@ -76,7 +76,7 @@ class SerialTransport:
                 self.connected.clear()
                 self._count_link()
                 writer.close()
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff.next())  # a moment before reopening
 
     def _count_link(self) -> None:
         if self.link is None:
