@@ -75,7 +75,7 @@ class Edge:
             Ingest(self.registry, self.stations, book, self.metrics), self.store, self.links,
             self.metrics, backend, on_counter_floor=self.keys.device_floor,
             on_hello=self.ota.on_hello, on_lookup=self.funds.on_lookup,
-            on_rental_done=self.rentals.completed)
+            rentals=self.rentals)
         self.ingest.on_station_changed = self._station_changed
         self.housekeeping = Housekeeping(
             self.registry, self.stations, self.links, self.store, self.metrics,

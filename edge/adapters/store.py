@@ -22,6 +22,7 @@ from edge.core.records import (
     EventRecord,
     OutboxRecord,
     OutboxRow,
+    RentalCompletion,
     StateRecord,
     StoreItem,
 )
@@ -186,6 +187,8 @@ class SqliteStore:
                             db.execute("INSERT OR IGNORE INTO outbox (uplink, kind, key, station,"
                                        " body, created) VALUES (?,?,?,?,?,?)",
                                        (up, "event", key, it.station, it.outbox, it.received))
+                    if it.rental is not None:
+                        self._complete(db, it.rental, it.received)
                 elif isinstance(it, OutboxRecord):
                     now = time.time()
                     for up in self.uplinks:
@@ -209,6 +212,18 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             raise
         return out
+
+    def _complete(self, db: sqlite3.Connection, c: RentalCompletion, now: float) -> None:
+        """A rental done by its event, in the event's transaction: once (a resent
+        event finds it done already and queues nothing again)."""
+        cur = db.execute("UPDATE rentals SET state = ?, result = ? WHERE id = ? AND state != ?",
+                         (DONE, c.result, c.id, DONE))
+        if cur.rowcount == 1 and c.outbox is not None:
+            for up in self.uplinks:
+                db.execute("INSERT INTO outbox (uplink, kind, key, station, body, created)"
+                           " VALUES (?,?,?,?,?,?) ON CONFLICT(uplink, key) DO UPDATE SET"
+                           " body=excluded.body, version=version+1",
+                           (up, "rental", f"rental:{c.id}", c.station, c.outbox, now))
 
     # -- reads (tests, API, start-up) ---------------------------------------
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

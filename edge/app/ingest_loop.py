@@ -34,7 +34,7 @@ from edge.core.messages import ClockSync, Hello, Lookup
 from edge.core.metrics import Metrics
 from edge.core.ports import Inbound
 from edge.core.ratelog import RateLimitedLog
-from edge.core.records import EventRecord, OutboxRecord, StoreItem
+from edge.core.records import EventRecord, OutboxRecord, RentalCompletion, StoreItem
 from edge.core.stations import StationStatus
 
 log = logging.getLogger("edge")
@@ -42,6 +42,14 @@ log = logging.getLogger("edge")
 
 class Store(Protocol):
     def submit(self, item: StoreItem) -> asyncio.Future[bool]: ...
+
+
+class RentalCompletions(Protocol):
+    """The rental desk (edge/app/rentals.py), as the ingest loop needs it."""
+
+    def completion(self, rental_id: str) -> RentalCompletion | None: ...
+
+    def stored(self, rental_id: str, ok: bool) -> None: ...
 
 
 class BackendFormat(Protocol):
@@ -58,7 +66,7 @@ class IngestLoop:
                  on_counter_floor: Callable[[str, int], bool],
                  on_hello: Callable[[Hello], None],
                  on_lookup: Callable[[str, Lookup], None],
-                 on_rental_done: Callable[[str], None]) -> None:
+                 rentals: RentalCompletions) -> None:
         self.ingest = ingest
         self.store = store
         self.links = links
@@ -67,7 +75,7 @@ class IngestLoop:
         self._on_counter_floor = on_counter_floor
         self._on_hello = on_hello
         self._on_lookup = on_lookup
-        self._on_rental_done = on_rental_done
+        self.rentals = rentals
         self.inbound: asyncio.Queue[Inbound] = asyncio.Queue(maxsize=10_000)
         self._warn = RateLimitedLog(log)  # bad input: a few lines a minute per reason
         self._events_log = RateLimitedLog(log, burst=20, window_s=10.0)
@@ -104,11 +112,16 @@ class IngestLoop:
             rec = e.record
             if self.backend is not None:
                 rec = replace(rec, outbox=self.backend.event(rec, e.rental_id))
+            if e.rental_id is not None:
+                # The rental's completion goes in the event's own transaction.
+                rec = replace(rec, rental=self.rentals.completion(e.rental_id))
             stored = self.store.submit(rec)
+            if rec.rental is not None:
+                rid = rec.rental.id
+                stored.add_done_callback(lambda f: self.rentals.stored(
+                    rid, not f.cancelled() and f.exception() is None))
             self.links.post(item.device, e.ack, gate=lambda: self._stored(stored, rec),
                             reply=item.reply)
-            if e.rental_id is not None:
-                self._on_rental_done(e.rental_id)
         elif isinstance(e, StoreState):
             self.store.submit(e.record)
         elif isinstance(e, StationChanged):

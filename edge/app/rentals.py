@@ -6,6 +6,7 @@ an edge restart nor a redelivered rental can leave one stuck."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any, Protocol
 from edge.app.links import DeviceLinks
 from edge.core.errors import Rejected
 from edge.core.metrics import Metrics
-from edge.core.records import OutboxRecord, StoreItem
+from edge.core.records import OutboxRecord, RentalCompletion, StoreItem
 from edge.core.rentals import (
     CLAIMED,
     HOLDING,
@@ -88,8 +89,16 @@ class RentalDesk:
         except Rejected as exc:
             self.metrics.inc("rentals.rejected", "malformed")
             rid = raw.get("rental_id") if isinstance(raw, dict) else ""
-            return {"rental_id": rid if isinstance(rid, str) else "", "ok": False,
-                    "err": "malformed", "detail": str(exc)}
+            station = raw.get("station") if isinstance(raw, dict) else ""
+            result = {"rental_id": rid if isinstance(rid, str) else "", "ok": False,
+                      "err": "malformed", "detail": str(exc), "site": self.book.site,
+                      "at": self._now()}
+            if isinstance(rid, str) and 0 < len(rid) <= 128 and self._format is not None:
+                # The backend hears it too (docs/bridge.md): a rental it issued got no unlock.
+                station = station if isinstance(station, str) else ""
+                self.store.submit(OutboxRecord("rental", f"rental:{rid}", station[:64],
+                                               self._format(result)))
+            return result
         stored = await self.store.rental_claim(req.id, req.station, self._now())
         if stored is not None:
             self.metrics.inc("rentals.duplicate")
@@ -180,13 +189,28 @@ class RentalDesk:
         return None if res.ok else (res.err or "refused")
 
     # -- the dock's answer and the deadlines -------------------------------------------
-    def completed(self, rental_id: str) -> None:
+    def completion(self, rental_id: str) -> RentalCompletion | None:
         """Ingest matched a "rented" event to this rental (the book marked it
-        done): store and publish its outcome."""
+        done): its outcome, to be written in the event's own transaction with
+        the row for the backend. A crash can then never keep the event and lose
+        the completion, and later report `not_taken` for a bike that left."""
+        r = self.book.finished_by_event.get(rental_id)
+        if r is None or r.result is None:
+            return None
+        return RentalCompletion(r.id, r.station, json.dumps(r.result),
+                                self._format(r.result) if self._format else None)
+
+    def stored(self, rental_id: str, ok: bool) -> None:
+        """The event's transaction committed (ok) or failed."""
         r = self.book.finished_by_event.pop(rental_id, None)
-        if r is not None and r.result is not None:
-            asyncio.get_running_loop().create_task(self._finish(r, r.result),
-                                                   name=f"rental-done:{rental_id}")
+        if r is None:
+            return
+        if not ok:
+            self.book.reopen(r)  # the dock keeps the event and sends it again
+        else:
+            self.metrics.inc("rentals", "ok")
+            log.info("rental %s at %s: rented slot %s", r.id, r.station, r.slot)
+        self._changed.set()
 
     async def deadlines(self) -> None:
         """The one timer task: expires unlocking rentals whose bike was not taken

@@ -7,6 +7,16 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
+class RentalCompletion:
+    """A rental the event completes (a "rented" after its unlock): written in the
+    event's own transaction, so the two are stored together or not at all."""
+    id: str
+    station: str
+    result: str  # the outcome, as the rentals table keeps it (JSON)
+    outbox: str | None  # the backend's JSON of it, queued with it (None: no uplink)
+
+
+@dataclass(frozen=True, slots=True)
 class EventRecord:
     device: str
     epoch: str
@@ -22,6 +32,7 @@ class EventRecord:
     # The dock's stamp was outside what the edge can vouch for and `happened` is the
     # edge's bound instead (edge/core/ingest.py _when).
     corrected: bool = False
+    rental: RentalCompletion | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,6 +136,12 @@ class RentalBook:
         r.state, r.result = DONE, result
         self.active.pop(r.id, None)
 
+    def reopen(self, r: Rental) -> None:
+        """A completion that was not stored (its event's transaction failed): the
+        rental is unlocking again, so the dock's resent event completes it."""
+        r.state, r.result = UNLOCKING, None
+        self.active[r.id] = r
+
     def bike_left(self, dev: str, slot: int, bike: str | None, now: float) -> str | None:
         """A dock's "rented" event: the rental unlocking that slot is done.
         Returns its id (the event names it for the backend)."""

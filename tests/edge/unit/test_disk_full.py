@@ -25,6 +25,14 @@ from tests.conftest import run, until
 S1 = StationConfig("s1", "一号站", "One", 30.6, 119.6, ("d1",))
 
 
+class NoRentals:
+    def completion(self, rental_id: str) -> None:
+        return None
+
+    def stored(self, rental_id: str, ok: bool) -> None:
+        pass
+
+
 def test_a_full_disk_refuses_no_event_for_good(tmp_path: Path) -> None:
     async def main() -> None:
         stations, metrics = Stations((S1,), 0.0), Metrics()
@@ -41,7 +49,7 @@ def test_a_full_disk_refuses_no_event_for_good(tmp_path: Path) -> None:
         loop = IngestLoop(Ingest(Registry({"d1": "s1"}, 90.0), stations,
                                  RentalBook(stations, "t"), metrics),
                           store, links, metrics, None, lambda d, c: None,
-                          lambda h: None, lambda d, m: None, lambda r: None)
+                          lambda h: None, lambda d, m: None, NoRentals())
         tasks += [asyncio.create_task(loop.dispatch()), asyncio.create_task(links.run())]
 
         async def send(msg: Hello | State | Event) -> None:

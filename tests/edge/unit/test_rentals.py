@@ -21,6 +21,7 @@ from edge.core.errors import Rejected
 from edge.core.messages import Result
 from edge.core.metrics import Metrics
 from edge.core.ports import ReplyBy
+from edge.core.records import EventRecord
 from edge.core.rentals import (
     CLAIMED,
     DONE,
@@ -107,6 +108,28 @@ async def _desk(tmp: Path, st: Stations, clock: Clock,
     return desk, store, dock
 
 
+async def _store_event(desk: RentalDesk, store: SqliteStore, rid: str, slot: int,
+                       now: float, seq: int = 1) -> bool:
+    """The "rented" event as the ingest loop stores it: the rental's completion in
+    the event's own transaction. Returns whether the transaction committed."""
+    writer = asyncio.create_task(store.run())
+    rec = EventRecord("d1", "e1", seq, "s1", "rented", slot, "0B00", None, now,
+                      rental=desk.completion(rid))
+    try:
+        await store.submit(rec)
+        ok = True
+    except Exception:
+        ok = False
+    desk.stored(rid, ok)
+    writer.cancel()
+    return ok
+
+
+async def _rental_rows(store: SqliteStore) -> list[str]:
+    rows = await store._run(store._query, "SELECT key FROM outbox WHERE kind = 'rental'")
+    return [r[0] for r in rows]
+
+
 def test_a_rental_unlocks_and_ends_when_the_bike_leaves_or_the_deadline_passes(
         tmp_path: Path) -> None:
     async def main() -> None:
@@ -117,9 +140,9 @@ def test_a_rental_unlocks_and_ends_when_the_bike_leaves_or_the_deadline_passes(
         assert dock.commands[-1]["op"] == "unlock"
         assert (await store.rentals_active())[0].state == UNLOCKING
         assert desk.book.bike_left("d1", 0, "0B00", clock.now) == "r-1"
-        desk.completed("r-1")
-        await asyncio.sleep(0.05)
+        assert await _store_event(desk, store, "r-1", 0, clock.now)
         assert await store.rentals_active() == []
+        assert await _rental_rows(store) == ["rental:r-1"]  # queued with the event
         again = await desk.rent({"rental_id": "r-1", "station": "s1"})
         assert again["state"] == "rented" and again["bike"] == "0B00"
         # Nobody takes the next one: the deadline ends it.
@@ -216,10 +239,50 @@ def test_an_unlocking_rental_resumes_and_completes_after_a_restart(tmp_path: Pat
         r = desk2.book.active["r-1"]
         assert r.state == UNLOCKING and r.deadline > clock.now
         assert desk2.book.bike_left("d1", 1, "0B01", clock.now) == "r-1"
-        desk2.completed("r-1")
-        await asyncio.sleep(0.05)
+        assert await _store_event(desk2, store2, "r-1", 1, clock.now)
         got = await desk2.rent({"rental_id": "r-1", "station": "s1"})
         assert got["state"] == "rented" and got["bike"] == "0B01"
         assert HOLDING not in {x.state for x in await store2.rentals_active()}
         await store2.close()
+    run(main())
+
+
+def test_a_completion_is_stored_with_its_event_or_not_at_all(tmp_path: Path) -> None:
+    """Writing the completion fails (as a full disk fails a write): the event is not
+    stored either (the dock keeps it and sends it again), nor the row for the backend;
+    the rental is unlocking again, so the resent event completes it, once."""
+    async def main() -> None:
+        st, clock = _stations("LLEE"), Clock()
+        desk, store, _ = await _desk(tmp_path, st, clock)
+        await desk.rent({"rental_id": "r-1", "station": "s1"})
+        db = store._db
+        assert db is not None
+        await store._run(db.execute, "CREATE TRIGGER full BEFORE UPDATE ON rentals WHEN "
+                         "NEW.state = 'done' BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        assert desk.book.bike_left("d1", 0, "0B00", clock.now) == "r-1"
+        assert not await _store_event(desk, store, "r-1", 0, clock.now)
+        assert await store.events() == []  # the event went with it
+        assert [r.state for r in await store.rentals_active()] == [UNLOCKING]
+        assert desk.book.active["r-1"].state == UNLOCKING and await _rental_rows(store) == []
+        await store._run(db.execute, "DROP TRIGGER full")
+        assert desk.book.bike_left("d1", 0, "0B00", clock.now) == "r-1"  # the resend
+        assert await _store_event(desk, store, "r-1", 0, clock.now)
+        assert await store.rentals_active() == [] and await _rental_rows(store) == ["rental:r-1"]
+        await store.close()
+    run(main())
+
+
+def test_a_malformed_rental_is_answered_to_the_backend_too(tmp_path: Path) -> None:
+    async def main() -> None:
+        desk, store, dock = await _desk(tmp_path, _stations("LLEE"), Clock())
+        writer = asyncio.create_task(store.run())
+        got = await desk.rent({"rental_id": "m-1", "station": "s1", "slot": "two"})
+        assert (got["ok"], got["err"]) == (False, "malformed")
+        for _ in range(100):
+            if await _rental_rows(store):
+                break
+            await asyncio.sleep(0.01)
+        assert await _rental_rows(store) == ["rental:m-1"] and dock.commands == []
+        writer.cancel()
+        await store.close()
     run(main())
