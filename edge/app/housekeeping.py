@@ -51,12 +51,19 @@ class Housekeeping:
     async def offline_check(self) -> None:
         while True:
             await asyncio.sleep(min(5.0, self.heartbeat_timeout_s / 3))
-            for d in self.registry.expire():
-                self.metrics.inc("devices.timed_out")
-                log.warning("device %s silent for %.0f s: offline", d.id,
-                            self.heartbeat_timeout_s)
-                self.stations.set_online(d.id, False, time.time())
-                self._station_changed(d.station)
+            self.silent_go_offline()
+
+    def silent_go_offline(self) -> list[str]:
+        """One look: devices silent past the heartbeat timeout go offline, and their
+        stations stop counting their bikes. Returns their ids."""
+        gone = []
+        for d in self.registry.expire():
+            self.metrics.inc("devices.timed_out")
+            log.warning("device %s silent for %.0f s: offline", d.id, self.heartbeat_timeout_s)
+            self.stations.set_online(d.id, False, time.time())
+            self._station_changed(d.station)
+            gone.append(d.id)
+        return gone
 
     async def retention_loop(self, every_s: float = 3600.0) -> None:
         """Hourly: every table keeps what it needs, and no more (bounds in
@@ -83,15 +90,22 @@ class Housekeeping:
         the first four configured, for a kiosk whose place is not given). A kiosk
         provisioned since the edge started is fed as one listed in [[kiosks]]."""
         while True:
-            statuses = self.stations.statuses()
-            for k in self.registry.kiosks():
-                dev = self.registry.get(k)
-                if dev is not None and dev.online and self.links.reachable(k):
-                    near = Near(tuple(
-                        (self.station_names[s.station_id], s.bikes_available, s.docks_available)
-                        for s in nearest(statuses, self.station_places, self.kiosk_places.get(k))))
-                    try:
-                        await self.links.send(k, near)
-                    except Rejected:
-                        pass
+            await self.feed_kiosks()
             await asyncio.sleep(every_s)
+
+    async def feed_kiosks(self) -> int:
+        """One round of the feed; returns how many kiosks were sent their figures."""
+        statuses = self.stations.statuses()
+        fed = 0
+        for k in self.registry.kiosks():
+            dev = self.registry.get(k)
+            if dev is not None and dev.online and self.links.reachable(k):
+                near = Near(tuple(
+                    (self.station_names[s.station_id], s.bikes_available, s.docks_available)
+                    for s in nearest(statuses, self.station_places, self.kiosk_places.get(k))))
+                try:
+                    await self.links.send(k, near)
+                    fed += 1
+                except Rejected:
+                    pass
+        return fed
