@@ -34,6 +34,10 @@ def test_usb_reader_reads_validates_and_tokenises(tmp_path: Path) -> None:
             got = await reader.read_card(KEY)
             assert got.token == idcard.token(KEY, person.id_number)
             assert got.masked_number == idcard.mask_id(person.id_number)
+            # An answer lost on the line is asked for again, as the kiosk's driver does.
+            module.fault = "lost_answer"
+            again = await reader.read_card(KEY)
+            assert again.token == got.token and module.fault is None
             module.place(fictional_card(random.Random(5), valid_to="20200101"))
             with pytest.raises(IdReadError) as e:
                 await reader.read_card(KEY)

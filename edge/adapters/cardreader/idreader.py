@@ -62,7 +62,15 @@ class UsbIdReader:
     async def read_card(self, region_key: bytes) -> IdCardRead:
         if (await self._xfer(idcard.FIND))[2] != idcard.FIND_OK:
             raise IdReadError("no_card")
-        if (await self._xfer(idcard.SELECT))[2] != idcard.OK:
+        try:
+            selected = await self._xfer(idcard.SELECT)
+        except IdReadError as e:
+            if e.reason != "unreadable":
+                raise
+            # No answer at all: one lost on a busy line is not a bad card. The same rule
+            # as the kiosk's driver (firmware/drivers/sam_reader.py read_text).
+            selected = await self._xfer(idcard.SELECT)
+        if selected[2] != idcard.OK:
             raise IdReadError("pulled")
         body = await self._xfer(idcard.READ, 1.5)
         if body[2] == idcard.E_SELFTEST:
