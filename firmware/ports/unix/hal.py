@@ -32,19 +32,17 @@ async def init(board, cfg):
     # The emulated hardware's address: in config.json (the simulator's devices), or
     # the board's own wiring (a board on the bench, hardware/sim/bench.py, which
     # `huimin provision` leaves alone as it leaves an ESP32's board file).
-    addr = cfg.get("bus") or _wiring()
+    addr = cfg.get("bus")
+    if not addr:
+        import os
+
+        addr = os.getenv("HUIMIN_BOARD_BUS")
     if addr:
         import bus
 
         await bus.connect(addr, board["slots"])
         SlotIO = bus.SlotIO
         tag_port = bus.tag_port
-
-
-def _wiring():
-    import os
-
-    return os.getenv("HUIMIN_BOARD_BUS")
 
 
 def uart(name, cfg):
