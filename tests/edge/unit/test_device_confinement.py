@@ -278,3 +278,55 @@ def test_no_message_from_one_dock_changes_another_dock(before: list[tuple[Any, .
                 assert e.device == "dock-a", e
     assert dataclasses.asdict(ing.registry.devices["dock-b"]) == b_device
     assert next(s for s in ing.stations.statuses() if s.station_id == "s2") == b_station
+
+
+_DOOR_OPS = st.lists(st.tuples(st.sampled_from(["dock-a", "dock-b"]),
+                               st.sampled_from(["post", "gated", "refused", "send"])),
+                     max_size=30)
+
+
+@given(_DOOR_OPS)
+@settings(max_examples=60, deadline=None)
+def test_the_door_sends_each_devices_messages_on_its_own_link_only(
+        ops: list[tuple[str, str]]) -> None:
+    """Whatever is queued or sent for one device (gated, refused, at once) leaves only
+    on that device's link, in the order given, and never holds back the other's."""
+    import asyncio
+
+    from edge.app.links import DeviceLinks
+    from edge.core.messages import ClockSync
+    from edge.core.ports import ReplyBy
+
+    async def main() -> None:
+        links = DeviceLinks(Metrics())
+        got: dict[str, list[int]] = {"dock-a": [], "dock-b": []}
+
+        def link(dev: str) -> ReplyBy:
+            async def send(msg: dict[str, Any]) -> None:
+                got[dev].append(msg["now"])
+            return ReplyBy(send, blocks=dev == "dock-b")
+
+        for dev in got:
+            links.heard(dev, link(dev))
+        want: dict[str, list[int]] = {"dock-a": [], "dock-b": []}
+
+        async def yes() -> bool:
+            return True
+
+        async def no() -> bool:
+            return False
+
+        sender = asyncio.create_task(links.run())
+        for n, (dev, how) in enumerate(ops):
+            if how == "send":
+                await links.send(dev, ClockSync(n))
+            else:
+                links.post(dev, ClockSync(n), gate={"gated": yes, "refused": no}.get(how))
+            if how != "refused":
+                want[dev].append(n)
+        await links.drained(5.0)
+        for _ in range(3):
+            await asyncio.sleep(0)  # a blocking link's writes run in tasks of their own
+        sender.cancel()
+        assert got == want
+    asyncio.run(main())
