@@ -126,7 +126,21 @@ class CityTier:
         return json.dumps(conf, indent=2)
 
     async def start(self) -> None:
-        """All nodes up and clustered, or none left running (an error says why)."""
+        """All nodes up and clustered, or none left running (an error says why). A
+        port another process took between its pick and the node's bind (seen once in
+        CI: a router port) is picked again, twice at most."""
+        for attempt in range(3):
+            try:
+                await self._start_once()
+                return
+            except RuntimeError as exc:
+                if "address already in use" not in str(exc) or attempt == 2:
+                    raise
+            for node in self.nodes:
+                node.port, node.cluster_port, node.monitor_port = (free_port(), free_port(),
+                                                                   free_port())
+
+    async def _start_once(self) -> None:
         try:
             for node in self.nodes:
                 await self.start_node(node)
