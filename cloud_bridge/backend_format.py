@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Any
 
 from edge.core.records import EventRecord
+from edge.core.rentals import Outcome
 from edge.core.stations import StationStatus
 
 
@@ -37,6 +37,6 @@ class BackendFormat:
         """A station's availability; the outbox keeps only the newest per station."""
         return json.dumps({**asdict(status), "site": self.site, "version": version})
 
-    def rental(self, result: dict[str, Any]) -> str:
-        """A rental's outcome (edge/core/rentals.py outcome())."""
-        return json.dumps({**result, "site": self.site})
+    def rental(self, outcome: Outcome) -> str:
+        """A rental's outcome, or a reservation's answer (edge/core/rentals.py)."""
+        return json.dumps({**outcome.fields(), "site": self.site}, ensure_ascii=False)

@@ -35,7 +35,7 @@ from edge.core.messages import Result
 from edge.core.metrics import Metrics
 from edge.core.ratelog import RateLimitedLog
 from edge.core.registry import Registry
-from edge.core.rentals import RentalBook
+from edge.core.rentals import RentalMachine
 from edge.core.stations import Stations
 
 log = logging.getLogger("edge")
@@ -59,9 +59,9 @@ class Edge:
         self._requests: set[asyncio.Task[Any]] = set()  # rentals, lookups, rollouts
         self._warn = RateLimitedLog(log)
         backend = BackendFormat(cfg.site) if cfg.uplinks else None
-        book = RentalBook(self.stations, cfg.site)
-        self.rentals = RentalDesk(book, self.store, self.links, self.stations, self.metrics,
-                                  cfg.rental_timeout_s, backend.rental if backend else None)
+        machine = RentalMachine(self.stations, cfg.rental_timeout_s)
+        self.rentals = RentalDesk(machine, self.store, self.links, self.stations, self.metrics,
+                                  backend.rental if backend else None)
         self.bridge = Bridge(cfg, self.store, self.stations, self.metrics, self.start_rental)
         self.funds = Funds(self.store, self.bridge.funds_source(), self.registry, self.links,
                            self.metrics, self.spawn,
@@ -72,7 +72,7 @@ class Edge:
         self.devices = Provisioning(self.keys, self.store, self.registry, self.stations,
                                     cfg.mqtt.username if cfg.mqtt else None)
         self.ingest = IngestLoop(
-            Ingest(self.registry, self.stations, book, self.metrics), self.store, self.links,
+            Ingest(self.registry, self.stations, machine, self.metrics), self.store, self.links,
             self.metrics, backend, on_counter_floor=self.keys.device_floor,
             on_hello=self.ota.on_hello, on_lookup=self.funds.on_lookup,
             rentals=self.rentals)

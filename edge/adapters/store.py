@@ -26,7 +26,7 @@ from edge.core.records import (
     StateRecord,
     StoreItem,
 )
-from edge.core.rentals import DONE, Rental
+from edge.core.rentals import DONE, Outcome, Rental
 
 log = logging.getLogger("edge.store")
 T = TypeVar("T")
@@ -402,8 +402,7 @@ class SqliteStore:
         await self._run(self._exec, "UPDATE rentals SET state=?, device=?, slot=?, deadline=?,"
                         " result=?, notice=? WHERE id = ?",
                         (r.state, r.device, r.slot, r.deadline,
-                         json.dumps(r.result) if r.result is not None else None,
-                         json.dumps(r.notice) if r.notice is not None else None, r.id))
+                         _outcome_json(r.result), _outcome_json(r.notice), r.id))
 
     async def rentals_active(self) -> list[Rental]:
         rows = await self._run(self._query, _RENTAL_SELECT + " WHERE state != ?", (DONE,))
@@ -415,8 +414,16 @@ _RENTAL_SELECT = "SELECT id, station, state, device, slot, deadline, created, re
 
 
 def _rental(row: tuple[Any, ...]) -> Rental:
+    def outcome(text: str | None) -> Outcome | None:
+        # An older version's row may lack a field the outcome now has.
+        base = {"rental_id": row[0], "station": row[1], "ok": False, "at": row[6]}
+        return Outcome.from_fields({**base, **json.loads(text)}) if text else None
     return Rental(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
-                  json.loads(row[7]) if row[7] else None, json.loads(row[8]) if row[8] else None)
+                  outcome(row[7]), outcome(row[8]))
+
+
+def _outcome_json(o: Outcome | None) -> str | None:
+    return json.dumps(o.fields(), ensure_ascii=False) if o is not None else None
 
 
 def _migrate(db: sqlite3.Connection) -> None:

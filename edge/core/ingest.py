@@ -20,7 +20,7 @@ from edge.core.messages import Ack, Event, Hello, Lookup, Result, State, Status,
 from edge.core.metrics import Metrics
 from edge.core.records import EventRecord, StateRecord
 from edge.core.registry import Device, Registry
-from edge.core.rentals import RentalBook
+from edge.core.rentals import RentalMachine
 from edge.core.stations import Stations
 
 log = logging.getLogger("edge")
@@ -92,7 +92,7 @@ Effect = (StoreEvent | StoreState | StationChanged | Reachable | AskHello | Comm
 
 
 class Ingest:
-    def __init__(self, registry: Registry, stations: Stations, rentals: RentalBook,
+    def __init__(self, registry: Registry, stations: Stations, rentals: RentalMachine,
                  metrics: Metrics) -> None:
         self.registry = registry
         self.stations = stations

@@ -5,12 +5,14 @@ firmware under MicroPython and comes back `rented`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from cloud_bridge.backend_format import BackendFormat
 from hardware.sim.town import Town
 from tests.conftest import run, until
 
@@ -109,7 +111,7 @@ def test_backend_rental_unlocks_the_dock_and_reports_rented(tmp_path: Path) -> N
             # The same rental id twice: handled once at the edge, the stored answer again.
             first = await town.edge.rentals.rent({"rental_id": got["rental_id"],
                                                   "station": d.station})
-            assert first == got["result"]
+            assert json.loads(BackendFormat("anji").rental(first)) == got["result"]
             assert town.edge.metrics.get("rentals.duplicate") == 1
             # A jammed lock is reported as such, and the bike stays docked.
             locked = [i for i, s in enumerate(d.emulator.slots) if s.present and s.latched]

@@ -88,7 +88,7 @@ def test_retention_keeps_undelivered_events_and_caps_dead_letters(tmp_path: Path
     has them to deliver; finished rentals go, claimed ones stay; dead letters
     keep the newest N."""
     from edge.core.records import EventRecord, OutboxRow
-    from edge.core.rentals import DONE, Rental
+    from edge.core.rentals import DONE, Outcome, Rental
 
     async def main() -> None:
         svc = Edge(parse({
@@ -108,7 +108,7 @@ def test_retention_keeps_undelivered_events_and_caps_dead_letters(tmp_path: Path
             delivered = [r for r in batch if r.key in ("ev:dock-a:e:0", "ev:dock-a:e:1")]
             await j.outbox_done("city", [(r.id, r.version) for r in delivered])
             await j.rental_claim("r-done", "s1", time.time())
-            await j.rental_save(Rental("r-done", "s1", DONE, result={"ok": False}))
+            await j.rental_save(Rental("r-done", "s1", DONE, result=Outcome("r-done", "s1", False, 0.0)))
             await j.rental_claim("r-open", "s1", time.time())
             rows = [OutboxRow(1000 + i, 0, "status", f"k{i}", "{}", 0.0) for i in range(30)]
             for i in range(0, 30, 10):

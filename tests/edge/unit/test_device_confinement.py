@@ -175,14 +175,14 @@ def _two_docks() -> Any:
     from edge.config import StationConfig
     from edge.core.ingest import Ingest
     from edge.core.registry import Registry
-    from edge.core.rentals import RentalBook
+    from edge.core.rentals import RentalMachine
     from edge.core.stations import Stations
 
     s1 = StationConfig("s1", "一号站", "One", 30.6, 119.6, ("dock-a",))
     s2 = StationConfig("s2", "二号站", "Two", 30.7, 119.7, ("dock-b",))
     stations = Stations((s1, s2), 0.0)
     return Ingest(Registry({"dock-a": "s1", "dock-b": "s2"}, 90.0, ()), stations,
-                  RentalBook(stations, "anji"), Metrics())
+                  RentalMachine(stations), Metrics())
 
 
 _names = st.sampled_from(["dock-a", "dock-b", "s1", "s2", "x"])

@@ -18,7 +18,7 @@ from edge.core.messages import Event, Hello, State
 from edge.core.metrics import Metrics
 from edge.core.ports import Inbound, ReplyBy
 from edge.core.registry import Registry
-from edge.core.rentals import RentalBook
+from edge.core.rentals import RentalMachine
 from edge.core.stations import Stations
 from tests.conftest import run, until
 
@@ -47,7 +47,7 @@ def test_a_full_disk_refuses_no_event_for_good(tmp_path: Path) -> None:
                 acked.append(msg["seq"])
 
         loop = IngestLoop(Ingest(Registry({"d1": "s1"}, 90.0), stations,
-                                 RentalBook(stations, "t"), metrics),
+                                 RentalMachine(stations), metrics),
                           store, links, metrics, None, lambda d, c: None,
                           lambda h: None, lambda d, m: None, NoRentals())
         tasks += [asyncio.create_task(loop.dispatch()), asyncio.create_task(links.run())]

@@ -24,7 +24,7 @@ from edge.core.messages import Ack, Event, Hello, Lookup, Result, State, Status
 from edge.core.metrics import Metrics
 from edge.core.records import EventRecord
 from edge.core.registry import Registry
-from edge.core.rentals import Rental, RentalBook
+from edge.core.rentals import RentalMachine, RentalRequest
 from edge.core.stations import Stations
 
 S1 = StationConfig("s1", "一号站", "One", 30.6, 119.6, ("d1",))
@@ -34,7 +34,7 @@ HELLO = Hello("d1", "dock", "1.0", 4, 2, "e1", "", 64)
 def _ingest() -> Ingest:
     stations = Stations((S1,), 0.0)
     return Ingest(Registry({"d1": "s1", "k1": "s1"}, 90.0, ("k1",)), stations,
-                  RentalBook(stations, "anji"), Metrics())
+                  RentalMachine(stations), Metrics())
 
 
 def test_a_hello_brings_a_dock_online_and_tells_its_counter_floor() -> None:
@@ -104,13 +104,14 @@ def test_a_rented_event_completes_the_rental_unlocking_that_slot() -> None:
     ing = _ingest()
     ing.handle("d1", "mqtt", 1.0, HELLO)
     ing.handle("d1", "mqtt", 1.5, State("d1", 2, 0, "LLLL"))
-    book = ing.rentals
-    r = Rental("r-1", "s1")
-    book.unlocking(r, "d1", 3, deadline=100.0)
+    machine = ing.rentals
+    machine.request(RentalRequest("r-1", "s1", slot=3), 1.6)
+    machine.sent("r-1", None, 1.7)
     out = ing.handle("d1", "mqtt", 2.0, Event("d1", "e1", 1, "rented", 3, "0B03"))
     ev = out[-1]
     assert isinstance(ev, StoreEvent) and ev.rental_id == "r-1"
-    assert r.result is not None and r.result["bike"] == "0B03" and "r-1" not in book.active
+    r = machine.completing["r-1"]
+    assert r.result is not None and r.result.bike == "0B03" and "r-1" not in machine.active
     # Another slot's bike leaving completes nothing.
     out = ing.handle("d1", "mqtt", 3.0, Event("d1", "e1", 2, "rented", 1, "0B01"))
     assert isinstance(out[-1], StoreEvent) and out[-1].rental_id is None

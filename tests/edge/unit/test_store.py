@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge.adapters.store import SqliteStore
 from edge.core.records import EventRecord, OutboxRecord, StateRecord
-from edge.core.rentals import CLAIMED, DONE, Rental
+from edge.core.rentals import CLAIMED, DONE, Outcome, Rental
 from tests.conftest import run
 
 
@@ -65,7 +65,8 @@ def test_slot_reports_and_rentals_come_back_after_a_restart(tmp_path: Path) -> N
         writer = asyncio.create_task(store.run())
         await store.submit(StateRecord("d1", 2, 7, "LLEE", 50.0))
         await store.rental_claim("r-1", "s1", 10.0)
-        r = Rental("r-1", "s1", DONE, "d1", 2, 0.0, 10.0, {"ok": True})
+        r = Rental("r-1", "s1", DONE, "d1", 2, 0.0, 10.0,
+                   Outcome("r-1", "s1", True, 10.5, state="rented", slot=2, bike="0B02"))
         await store.rental_save(r)
         await store.rental_claim("r-2", "s1", 11.0)
         writer.cancel()
@@ -93,6 +94,7 @@ def test_a_database_from_before_rental_states_is_migrated(tmp_path: Path) -> Non
         await store.open()
         # The stuck one is active again, so the next start answers it.
         assert [(r.id, r.state) for r in await store.rentals_active()] == [("old-stuck", CLAIMED)]
-        assert (await store.rental_claim("old-done", "s1", 3.0)).result == {"ok": True}  # type: ignore[union-attr]
+        assert (await store.rental_claim("old-done", "s1", 3.0)).result == Outcome(  # type: ignore[union-attr]
+            "old-done", "s1", True, 1.0)
         await store.close()
     run(main())
