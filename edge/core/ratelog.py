@@ -37,7 +37,21 @@ class RateLimitedLog:
         n += 1
         self._seen[reason] = (start, n)
         if n <= self.burst:
-            self.log.log(level, msg, *args)
+            self.log.log(level, msg, *(plain(a) for a in args))
         elif n == self.burst + 1:
             self.log.log(level, "more %r %s are counted, not shown, until %.0f s have passed",
                          reason, what, self.window_s)
+
+
+SHOWN_MAX = 200  # characters of one piece of someone else's text in a log line
+
+
+def plain(arg: Any) -> Any:
+    """Text from outside (a header, a path, a device's field) as one readable
+    line: a newline cannot forge a second log line, and a byte that is not
+    UTF-8 (a lone surrogate) cannot break the journal's writer. Chinese and
+    other printable text stays as it is."""
+    if not isinstance(arg, str):
+        return arg
+    text = arg if len(arg) <= SHOWN_MAX else arg[:SHOWN_MAX] + "..."
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")

@@ -47,3 +47,20 @@ def test_routine_lines_one_by_one_at_a_towns_pace_counted_in_a_burst(
     assert lines == ["event 0", "event 1", "event 2", "event 3",
                      "more 'event' lines are counted, not shown, until 10 s have passed",
                      "296 more 'event' lines in the last 11 s not shown", "event after"]
+
+
+def test_someone_elses_text_is_one_readable_line(caplog: pytest.LogCaptureFixture) -> None:
+    """An Origin header a fuzzer sent held a lone surrogate (bytes that are not
+    UTF-8): the line could not be written to a UTF-8 journal. A newline in it
+    would have forged a second line."""
+    log = ratelog.RateLimitedLog(logging.getLogger("t"))
+    with caplog.at_level(logging.WARNING):
+        log.warning("cross_site", "Origin %s refused (%d)", "x\udcc3\nFAKE: ok", 3)
+        log.warning("name", "station %s", "昌硕广场")
+        log.warning("long", "%s", "a" * 5000)
+    got = [r.getMessage() for r in caplog.records]
+    assert got[0] == "Origin x\\udcc3\\nFAKE: ok refused (3)"
+    assert got[1] == "station 昌硕广场"
+    assert len(got[2]) == ratelog.SHOWN_MAX + 3
+    for line in got:
+        line.encode("utf-8")  # writable as it is
