@@ -100,10 +100,7 @@ def build_rom(out: Path | None = None) -> Path:
     for src in sorted(ROM_SOURCE.glob("*.py")):
         target = dest / (src.stem + ".mpy")
         if not target.exists() or target.stat().st_mtime < src.stat().st_mtime:
-            r = subprocess.run([mpyc, "-O3", "-s", src.stem, "-o", str(target), str(src)],
-                               capture_output=True, text=True)
-            if r.returncode:
-                raise BuildError(f"mpy-cross failed on {src.name}: {r.stderr.strip()}")
+            _compile(mpyc, src.stem, src, target)
     return dest
 
 
@@ -142,10 +139,7 @@ def build(board: str = "unix", out: Path | None = None, version: str | None = No
             # the import anyway: tracebacks stay readable at no extra heap.
             modname = (rel.removeprefix("lib/").removeprefix("bootloader/").removesuffix(".py")
                        .replace("/", "."))
-            r = subprocess.run([mpyc, "-O3", "-s", modname, "-o", str(target), str(src)],
-                               capture_output=True, text=True)
-            if r.returncode:
-                raise BuildError(f"mpy-cross failed on {rel}: {r.stderr.strip()}")
+            _compile(mpyc, modname, src, target)
         files[target.relative_to(dest).as_posix()] = _sha256(target)
     # A file that no longer ships must not linger from an earlier build.
     for old in dest.rglob("*.mpy"):
@@ -157,12 +151,12 @@ def build(board: str = "unix", out: Path | None = None, version: str | None = No
         if not ships(rel, kind):
             continue
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest / rel)
+        _put(dest / rel, src.read_bytes())
         files[rel] = _sha256(dest / rel)
     version = version or firmware_version()
-    shutil.copyfile(source / "main.py", dest / "main.py")
-    shutil.copyfile(BOARDS / board_file, dest / "board.json")
-    (dest / "version").write_text(version + "\n")
+    _put(dest / "main.py", (source / "main.py").read_bytes())
+    _put(dest / "board.json", (BOARDS / board_file).read_bytes())
+    _put(dest / "version", (version + "\n").encode())
     for extra in ("main.py", "board.json", "version"):
         files[extra] = _sha256(dest / extra)
     board_name = json.loads((dest / "board.json").read_text())["name"]
@@ -173,9 +167,29 @@ def build(board: str = "unix", out: Path | None = None, version: str | None = No
     text = json.dumps(manifest, indent=1)
     mpath = dest / "manifest.json"
     if not mpath.exists() or mpath.read_text() != text:
-        mpath.write_text(text)
+        _put(mpath, text.encode())
         (dest / "manifest.sig").unlink(missing_ok=True)  # a signature is for one manifest
     return dest
+
+
+def _compile(mpyc: str, modname: str, src: Path, target: Path) -> None:
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    r = subprocess.run([mpyc, "-O3", "-s", modname, "-o", str(tmp), str(src)],
+                       capture_output=True, text=True)
+    if r.returncode:
+        tmp.unlink(missing_ok=True)
+        raise BuildError(f"mpy-cross failed on {src.name}: {r.stderr.strip()}")
+    os.replace(tmp, target)
+
+
+def _put(path: Path, data: bytes) -> None:
+    """Written whole or not at all: two builds of one image at once (parallel
+    tests, a technician's second terminal) each see a complete file."""
+    if path.exists() and path.read_bytes() == data:
+        return  # untouched, so a file's time says when it last changed
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _sha256(p: Path) -> str:
