@@ -17,11 +17,12 @@ log = logging.getLogger("edge.watchdog")
 
 
 async def feed(liveness: Liveness, period_s: float, notify: Callable[[str], None],
-               status: Callable[[], str]) -> None:
+               status: Callable[[], str],
+               clock: Callable[[], float] = time.monotonic) -> None:
     stalled_before = False
     while True:
         await asyncio.sleep(period_s / 3)
-        stalled = liveness.stalled(time.monotonic())
+        stalled = liveness.stalled(clock())
         if stalled:
             if not stalled_before:
                 log.error("watchdog: %s made no progress for %s with work waiting; not "
