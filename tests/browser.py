@@ -41,13 +41,23 @@ def browser(width: int = 1280, height: int = 900) -> Any:
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM  # type: ignore[assignment]
+    profile = tempfile.mkdtemp(prefix="huimin-chrome-")
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                 f"--window-size={width},{height}",
-                 f"--user-data-dir={tempfile.mkdtemp(prefix='huimin-chrome-')}"):
+                 f"--window-size={width},{height}", f"--user-data-dir={profile}"):
         opts.add_argument(flag)
-    return webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    quit_browser = driver.quit
+
+    def quit_and_clean() -> None:
+        # Each run left its profile (a few MB) in /tmp: hundreds after a week of runs.
+        try:
+            quit_browser()
+        finally:
+            shutil.rmtree(profile, ignore_errors=True)
+    driver.quit = quit_and_clean  # type: ignore[method-assign]
+    return driver
 
 
 def sign_in(b: Any, token: str) -> None:
