@@ -70,3 +70,16 @@ def test_one_door_to_the_devices() -> None:
                 if name in ("reply", "_reply") or name.endswith("_reply"):
                     callers.append(f"{rel}:{node.lineno}")
     assert not callers, callers
+
+
+def test_one_rule_for_reading_a_card() -> None:
+    """The kiosk's SAM driver and the Pi's USB ID reader had drifted (one
+    retried a lost SELECT answer, the other did not): both now walk
+    wire.idcard's READ_STEPS and judge answers with step_failed, and neither
+    sends SELECT or READ of its own."""
+    for path in (ROOT / "firmware" / "drivers" / "sam_reader.py",
+                 ROOT / "edge" / "adapters" / "cardreader" / "idreader.py"):
+        text = path.read_text()
+        assert "idcard.READ_STEPS" in text and "idcard.step_failed" in text, path
+        for own in ("idcard.SELECT", "idcard.READ)", "idcard.READ,", "idcard.E_SELFTEST"):
+            assert own not in text, f"{path.name} reads a card its own way ({own})"

@@ -58,21 +58,20 @@ class SamReader:
             return None
 
     async def read_text(self):
-        """The 256-byte text block of the card on the reader."""
-        try:
-            body = await self._xfer(idcard.SELECT)
-        except ReadError as e:
-            if e.reason != "unreadable":
-                raise
-            # No answer at all: one lost on a busy line is not a bad card.
-            body = await self._xfer(idcard.SELECT)
-        if body[2] != idcard.OK:
-            raise ReadError("pulled")
-        body = await self._xfer(idcard.READ, 1500)
-        if body[2] == idcard.E_SELFTEST:
-            raise ReadError("module")
-        if body[2] != idcard.OK:
-            raise ReadError("unreadable")
+        """The 256-byte text block of the card on the reader (the steps and
+        what their answers mean: wire.idcard READ_STEPS, step_failed)."""
+        for cmd, ms, again in idcard.READ_STEPS:
+            while True:
+                try:
+                    body = await self._xfer(cmd, ms)
+                    break
+                except ReadError as e:
+                    if e.reason != "unreadable" or not again:
+                        raise
+                    again -= 1
+            why = idcard.step_failed(cmd, body[2])
+            if why:
+                raise ReadError(why)
         try:
             return idcard.read_text(body, self.decoder.size)
         except ValueError:

@@ -62,21 +62,20 @@ class UsbIdReader:
     async def read_card(self, region_key: bytes) -> IdCardRead:
         if (await self._xfer(idcard.FIND))[2] != idcard.FIND_OK:
             raise IdReadError("no_card")
-        try:
-            selected = await self._xfer(idcard.SELECT)
-        except IdReadError as e:
-            if e.reason != "unreadable":
-                raise
-            # No answer at all: one lost on a busy line is not a bad card. The same rule
-            # as the kiosk's driver (firmware/drivers/sam_reader.py read_text).
-            selected = await self._xfer(idcard.SELECT)
-        if selected[2] != idcard.OK:
-            raise IdReadError("pulled")
-        body = await self._xfer(idcard.READ, 1.5)
-        if body[2] == idcard.E_SELFTEST:
-            raise IdReadError("module")
-        if body[2] != idcard.OK:
-            raise IdReadError("unreadable")
+        body = b""
+        # The steps and what their answers mean, as the kiosk's driver reads them
+        # (wire.idcard READ_STEPS, step_failed): one rule, two readers.
+        for cmd, ms, again in idcard.READ_STEPS:
+            for attempt in range(again + 1):
+                try:
+                    body = await self._xfer(cmd, ms / 1000)
+                    break
+                except IdReadError as e:
+                    if e.reason != "unreadable" or attempt == again:
+                        raise
+            why = idcard.step_failed(cmd, body[2])
+            if why:
+                raise IdReadError(why)
         try:
             text = idcard.read_text(body, self.dec.size)
         except ValueError as exc:

@@ -151,6 +151,24 @@ class SamDecoder:
         return out
 
 
+# Reading a card on the reader, written once for both readers (the kiosk's
+# UART driver, the Pi's USB reader): each step's command, its timeout in ms,
+# and how often it is sent again when no answer comes at all (a frame lost on
+# a busy line is not a bad card; a partial answer then silence is a card
+# pulled away, never retried).
+READ_STEPS = ((SELECT, 400, 1), (READ, 1500, 0))
+
+
+def step_failed(cmd, status):
+    """None if the step's answer (its SW3) lets the read go on, else why it
+    failed: "pulled", "module" (its self-test failed) or "unreadable"."""
+    if status == OK:
+        return None
+    if cmd == SELECT:
+        return "pulled"
+    return "module" if status == E_SELFTEST else "unreadable"
+
+
 def read_text(b, n):
     """The 256-byte text block from a READ answer's body b (SW1-3 first) whose
     full length was n (SamDecoder.size): text and photo lengths must add up."""
