@@ -36,10 +36,12 @@ def test_every_accepted_event_reaches_the_backend_once(tmp_path: Path, kind: str
             print(f"{kind}: {injector.done[0] if injector.done else '-'}; accepted "
                   f"{len(a.accepted)}, at the edge {len(a.at_edge & a.accepted)}, at the backend "
                   f"{len(a.at_backend & a.accepted)}, lost {len(a.lost)}, duplicated "
-                  f"{a.duplicated}, resends dropped {a.duplicate_deliveries}")
+                  f"{a.duplicated}, resends dropped {a.duplicate_deliveries}, wrong stories "
+                  f"{len(a.wrong)}")
             assert injector.done and "skipped" not in injector.done[0], injector.done
             assert len(a.accepted) >= 3, a.table()  # the riders did ride
             assert not a.lost and not a.duplicated and not a.in_flight, a.table()
+            assert not a.wrong, a.table()  # every event tells what physically happened
             if kind == "edge_disk_full":
                 assert town.edge is not None
                 print("events refused while full:", town.edge.metrics.get("store.full"))
