@@ -5,7 +5,10 @@
 #
 # Files in `root`: meta (epoch and next sequence number), events (lines
 # "<seq> <json>"), acks (lines "<seq>"). When nothing is pending both logs are
-# dropped, so flash use is bounded by the backlog, not by history.
+# dropped, so flash use is bounded by the backlog, not by history. note: one
+# line the app keeps beside the log (the dock: which bike each slot holds),
+# stamped with the last event it had seen, so the events after it bring it up
+# to date at boot whatever instant the power went.
 import os
 import json
 import binascii
@@ -23,9 +26,10 @@ def _exists(s):
         return False
 
 
-# The journal's files under its root: events, acks, meta, meta.tmp (by index).
-# One string split at load: each short literal would be an interned name.
-_FILES = "/events /acks /meta /meta.tmp".split()
+# The journal's files under its root: events, acks, meta, meta.tmp, note,
+# note.tmp (by index). One string split at load: each short literal would be an
+# interned name.
+_FILES = "/events /acks /meta /meta.tmp /note /note.tmp".split()
 
 
 class Journal:
@@ -150,3 +154,31 @@ class Journal:
                     if sent >= n:
                         break
         return sent
+
+    def save_note(self, text):
+        """Keep `text` (one line) beside the log, written whole (a new file,
+        then a rename), stamped with this epoch and the last event's seq."""
+        tmp = self.root + _FILES[5]
+        with open(tmp, "w") as f:
+            f.write("%s %d %s\n" % (self.epoch, self.next_seq - 1, text))
+        os.rename(tmp, self.root + _FILES[4])
+
+    def note(self):
+        """(the saved line, the seq it was saved after); (None, 0) if none, or
+        if saved under another epoch (its seqs mean nothing now)."""
+        if _exists(self.root + _FILES[4]):
+            with open(self.root + _FILES[4]) as f:
+                parts = f.read().rstrip("\n").split(" ", 2)
+            if len(parts) == 3 and parts[0] == self.epoch and parts[1].isdigit():
+                return parts[2], int(parts[1])
+        return None, 0
+
+    def since(self, after, fn):
+        """fn(ev) for each event logged after seq `after`, oldest first, acked
+        or not (the log holds every event since nothing was last pending)."""
+        if _exists(self.root + _FILES[0]):
+            with open(self.root + _FILES[0]) as f:
+                for line in f:
+                    seq = self._seq_of(line)
+                    if seq is not None and seq > after:
+                        fn(json.loads(line[line.find(" ") + 1:]))

@@ -216,6 +216,10 @@ class App:
             # Durable first, then sent: a power cut between the two only delays it.
             self.uplink.send(self.journal.append(m))
             _log.info("event %s slot=%d bike=%s seq=%d", ev, slot, bike, m["seq"])
+        if d.docked_changed:
+            # After the events it follows: at boot they bring it up to date.
+            d.docked_changed = False
+            self.journal.save_note(" ".join([b or "-" for b in d.docked]))
         while d.results:
             cid, ok, err, slot = d.results.pop(0)
             self._result(cid, ok, err, slot)
@@ -223,10 +227,33 @@ class App:
                 and hal.ticks_diff(now, self._sent_at) >= self.cfg["state_min_ms"]):
             self._send_state(now)
 
+    def _known(self):
+        """Which bike each slot held as the dock last told it: the journal's
+        note, then the events logged after the note was written."""
+        n = self.slots.n
+        note, after = self.journal.note()
+        known = [None] * n
+        if note:
+            bikes = note.split()
+            if len(bikes) == n:  # else the slot count changed: the events alone
+                for s in range(n):
+                    known[s] = None if bikes[s] == "-" else bikes[s]
+
+        def told(ev):
+            s = ev.get("slot")
+            if isinstance(s, int) and 0 <= s < n:
+                if ev.get("ev") == "returned":
+                    known[s] = ev.get("bike")
+                elif ev.get("ev") == "rented" or ev.get("code") == "forced_removal":
+                    known[s] = None
+        self.journal.since(after, told)
+        return known
+
     async def run(self):
         n = self.slots.n
         levels = [self.io.read(i) for i in range(n)]
-        self.slots.boot([p for p, _ in levels], [q for _, q in levels], hal.ticks_ms())
+        self.slots.boot([p for p, _ in levels], [q for _, q in levels], hal.ticks_ms(),
+                        self._known())
         gc.collect()
         _log.info("dock %s up: fw %s, boot %d, %d slots %s, journal epoch %s, %d pending, "
                   "heap free %d",

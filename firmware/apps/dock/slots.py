@@ -8,6 +8,11 @@
 #   _LOCKED --unlock--> _RELEASING --bolt open--> _UNLOCKING --bike out--> _EMPTY (rented)
 #   _UNLOCKING --not taken in time--> _LOCKING (relock, no event)
 #   any timeout on the bolt or the tag --> _FAULT (fault event)
+#
+# `docked` is what the dock has told of each slot: the bike it announced
+# returned (or read in a locked slot after a reboot), None once it announced it
+# gone. The app keeps it on flash, so a reboot after a power cut announces only
+# what changed while the dock was off, never a bike that was there all along.
 from micropython import const
 
 _EMPTY = const(0)
@@ -46,6 +51,8 @@ class Slots:
         self.bike = [None] * n
         self.cmd = [None] * n  # id of the unlock command awaiting its result
         self.fault = [None] * n
+        self.docked = [None] * n  # the bike told of, per slot (see above)
+        self.docked_changed = False  # the app writes `docked` to flash
         self.events = []  # (ev, slot, bike, code)
         self.results = []  # (cmd_id, ok, err, slot)
         self.version = 0  # bumped on every externally visible change
@@ -66,6 +73,11 @@ class Slots:
         if c is not None:
             self.results.append((c, ok, err, s))
             self.cmd[s] = None
+
+    def _docked(self, s, bike):
+        if self.docked[s] != bike:
+            self.docked[s] = bike
+            self.docked_changed = True
 
     def _fault(self, s, code, now):
         self.fault[s] = code
@@ -91,18 +103,33 @@ class Slots:
         return "".join([self.code(s) for s in range(self.n)])
 
     # -- inputs ------------------------------------------------------------
-    def boot(self, present, latched, now):
-        """Initial state from the sensors after a reboot (bikes stay docked)."""
+    def boot(self, present, latched, now, known=None):
+        """Initial state from the sensors after a reboot, against what the dock
+        had told of each slot before (`known`: the bike or None, from flash)."""
         for s in range(self.n):
             self.present[s] = 1 if present[s] else 0
             self.latched[s] = 1 if latched[s] else 0
+            bike = known[s] if known else None
+            self.docked[s] = bike
             if present[s] and latched[s]:
                 self.lock_out[s] = 1
+                self.bike[s] = bike
                 self._set(s, _LOCKED)
+            elif present[s] and bike is not None:
+                # Its bike, bolt open: the power went mid-unlock, or the rider
+                # did not take it. It never left: lock it again, tell nothing.
+                self.bike[s] = bike
+                self.relock[s] = 1
+                self.lock_out[s] = 1
+                self._set(s, _LOCKING, now, self.lock_ms)
             elif present[s]:
-                # Unknown bike in an open slot: treat as a fresh return.
+                # A bike the dock never told of, in an open slot: a fresh return.
                 self._set(s, _READING, now, self.tag_ms)
             else:
+                if bike is not None:
+                    # Gone while the dock was off, with no unlock it knows of.
+                    self.events.append(("fault", s, bike, "forced_removal"))
+                    self._docked(s, None)
                 self._set(s, _EMPTY)
 
     def sense(self, s, present, latched, now):
@@ -127,8 +154,14 @@ class Slots:
                     self.relock[s] = 0
                 else:
                     self.events.append(("returned", s, self.bike[s], None))
+                    self._docked(s, self.bike[s])
                 self._set(s, _LOCKED)
             elif not present:
+                if self.relock[s]:
+                    # Taken as the bolt closed again after an untaken unlock: the
+                    # rider was late, but the bike left on that unlock.
+                    self.events.append(("rented", s, self.bike[s], None))
+                    self._docked(s, None)
                 self.bike[s] = None
                 self.relock[s] = 0
                 self.lock_out[s] = 0
@@ -140,6 +173,7 @@ class Slots:
                 self.bike[s] = None
                 self.lock_out[s] = 0
                 self.events.append(("fault", s, bike, "forced_removal"))
+                self._docked(s, None)
                 self._set(s, _EMPTY)
             elif not latched:
                 self.lock_out[s] = 0
@@ -154,16 +188,19 @@ class Slots:
                     bike = self.bike[s]
                     self.bike[s] = None
                     self.events.append(("rented", s, bike, None))
+                    self._docked(s, None)
                     self._set(s, _EMPTY)
         elif st == _UNLOCKING:
             if not present:
                 bike = self.bike[s]
                 self.bike[s] = None
                 self.events.append(("rented", s, bike, None))
+                self._docked(s, None)
                 self._set(s, _EMPTY)
         elif was_present != present:  # _FAULT or _DISABLED: only the bike moves
             if not present:
                 self.bike[s] = None
+                self._docked(s, None)
             self.version += 1
 
     def tag(self, s, bike, now):
@@ -172,6 +209,7 @@ class Slots:
         if self.bike[s] is None and self.state[s] == _LOCKED:
             # After a reboot a docked bike is known by its tag's next read.
             self.bike[s] = bike
+            self._docked(s, bike)
             return
         if self.state[s] == _READING and self.present[s]:
             self.bike[s] = bike
