@@ -40,6 +40,11 @@ class App:
         self.tags = TagReaders(hal.tag_port(n), n, self._on_tag)
         self.slots = Slots(n, hal.ticks_diff, cfg["tag_ms"], cfg["lock_ms"], cfg["take_ms"])
         self.journal = Journal(cfg["journal"])
+        # What the dock had told of each slot, read while the heap is young: its
+        # strings live for good, and placed later they split the block the
+        # MQTT client's TLS needs at connect (seen: 3K refused with 20K free).
+        self.slots.docked = self._known()
+        gc.collect()
         self._lock_written = bytearray(b"\xff" * n)
         self._state_n = 0
         self._sent_version = -1
@@ -253,7 +258,7 @@ class App:
         n = self.slots.n
         levels = [self.io.read(i) for i in range(n)]
         self.slots.boot([p for p, _ in levels], [q for _, q in levels], hal.ticks_ms(),
-                        self._known())
+                        self.slots.docked)
         gc.collect()
         _log.info("dock %s up: fw %s, boot %d, %d slots %s, journal epoch %s, %d pending, "
                   "heap free %d",
