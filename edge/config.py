@@ -123,6 +123,8 @@ class MqttConfig:
     keepalive: int = 30
     tls: bool = False  # mqtts://: verify the broker against `ca`
     ca: Path | None = None
+    device_rate_per_s: float = 20.0  # each device's budget (edge/core/budget.py)
+    device_burst: int = 1000
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,12 @@ class MqttSettings:  # [mqtt]
     ca: Path | None = field(default=None, metadata=rule(path=True))
     client_id: str = ""  # default huimin-edge-<site>
     keepalive: int = setting(30, lo=5, hi=3600)
+    # Each device's message budget, before anything of it is decoded: a dock
+    # sends a report every heartbeat and its events. The burst holds what the
+    # broker kept for the edge through a long outage (eight hours of reports
+    # every 30 s) and comes at once (edge/core/budget.py). Beyond: dropped, counted.
+    device_rate_per_s: float = setting(20.0, lo=1, hi=10000)
+    device_burst: int = setting(1000, lo=10, hi=1_000_000)
 
 
 @dataclass(frozen=True)
@@ -464,7 +472,8 @@ def _mqtt(m: MqttSettings, site: str) -> MqttConfig:
     return MqttConfig(host=url.hostname, port=port or (8883 if m.ca else 1883),
                       username=m.username, password=m.password, tls=url.scheme == "mqtts",
                       ca=m.ca, client_id=m.client_id or f"huimin-edge-{site}",
-                      keepalive=m.keepalive)
+                      keepalive=m.keepalive, device_rate_per_s=m.device_rate_per_s,
+                      device_burst=m.device_burst)
 
 
 def _placeholder(node: Any, where: str = "") -> str | None:

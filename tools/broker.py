@@ -59,10 +59,13 @@ user {user}
 persistence true
 persistence_location {data}/
 autosave_interval 5
-# Mosquitto's defaults drop messages for a slow or absent subscriber with
-# nothing in any log (max_queued_messages 1000); hold a long outage instead.
-max_queued_messages 1000000
-max_queued_bytes 0
+# Mosquitto's default (1000 messages a client) drops a short outage's traffic
+# for an absent edge. Held instead, up to a bound (RAM on the Pi): about eight
+# hours of a 2,000-dock site's reports for the edge, 32 MB at most. Beyond it
+# the broker drops the newest and logs it; nothing a dock accepted is lost by
+# that: each event stays in the dock's journal until the edge acks it.
+max_queued_messages {queue_messages}
+max_queued_bytes {queue_bytes}
 max_inflight_messages 100
 set_tcp_nodelay true
 message_size_limit 4096
@@ -182,9 +185,14 @@ class TlsFiles:
     key: Path
 
 
+QUEUE_MESSAGES = 200_000  # a client's queue while it is away (see CONF)
+QUEUE_BYTES = 32 * 1024 * 1024
+
+
 def write_config(dir: Path, accounts: Accounts, port: int, tls_port: int | None = None,
                  tls: TlsFiles | None = None, bind: str = "127.0.0.1",
-                 user: str | None = None, data: Path | None = None) -> Path:
+                 user: str | None = None, data: Path | None = None,
+                 queue: tuple[int, int] = (QUEUE_MESSAGES, QUEUE_BYTES)) -> Path:
     """mosquitto.conf, passwd (0600) and acl in `dir`, persistence and log in
     `data` (default: `dir`); returns the .conf."""
     from edge.adapters.device_keys import write_private
@@ -199,7 +207,8 @@ def write_config(dir: Path, accounts: Accounts, port: int, tls_port: int | None 
                                        key=tls.key, dir=dir)
     conf = dir / "mosquitto.conf"
     conf.write_text(CONF.format(port=port, dir=dir, tls=tls_text, data=data or dir,
-                                user=user or getpass.getuser()))
+                                user=user or getpass.getuser(), queue_messages=queue[0],
+                                queue_bytes=queue[1]))
     return conf
 
 
@@ -209,8 +218,10 @@ class Broker:
     while it runs (it rereads passwd and acl on SIGHUP, as on a Pi)."""
 
     def __init__(self, workdir: Path, port: int | None = None, site: str = "anji",
-                 tls: TlsFiles | None = None) -> None:
+                 tls: TlsFiles | None = None,
+                 queue: tuple[int, int] = (QUEUE_MESSAGES, QUEUE_BYTES)) -> None:
         self.dir = workdir
+        self.queue = queue  # (messages, bytes) held for a client while it is away
         self.port = port or free_port()
         self.tls = tls
         self.tls_port = free_port() if tls is not None else None
@@ -235,7 +246,8 @@ class Broker:
         self.accounts.devices[username] = hashed
 
     def _write(self) -> Path:
-        return write_config(self.dir, self.accounts, self.port, self.tls_port, self.tls)
+        return write_config(self.dir, self.accounts, self.port, self.tls_port, self.tls,
+                            queue=self.queue)
 
     async def start(self) -> None:
         exe = mosquitto_path()

@@ -29,7 +29,7 @@ class Keys:
         return bytes(auth.seal(KEY, auth.DOWN, json.dumps(msg).encode()))
 
     def verify(self, dev: str, data: bytes) -> bool | None:
-        return dev == "dock-a"
+        return dev in ("dock-a", "dock-b")
 
 
 @needs_mosquitto
@@ -65,6 +65,53 @@ def test_a_flood_waits_at_the_broker_and_arrives_whole_and_in_order(tmp_path: Pa
                     got.append((await inbound.get()).msg.seq)
             assert got == list(range(1, n + 1))  # none lost, none twice, in order
             assert not t._held
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await broker.stop()
+    run(main())
+
+
+@needs_mosquitto
+def test_a_dock_beyond_its_budget_is_cut_off_and_costs_another_nothing(tmp_path: Path) -> None:
+    """A faulty or hostile dock floods; the edge drops what exceeds its budget
+    before decoding it (counted for that dock), and every message of a quiet
+    dock sending at the same time arrives."""
+    async def main() -> None:
+        broker = Broker(tmp_path / "broker", site="t")
+        edge_pw = broker.account("huimin-edge", "edge")
+        pws = {d: broker.account(d) for d in ("dock-a", "dock-b")}
+        await broker.start()
+        inbound: asyncio.Queue[Any] = asyncio.Queue()
+        metrics = Metrics()
+        cfg = MqttConfig("127.0.0.1", broker.port, "huimin-edge", edge_pw,
+                         device_rate_per_s=5.0, device_burst=20)
+        t = MqttTransport(cfg, "t", inbound, metrics, Keys())
+        task = asyncio.create_task(t.run())
+
+        async def send(dev: str, n: int, pause: float) -> None:
+            async with aiomqtt.Client("127.0.0.1", broker.port, username=dev,
+                                      password=pws[dev], identifier=dev) as c:
+                for seq in range(1, n + 1):
+                    msg = {"t": "ev", "dev": dev, "epoch": "e", "seq": seq,
+                           "ev": "returned", "slot": 1, "bike": "0B00000001"}
+                    await c.publish(f"huimin/t/{dev}/event",
+                                    bytes(auth.seal(KEY, auth.UP, json.dumps(msg).encode())),
+                                    qos=1)
+                    await asyncio.sleep(pause)
+        try:
+            await until(t.connected.is_set, 10, "the edge's connection")
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            await asyncio.gather(send("dock-a", 1000, 0.0), send("dock-b", 10, 0.1))
+            await until(lambda: metrics.get("rx.over_budget", "dock-a") > 0 and sum(
+                1 for m in list(inbound._queue) if m.device == "dock-b") == 10, 10)  # type: ignore[attr-defined]
+            elapsed = loop.time() - t0
+            got = [m.device for m in list(inbound._queue)]  # type: ignore[attr-defined]
+            assert got.count("dock-b") == 10  # the quiet dock: every one
+            assert got.count("dock-a") <= 20 + 5 * elapsed + 1, (got.count("dock-a"), elapsed)
+            assert got.count("dock-a") + metrics.get("rx.over_budget", "dock-a") <= 1000
+            assert metrics.get("rx.over_budget", "dock-b") == 0
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

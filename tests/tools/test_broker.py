@@ -227,3 +227,51 @@ def test_the_edges_account_works_only_on_loopback(tmp_path: Path) -> None:
             c.close()
 
     run(main())
+
+
+def test_an_absent_clients_queue_is_bounded(tmp_path: Path) -> None:
+    """The edge's persistent session while the edge is away: the broker holds
+    what comes for it up to its bound (here 50 messages; a county's is in
+    tools/broker.py), drops the rest, and delivers what it held when the edge
+    is back. (Docks send again what was dropped: their journals keep every
+    event until it is acked; tests/faults covers that end to end.)"""
+    async def main() -> None:
+        broker = Broker(tmp_path / "broker", site="anji", queue=(50, 1 << 20))
+        edge_pw = broker.account("huimin-edge", "edge")
+        a_pw = broker.account("dock-a")
+        await broker.start()
+        try:
+            await asyncio.to_thread(check, broker.port, edge_pw, a_pw)
+        finally:
+            await broker.stop()
+
+    def edge(port: int, pw: str) -> tuple[paho.Client, queue.Queue[Any]]:
+        got: queue.Queue[Any] = queue.Queue()
+        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="huimin-edge",
+                        clean_session=False)
+        c.username_pw_set("huimin-edge", pw)
+        c.on_message = lambda cl, ud, m: got.put(m.payload)
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        return c, got
+
+    def check(port: int, edge_pw: str, a_pw: str) -> None:
+        c, _ = edge(port, edge_pw)
+        r, _mid = c.subscribe("huimin/anji/+/event", qos=1)
+        assert r == paho.MQTT_ERR_SUCCESS
+        _drain(queue.Queue(), 0.5)  # the subscription settles
+        c.loop_stop()
+        c.disconnect()  # away: its session stays, with its subscription
+        dock = Client(port, "dock-a", a_pw, "dock-a")
+        assert dock.result() == 0
+        for i in range(120):
+            dock.pub("huimin/anji/dock-a/event", b"%d" % i)
+        dock.close()
+        c, got = edge(port, edge_pw)
+        held = _drain(got, 1.0)
+        c.loop_stop()
+        c.disconnect()
+        assert 0 < len(held) <= 50 + 1, len(held)  # bounded, and what it held arrives
+        assert held == [b"%d" % i for i in range(len(held))]  # the oldest, in order
+
+    run(main())

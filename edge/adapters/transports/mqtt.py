@@ -22,6 +22,7 @@ from edge.adapters.transports.authentic import authentic
 from edge.config import MqttConfig
 from edge.core import messages
 from edge.core.backoff import Backoff
+from edge.core.budget import DeviceBudget
 from edge.core.metrics import Metrics
 from edge.core.ports import DeviceAuth, Inbound
 from edge.core.ratelog import RateLimitedLog
@@ -52,6 +53,7 @@ class MqttTransport:
         self._held: deque[tuple[Inbound, int, int]] = deque()
         self._releasing: asyncio.Task[None] | None = None
         self.session_started = 0.0  # perf_counter at the last CONNACK (bench/ingest.py)
+        self.budget = DeviceBudget(cfg.device_rate_per_s, cfg.device_burst)
 
     def _client(self) -> aiomqtt.Client:
         c = self.cfg
@@ -161,6 +163,13 @@ class MqttTransport:
         dev, leaf = parts[2], parts[3]
         if dev == "_edge":
             return None  # our own retained presence
+        if not self.budget.take(dev, time.monotonic()):
+            # Before decoding or checking anything of it: a flood costs no one else.
+            self.metrics.inc("rx.over_budget", dev[:64])
+            _warn.warning("over_budget", "mqtt: %s sends more than %g messages a second "
+                          "(burst %d): dropped, counted; its events stay in its journal",
+                          dev, self.cfg.device_rate_per_s, self.cfg.device_burst)
+            return None
         if not isinstance(payload, bytes | bytearray):
             self.metrics.inc("rx.rejected", "bad_payload")
             return None
