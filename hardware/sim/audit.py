@@ -178,8 +178,8 @@ def slot_story(dev: str, log: str, codes: dict[Key, str | None]) -> list[str]:
 def bike_and_time_story(events: list[dict[str, object]]) -> list[str]:
     """Per bike, its returns and its departures (rented, or a theft alarm)
     balance within one, whatever order the docks heard them in; per dock, no
-    event's time runs backwards (by sequence number, within one journal epoch;
-    a second's leeway, as a dock stamps whole seconds)."""
+    time the dock stamped runs backwards (by sequence number, within one
+    journal epoch; a second's leeway, as a dock stamps whole seconds)."""
     wrong: list[str] = []
     balance: Counter[str] = Counter()  # bike -> returns minus departures
 
@@ -197,7 +197,9 @@ def bike_and_time_story(events: list[dict[str, object]]) -> list[str]:
               sorted(balance.items()) if abs(n) > 1]
     by_dock: dict[tuple[str, str], list[dict[str, object]]] = {}
     for e in events:
-        if e.get("type") in ("rented", "returned", "fault"):
+        # Only times the dock stamped: one the edge gave on receipt (the dock had
+        # not heard the edge's clock since it booted) is later than the event.
+        if e.get("type") in ("rented", "returned", "fault") and e.get("clock") == "dock":
             by_dock.setdefault((str(e.get("device")), str(e.get("epoch"))), []).append(e)
     for (dev, _), evs in by_dock.items():
         evs.sort(key=lambda e: int(str(e.get("seq", 0))))
