@@ -19,7 +19,13 @@ class Mcp23017:
         self._word = bytearray(2)
         self.latch = 0  # what the outputs are set to
         i2c.writeto_mem(addr, _IOCON, bytes((_MIRROR_ODR,)))
-        self._write(_OLATA, 0)  # outputs low before they are outputs: bolts stay as they are
+        # The latch as the chip holds it: 0 after power-on (pins are inputs, bolts
+        # stay as they are), the locks' last levels after the ESP32 alone was reset
+        # (a watchdog reset: the chip kept its power). Writing 0 there opened every
+        # bolt for a moment and the dock reported each docked bike's latch lost.
+        i2c.readfrom_mem_into(addr, _OLATA, self._word)
+        self.latch = (self._word[0] | (self._word[1] << 8)) & outputs
+        self._write(_OLATA, self.latch)
         self._write(_IODIRA, 0xFFFF & ~outputs)
         self._write(_GPINTENA, 0xFFFF & ~outputs)
         self.read()  # clears an interrupt left from before this boot

@@ -86,3 +86,44 @@ def test_compare_with_defval_interrupts_while_the_pin_differs() -> None:
     c.drive(0, 1)
     assert c.int_active
     assert c.transfer(bytes((INTFA,)), 1) == b"\x01"
+
+
+class _I2C:
+    """machine.I2C's memory calls onto the emulated chip (one chip, one address)."""
+
+    def __init__(self, c: Mcp23017) -> None:
+        self.c = c
+
+    def writeto_mem(self, addr: int, reg: int, data: bytes) -> None:
+        self.c.transfer(bytes((reg, *data)), 0)
+
+    def readfrom_mem_into(self, addr: int, reg: int, buf: bytearray) -> None:
+        buf[:] = self.c.transfer(bytes((reg,)), len(buf))
+
+
+def test_the_docks_driver_keeps_the_locks_through_an_esp32_reset() -> None:
+    """The ESP32 alone resets (its watchdog) while the expander keeps its power:
+    the driver starting again must not let go of a closed bolt. It wrote the
+    latch 0 at start, so every docked bike's bolt opened for a moment and the
+    dock reported its latch lost (seen in the loop-stall fault, under load)."""
+    import sys
+
+    from tests.conftest import ROOT
+    for p in (ROOT / "firmware", ROOT / "firmware" / "cpython"):
+        sys.path.insert(0, str(p))
+    try:
+        from drivers.mcp23017 import Mcp23017 as Driver
+    finally:
+        del sys.path[:2]
+    c, outputs = chip()
+    locks = 0b0000_0000_0011_1111  # six lock outputs on port A
+    first = Driver(_I2C(c), 0x20, locks)  # power-on: every pin an input, latch 0
+    assert outputs == [] and first.latch == 0
+    for bit in (0, 1, 4):
+        first.set(bit, 1)  # three bikes locked
+    assert outputs == [(0, 1), (1, 1), (4, 1)]
+    again = Driver(_I2C(c), 0x20, locks)  # the ESP32 reset; the chip did not
+    assert outputs == [(0, 1), (1, 1), (4, 1)], "a bolt let go at the reset"
+    assert again.latch == 0b10011
+    again.set(1, 0)
+    assert outputs[-1] == (1, 0) and again.latch == 0b10001
