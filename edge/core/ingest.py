@@ -23,6 +23,8 @@ from edge.core.registry import Device, Registry
 from edge.core.rentals import RentalMachine
 from edge.core.stations import Stations
 
+FORCED_REMOVAL = "forced_removal"  # a dock's fault code: its bike left with no unlock it knew
+
 log = logging.getLogger("edge")
 
 
@@ -177,7 +179,10 @@ class Ingest:
 
     def _event(self, dev: Device, msg: Event, received: float) -> StoreEvent:
         rental = None
-        if msg.ev == names.RENTED:
+        if msg.ev == names.RENTED or (msg.ev == names.FAULT and msg.code == FORCED_REMOVAL):
+            # A dock that lost power mid-unlock no longer knows of the unlock, and
+            # calls the bike gone while it was off a forced removal; the edge sent
+            # that unlock, so the rental unlocking that slot is what took it.
             rental = self.rentals.bike_left(dev.id, msg.slot, msg.bike, received)
         if msg.ev == names.FAULT:
             dev.faults += 1

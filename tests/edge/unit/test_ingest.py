@@ -112,6 +112,16 @@ def test_a_rented_event_completes_the_rental_unlocking_that_slot() -> None:
     assert isinstance(ev, StoreEvent) and ev.rental_id == "r-1"
     r = machine.completing["r-1"]
     assert r.result is not None and r.result.bike == "0B03" and "r-1" not in machine.active
+    # After a power cut mid-unlock, the dock calls its bike's leaving a forced
+    # removal (it lost the unlock): the rental the edge unlocked is what took it.
+    machine.request(RentalRequest("r-2", "s1", slot=2), 3.0)
+    machine.sent("r-2", None, 3.1)
+    out = ing.handle("d1", "mqtt", 3.5, Event("d1", "e1", 3, "fault", 2, "0B02",
+                                              code="forced_removal"))
+    assert isinstance(out[-1], StoreEvent) and out[-1].rental_id == "r-2"
+    out = ing.handle("d1", "mqtt", 3.6, Event("d1", "e1", 4, "fault", 0, "0B00",
+                                              code="latch_lost"))
+    assert isinstance(out[-1], StoreEvent) and out[-1].rental_id is None
     # Another slot's bike leaving completes nothing.
     out = ing.handle("d1", "mqtt", 3.0, Event("d1", "e1", 2, "rented", 1, "0B01"))
     assert isinstance(out[-1], StoreEvent) and out[-1].rental_id is None
