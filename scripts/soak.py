@@ -31,12 +31,17 @@ from hardware.sim.faults import KINDS, Fault, Injector  # noqa: E402
 from hardware.sim.town import Town  # noqa: E402
 
 BOARD_ONLY = ("wifi_drop", "loop_stall")  # the ESP32-S3 boards' own faults
+# The edge runs as its own process here (its memory is then its own, and it can
+# be killed): the faults that reach into an edge in the simulator's process
+# (its disk, its clock) are left to tests/faults.
+IN_PROCESS_EDGE = ("edge_disk_full", "clock_jump")
 
 
 def schedule(minutes: float, board: str, rng: random.Random) -> list[Fault]:
     """A fault every 20 s on average, of a kind the town can take, none in the
     last 20 s (the audit waits for what is in flight after the last)."""
-    kinds = [k for k in KINDS if board != "unix" or k not in BOARD_ONLY]
+    kinds = [k for k in KINDS if (board != "unix" or k not in BOARD_ONLY)
+             and k not in IN_PROCESS_EDGE]
     end = max(6.0, minutes * 60 - 20)
     n = max(1, int(minutes * 3))
     return sorted((Fault(rng.uniform(5, end), rng.choice(kinds), rng.uniform(2, 8))
