@@ -1,9 +1,13 @@
 """Side by side with a peer: ThingsBoard's IoT gateway
-(../shared/peers/tb-gateway/run.sh) and our edge under the same burst.
+(../shared/peers/tb-gateway/run.sh) and our edge under the same work.
 
-Both get DOCKS x EVENTS dock events published QoS 1 to a device Mosquitto as
-fast as it acks, interleaved round-robin over the docks, and are timed from
-the first publish to the last new event at their upstream:
+The work (default): an outage's backlog. Each middle box is stopped (SIGSTOP),
+DOCKS x EVENTS dock events are published QoS 1 to its device Mosquitto (which
+queues them for its session), and it is resumed (SIGCONT); the drain is timed
+from the resume to the last new event at its upstream, and CPU is counted from
+the resume (the peer's harness: BACKLOG=1). --live times a live burst instead,
+from the first publish (the harness's publisher, ~4,000 events/s, caps that).
+Either way the events are interleaved round-robin over the docks, and:
   - the peer: its harness counts distinct (device, seq) at a stub ThingsBoard;
   - our edge: `huimin edge` as its own process, as on a Pi, on the county's
     secure setup (each dock its own account over TLS, each event sealed with
@@ -17,7 +21,7 @@ The difference the numbers do not show: the gateway acks a dock's event when
 it is in its memory queue (README of the peer), our edge only after its
 commit, and only the committed event is acked to the dock.
 
-Usage: .venv/bin/python bench/peer.py [--docks 500] [--events 40] [--no-peer]
+Usage: .venv/bin/python bench/peer.py [--docks 500] [--events 40] [--live] [--no-peer]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -69,7 +74,7 @@ def _toml(work: Path, port: int, broker_url: str, password: str, backend_url: st
     return p
 
 
-async def run_edge(docks: int, per_dock: int) -> dict[str, Any]:
+async def run_edge(docks: int, per_dock: int, backlog: bool = True) -> dict[str, Any]:
     """Our edge under the burst; the peer's keys, for the side-by-side line."""
     work = scratch("huimin-bench-peer-")
     broker, edge_pw = secure_broker(work, SITE)
@@ -97,6 +102,8 @@ async def run_edge(docks: int, per_dock: int) -> dict[str, Any]:
             await fleet.flush()
             await asyncio.sleep(2.0)
             total = docks * per_dock
+            if backlog:
+                edge.send_signal(signal.SIGSTOP)  # away: the broker queues for its session
             e0 = cpu_s(edge.pid)
             peak = rss_mb(edge.pid)
             t0 = time.perf_counter()
@@ -110,6 +117,9 @@ async def run_edge(docks: int, per_dock: int) -> dict[str, Any]:
                     await fleet.flush()
             await fleet.flush()
             publish_s = time.perf_counter() - t0
+            if backlog:
+                t0 = time.perf_counter()  # the drain: from the resume
+                edge.send_signal(signal.SIGCONT)
             last_new, count, quiet_since = t0, 0, time.perf_counter()
             while count < total and time.perf_counter() - quiet_since < 20:
                 await asyncio.sleep(0.25)
@@ -129,17 +139,19 @@ async def run_edge(docks: int, per_dock: int) -> dict[str, Any]:
             "loss_ratio": round(1 - count / total, 6), "wall_s": round(wall, 3),
             "rate_delivered_per_s": round(count / wall, 1) if wall else 0.0,
             "gateway_cpu_s": round(cpu, 2), "gateway_rss_mb": round(peak, 1),
-            "publish_s": round(publish_s, 3)}
+            "publish_s": round(publish_s, 3), "mode": "backlog" if backlog else "live"}
 
 
-def run_peer(docks: int, per_dock: int) -> dict[str, Any] | None:
+def run_peer(docks: int, per_dock: int, backlog: bool = True) -> dict[str, Any] | None:
     """The peer's own harness; None (with the reason on stderr) where it cannot run."""
     if not PEER.is_file():
         print(f"peer: {PEER} not found (no ../shared in this clone): peer not run",
               file=sys.stderr)
         return None
+    # Its durable storage (sqlite), as our edge stores each event before its ack.
+    env = {**os.environ, "STORAGE": "sqlite"} | ({"BACKLOG": "1"} if backlog else {})
     r = subprocess.run(["bash", str(PEER), str(docks), str(per_dock)], capture_output=True,
-                       text=True, timeout=1800)
+                       text=True, timeout=1800, env=env)
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
     if r.returncode != 0 or not lines:
         print(f"peer: run.sh failed ({r.returncode}): {r.stderr[-400:]}", file=sys.stderr)
@@ -178,13 +190,16 @@ def table(ours: dict[str, Any], peer: dict[str, Any] | None) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
-    ours = await run_edge(args.docks, args.events)
+    backlog = not args.live
+    ours = await run_edge(args.docks, args.events, backlog)
     print(json.dumps(ours))
-    peer = None if args.no_peer else await asyncio.to_thread(run_peer, args.docks, args.events)
+    peer = None if args.no_peer else await asyncio.to_thread(run_peer, args.docks, args.events,
+                                                               backlog)
     if peer is not None:
         print(json.dumps(peer))
     print(table(ours, peer))
-    rows = [row("edge burst, delivered to the backend", ours["rate_delivered_per_s"],
+    what = "backlog drained" if backlog else "burst"
+    rows = [row(f"edge {what}, delivered to the backend", ours["rate_delivered_per_s"],
                 "events/s", peer["rate_delivered_per_s"] if peer else None,
                 ">= 10x the peer"),
             row("edge CPU per 1,000 events", per_1000(ours), "CPU s",
@@ -199,5 +214,7 @@ if __name__ == "__main__":
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--docks", type=int, default=500)
     ap.add_argument("--events", type=int, default=40, help="events per dock (default 40)")
+    ap.add_argument("--live", action="store_true",
+                    help="a live burst, timed from the first publish (default: a backlog's drain)")
     ap.add_argument("--no-peer", action="store_true", help="only our edge")
     asyncio.run(main(ap.parse_args()))
