@@ -9,6 +9,8 @@ message is counted without stopping the loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from edge.app.ingest_loop import IngestLoop
@@ -80,6 +82,18 @@ def _in(loop: IngestLoop, msg: Any, at: float, device: str = "d1") -> Inbound:
     return Inbound(device, msg, REPLIES[id(loop)], "mqtt", at)
 
 
+@contextlib.asynccontextmanager
+async def _running(loop: IngestLoop) -> AsyncIterator[None]:
+    """The loop's dispatcher and the door's sender, as the runtime runs them."""
+    tasks = [asyncio.create_task(loop.dispatch()), asyncio.create_task(loop.links.run())]
+    try:
+        yield
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _settle() -> None:
     for _ in range(20):
         await asyncio.sleep(0)
@@ -92,95 +106,89 @@ def _ops(sent: list[dict[str, Any]]) -> list[str]:
 def test_an_ack_leaves_only_after_its_events_commit_and_never_without_it() -> None:
     async def main() -> None:
         loop, store, _, sent, metrics = _loop()
-        tasks = [asyncio.create_task(loop.dispatch()), asyncio.create_task(loop.links.run())]
-        await loop.inbound.put(_in(loop, HELLO, 10.0))
-        await loop.inbound.put(_in(loop, Event("d1", "e1", 1, "returned", 0, "0B01"), 11.0))
-        await loop.inbound.put(_in(loop, Event("d1", "e1", 2, "returned", 1, "0B02"), 11.5))
-        await _settle()
-        before = list(sent)
-        assert not any(m.get("t") == "ack" for m in before)  # nothing committed yet
-        (_, first), (_, second) = store.events()
-        first.set_exception(OSError(28, "database or disk is full"))
-        await _settle()
-        assert loop.alarms.get("disk_full") == 11.0 and metrics.get("store.full") == 1
-        assert not any(m.get("t") == "ack" for m in sent)  # not the unstored one
-        second.set_result(True)
-        await _settle()
-        acks = [m for m in sent if m.get("t") == "ack"]
-        assert [(a["epoch"], a["seq"]) for a in acks] == [("e1", 2)]
-        assert "disk_full" not in loop.alarms  # a write went through: room again
-        # The dock sends the first again; stored now, acked, and the alarm clears.
-        await loop.inbound.put(_in(loop, Event("d1", "e1", 1, "returned", 0, "0B01"), 12.0))
-        await _settle()
-        store.events()[-1][1].set_result(True)
-        await _settle()
-        assert [a["seq"] for a in sent if a.get("t") == "ack"] == [2, 1]
-        assert metrics.get("events.stored") == 2
-        # A duplicate (stored before) is acked again, counted as such.
-        await loop.inbound.put(_in(loop, Event("d1", "e1", 2, "returned", 1, "0B02"), 13.0))
-        await _settle()
-        store.events()[-1][1].set_result(False)
-        await _settle()
-        assert [a["seq"] for a in sent if a.get("t") == "ack"] == [2, 1, 2]
-        assert metrics.get("events.duplicate") == 1
-        for t in tasks:
-            t.cancel()
+        async with _running(loop):
+            await loop.inbound.put(_in(loop, HELLO, 10.0))
+            await loop.inbound.put(_in(loop, Event("d1", "e1", 1, "returned", 0, "0B01"), 11.0))
+            await loop.inbound.put(_in(loop, Event("d1", "e1", 2, "returned", 1, "0B02"), 11.5))
+            await _settle()
+            before = list(sent)
+            assert not any(m.get("t") == "ack" for m in before)  # nothing committed yet
+            (_, first), (_, second) = store.events()
+            first.set_exception(OSError(28, "database or disk is full"))
+            await _settle()
+            assert loop.alarms.get("disk_full") == 11.0 and metrics.get("store.full") == 1
+            assert not any(m.get("t") == "ack" for m in sent)  # not the unstored one
+            second.set_result(True)
+            await _settle()
+            acks = [m for m in sent if m.get("t") == "ack"]
+            assert [(a["epoch"], a["seq"]) for a in acks] == [("e1", 2)]
+            assert "disk_full" not in loop.alarms  # a write went through: room again
+            # The dock sends the first again; stored now, acked, and the alarm clears.
+            await loop.inbound.put(_in(loop, Event("d1", "e1", 1, "returned", 0, "0B01"), 12.0))
+            await _settle()
+            store.events()[-1][1].set_result(True)
+            await _settle()
+            assert [a["seq"] for a in sent if a.get("t") == "ack"] == [2, 1]
+            assert metrics.get("events.stored") == 2
+            # A duplicate (stored before) is acked again, counted as such.
+            await loop.inbound.put(_in(loop, Event("d1", "e1", 2, "returned", 1, "0B02"), 13.0))
+            await _settle()
+            store.events()[-1][1].set_result(False)
+            await _settle()
+            assert [a["seq"] for a in sent if a.get("t") == "ack"] == [2, 1, 2]
+            assert metrics.get("events.duplicate") == 1
     run(main())
 
 
 def test_a_rentals_completion_rides_in_its_events_transaction() -> None:
     async def main() -> None:
         loop, store, desk, _, _ = _loop()
-        task = asyncio.create_task(loop.dispatch())
-        await loop.inbound.put(_in(loop, HELLO, 10.0))
-        await loop.inbound.put(_in(loop, State("d1", 2, 0, "LLLL"), 10.5))
-        await _settle()
-        desk.machine.request(RentalRequest("r-1", "s1", slot=3), 11.0)
-        desk.machine.sent("r-1", None, 11.0)
-        await loop.inbound.put(_in(loop, Event("d1", "e1", 1, "rented", 3, "0B03"), 12.0))
-        await _settle()
-        rec, fut = store.events()[-1]
-        assert rec.rental is not None and rec.rental.id == "r-1"
-        assert desk.told == []  # nothing said until the transaction ends
-        fut.set_exception(OSError(28, "database or disk is full"))
-        await _settle()
-        assert desk.told == [("r-1", False)]
-        assert desk.machine.rentals["r-1"].state == "unlocking"  # the resend completes it
-        task.cancel()
+        async with _running(loop):
+            await loop.inbound.put(_in(loop, HELLO, 10.0))
+            await loop.inbound.put(_in(loop, State("d1", 2, 0, "LLLL"), 10.5))
+            await _settle()
+            desk.machine.request(RentalRequest("r-1", "s1", slot=3), 11.0)
+            desk.machine.sent("r-1", None, 11.0)
+            await loop.inbound.put(_in(loop, Event("d1", "e1", 1, "rented", 3, "0B03"), 12.0))
+            await _settle()
+            rec, fut = store.events()[-1]
+            assert rec.rental is not None and rec.rental.id == "r-1"
+            assert desk.told == []  # nothing said until the transaction ends
+            fut.set_exception(OSError(28, "database or disk is full"))
+            await _settle()
+            assert desk.told == [("r-1", False)]
+            assert desk.machine.rentals["r-1"].state == "unlocking"  # the resend completes it
     run(main())
 
 
 def test_a_bad_message_is_counted_and_the_loop_goes_on() -> None:
     async def main() -> None:
         loop, store, _, _, metrics = _loop()
-        task = asyncio.create_task(loop.dispatch())
-        await loop.inbound.put(_in(loop, HELLO, 10.0))
-        stranger = _in(loop, Hello("d9", "dock", "1.0", 4, 1, "e9", "", 0), 10.5, "d9")
-        await loop.inbound.put(stranger)
-        await loop.inbound.put(_in(loop, Event("d1", "e1", 1, "returned", 0, "0B01"), 11.0))
-        await _settle()
-        assert metrics.get("rx.rejected", "unregistered") == 1
-        assert len(store.events()) == 1 and loop.handled == 3
-        task.cancel()
+        async with _running(loop):
+            await loop.inbound.put(_in(loop, HELLO, 10.0))
+            stranger = _in(loop, Hello("d9", "dock", "1.0", 4, 1, "e9", "", 0), 10.5, "d9")
+            await loop.inbound.put(stranger)
+            await loop.inbound.put(_in(loop, Event("d1", "e1", 1, "returned", 0, "0B01"), 11.0))
+            await _settle()
+            assert metrics.get("rx.rejected", "unregistered") == 1
+            assert len(store.events()) == 1 and loop.handled == 3
     run(main())
 
 
 def test_acks_leave_in_the_order_the_events_came_whatever_order_they_commit() -> None:
     async def main() -> None:
         loop, store, _, sent, _ = _loop()
-        tasks = [asyncio.create_task(loop.dispatch()), asyncio.create_task(loop.links.run())]
-        await loop.inbound.put(_in(loop, HELLO, 10.0))
-        for seq in (1, 2, 3):
-            await loop.inbound.put(_in(loop, Event("d1", "e1", seq, "returned", 0, "0B"), 11.0))
-        await _settle()
-        futs = [f for _, f in store.events()]
-        futs[2].set_result(True)
-        futs[1].set_result(True)
-        await _settle()
-        assert [m["seq"] for m in sent if m.get("t") == "ack"] == []  # the first holds them
-        futs[0].set_result(True)
-        await _settle()
-        assert [m["seq"] for m in sent if m.get("t") == "ack"] == [1, 2, 3]
-        for t in tasks:
-            t.cancel()
+        async with _running(loop):
+            await loop.inbound.put(_in(loop, HELLO, 10.0))
+            for seq in (1, 2, 3):
+                await loop.inbound.put(_in(loop, Event("d1", "e1", seq, "returned", 0, "0B"), 11.0))
+            await _settle()
+            futs = [f for _, f in store.events()]
+            futs[2].set_result(True)
+            futs[1].set_result(True)
+            await _settle()
+            assert [m["seq"] for m in sent if m.get("t") == "ack"] == []  # the first holds them
+            futs[0].set_result(True)
+            await _settle()
+            assert [m["seq"] for m in sent if m.get("t") == "ack"] == [1, 2, 3]
     run(main())
