@@ -118,6 +118,10 @@ class City:
         if exc is not None:
             for t in self.towns:
                 t.dump_logs()
+            if self.link is not None:
+                with contextlib.suppress(Exception):  # a report, not a second failure
+                    async with asyncio.timeout(15):
+                        print(await self.link.report(), file=sys.stderr)
             for node in self.tier.nodes if self.tier else []:
                 log_path = node.dir / "nats.log"
                 if log_path.is_file():

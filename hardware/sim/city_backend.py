@@ -280,6 +280,34 @@ class CityLink:
                     async with asyncio.timeout(1.0):
                         await changed.wait()
 
+    async def report(self) -> str:
+        """Each site's events stream and the backend's consumer on it, for a
+        failed test's output: which layer holds what (the edge's outbox says
+        sent; did the stream store it, did the consumer hand it over?)."""
+        if self.nc is None or not self.nc.is_connected:
+            return "city link: not connected"
+        js = self.nc.jetstream(timeout=5)
+        lines = [f"city link: {self.stats}"]
+        for site in self.sites:
+            try:
+                si = await js.stream_info(events_stream(site))
+                ci = await js.consumer_info(events_stream(site), "backend")
+            except (nats.errors.Error, nats.js.errors.Error) as exc:
+                lines.append(f"  {site}: {exc!r}")
+                continue
+            st, cl = si.state, si.cluster
+            lines.append(
+                f"  {site}: stream {st.messages} msgs, seq {st.first_seq}..{st.last_seq},"
+                f" deleted {st.num_deleted}, lost {st.lost}; leader"
+                f" {cl.leader if cl else '?'}, replicas"
+                f" {[(r.name, r.current, r.lag) for r in (cl.replicas or [])] if cl else '?'}")
+            lines.append(
+                f"  {site}: consumer delivered {ci.delivered.stream_seq}, ack floor"
+                f" {ci.ack_floor.stream_seq}, pending {ci.num_pending}, ack pending"
+                f" {ci.num_ack_pending}, redelivered {ci.num_redelivered}, leader"
+                f" {ci.cluster.leader if ci.cluster else '?'}")
+        return "\n".join(lines)
+
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
