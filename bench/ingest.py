@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.fleet import Fleet, mosquitto_sub_env, secure_broker
 from bench.result import emit, row, scratch
 from edge.config import parse
-from edge.runtime import Edge
+from edge.runtime import Edge, collect_garbage_less_often
 from tools.broker import Broker, free_port
 
 SITE = "b"
@@ -68,6 +68,7 @@ async def main(args: argparse.Namespace) -> None:
     sub = shutil.which("mosquitto_sub")
     if sub is None:
         raise SystemExit("mosquitto_sub not found (./run-tests installs mosquitto-clients)")
+    collect_garbage_less_often()  # as `huimin edge` does in its own process
     work = scratch("huimin-bench-ingest-")
     n, docks = args.events, args.docks
     broker, edge_pw = secure_broker(work, SITE)

@@ -31,6 +31,7 @@ import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from cloud_bridge.errors import UplinkError
 from cloud_bridge.rental_message import hand_over, open_rental
@@ -71,6 +72,10 @@ class NatsUplink:
         self._on_connected = on_connected
         self.prefix = f"city.{token(site)}"
         self.nc: Client | None = None
+        # One JetStream context for the connection's life: each context opens its
+        # own reply subscription on its first publish_async, so a context per
+        # batch left one more subscription on the client and the server each time.
+        self.js: JetStreamContext | None = None
         self.connected = asyncio.Event()
         self._closing = False
 
@@ -82,10 +87,9 @@ class NatsUplink:
         return f"{self.prefix}.events"
 
     async def deliver(self, rows: list[OutboxRow]) -> None:
-        nc = self.nc
-        if nc is None or not nc.is_connected:
+        nc, js = self.nc, self.js
+        if nc is None or js is None or not nc.is_connected:
             raise UplinkError("city tier not connected")
-        js = nc.jetstream(timeout=self.cfg.timeout_s)
         futures: list[asyncio.Future[Any]] = []
         try:
             for r in rows:
@@ -117,12 +121,12 @@ class NatsUplink:
             self.metrics.inc(f"uplink.{self.name}.duplicates", n=dups)
 
     async def publish_feed(self, path: str, body: bytes) -> bool:
-        nc = self.nc
-        if nc is None or not nc.is_connected:
+        nc, js = self.nc, self.js
+        if nc is None or js is None or not nc.is_connected:
             return True  # GBFS is state, not history: the next change republishes it
         subject = ".".join([self.prefix, *(token(p) for p in path.split("/"))])
         try:
-            await nc.jetstream(timeout=self.cfg.timeout_s).publish(subject, body)
+            await js.publish(subject, body)
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
             log.warning("%s: GBFS publish failed: %s", self.name, exc)
         return True
@@ -162,7 +166,9 @@ class NatsUplink:
         backoff = Backoff()
         while self.nc is None:
             try:
-                self.nc = await self._connect()
+                nc = await self._connect()
+                self.js = nc.jetstream(timeout=self.cfg.timeout_s)
+                self.nc = nc
             except (nats.errors.Error, OSError, TimeoutError) as exc:
                 raise_if_cancelling()
                 delay = backoff.next()
@@ -173,10 +179,10 @@ class NatsUplink:
         log.info("%s: connected to the city tier (%s)", self.name,
                  self.nc.connected_url.netloc if self.nc.connected_url else "?")
         self._on_connected()
-        await self._take_rentals(self.nc, on_rental)
+        assert self.js is not None
+        await self._take_rentals(self.js, on_rental)
 
-    async def _take_rentals(self, nc: Client, on_rental: OnRental) -> None:
-        js = nc.jetstream(timeout=self.cfg.timeout_s)
+    async def _take_rentals(self, js: JetStreamContext, on_rental: OnRental) -> None:
         durable = f"rentals-{token(self.site)}"
         psub = await js.pull_subscribe_bind(durable=durable, stream=RENTALS_STREAM)
         while True:

@@ -38,13 +38,13 @@ def _edge(args: argparse.Namespace) -> int:
 
         print(reference(), end="")
         return 0
-    from edge.runtime import Edge
+    from edge.runtime import Edge, collect_garbage_less_often
     from tools.county import load_edge_config
 
     cfg = load_edge_config(args.config, "edge")
     if cfg is None:
         return 2
-
+    collect_garbage_less_often()
     run_until_signal(Edge(cfg).run)
     return 0
 

@@ -90,11 +90,12 @@ class IngestLoop:
         while True:
             item = await self.inbound.get()
             self.handled += 1
+            settle_later = False
             try:
                 effects = self.ingest.handle(item.device, item.transport, item.received,
                                              item.msg)
                 for e in effects:
-                    self.apply(e, item)
+                    settle_later |= self.apply(e, item)
             except Rejected as exc:
                 self.metrics.inc("rx.rejected", exc.reason)
                 self._warn.warning(exc.reason, "rejected %s from %s via %s: %s",
@@ -104,8 +105,13 @@ class IngestLoop:
                 self.metrics.inc("rx.error")
                 log.exception("error handling %s from %s", type(item.msg).__name__,
                               item.device)
+            finally:
+                if item.done is not None and not settle_later:
+                    item.done()
 
-    def apply(self, e: Effect, item: Inbound) -> None:
+    def apply(self, e: Effect, item: Inbound) -> bool:
+        """Carries out one effect; True when it settles the item itself (an
+        event: once its commit is known)."""
         if isinstance(e, Reachable):
             self.links.heard(e.device, item.reply)
         elif isinstance(e, StoreEvent):
@@ -122,6 +128,12 @@ class IngestLoop:
                     rid, not f.cancelled() and f.exception() is None))
             self.links.post(item.device, e.ack, gate=lambda: self._stored(stored, rec),
                             reply=item.reply)
+            if item.done is not None:
+                # Stored or refused, the broker may let it go: a refused event stays
+                # on its dock's flash, unacked, and comes again from there.
+                done = item.done
+                stored.add_done_callback(lambda _f: done())
+                return True
         elif isinstance(e, StoreState):
             self.store.submit(e.record)
         elif isinstance(e, StationChanged):
@@ -139,6 +151,7 @@ class IngestLoop:
             self._on_hello(e.hello)
         elif isinstance(e, LookupAsked):
             self._on_lookup(e.device, e.lookup)
+        return False
 
     def station_changed(self, station: str) -> None:
         stations = self.ingest.stations

@@ -44,6 +44,10 @@ class Inbound:
     reply: Reply
     transport: str  # "serial:/dev/ttyUSB0" or "mqtt"
     received: float  # wall clock, s
+    # Called once the edge is done with it: its event committed (or refused), any
+    # other message handled. An MQTT transport acknowledges it to the broker then,
+    # so a message is never let go of before it is on disk.
+    done: Callable[[], None] | None = None
 
 
 class DeviceAuth(Protocol):

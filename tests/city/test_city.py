@@ -21,6 +21,7 @@ import nats.js.errors
 import pytest
 from jsonschema import FormatChecker
 
+from cloud_bridge.nats_uplink import NatsUplink
 from hardware.sim.audit import audit_city, settle_and_audit_city
 from hardware.sim.city import City
 from hardware.sim.city_backend import events_stream
@@ -75,6 +76,13 @@ def test_a_lost_node_and_a_cut_uplink_lose_and_duplicate_nothing(tmp_path: Path)
             # Rentals issued at the backend reached each site's docks.
             rented = await _rentals(city)
             assert rented.get("anji", 0) >= 1 and rented.get("deqing", 0) >= 1, rented
+            # Dozens of batches later, each edge's client holds the same few subscriptions
+            # (its rentals, JetStream's answers, requests): none left behind per batch.
+            for town in city.towns:
+                assert town.edge is not None
+                up = next(u for u in town.edge.bridge.uplinks if isinstance(u, NatsUplink))
+                assert up.nc is not None
+                assert len(up.nc._subs) <= 3, up.nc._subs
             # The audit can fail: an event the backend lost counts as lost.
             assert city.backend is not None
             city.backend.db.execute("DELETE FROM events WHERE rowid IN "

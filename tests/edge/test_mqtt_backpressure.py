@@ -1,8 +1,10 @@
 """The edge's MQTT intake has a bound, and a flood waits at the broker, not in
-the edge's memory: each message is acked to the broker only once the inbound
-queue has taken it (paho's manual acks), so with the queue full the broker
-stops at its in-flight window (max_inflight_messages 100) and nothing is lost
-or reordered when the edge catches up. A real Mosquitto, the real transport."""
+the edge's memory: each message is acknowledged to the broker only once the
+edge is done with it (Inbound.done), so with the inbound queue full the
+broker stops at its in-flight window (max_inflight_messages 100) and nothing
+is lost or reordered when the edge catches up. A real Mosquitto, the real
+transport.
+"""
 
 from __future__ import annotations
 
@@ -56,15 +58,19 @@ def test_a_flood_waits_at_the_broker_and_arrives_whole_and_in_order(tmp_path: Pa
                     await dock.publish("huimin/t/dock-a/event", data, qos=1)
             # Nobody takes from the queue yet: it fills, then the edge holds at
             # most the broker's window unacked, and the rest waits at the broker.
-            await until(lambda: inbound.full() and len(t._held) > 0, 10, "a full queue")
+            conn = t.conn
+            assert conn is not None
+            await until(lambda: inbound.full() and len(conn.unsettled) > 5, 10, "a full queue")
             await asyncio.sleep(1.0)
-            assert len(t._held) <= 100, len(t._held)
+            assert len(conn.unsettled) <= 100, len(conn.unsettled)  # the broker's window
             got = []
             async with asyncio.timeout(30):
                 while len(got) < n:
-                    got.append((await inbound.get()).msg.seq)
+                    item = await inbound.get()
+                    got.append(item.msg.seq)
+                    item.done()  # "committed": the broker may let it go, and send more
             assert got == list(range(1, n + 1))  # none lost, none twice, in order
-            assert not t._held
+            await until(lambda: not conn.unsettled, 5, "every message acknowledged")
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

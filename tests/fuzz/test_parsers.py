@@ -253,6 +253,7 @@ def test_edge_mqtt_payload_path_of_any_topic_and_payload(topic: str, payload: by
     import asyncio
 
     from edge.adapters.transports.mqtt import MqttTransport
+    from edge.adapters.transports.mqtt_codec import Publish
     from edge.core.metrics import Metrics
 
     class Keys:
@@ -266,12 +267,25 @@ def test_edge_mqtt_payload_path_of_any_topic_and_payload(topic: str, payload: by
         q: asyncio.Queue[Any] = asyncio.Queue()
         from edge.config import MqttConfig
 
+        class Conn:  # what the transport needs of its connection: acks
+            def __init__(self) -> None:
+                self.acked: list[int] = []
+
+            def ack(self, pid: int) -> None:
+                self.acked.append(pid)
+
         t = MqttTransport(MqttConfig("127.0.0.1", username="e", password="p"), "t", q,
                           Metrics(), Keys())
-        await t._on_message(topic, payload)
+        conn = Conn()
+        await t._take(conn, [Publish(topic, payload, 1, 7)])  # type: ignore[arg-type]
+        if q.empty():
+            assert conn.acked == [7]  # dropped: let go of at once, counted
         while not q.empty():
             item = q.get_nowait()
             assert item.device == "dock-a" and item.msg.dev == "dock-a"  # typed, checked
+            assert conn.acked == [] and item.done is not None
+            item.done()  # once the edge is done with it
+            assert conn.acked == [7]
 
     asyncio.run(main())
 

@@ -1,24 +1,29 @@
-"""MQTT transport (aiomqtt): subscribes to the devices' topics, turns each
-publish into an inbound message, and publishes replies on the device's down
-topic. aiomqtt has no reconnect of its own: this supervisor reconnects with
-backoff and subscribes again. A persistent session (clean_session off, fixed
-client id) and QoS 1 let the broker keep device events while the edge is
-away; the broker's queue limits are in the configuration `huimin broker` writes
-(tools/broker.py), so it never drops them silently (docs/protocol.md)."""
+"""MQTT transport: subscribes to the devices' topics, turns each publish into
+an inbound message, and publishes replies on the device's down topic. Our own
+client (mqtt_client.py, on the sans-IO codec mqtt_codec.py) hands over every
+message one socket read holds, and acknowledges each QoS 1 message to the
+broker only once the edge is done with it (an event: committed), so an edge
+that dies mid-batch gets the rest again from its persistent session (fixed
+client id, clean_session off). This supervisor reconnects with backoff and
+subscribes again. The broker's queue limits are in the configuration `huimin
+broker` writes (tools/broker.py), so it never drops them silently
+(docs/protocol.md)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-import aiomqtt
 from wire import message, names
 
 from edge.adapters.transports.authentic import authentic
+from edge.adapters.transports.mqtt_client import MqttConnection, MqttError
+from edge.adapters.transports.mqtt_codec import Publish
 from edge.config import MqttConfig
 from edge.core import messages
 from edge.core.backoff import Backoff
@@ -26,11 +31,11 @@ from edge.core.budget import DeviceBudget
 from edge.core.metrics import Metrics
 from edge.core.ports import DeviceAuth, Inbound
 from edge.core.ratelog import RateLimitedLog
-from edge.netutil import NODELAY, raise_if_cancelling
 
 log = logging.getLogger("edge.mqtt")
 _warn = RateLimitedLog(log)
 
+OFFLINE, ONLINE = b'{"online":false}', b'{"online":true}'
 
 
 class MqttTransport:
@@ -44,115 +49,77 @@ class MqttTransport:
         self.name = "mqtt"
         self.inbound = inbound
         self.metrics = metrics
-        self.client: aiomqtt.Client | None = None
+        self.conn: MqttConnection | None = None
         self.connected = asyncio.Event()
         # The edge's presence, retained, for devices and bridges to wait on.
         self._status_topic = names.topic(site, names.EDGE_PRESENCE, "status")
-        # Messages the inbound queue had no room for, not yet acked to the
-        # broker (at most its in-flight window), and the task releasing them.
-        self._held: deque[tuple[Inbound, int, int]] = deque()
-        self._releasing: asyncio.Task[None] | None = None
+        self._replies: dict[str, _Reply] = {}
         self.session_started = 0.0  # perf_counter at the last CONNACK (bench/ingest.py)
         self.budget = DeviceBudget(cfg.device_rate_per_s, cfg.device_burst)
 
-    def _client(self) -> aiomqtt.Client:
-        c = self.cfg
-        client = aiomqtt.Client(
-            c.host, c.port, identifier=c.client_id, username=c.username, password=c.password,
-            keepalive=c.keepalive, clean_session=False, timeout=10, socket_options=NODELAY,
-            tls_params=aiomqtt.TLSParameters(ca_certs=str(c.ca)) if c.tls and c.ca else None,
-            will=aiomqtt.Will(self._status_topic, b'{"online":false}', qos=1, retain=True))
-        # Replies bypass aiomqtt (_Reply); its own few calls never near this.
-        client.pending_calls_threshold = 300
-        # Before it connects: a persistent session's backlog starts flowing
-        # with the CONNACK, before any subscribe.
-        self._take_from_paho(client)
-        return client
+    def _tls(self) -> ssl.SSLContext | None:
+        if not self.cfg.tls:
+            return None
+        return ssl.create_default_context(cafile=str(self.cfg.ca) if self.cfg.ca else None)
 
     async def run(self) -> None:
         backoff = Backoff()
+        c = self.cfg
         while True:
-            delay: float | None = None
+            conn: MqttConnection | None = None
             try:
-                async with self._client() as client:
-                    self.client = client
-                    # The CONNACK: a persistent session's backlog flows from here.
-                    self.session_started = time.perf_counter()
-                    for leaf in names.UP_LEAVES:
-                        await client.subscribe(names.topic(self.site, "+", leaf), qos=1)
-                    await client.publish(self._status_topic, b'{"online":true}', qos=1,
-                                         retain=True)
-                    self.connected.set()
-                    backoff.reset()
-                    log.info("mqtt: connected to %s:%d", self.cfg.host, self.cfg.port)
-                    # Messages come through _from_paho; this iterator ends
-                    # (raises) when the connection does.
-                    async for m in client.messages:
-                        await self._on_message(str(m.topic), m.payload)
-            except aiomqtt.MqttError as exc:
-                raise_if_cancelling()
+                conn = await MqttConnection.open(
+                    c.host, c.port, client_id=c.client_id, keepalive=c.keepalive,
+                    on_batch=self._take, clean_session=False, username=c.username,
+                    password=c.password, will=(self._status_topic, OFFLINE, 1, True),
+                    tls=self._tls())
+                # The CONNACK: a persistent session's backlog flows from here.
+                self.session_started = time.perf_counter()
+                self.conn = conn
+                await conn.subscribe([(names.topic(self.site, "+", leaf), 1)
+                                      for leaf in names.UP_LEAVES])
+                await conn.wait_published(conn.publish(self._status_topic, ONLINE, 1, True))
+                self.connected.set()
+                backoff.reset()
+                log.info("mqtt: connected to %s:%d", c.host, c.port)
+                await conn.wait_ended()
+            except MqttError as exc:
                 self.metrics.inc("mqtt.disconnects")
                 delay = backoff.next()
                 log.warning("mqtt: %s; reconnecting in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
             finally:
-                self.client = None
+                self.conn = None
                 self.connected.clear()
-                if self._releasing is not None:
-                    self._releasing.cancel()  # unacked: the broker sends them again
-                self._held.clear()
-            await asyncio.sleep(backoff.next() if delay is None else delay)
+                if conn is not None:
+                    # Unacknowledged messages stay the broker's: it sends them again.
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close(last=(self._status_topic, OFFLINE)))
 
-    def _take_from_paho(self, client: aiomqtt.Client) -> None:
-        """Each message straight from paho's callback (on the loop's thread:
-        aiomqtt drives paho's reads from the loop) instead of through
-        aiomqtt's message objects, queue and iterator: those were a tenth of
-        the edge's ingest time. paho's manual acks give the back-pressure the
-        queue gave: a message the inbound queue has no room for is held
-        unacknowledged, and the broker sends no more than its in-flight window
-        (max_inflight_messages) until the edge catches up."""
-        paho = client._client
-        paho.manual_ack_set(True)
-        paho.on_message = self._from_paho
-        self._held.clear()
-
-    def _from_paho(self, paho: Any, userdata: Any, m: Any) -> None:
-        try:
-            item = self._inbound(m.topic, m.payload)
-        except Exception:  # a bug here must not break paho's reading for everyone
-            self.metrics.inc("rx.error")
-            log.exception("mqtt: error taking a message on %s", m.topic[:120])
-            item = None
-        if item is None:
-            paho.ack(m.mid, m.qos)  # dropped and counted: nothing to wait for
-            return
-        if not self._held:
+    async def _take(self, conn: MqttConnection, batch: list[Publish]) -> None:
+        """One socket read's messages: each checked, then queued for the edge
+        (waiting for room: the broker then holds the rest, at most its in-flight
+        window sent), and acknowledged when the edge is done with it."""
+        now = self.clock()
+        for p in batch:
+            try:
+                item = self._inbound(p.topic, p.payload, now)
+            except Exception:  # a bug here must not stop the reading for everyone
+                self.metrics.inc("rx.error")
+                log.exception("mqtt: error taking a message on %s", p.topic[:120])
+                item = None
+            if item is None:
+                if p.qos:
+                    conn.ack(p.pid)  # dropped and counted: nothing to wait for
+                continue
+            if p.qos:
+                item = _settled_by(item, conn, p.pid)
             try:
                 self.inbound.put_nowait(item)
-                paho.ack(m.mid, m.qos)
-                return
             except asyncio.QueueFull:
-                pass
-        self._held.append((item, m.mid, m.qos))
-        if self._releasing is None or self._releasing.done():
-            self._releasing = asyncio.get_running_loop().create_task(
-                self._release(paho), name="mqtt:held")
+                await self.inbound.put(item)
 
-    async def _release(self, paho: Any) -> None:
-        """Held messages into the queue as it makes room, in order, each acked
-        to the broker then (so the broker resumes sending)."""
-        while self._held:
-            item, mid, qos = self._held[0]
-            await self.inbound.put(item)
-            self._held.popleft()
-            if self.client is not None and self.client._client is paho:
-                paho.ack(mid, qos)  # a new connection redelivers the rest itself
-
-    async def _on_message(self, topic: str, payload: Any) -> None:
-        item = self._inbound(topic, payload)
-        if item is not None:
-            await self.inbound.put(item)
-
-    def _inbound(self, topic: str, payload: Any) -> Inbound | None:
+    def _inbound(self, topic: str, payload: Any, now: float | None = None) -> Inbound | None:
         """The checked, typed message a publish carries, or None (dropped and
         counted, with a rate-limited line saying why)."""
         parts = topic.split("/")
@@ -188,22 +155,33 @@ class MqttTransport:
             return None
         if not authentic(self.keys, dev, data, self.metrics, "mqtt"):
             return None
-        return Inbound(dev, messages.parse(msg), self._replier(dev), self.name, self.clock())
+        return Inbound(dev, messages.parse(msg), self._replier(dev), self.name,
+                       self.clock() if now is None else now)
 
     def _replier(self, dev: str) -> _Reply:
-        return _Reply(self, dev, names.topic(self.site, dev, names.DOWN_LEAF))
+        r = self._replies.get(dev)
+        if r is None:
+            if len(self._replies) >= 100_000:  # bound: ids are the broker's accounts, few
+                self._replies.clear()
+            r = self._replies[dev] = _Reply(self, dev, names.topic(self.site, dev,
+                                                                    names.DOWN_LEAF))
+        return r
+
+
+def _settled_by(item: Inbound, conn: MqttConnection, pid: int) -> Inbound:
+    """The item, acknowledged to the broker on `conn` when the edge is done with it."""
+    return Inbound(item.device, item.msg, item.reply, item.transport, item.received,
+                   lambda: conn.ack(pid))
 
 
 class _Reply:
-    """A reply to one device, handed to paho's queue without waiting (waiting
-    for each PUBACK in a task of its own was a third of the edge's ingest
-    time: bench/ingest.py --profile).
+    """A reply to one device, queued on the connection without waiting.
 
     Acks go QoS 0: a lost ack costs the dock a resend, which the edge finds
     stored and acks again (the dock's journal keeps the event until then), so
-    a PUBACK for each ack buys nothing, and handling them was another seventh
-    of the time. Commands go QoS 1: the broker keeps them for the device's
-    session, and the command's own deadline says whether it was done."""
+    a PUBACK for each ack buys nothing. Commands go QoS 1: the broker keeps
+    them for the device's session, and the command's own deadline says
+    whether it was done."""
     blocks = False  # it only queues: the door may await it inline (edge/app/links.py)
     __slots__ = ("dev", "topic", "transport")
 
@@ -212,8 +190,8 @@ class _Reply:
 
     async def __call__(self, msg: dict[str, Any]) -> None:
         t = self.transport
-        client = t.client
-        if client is None:
+        conn = t.conn
+        if conn is None or conn.ended:
             t.metrics.inc("tx.dropped", "mqtt_down")
             return
         try:
@@ -222,10 +200,8 @@ class _Reply:
             t.metrics.inc("tx.dropped", "no_key")
             log.warning("mqtt: %s has no command key (not provisioned): not sent", self.dev)
             return
-        # aiomqtt's publish would await the PUBACK; paho's own queues it (from
-        # this, the loop's thread, as aiomqtt itself calls it).
-        qos = 0 if msg.get("t") == names.ACK else 1
-        info = client._client.publish(self.topic, data, qos=qos)
-        if info.rc != 0:
+        try:
+            conn.publish(self.topic, data, 0 if msg.get("t") == names.ACK else 1)
+        except MqttError as exc:
             t.metrics.inc("tx.dropped", "mqtt_error")
-            log.warning("mqtt: reply to %s failed: rc %s", self.dev, info.rc)
+            _warn.warning("reply", "mqtt: reply to %s not sent: %s", self.dev, exc)

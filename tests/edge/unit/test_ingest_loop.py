@@ -192,3 +192,32 @@ def test_acks_leave_in_the_order_the_events_came_whatever_order_they_commit() ->
             await _settle()
             assert [m["seq"] for m in sent if m.get("t") == "ack"] == [1, 2, 3]
     run(main())
+
+
+def test_the_broker_lets_a_message_go_only_once_the_edge_is_done_with_it() -> None:
+    """Inbound.done (an MQTT transport's PUBACK): an event's after its commit is
+    known, stored or refused (a refused one stays on its dock's flash); a hello
+    or a state once handled; a message the rules reject, too. Once each."""
+    async def main() -> None:
+        loop, store, _, _, _ = _loop()
+        done: list[str] = []
+
+        def item(name: str, msg: Any, at: float) -> Inbound:
+            i = _in(loop, msg, at)
+            return Inbound(i.device, i.msg, i.reply, i.transport, i.received,
+                           lambda: done.append(name))
+        async with _running(loop):
+            await loop.inbound.put(item("hello", HELLO, 10.0))
+            await loop.inbound.put(item("ev1", Event("d1", "e1", 1, "returned", 0, "0B01"), 11))
+            await loop.inbound.put(item("ev2", Event("d1", "e1", 2, "returned", 1, "0B02"), 12))
+            await loop.inbound.put(item("stranger", Event("d9", "e", 1, "returned", 0, "0B"), 13))
+            await _settle()
+            assert done == ["hello", "stranger"]  # the events wait for their commits
+            (_, first), (_, second) = store.events()
+            second.set_result(True)
+            await _settle()
+            assert done == ["hello", "stranger", "ev2"]
+            first.set_exception(OSError(28, "database or disk is full"))
+            await _settle()
+            assert done == ["hello", "stranger", "ev2", "ev1"]
+    run(main())
