@@ -5,6 +5,7 @@ baseline its own run measured.
     .venv/bin/python bench/all.py            # the sizes the docs quote (~10 min)
     .venv/bin/python bench/all.py --quick    # tiny sizes: a smoke run, not figures
     .venv/bin/python bench/all.py --only ingest,city
+    .venv/bin/python bench/all.py --runs 3   # each three times: median and spread
 
 Each benchmark runs as its own process (as it does alone), so one that fails
 is a row saying so, and the rest still run. The peer (ThingsBoard's gateway)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -66,16 +68,35 @@ def _fmt(v: float | None) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
-def table(results: list[tuple[str, dict[str, Any] | None, str, float]]) -> str:
-    t = ui.table("benchmark", "figure", "value", "unit", "baseline", "ratio", "target")
-    for name, doc, why, _ in results:
-        if doc is None:
-            t.add_row(name, f"not measured: {why}"[:110], "", "", "", "", "")
+def _ratio(r: dict[str, Any]) -> float | None:
+    base = r.get("baseline")
+    return r["value"] / base if base else None
+
+
+def table(results: list[tuple[str, list[dict[str, Any]], str, float]]) -> str:
+    """One row per figure: the median of its runs, and the spread (lowest and
+    highest) of its ratio to its baseline over those runs."""
+    t = ui.table("benchmark", "figure", "value", "unit", "baseline", "ratio", "spread",
+                 "target")
+    for name, docs, why, _ in results:
+        if not docs:
+            t.add_row(name, f"not measured: {why}"[:110], "", "", "", "", "", "")
             continue
-        for r in doc["rows"]:
-            base = r.get("baseline")
-            ratio = f"{r['value'] / base:.2f}x" if base else "-"
-            t.add_row(name, r["figure"], _fmt(r["value"]), r["unit"], _fmt(base), ratio,
+        for k, r in enumerate(docs[0]["rows"]):
+            runs = [d["rows"][k] for d in docs if k < len(d["rows"])]
+            value = statistics.median(x["value"] for x in runs)
+            bases = [x["baseline"] for x in runs if x.get("baseline")]
+            ratios = [q for q in map(_ratio, runs) if q is not None]
+            ratio = f"{statistics.median(ratios):.2f}x" if ratios else "-"
+            if len(ratios) > 1:
+                spread = f"{min(ratios):.2f}-{max(ratios):.2f}x"
+            elif len(runs) > 1:
+                spread = f"{_fmt(min(x['value'] for x in runs))}-" \
+                         f"{_fmt(max(x['value'] for x in runs))}"
+            else:
+                spread = "-"
+            t.add_row(name, r["figure"], _fmt(value), r["unit"],
+                      _fmt(statistics.median(bases)) if bases else "-", ratio, spread,
                       r.get("target") or "")
     return ui.text(t, width=240)
 
@@ -85,22 +106,35 @@ def main() -> int:
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (the test suite's smoke run)")
     ap.add_argument("--only", help=f"comma-separated, of: {', '.join(BENCHES)}")
+    ap.add_argument("--runs", type=int, default=1,
+                    help="runs of each benchmark: the table shows the median and the spread"
+                    " of each ratio (default 1)")
     ap.add_argument("--timeout", type=float, default=1800, help="per benchmark, s")
     args = ap.parse_args()
     names = args.only.split(",") if args.only else list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         ap.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
     results = []
     for i, name in enumerate(names, 1):
         full, tiny = BENCHES[name]
-        print(f"[{i}/{len(names)}] {name} ...", file=sys.stderr, flush=True)
-        doc, why, took = run_one(name, tiny if args.quick else full, args.timeout)
-        print(f"[{i}/{len(names)}] {name}: {'done' if doc else why} in {took:.0f} s",
-              file=sys.stderr, flush=True)
-        results.append((name, doc, why, took))
+        docs: list[dict[str, Any]] = []
+        why, took = "", 0.0
+        for run in range(1, args.runs + 1):
+            label = f"[{i}/{len(names)}] {name}" + (f" run {run}/{args.runs}"
+                                                    if args.runs > 1 else "")
+            print(f"{label} ...", file=sys.stderr, flush=True)
+            doc, why, t = run_one(name, tiny if args.quick else full, args.timeout)
+            took += t
+            print(f"{label}: {'done' if doc else why} in {t:.0f} s", file=sys.stderr,
+                  flush=True)
+            if doc is not None:
+                docs.append(doc)
+        results.append((name, docs, "" if docs else why, took))
     print(table(results))
-    return 0 if all(doc is not None for _, doc, _, _ in results) else 1
+    return 0 if all(docs for _, docs, _, _ in results) else 1
 
 
 if __name__ == "__main__":
