@@ -40,8 +40,22 @@ class StationStatus:
 class Station:
     cfg: StationConfig
     devices: dict[str, DeviceSlots] = field(default_factory=dict)
+    # Bumped by Stations on every change to this station's devices: its status
+    # is worked out again only then (GBFS serves a thousand stations after each
+    # change of one).
+    changes: int = 0
+    _status: tuple[int, float, StationStatus] | None = field(default=None, repr=False,
+                                                             compare=False)
 
     def status(self, started: float) -> StationStatus:
+        c = self._status
+        if c is not None and c[0] == self.changes and c[1] == started:
+            return c[2]
+        st = self._work_out(started)
+        self._status = (self.changes, started, st)
+        return st
+
+    def _work_out(self, started: float) -> StationStatus:
         bikes = bikes_off = docks = docks_off = cap = 0
         online = False
         last = 0.0
@@ -76,6 +90,7 @@ class Stations:
         self.history = BikesHistory()
 
     def _bump(self, now: float, st: Station) -> None:
+        st.changes += 1
         self.version += 1
         self.changed_at = max(self.changed_at, now)
         self.history.note(st.cfg.id, now, st.status(self.started).bikes_available)
@@ -84,6 +99,7 @@ class Stations:
         """A device registered at run time (huimin provision) joins its station."""
         st = self.by_id[station]
         st.devices.setdefault(dev, DeviceSlots())
+        st.changes += 1
         self._dev[dev] = st
 
     def apply_state(self, dev: str, boot: int, n: int, slots: str, reported: float) -> bool:
@@ -104,6 +120,7 @@ class Stations:
         st = self._dev.get(dev)
         if st is not None:
             st.devices[dev] = DeviceSlots(boot, n, slots, reported, online=False)
+            st.changes += 1
 
     def set_online(self, dev: str, online: bool, now: float) -> None:
         st = self._dev.get(dev)

@@ -81,6 +81,9 @@ class HttpServer:
         self.port = 0
         self.metrics_port: int | None = None
         self._cache: dict[tuple[str, str, str], _Cached] = {}
+        # version -> each station's station_status entry, encoded (gbfs.py); bounded
+        # by the town's stations.
+        self._entries: dict[str, gbfs.EntryCache] = {}
         self._runner: web.AppRunner | None = None
         self._metrics_runner: web.AppRunner | None = None
         self.sessions = Sessions()
@@ -142,8 +145,12 @@ class HttpServer:
         if c is not None and c.key == key:
             return c
         when = st.changed_at if dynamic else self.svc.started
-        doc = gbfs.build_lang(self.svc.cfg, version, feed, st.statuses(), when, lang)
-        body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        if feed == "station_status":
+            body = gbfs.station_status_json(self.svc.cfg, version, st.statuses(), when,
+                                            self._entries.setdefault(version, {}))
+        else:
+            doc = gbfs.build_lang(self.svc.cfg, version, feed, st.statuses(), when, lang)
+            body = json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
         c = _Cached(key, body, when)
         self._cache[(version, feed, lang)] = c
         return c

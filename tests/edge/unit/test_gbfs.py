@@ -7,6 +7,7 @@ same feeds served by a live town: tests/edge/test_gbfs.py."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,3 +83,28 @@ def test_names_come_in_both_languages_where_each_version_puts_them() -> None:
     assert index["en"]["feeds"][0]["url"] == "https://gbfs.example.cn/gbfs/2.3/en/gbfs.json"
     assert gbfs.build(CFG, "3.0", "station_status", statuses, T0)["last_updated"] == \
         "2026-11-30T00:53:20Z"
+
+
+@settings(max_examples=80, deadline=None)
+@given(changes=st.lists(st.tuples(st.sampled_from(["d1", "d2", "d3", "d4"]),
+                                  st.text(SLOT, max_size=12), st.booleans()), max_size=12))
+def test_station_status_from_cached_entries_is_the_document_built_whole(
+        changes: list[tuple[str, str, bool]]) -> None:
+    """After each change, the served bytes (each station's entry encoded only when
+    it changed) are the very document build() makes, every station current."""
+    stations = Stations(PLACES, T0)
+    caches: dict[str, gbfs.EntryCache] = {v: {} for v in gbfs.VERSIONS}
+    now: dict[str, tuple[str, bool]] = {}
+    for n, (dev, slots, online) in enumerate(changes, 1):
+        stations.apply_state(dev, 1, n, slots, T0 + n)
+        stations.set_online(dev, online, T0 + n)
+        now[dev] = (slots, online)
+        statuses = stations.statuses()
+        for s, place in zip(statuses, PLACES, strict=True):  # each status current, not cached
+            live = [now[d][0] for d in place.devices if d in now and now[d][1]]
+            assert s.bikes_available == sum(x.count("L") for x in live)
+        for version in gbfs.VERSIONS:
+            served = gbfs.station_status_json(CFG, version, statuses, T0 + n, caches[version])
+            whole = gbfs.build(CFG, version, "station_status", statuses, T0 + n)
+            assert json.loads(served) == whole
+    assert all(len(c) <= len(PLACES) for c in caches.values())  # bounded by the stations
