@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 
 from wire import idcard, idcard_module
@@ -72,11 +73,15 @@ class IdCardModule(SerialPeer):
         self.fault: str | None = None
         self.reads = 0
         self.dec = idcard.SamDecoder()
+        # When the kiosk's poll first found the card now placed (perf_counter):
+        # bench/swipe.py splits a swipe's time at it.
+        self.found_at: float | None = None
 
     def place(self, card: Card | None) -> None:
         """Put a card on the reader (None takes it away)."""
         self.card = card
         self.selected = False
+        self.found_at = None
 
     def received(self, data: bytes) -> None:
         dec = self.dec
@@ -102,6 +107,8 @@ class IdCardModule(SerialPeer):
         if cmd == idcard.FIND:
             if self.card is None:
                 return idcard_module.response(idcard_module.E_FIND)
+            if self.found_at is None:
+                self.found_at = time.perf_counter()
             return idcard_module.response(idcard.FIND_OK, b"\x00\x00\x00\x00")
         if cmd == idcard.SELECT:
             if self.card is None:

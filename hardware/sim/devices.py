@@ -153,6 +153,8 @@ class Firmware:
                "region_key": "efuse" if spec.kiosk_key_store else self.region_key.hex(),
                "heartbeat_s": spec.heartbeat_s, "show_s": 30, "ota_key": spec.ota_key,
                "ota_confirm_s": spec.ota_confirm_s, "cmd_key": k.secrets["command_key"]}
+        if spec.kiosk_poll_ms is not None:
+            cfg["poll_ms"] = spec.kiosk_poll_ms
         if k.link == "mqtt" and self.broker is not None:
             cfg["mqtt"] = await self._mqtt(k)
             if k.board is not None:

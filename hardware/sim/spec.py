@@ -56,6 +56,7 @@ class TownSpec:
     ota_confirm_s: int = 60
     kiosk_link: str = "serial"  # a cable to the Pi, or "mqtt" (Wi-Fi/4G)
     kiosk_lookups_per_minute: float | None = None  # None: the edge's default
+    kiosk_poll_ms: int | None = None  # the kiosk's card poll; None: its own default
     dock_config: dict[str, Any] = field(default_factory=dict)  # extra config.json settings
     # Kiosks keep the region key in the board's key store (hal.lookup_token; an
     # eFuse block, emulated on this port by a file), not in config.json.
