@@ -210,18 +210,23 @@ def bike_and_time_story(events: list[dict[str, object]]) -> list[str]:
     return wrong
 
 
-async def settle(measure: Callable[[], Audit], limit_s: float = 60.0) -> Audit:
+async def settle(measure: Callable[[], Audit], limit_s: float = 60.0,
+                 beyond_the_site: bool = False) -> Audit:
     """Audit again each second (up to limit_s) until nothing a dock accepted is
     on its way and no dock accepted anything new since the last look: a rental
     the riders left mid-way still unlocks its slot, and the dock's event comes
     a moment later (seen: an audit between the two missed it, the next found
-    it in flight). The table says what was still in flight if the wait ran out."""
+    it in flight). The table says what was still in flight if the wait ran out.
+    beyond_the_site: events also travel where the audit cannot see (the city
+    tier, between the sites and the backend): wait while any is not at the
+    backend yet, not only while a site still holds it."""
     deadline = time.monotonic() + limit_s
     a = measure()
     while time.monotonic() < deadline:
         await asyncio.sleep(1.0)
         before, a = a, measure()
-        if not a.in_flight and a.accepted == before.accepted:
+        if not a.in_flight and not (beyond_the_site and a.lost) \
+                and a.accepted == before.accepted:
             break
     return a
 
@@ -239,4 +244,4 @@ def audit_city(city: City) -> Audit:
 
 
 async def settle_and_audit_city(city: City, limit_s: float = 60.0) -> Audit:
-    return await settle(lambda: audit_city(city), limit_s)
+    return await settle(lambda: audit_city(city), limit_s, beyond_the_site=True)

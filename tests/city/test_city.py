@@ -269,9 +269,7 @@ def test_events_the_consumer_never_hands_over_are_read_from_the_stream(tmp_path:
                 deliver_policy=DeliverPolicy.NEW))
             link._tasks.append(asyncio.create_task(link._forever(
                 "events:anji", partial(link._take_events, "anji"), js)))
-            # The audit settles at once (nothing in flight at the site): wait for the backend.
-            await until(lambda: not audit_city(city).lost, 30, "the backend reading them")
-            a = audit_city(city)
+            a = await settle_and_audit_city(city, limit_s=30)  # the backend reading them
             print(a.table())
             assert not a.lost and not a.duplicated and not a.in_flight, a.table()
             assert link.stats["recovered"] >= len(free[:3]), link.stats
