@@ -7,9 +7,22 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-from edge.core.records import EventRecord
+from edge.core.records import EventRecord, OutboxRow
 from edge.core.rentals import Outcome
 from edge.core.stations import StationStatus
+
+
+def item(r: OutboxRow) -> str:
+    """One outbox row as the backend takes it, {"key", "kind", "body"}: the body
+    is the outbox's JSON already, so it is spliced in, not decoded and encoded
+    again for every row (both uplinks send items so)."""
+    return f'{{"key":{json.dumps(r.key)},"kind":{json.dumps(r.kind)},"body":{r.body}}}'
+
+
+def webhook_batch(site: str, sent_at: float, rows: list[OutboxRow]) -> bytes:
+    """A webhook post's body: {"site", "sent_at", "items": [...]}."""
+    return (f'{{"site":{json.dumps(site)},"sent_at":{sent_at!r},"items":['
+            + ",".join(map(item, rows)) + "]}").encode()
 
 
 class BackendFormat:

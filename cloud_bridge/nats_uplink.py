@@ -20,7 +20,6 @@ and it pulls its rentals from the durable consumer `rentals-<site>`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import ssl
@@ -33,6 +32,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from cloud_bridge.backend_format import item
 from cloud_bridge.errors import UplinkError
 from cloud_bridge.rental_message import hand_over, open_rental
 from cloud_bridge.uplink import OnRental
@@ -54,10 +54,7 @@ def token(text: str) -> str:
 
 
 def envelope(r: OutboxRow) -> bytes:
-    """{"key", "kind", "body"}: the body is the outbox's JSON already, so it is
-    spliced in, not decoded and encoded again for every row."""
-    return (f'{{"key":{json.dumps(r.key)},"kind":{json.dumps(r.kind)},"body":{r.body}}}'
-            .encode())
+    return item(r).encode()
 
 
 class NatsUplink:

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from cloud_bridge.backend_format import webhook_batch
 from cloud_bridge.errors import UplinkError
 from cloud_bridge.signing import NONCE, sign, verify_answer
 from cloud_bridge.uplink import OnRental
@@ -74,9 +75,7 @@ class WebhookUplink:
 
     async def deliver(self, rows: list[OutboxRow]) -> None:
         """Post one batch; returns when the backend has stored it, else raises."""
-        body = json.dumps({"site": self.site, "sent_at": time.time(), "items": [
-            {"key": r.key, "kind": r.kind, "body": json.loads(r.body)} for r in rows]},
-            ensure_ascii=False).encode()
+        body = webhook_batch(self.site, time.time(), rows)
         headers = {"Content-Type": "application/json", **sign(self.cfg.secret, body)}
         try:
             async with self.session().post(self.cfg.url, data=body, headers=headers) as resp:

@@ -169,16 +169,16 @@ class DevBackend:
             return web.Response(status=self.fail_status, text="injected failure\n",
                                 headers=headers)
         try:  # the site says whose key signed it; nothing is stored before it verifies
-            claimed = json.loads(body).get("site")
-        except (ValueError, AttributeError):
-            claimed = None
+            doc = json.loads(body)
+            claimed = doc.get("site")
+        except (ValueError, AttributeError, RecursionError):
+            doc = claimed = None
         why = self._verify(claimed, body, request.headers)
         if why is not None:
             self.stats["bad_signature"] += 1
             log.warning("webhook refused: %s", why)
             return web.json_response({"error": "unauthorized", "reason": why}, status=401)
         try:
-            doc = json.loads(body)
             site = doc["site"]
             items = doc["items"]
             assert isinstance(site, str) and isinstance(items, list)

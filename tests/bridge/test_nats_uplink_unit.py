@@ -35,3 +35,16 @@ def test_the_envelope_carries_the_body_as_it_is() -> None:
     row = OutboxRow(1, 1, "event", 'ev:"odd"\\key', body, 0.0)
     doc = json.loads(envelope(row))
     assert doc == {"key": 'ev:"odd"\\key', "kind": "event", "body": {"station": "站", "seq": 7}}
+
+
+def test_a_webhook_batch_is_the_items_spliced_into_one_document() -> None:
+    from cloud_bridge.backend_format import webhook_batch
+
+    rows = [OutboxRow(1, 1, "event", "ev:dock-001:e:1", json.dumps({"station": "站", "seq": 1},
+                                                                  ensure_ascii=False), 0.0),
+            OutboxRow(2, 3, "status", 'status:"s1"', '{"bikes":2}', 0.0)]
+    doc = json.loads(webhook_batch("安吉", 1764912345.25, rows))
+    assert doc == {"site": "安吉", "sent_at": 1764912345.25, "items": [
+        {"key": "ev:dock-001:e:1", "kind": "event", "body": {"station": "站", "seq": 1}},
+        {"key": 'status:"s1"', "kind": "status", "body": {"bikes": 2}}]}
+    assert json.loads(webhook_batch("anji", 1.0, []))["items"] == []
