@@ -6,8 +6,12 @@ fit one machine; the edge cannot tell, it sees the same topics, accounts and
 sealed messages). The edge runs with a webhook uplink to the
 development backend. Each event's publish time is compared with:
   - backend: when the development backend stored it (its `received`),
-  - GBFS: when /gbfs/3.0/station_status.json (polled every 20 ms with ETag)
-    first showed the station's new bike count,
+  - GBFS's station state: when the station's status inside the edge, which
+    station_status.json is built from on the next request, first showed the
+    new bike count (checked every 1 ms in process: the edge's own latency),
+  - GBFS polled: when /gbfs/3.0/station_status.json (polled every 20 ms with
+    ETag, a 1,000-station document fetched and parsed in this process) first
+    showed it: what a client polling that fast would see,
   - baseline: when a plain subscriber on the same broker got the same message.
 Prints p50/p99 for each and their ratio to the baseline. Usage:
     .venv/bin/python bench/latency.py [--docks 1000] [--seconds 20] [--rate 50]
@@ -33,7 +37,7 @@ from bench.fleet import Fleet, secure_broker
 from bench.result import emit, row, scratch
 from bench.simdocks import event, rent_or_return
 from edge.config import parse
-from edge.runtime import Edge
+from edge.runtime import Edge, collect_garbage_less_often
 from hardware.sim.backend import DevBackend
 from tools.broker import free_port
 
@@ -46,6 +50,7 @@ def pct(xs: list[float], p: float) -> float:
 
 
 async def main(args: argparse.Namespace) -> None:
+    collect_garbage_less_often()  # as `huimin edge` does in its own process
     work = scratch("huimin-bench-")
     broker, edge_pw = secure_broker(work, "b")
     base_pw = broker.account("bench-baseline", "monitor")
@@ -120,8 +125,24 @@ async def main(args: argparse.Namespace) -> None:
                                 del gbfs_want[st["station_id"]]
                 await asyncio.sleep(0.02)
 
+    async def watch_state() -> None:
+        """The same change inside the edge: when the station's status, the one
+        station_status is built from on the next request (~1.2 ms a rebuild at
+        1,000 stations), first shows it. Checked every millisecond, in process."""
+        while True:
+            now = time.time()
+            for sid, (bikes, t0) in list(state_want.items()):
+                if svc.stations.by_id[sid].status(svc.stations.started).bikes_available \
+                        == bikes:
+                    state_lat.append(now - t0)
+                    del state_want[sid]
+            await asyncio.sleep(0.001)
+
     gbfs_lat: list[float] = []
+    state_lat: list[float] = []
+    state_want: dict[str, tuple[int, float]] = {}
     watcher = asyncio.create_task(watch_gbfs())
+    state_watcher = asyncio.create_task(watch_state())
     seq = [0] * n
     t_end = time.time() + args.seconds
     import random
@@ -140,13 +161,14 @@ async def main(args: argparse.Namespace) -> None:
         t0 = time.time()
         with lock:
             sent[(dev, seq[i])] = t0
-        gbfs_want[sid] = (s.count("L"), t0)
+        gbfs_want[sid] = state_want[sid] = (s.count("L"), t0)
         publish(dev, "event", event(i, seq[i], k, ev))
         publish(dev, "state", {"t": "state", "dev": dev, "boot": 1, "n": state_n[i],
                                "slots": "".join(s)}, qos=0)
         await asyncio.sleep(interval)
     await asyncio.sleep(3)  # drain
     watcher.cancel()
+    state_watcher.cancel()
 
     rows = backend.db.execute("SELECT device, body, received FROM events").fetchall()
     back_lat = []
@@ -169,17 +191,21 @@ async def main(args: argparse.Namespace) -> None:
     print(f"docks {n}, events {len(sent)} over {args.seconds:g} s ({rate:.0f}/s), "
           f"stored at backend {len(back_lat)}, GBFS changes seen {len(gbfs_lat)}")
     print(f"baseline broker -> subscriber  p50 {b50 * 1000:7.1f} ms  p99 {b99 * 1000:7.1f} ms")
-    for name, xs in (("dock event -> backend", back_lat), ("dock event -> GBFS", gbfs_lat)):
+    for name, xs in (("dock event -> backend", back_lat),
+                     ("dock event -> GBFS's station state", state_lat),
+                     ("dock event -> GBFS polled (20 ms)", gbfs_lat)):
         p50, p99 = pct(xs, 50), pct(xs, 99)
-        print(f"{name:30s} p50 {p50 * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  "
+        print(f"{name:35s} p50 {p50 * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  "
               f"(x{p50 / b50:.1f} / x{p99 / b99:.1f} of baseline; target p99 < 500 ms: "
               f"{'met' if p99 < 0.5 else 'NOT met'})")
     if len(back_lat) != len(sent):
         print(f"WARNING: {len(sent) - len(back_lat)} events not at the backend")
     emit("latency", [row("dock event -> backend p99", pct(back_lat, 99) * 1000, "ms",
                          b99 * 1000, "< 500 ms"),
-                     row("dock event -> GBFS p99", pct(gbfs_lat, 99) * 1000, "ms", b99 * 1000,
-                         "< 500 ms")])
+                     row("dock event -> GBFS station state p99", pct(state_lat, 99) * 1000,
+                         "ms", b99 * 1000, "<= 1.5x broker p99"),
+                     row("dock event -> GBFS polled every 20 ms p99", pct(gbfs_lat, 99) * 1000,
+                         "ms", b99 * 1000, "< 500 ms")])
 
 
 if __name__ == "__main__":
