@@ -111,3 +111,34 @@ def test_the_backlog_comes_in_batches_and_what_was_not_acked_comes_again(
         finally:
             await broker.stop()
     run(main())
+
+
+def test_an_edge_busy_with_a_batch_is_not_taken_for_a_dead_broker(tmp_path: Path) -> None:
+    """While the edge holds a batch (its queue full), the reader reads nothing:
+    that is not the broker's silence. The pings still go, and the connection
+    lives through a wait of twice the keepalive."""
+    async def main() -> None:
+        broker = Broker(tmp_path / "broker", site="t")
+        edge_pw = broker.account("huimin-edge", "edge")
+        dock_pw = broker.account("dock-a")
+        await broker.start()
+        held = asyncio.Event()
+
+        async def slow(conn: MqttConnection, batch: list[Publish]) -> None:
+            held.set()
+            await asyncio.sleep(4.0)  # keepalive 2 s: 1.5x is 3 s
+            for p in batch:
+                conn.ack(p.pid)
+        try:
+            conn = await MqttConnection.open(
+                "127.0.0.1", broker.port, client_id="huimin-edge", keepalive=2, on_batch=slow,
+                clean_session=False, username="huimin-edge", password=edge_pw)
+            await conn.subscribe([("huimin/t/+/event", 1)])
+            await asyncio.to_thread(_dock_publishes, broker.port, dock_pw, 3)
+            await until(held.is_set, 10, "a batch")
+            await asyncio.sleep(4.5)
+            assert not conn.ended
+            await conn.close()
+        finally:
+            await broker.stop()
+    run(main())

@@ -36,6 +36,9 @@ log = logging.getLogger("edge.mqtt")
 _warn = RateLimitedLog(log)
 
 OFFLINE, ONLINE = b'{"online":false}', b'{"online":true}'
+# The broker takes at most 4,096 bytes a message (tools/broker.py); anything
+# much larger from it is not a device's message: the connection is dropped.
+MAX_PACKET = 64 * 1024
 
 
 class MqttTransport:
@@ -67,12 +70,13 @@ class MqttTransport:
         c = self.cfg
         while True:
             conn: MqttConnection | None = None
+            delay: float | None = None
             try:
                 conn = await MqttConnection.open(
                     c.host, c.port, client_id=c.client_id, keepalive=c.keepalive,
                     on_batch=self._take, clean_session=False, username=c.username,
                     password=c.password, will=(self._status_topic, OFFLINE, 1, True),
-                    tls=self._tls())
+                    tls=self._tls(), max_packet=MAX_PACKET)
                 # The CONNACK: a persistent session's backlog flows from here.
                 self.session_started = time.perf_counter()
                 self.conn = conn
@@ -87,7 +91,6 @@ class MqttTransport:
                 self.metrics.inc("mqtt.disconnects")
                 delay = backoff.next()
                 log.warning("mqtt: %s; reconnecting in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
             finally:
                 self.conn = None
                 self.connected.clear()
@@ -95,6 +98,7 @@ class MqttTransport:
                     # Unacknowledged messages stay the broker's: it sends them again.
                     with contextlib.suppress(Exception):
                         await asyncio.shield(conn.close(last=(self._status_topic, OFFLINE)))
+            await asyncio.sleep(backoff.next() if delay is None else delay)
 
     async def _take(self, conn: MqttConnection, batch: list[Publish]) -> None:
         """One socket read's messages: each checked, then queued for the edge

@@ -54,6 +54,7 @@ class MqttConnection:
         self._acks: list[int] = []
         self._suback: asyncio.Future[codec.SubAck] | None = None
         self._heard = self._loop.time()
+        self._handing_over = False  # the caller holds a batch (the edge is behind)
         self._ended: asyncio.Future[None] = self._loop.create_future()
         self._tasks: list[asyncio.Task[None]] = []
         self.session_present = False
@@ -163,7 +164,12 @@ class MqttConnection:
                     self._suback.set_result(p)
             # PINGRESP: hearing anything is enough (_heard); UNSUBACK: we send none.
         if batch:
-            await self._on_batch(self, batch)
+            self._handing_over = True
+            try:
+                await self._on_batch(self, batch)
+            finally:
+                self._handing_over = False
+                self._heard = self._loop.time()  # not reading meanwhile is not silence
 
     async def _keep_alive(self) -> None:
         """A PINGREQ every half keepalive; nothing heard for 1.5 keepalives
@@ -171,7 +177,7 @@ class MqttConnection:
         every = self.keepalive / 2
         while True:
             await asyncio.sleep(every)
-            if self._loop.time() - self._heard > 1.5 * self.keepalive:
+            if not self._handing_over and self._loop.time() - self._heard > 1.5 * self.keepalive:
                 self._end(f"no word from the broker in {1.5 * self.keepalive:g} s")
                 self._writer.close()
                 return
