@@ -4,7 +4,6 @@
 from micropython import const
 
 import json
-import sys
 
 _MAX_MESSAGE = const(1024)
 
@@ -52,21 +51,6 @@ class DecodeError(ValueError):
         self.reason = reason
 
 
-def _fields(spec):
-    """A spec string's (name, kind, optional) triples, one at a time."""
-    for field in spec.split(" "):
-        k = field[0]
-        name = field[1:] if k in "#?*" else field
-        optional = name[-1] == "~"
-        yield (name[:-1] if optional else name, k, optional)
-
-
-# On the edge (CPython) each type's fields are worked out once: the specs'
-# parsing was a tenth of its ingest time (bench/ingest.py). A device works
-# them out each time: the cache would cost its heap more than it saves.
-_FIELDS = {} if sys.implementation.name == "cpython" else None  # type: dict[str, tuple] | None
-
-
 def check(msg):
     """Validate a message object; returns it or raises DecodeError."""
     if not isinstance(msg, dict):
@@ -75,13 +59,12 @@ def check(msg):
     spec = SCHEMA.get(t) if isinstance(t, str) else None
     if spec is None:
         raise DecodeError("unknown_type", str(t)[:20])
-    if _FIELDS is None:
-        fields = _fields(spec)
-    else:
-        fields = _FIELDS.get(spec)
-        if fields is None:
-            fields = _FIELDS[spec] = tuple(_fields(spec))
-    for name, k, optional in fields:
+    for field in spec.split(" "):
+        k = field[0]
+        name = field[1:] if k in "#?*" else field
+        optional = name[-1] == "~"
+        if optional:
+            name = name[:-1]
         v = msg.get(name)
         if v is None:
             if not optional:
