@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,6 +71,22 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 _BATCH = 1000
 
 
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One transaction. The connection is in autocommit mode (isolation_level
+    None, so that the writer's batches are explicit), where `with db:` opens
+    none and each statement commits on its own: a step that failed left the
+    ones before it written (found in issue 27)."""
+    db.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        if db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class SqliteStore:
     def __init__(self, path: Path, uplinks: tuple[str, ...] = (),
                  max_mb: float = 2048.0) -> None:
@@ -93,9 +109,13 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode: a commit survives a process crash (SIGKILL); only
-        # an OS crash or power cut can lose the last transactions.
-        db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: each commit is on the disk before it returns (the WAL synced), so
+        # an event acked to its dock (which then drops it from its flash) survives
+        # the Pi's power being cut. NORMAL syncs only at checkpoints: a power cut
+        # lost up to the kernel's writeback delay of acked events (found in
+        # issue 27's profiling). Deleting delivered outbox rows is the exception
+        # (_delete): losing that commit only sends them again.
+        db.execute("PRAGMA synchronous=FULL")
         db.executescript(SCHEMA)
         _migrate(db)
         self._db = db
@@ -255,9 +275,17 @@ class SqliteStore:
     def _delete(self, uplink: str, done: list[tuple[int, int]]) -> None:
         assert self._db is not None, "store not open"
         # A status row updated while it was in flight has a new version: keep it.
-        with self._db:
-            self._db.executemany("DELETE FROM outbox WHERE uplink = ? AND id = ? AND version = ?",
-                                 [(uplink, i, v) for i, v in done])
+        # Without a sync of its own: a power cut that loses this commit only has the
+        # rows sent again (the backend drops them by key); the next event's commit
+        # syncs it anyway. It halved a backlog's drain (bench/peer.py) otherwise.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with transaction(self._db):
+                self._db.executemany(
+                    "DELETE FROM outbox WHERE uplink = ? AND id = ? AND version = ?",
+                    [(uplink, i, v) for i, v in done])
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
 
     async def outbox_done(self, uplink: str, done: list[tuple[int, int]]) -> None:
         await self._run(self._delete, uplink, done)
@@ -265,7 +293,7 @@ class SqliteStore:
     def _dead(self, uplink: str, rows: list[OutboxRow], reason: str) -> None:
         assert self._db is not None, "store not open"
         now = time.time()
-        with self._db:
+        with transaction(self._db):
             self._db.executemany(
                 "INSERT INTO dead_letter (uplink, kind, key, body, reason, failed)"
                 " VALUES (?,?,?,?,?,?)", [(uplink, r.kind, r.key, r.body, reason, now)
@@ -319,7 +347,7 @@ class SqliteStore:
         Returns how many of each went."""
         def work() -> tuple[int, int, int]:
             assert self._db is not None, "store not open"
-            with self._db:
+            with transaction(self._db):
                 ev = self._db.execute(
                     "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE received < ? "
                     "AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.key = 'ev:' || "
@@ -376,14 +404,14 @@ class SqliteStore:
     # -- rentals (edge/app/rentals.py) ------------------------------------------------
     def _exec(self, sql: str, args: tuple[Any, ...]) -> int:
         assert self._db is not None, "store not open"
-        with self._db:
+        with transaction(self._db):
             return self._db.execute(sql, args).rowcount
 
     def _exec_script(self, steps: list[tuple[str, tuple[Any, ...]]]) -> int:
         """Several statements in one transaction; the last one's row count."""
         assert self._db is not None, "store not open"
         n = 0
-        with self._db:
+        with transaction(self._db):
             for sql, args in steps:
                 n = self._db.execute(sql, args).rowcount
         return n
@@ -435,7 +463,7 @@ def _migrate(db: sqlite3.Connection) -> None:
     have = {r[1] for r in db.execute("PRAGMA table_info(rentals)")}
     if "state" in have:
         return
-    with db:
+    with transaction(db):
         for col in ("state TEXT NOT NULL DEFAULT 'claimed'", "device TEXT NOT NULL DEFAULT ''",
                     "slot INTEGER", "deadline REAL NOT NULL DEFAULT 0", "notice TEXT"):
             db.execute(f"ALTER TABLE rentals ADD COLUMN {col}")

@@ -98,3 +98,38 @@ def test_a_database_from_before_rental_states_is_migrated(tmp_path: Path) -> Non
             "old-done", "s1", True, 1.0)
         await store.close()
     run(main())
+
+
+def test_a_commit_is_synced_and_a_failed_step_writes_nothing(tmp_path: Path) -> None:
+    """An event acked to its dock is on the disk, not only in the kernel's cache
+    (synchronous FULL: the dock drops it from its flash on the ack, and the Pi's
+    power can be cut the next moment); deleting delivered outbox rows, which a
+    power cut can only make resend, relaxes it for its own commit only. And a
+    transaction of several steps is one: the connection is in autocommit mode,
+    where `with db:` alone left the steps before a failure written."""
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "edge.db", ("city",))
+        await store.open()
+        writer = asyncio.create_task(store.run())
+
+        def synchronous() -> int:
+            assert store._db is not None
+            return int(store._db.execute("PRAGMA synchronous").fetchone()[0])
+        try:
+            assert synchronous() == 2  # FULL
+            assert await store.submit(_event(1)) is True
+            rows = await store.outbox_batch("city", 10)
+            await store.outbox_done("city", [(r.id, r.version) for r in rows])
+            assert synchronous() == 2 and await store.outbox_batch("city", 10) == []
+            steps: list[tuple[str, tuple[object, ...]]] = [
+                ("INSERT INTO rentals (id, station, created) VALUES (?,?,?)", ("r1", "s1", 1.0)),
+                ("INSERT INTO no_such_table VALUES (1)", ())]
+            try:
+                store._exec_script(steps)  # type: ignore[arg-type]
+            except sqlite3.OperationalError:
+                pass
+            assert store._query("SELECT count(*) FROM rentals") == [(0,)]
+        finally:
+            writer.cancel()
+            await store.close()
+    run(main())
