@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import time
@@ -106,26 +107,27 @@ class MqttTransport:
         window sent), and acknowledged when the edge is done with it."""
         now = self.clock()
         for p in batch:
+            done = functools.partial(conn.ack, p.pid) if p.qos else None
             try:
-                item = self._inbound(p.topic, p.payload, now)
+                item = self._inbound(p.topic, p.payload, now, done)
             except Exception:  # a bug here must not stop the reading for everyone
                 self.metrics.inc("rx.error")
                 log.exception("mqtt: error taking a message on %s", p.topic[:120])
                 item = None
             if item is None:
-                if p.qos:
-                    conn.ack(p.pid)  # dropped and counted: nothing to wait for
+                if done is not None:
+                    done()  # dropped and counted: nothing to wait for
                 continue
-            if p.qos:
-                item = _settled_by(item, conn, p.pid)
             try:
                 self.inbound.put_nowait(item)
             except asyncio.QueueFull:
                 await self.inbound.put(item)
 
-    def _inbound(self, topic: str, payload: Any, now: float | None = None) -> Inbound | None:
+    def _inbound(self, topic: str, payload: Any, now: float | None = None,
+                 done: Callable[[], None] | None = None) -> Inbound | None:
         """The checked, typed message a publish carries, or None (dropped and
-        counted, with a rate-limited line saying why)."""
+        counted, with a rate-limited line saying why). `done`: how the edge lets
+        it go once finished with it (a QoS 1 message's PUBACK)."""
         parts = topic.split("/")
         if len(parts) != 4 or parts[3] not in names.UP_LEAVES:
             self.metrics.inc("rx.rejected", "bad_topic")
@@ -160,7 +162,7 @@ class MqttTransport:
         if not authentic(self.keys, dev, data, self.metrics, "mqtt"):
             return None
         return Inbound(dev, messages.parse(msg), self._replier(dev), self.name,
-                       self.clock() if now is None else now)
+                       self.clock() if now is None else now, done)
 
     def _replier(self, dev: str) -> _Reply:
         r = self._replies.get(dev)
@@ -170,12 +172,6 @@ class MqttTransport:
             r = self._replies[dev] = _Reply(self, dev, names.topic(self.site, dev,
                                                                     names.DOWN_LEAF))
         return r
-
-
-def _settled_by(item: Inbound, conn: MqttConnection, pid: int) -> Inbound:
-    """The item, acknowledged to the broker on `conn` when the edge is done with it."""
-    return Inbound(item.device, item.msg, item.reply, item.transport, item.received,
-                   lambda: conn.ack(pid))
 
 
 class _Reply:
