@@ -73,15 +73,17 @@ _BATCH = 1000
 
 @contextlib.contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One transaction. The connection is in autocommit mode (isolation_level
-    None, so that the writer's batches are explicit), where `with db:` opens
+    """One transaction, for a connection in autocommit mode (isolation_level
+    None: the edge's store, the development backend), where `with db:` opens
     none and each statement commits on its own: a step that failed left the
     ones before it written (found in issue 27)."""
-    db.execute("BEGIN")
+    db.execute("BEGIN IMMEDIATE")  # the write lock now, not at the first write
     try:
         yield
     except BaseException:
-        if db.in_transaction:  # SQLite may have rolled back already (SQLITE_FULL)
+        # SQLite may have rolled back already (it does on SQLITE_FULL): a second
+        # ROLLBACK would raise and hide why the write failed.
+        if db.in_transaction:
             db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
@@ -190,8 +192,7 @@ class SqliteStore:
         db = self._db
         assert db is not None, "store not open"
         out = []
-        db.execute("BEGIN")
-        try:
+        with transaction(db):
             for it in items:
                 if isinstance(it, EventRecord):
                     cur = db.execute(
@@ -224,13 +225,6 @@ class SqliteStore:
                         " n=excluded.n, slots=excluded.slots, reported=excluded.reported",
                         (it.device, it.boot, it.n, it.slots, it.reported))
                     out.append(True)
-            db.execute("COMMIT")
-        except BaseException:
-            # SQLite may have rolled back already (it does on SQLITE_FULL): a
-            # second ROLLBACK would raise and hide why the write failed.
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         return out
 
     def _complete(self, db: sqlite3.Connection, c: RentalCompletion, now: float) -> None:

@@ -9,7 +9,6 @@ delayed after the items are stored."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import json
 import logging
@@ -17,7 +16,6 @@ import secrets
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from aiohttp import web
 
 from cloud_bridge.signing import NONCE, sign_answer, verify
 from edge.adapters.http.webserver import serve
+from edge.adapters.store import transaction
 
 log = logging.getLogger("backend")
 
@@ -106,19 +105,6 @@ class DevBackend:
         self.site_stations: dict[str, set[str]] = {}
         self.site_devices: dict[str, set[str]] = {}  # and its devices, likewise
         self.app = app
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[None]:
-        """One transaction. The connection is in autocommit mode (so reads
-        see the newest), where `with connection:` opens none: each statement
-        would be its own commit and fsync."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     @web.middleware
     async def _operator(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -219,7 +205,7 @@ class DevBackend:
         accepted: list[str] = []
         dups: list[str] = []
         now = time.time()
-        with self._tx():
+        with transaction(self.db):
             for site, items in batches:
                 self._store_site(site, items, now, accepted, dups)
         self.stats["duplicates"] += len(dups)
@@ -279,7 +265,7 @@ class DevBackend:
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": "need site and station (text), slot 0..63"},
                                      status=400)
-        with self._tx():
+        with transaction(self.db):
             cur = self.db.execute(
                 "INSERT OR IGNORE INTO rentals VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (rid, site, station, slot, str(req.get("rider", "")), "issued", None, time.time(),
@@ -302,14 +288,14 @@ class DevBackend:
             "SELECT id, station, slot, params FROM rentals WHERE site = ? AND state = 'issued'"
             " AND (delivered IS NULL OR delivered < ?)", (site, again)).fetchall()
         if rows:
-            with self._tx():
+            with transaction(self.db):
                 self.db.executemany("UPDATE rentals SET delivered = ? WHERE id = ?",
                                     [(now, r[0]) for r in rows])
         return [{"rental_id": r[0], "station": r[1], "slot": r[2], **json.loads(r[3] or "{}")}
                 for r in rows]
 
     def not_delivered(self, rental_id: str) -> None:
-        with self._tx():
+        with transaction(self.db):
             self.db.execute("UPDATE rentals SET delivered = NULL WHERE id = ?", (rental_id,))
 
     @property
@@ -363,7 +349,7 @@ class DevBackend:
                 raise ValueError
         except (ValueError, KeyError, TypeError, OverflowError):
             return web.json_response({"error": "need token and records"}, status=400)
-        with self._tx():
+        with transaction(self.db):
             self.db.executemany("INSERT INTO funds VALUES (?,?,?,?,?)", rows)
         return web.json_response({"added": len(rows)}, status=201)
 
