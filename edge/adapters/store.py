@@ -100,7 +100,11 @@ class SqliteStore:
         # One wake-up per uplink's sender (set when its outbox gains rows).
         self._outbox_changed = {u: asyncio.Event() for u in uplinks}
         self._db: sqlite3.Connection | None = None
-        self._q: asyncio.Queue[tuple[StoreItem, asyncio.Future[bool]]] = asyncio.Queue()
+        # Each entry: writes handed over together, their future, and whether it
+        # takes one outcome (submit) or the list (submit_many).
+        self._q: asyncio.Queue[tuple[list[StoreItem], asyncio.Future[Any], bool]] = \
+            asyncio.Queue()
+        self._queued = 0  # items in the queue
         self.batches = 0
         # Batches finished, written or failed (a full disk fails fast: it is not
         # a hang), and items in the one being written: the watchdog's view.
@@ -153,27 +157,39 @@ class SqliteStore:
 
     def waiting(self) -> int:
         """Writes queued or being written (the watchdog's view of the writer)."""
-        return self._q.qsize() + self._writing
+        return self._queued + self._writing
 
     def submit(self, item: StoreItem) -> asyncio.Future[bool]:
         """Queue a write; the future is True once stored (False: a duplicate event)."""
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._q.put_nowait((item, fut))
+        self._q.put_nowait(([item], fut, True))
+        self._queued += 1
+        return fut
+
+    def submit_many(self, items: list[StoreItem]) -> asyncio.Future[list[bool]]:
+        """Queue writes that commit together (in one transaction, with whatever
+        else is queued by then); the future has each one's outcome, in order."""
+        fut: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+        self._q.put_nowait((items, fut, False))
+        self._queued += len(items)
         return fut
 
     async def run(self) -> None:
         """The writer task: drains the queue in batches, one transaction each."""
         while True:
-            first = await self._q.get()
-            batch = [first]
-            while len(batch) < _BATCH and not self._q.empty():
-                batch.append(self._q.get_nowait())
-            self._writing = len(batch)
+            entries = [await self._q.get()]
+            n = len(entries[0][0])
+            while n < _BATCH and not self._q.empty():
+                entries.append(self._q.get_nowait())
+                n += len(entries[-1][0])
+            self._queued -= n
+            items = [i for e in entries for i in e[0]]
+            self._writing = n
             try:
-                results = await self._run(self._write, [i for i, _ in batch])
+                results = await self._run(self._write, items)
             except sqlite3.Error as exc:
-                log.error("store write failed (%d items): %s", len(batch), exc)
-                for _, fut in batch:
+                log.error("store write failed (%d items): %s", n, exc)
+                for _, fut, _ in entries:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
@@ -181,12 +197,15 @@ class SqliteStore:
                 self._writing = 0
                 self.finished += 1
             self.batches += 1
-            if self.uplinks and any(isinstance(i, EventRecord | OutboxRecord) for i, _ in batch):
+            if self.uplinks and any(isinstance(i, EventRecord | OutboxRecord) for i in items):
                 for ev in self._outbox_changed.values():
                     ev.set()
-            for (_, fut), ok in zip(batch, results, strict=True):
+            at = 0
+            for batch, fut, single in entries:
+                got = results[at:at + len(batch)]
+                at += len(batch)
                 if not fut.done():
-                    fut.set_result(ok)
+                    fut.set_result(got[0] if single else got)
 
     def _write(self, items: list[StoreItem]) -> list[bool]:
         db = self._db

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from edge.app.links import DeviceLinks
@@ -39,9 +40,14 @@ from edge.core.stations import StationStatus
 
 log = logging.getLogger("edge")
 
+BATCH = 1000  # inbound messages handled in one store transaction, at most
+
 
 class Store(Protocol):
     def submit(self, item: StoreItem) -> asyncio.Future[bool]: ...
+
+    def submit_many(self, items: list[StoreItem]) -> asyncio.Future[list[bool]]:
+        """One transaction: each item's outcome (False: a duplicate event)."""
 
 
 class RentalCompletions(Protocol):
@@ -85,31 +91,56 @@ class IngestLoop:
         self.alarms: dict[str, float] = {}  # name -> since (a technician acts on these)
         # Progress, for the watchdog (edge/core/liveness.py): items handled.
         self.handled = 0
+        self._writes: _Writes | None = None  # the batch being handled
 
     async def dispatch(self) -> None:
+        """Handles what has come in, as many messages a turn as wait (up to BATCH):
+        one store transaction, one gate for their acks and one callback for their
+        outcome, instead of a future, a callback and a coroutine per event (an
+        outage's backlog comes thousands at a time; bench/ingest.py)."""
+        loop = asyncio.get_running_loop()
         while True:
-            item = await self.inbound.get()
-            self.handled += 1
-            settle_later = False
-            try:
-                effects = self.ingest.handle(item.device, item.transport, item.received,
-                                             item.msg)
-                for e in effects:
-                    settle_later |= self.apply(e, item)
-            except Rejected as exc:
-                self.metrics.inc("rx.rejected", exc.reason)
-                self._warn.warning(exc.reason, "rejected %s from %s via %s: %s",
-                                   type(item.msg).__name__.lower(), item.device[:64],
-                                   item.transport, exc)
-            except Exception:  # a bug here must not stop the edge
-                self.metrics.inc("rx.error")
-                log.exception("error handling %s from %s", type(item.msg).__name__,
-                              item.device)
-            finally:
-                if item.done is not None and not settle_later:
-                    item.done()
+            batch = [await self.inbound.get()]
+            while len(batch) < BATCH and not self.inbound.empty():
+                batch.append(self.inbound.get_nowait())
+            self.handle_batch(batch, loop.create_future())
 
-    def apply(self, e: Effect, item: Inbound) -> bool:
+    def handle_batch(self, batch: list[Inbound], gate: asyncio.Future[bool]) -> None:
+        """Applies each message's effects; the acks of its events wait on `gate`,
+        set once the batch's writes are committed (True) or refused (False)."""
+        writes = _Writes(gate)
+        self._writes = writes
+        try:
+            for item in batch:
+                self._handle(item, writes)
+        finally:
+            self._writes = None
+        if not writes.items:
+            gate.set_result(True)
+            return
+        fut = self.store.submit_many(writes.items)
+        fut.add_done_callback(functools.partial(self._committed, writes))
+
+    def _handle(self, item: Inbound, writes: _Writes) -> None:
+        self.handled += 1
+        settle_later = False
+        try:
+            effects = self.ingest.handle(item.device, item.transport, item.received, item.msg)
+            for e in effects:
+                settle_later |= self.apply(e, item, writes)
+        except Rejected as exc:
+            self.metrics.inc("rx.rejected", exc.reason)
+            self._warn.warning(exc.reason, "rejected %s from %s via %s: %s",
+                               type(item.msg).__name__.lower(), item.device[:64],
+                               item.transport, exc)
+        except Exception:  # a bug here must not stop the edge
+            self.metrics.inc("rx.error")
+            log.exception("error handling %s from %s", type(item.msg).__name__, item.device)
+        finally:
+            if item.done is not None and not settle_later:
+                item.done()
+
+    def apply(self, e: Effect, item: Inbound, writes: _Writes) -> bool:
         """Carries out one effect; True when it settles the item itself (an
         event: once its commit is known)."""
         if isinstance(e, Reachable):
@@ -121,21 +152,14 @@ class IngestLoop:
             if e.rental_id is not None:
                 # The rental's completion goes in the event's own transaction.
                 rec = replace(rec, rental=self.rentals.completion(e.rental_id))
-            stored = self.store.submit(rec)
-            if rec.rental is not None:
-                rid = rec.rental.id
-                stored.add_done_callback(lambda f: self.rentals.stored(
-                    rid, not f.cancelled() and f.exception() is None))
-            self.links.post(item.device, e.ack, gate=lambda: self._stored(stored, rec),
-                            reply=item.reply)
-            if item.done is not None:
-                # Stored or refused, the broker may let it go: a refused event stays
-                # on its dock's flash, unacked, and comes again from there.
-                done = item.done
-                stored.add_done_callback(lambda _f: done())
-                return True
+            writes.events.append((len(writes.items), rec, item.done))
+            writes.items.append(rec)
+            self.links.post(item.device, e.ack, gate=writes.gate, reply=item.reply)
+            # Stored or refused, the broker may let it go then (item.done): a refused
+            # event stays on its dock's flash, unacked, and comes again from there.
+            return True
         elif isinstance(e, StoreState):
-            self.store.submit(e.record)
+            writes.items.append(e.record)
         elif isinstance(e, StationChanged):
             self.station_changed(e.station)
         elif isinstance(e, AskHello):
@@ -163,30 +187,55 @@ class IngestLoop:
         body = self.backend.station(stations.by_id[station].status(stations.started),
                                     stations.version)
         # Coalesced in the outbox: the backend gets the newest per station, in order.
-        self.store.submit(OutboxRecord("status", f"status:{station}", station, body))
-
-    async def _stored(self, fut: asyncio.Future[bool], ev: EventRecord) -> bool:
-        """Whether to ack: stored now, or stored before (a duplicate)."""
-        try:
-            new = await fut
-        except Exception as exc:
-            # The dock keeps the event on its flash until it is acked: nothing is
-            # lost, it comes again (docs/deploy.md, "Full disk").
-            self.metrics.inc("store.error")
-            if "full" in str(exc) or getattr(exc, "errno", None) == errno.ENOSPC:
-                self.metrics.inc("store.full")
-                self.alarms["disk_full"] = ev.received
-            self._warn.warning("store", "event from %s not stored (%s): no ack, the dock "
-                               "keeps it and sends it again", ev.device, exc)
-            return False
-        self.alarms.pop("disk_full", None)
-        if new:
-            self.metrics.inc("events.stored")
-            # From the dock's own stamp where its clock is synced, else from arrival.
-            self.metrics.observe("event_to_store", time.time() - (ev.happened or ev.received))
-            self._events_log.info("event", "event %s %s slot %d bike %s (seq %d)", ev.device,
-                                  ev.kind, ev.slot, ev.bike, ev.seq)
+        rec = OutboxRecord("status", f"status:{station}", station, body)
+        if self._writes is not None:
+            self._writes.items.append(rec)  # in the batch's transaction, in its order
         else:
-            self.metrics.inc("events.duplicate")
-        return True
+            self.store.submit(rec)
 
+    def _committed(self, writes: _Writes, fut: asyncio.Future[list[bool]]) -> None:
+        """A batch's transaction ended: count and log its events, open their acks'
+        gate (or keep it shut), tell the rental desk, let the broker have them."""
+        exc = asyncio.CancelledError() if fut.cancelled() else fut.exception()
+        ok = exc is None
+        if exc is not None:
+            # The docks keep their events on flash until acked: nothing is lost,
+            # each comes again (docs/deploy.md, "Full disk").
+            self.metrics.inc("store.error", n=len(writes.events))
+            if "full" in str(exc) or getattr(exc, "errno", None) == errno.ENOSPC:
+                self.metrics.inc("store.full", n=len(writes.events))
+                if writes.events:
+                    self.alarms["disk_full"] = writes.events[0][1].received
+            self._warn.warning("store", "%d events (the first from %s) not stored (%s): "
+                               "no ack, their docks keep them and send them again",
+                               len(writes.events), writes.events[0][1].device
+                               if writes.events else "-", exc)
+        else:
+            self.alarms.pop("disk_full", None)
+            results = fut.result()
+            now = time.time()
+            for i, ev, _ in writes.events:
+                if results[i]:
+                    self.metrics.inc("events.stored")
+                    # From the dock's own stamp where its clock is synced, else from arrival.
+                    self.metrics.observe("event_to_store", now - (ev.happened or ev.received))
+                    self._events_log.info("event", "event %s %s slot %d bike %s (seq %d)",
+                                          ev.device, ev.kind, ev.slot, ev.bike, ev.seq)
+                else:
+                    self.metrics.inc("events.duplicate")
+        if not writes.gate.done():
+            writes.gate.set_result(ok)
+        for _, ev, done in writes.events:
+            if ev.rental is not None:
+                self.rentals.stored(ev.rental.id, ok)
+            if done is not None:
+                done()
+
+
+@dataclass(slots=True)
+class _Writes:
+    """One batch's store writes, in order, and its events' places among them."""
+    gate: asyncio.Future[bool]
+    items: list[StoreItem] = field(default_factory=list)
+    events: list[tuple[int, EventRecord, Callable[[], None] | None]] = \
+        field(default_factory=list)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +28,9 @@ COMMAND_IDS = 1 << 30
 IN_FLIGHT = 256  # sends handed to the links and not yet finished
 QUEUED_MAX = 100_000  # messages waiting behind commits, every device together
 
-# Whether a gated message may go: awaited before it is sent (an ack: its event stored).
-Gate = Callable[[], Awaitable[bool]]
+# Whether a gated message may go: it waits for the future, and goes if it is True
+# (an ack: its event's batch committed). One gate serves every ack of a batch.
+Gate = asyncio.Future[bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +111,7 @@ class DeviceLinks:
             q = await self._queue.get()
             self.sent += 1
             try:
-                if q.gate is not None and not await q.gate():
+                if q.gate is not None and not await _opened(q.gate):
                     continue
                 if not q.reply.blocks:
                     await q.reply(to_wire(q.msg))  # queued at once (an MQTT reply)
@@ -164,3 +164,12 @@ class DeviceLinks:
                 return await fut
         finally:
             self._pending.pop((dev, cmd.id), None)
+
+
+async def _opened(gate: Gate) -> bool:
+    """Whether the gate let its message go: True, once it is set; never for a gate
+    that failed or was cancelled (awaited directly, a cancelled gate would look
+    like the sender's own cancellation)."""
+    if not gate.done():
+        await asyncio.wait((gate,))
+    return not gate.cancelled() and gate.exception() is None and gate.result()

@@ -310,18 +310,17 @@ def test_the_door_sends_each_devices_messages_on_its_own_link_only(
             links.heard(dev, link(dev))
         want: dict[str, list[int]] = {"dock-a": [], "dock-b": []}
 
-        async def yes() -> bool:
-            return True
-
-        async def no() -> bool:
-            return False
+        def opened(ok: bool) -> asyncio.Future[bool]:
+            gate: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            gate.set_result(ok)
+            return gate
 
         sender = asyncio.create_task(links.run())
         for n, (dev, how) in enumerate(ops):
             if how == "send":
                 await links.send(dev, ClockSync(n))
             else:
-                links.post(dev, ClockSync(n), gate={"gated": yes, "refused": no}.get(how))
+                links.post(dev, ClockSync(n), gate=None if how == "post" else opened(how == "gated"))
             if how != "refused":
                 want[dev].append(n)
         await links.drained(5.0)

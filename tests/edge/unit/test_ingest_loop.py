@@ -28,15 +28,21 @@ from tests.edge.unit.test_ingest import HELLO, S1
 
 
 class Store:
-    """Holds each write's future: the test commits or fails it."""
+    """Holds each write's future: the test commits or fails it. A batch's
+    transaction commits once all its writes have, and fails with any of them."""
 
     def __init__(self) -> None:
         self.items: list[tuple[StoreItem, asyncio.Future[bool]]] = []
+        self.batches: list[list[StoreItem]] = []
 
     def submit(self, item: StoreItem) -> asyncio.Future[bool]:
         fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.items.append((item, fut))
         return fut
+
+    def submit_many(self, items: list[StoreItem]) -> asyncio.Future[list[bool]]:
+        self.batches.append(list(items))
+        return asyncio.gather(*(self.submit(i) for i in items))
 
     def events(self) -> list[tuple[EventRecord, asyncio.Future[bool]]]:
         return [(i, f) for i, f in self.items if isinstance(i, EventRecord)]
@@ -99,6 +105,13 @@ async def _settle() -> None:
         await asyncio.sleep(0)
 
 
+async def _one_by_one(loop: IngestLoop, *items: Inbound) -> None:
+    """Each message handled alone, so each is a batch (a transaction) of its own."""
+    for i in items:
+        await loop.inbound.put(i)
+        await _settle()
+
+
 def _ops(sent: list[dict[str, Any]]) -> list[str]:
     return [m.get("op") or m.get("t", "?") for m in sent]
 
@@ -107,9 +120,9 @@ def test_an_ack_leaves_only_after_its_events_commit_and_never_without_it() -> No
     async def main() -> None:
         loop, store, _, sent, metrics = _loop()
         async with _running(loop):
-            await loop.inbound.put(_in(loop, HELLO, 10.0))
-            await loop.inbound.put(_in(loop, Event("d1", "e1", 1, "returned", 0, "0B01"), 11.0))
-            await loop.inbound.put(_in(loop, Event("d1", "e1", 2, "returned", 1, "0B02"), 11.5))
+            await _one_by_one(loop, _in(loop, HELLO, 10.0),
+                              _in(loop, Event("d1", "e1", 1, "returned", 0, "0B01"), 11.0),
+                              _in(loop, Event("d1", "e1", 2, "returned", 1, "0B02"), 11.5))
             await _settle()
             before = list(sent)
             assert not any(m.get("t") == "ack" for m in before)  # nothing committed yet
@@ -179,9 +192,8 @@ def test_acks_leave_in_the_order_the_events_came_whatever_order_they_commit() ->
     async def main() -> None:
         loop, store, _, sent, _ = _loop()
         async with _running(loop):
-            await loop.inbound.put(_in(loop, HELLO, 10.0))
-            for seq in (1, 2, 3):
-                await loop.inbound.put(_in(loop, Event("d1", "e1", seq, "returned", 0, "0B"), 11.0))
+            await _one_by_one(loop, _in(loop, HELLO, 10.0), *(
+                _in(loop, Event("d1", "e1", seq, "returned", 0, "0B"), 11.0) for seq in (1, 2, 3)))
             await _settle()
             futs = [f for _, f in store.events()]
             futs[2].set_result(True)
@@ -207,10 +219,10 @@ def test_the_broker_lets_a_message_go_only_once_the_edge_is_done_with_it() -> No
             return Inbound(i.device, i.msg, i.reply, i.transport, i.received,
                            lambda: done.append(name))
         async with _running(loop):
-            await loop.inbound.put(item("hello", HELLO, 10.0))
-            await loop.inbound.put(item("ev1", Event("d1", "e1", 1, "returned", 0, "0B01"), 11))
-            await loop.inbound.put(item("ev2", Event("d1", "e1", 2, "returned", 1, "0B02"), 12))
-            await loop.inbound.put(item("stranger", Event("d9", "e", 1, "returned", 0, "0B"), 13))
+            await _one_by_one(loop, item("hello", HELLO, 10.0),
+                              item("ev1", Event("d1", "e1", 1, "returned", 0, "0B01"), 11),
+                              item("ev2", Event("d1", "e1", 2, "returned", 1, "0B02"), 12),
+                              item("stranger", Event("d9", "e", 1, "returned", 0, "0B"), 13))
             await _settle()
             assert done == ["hello", "stranger"]  # the events wait for their commits
             (_, first), (_, second) = store.events()
@@ -221,3 +233,45 @@ def test_the_broker_lets_a_message_go_only_once_the_edge_is_done_with_it() -> No
             await _settle()
             assert done == ["hello", "stranger", "ev2", "ev1"]
     run(main())
+
+
+def test_what_comes_together_commits_together_and_its_acks_wait_for_that_commit() -> None:
+    """A backlog: the messages waiting when the loop turns are one transaction.
+    Its acks all leave once it commits, in the order the events came, and none
+    if it fails; the broker may let each go either way, once."""
+    async def main(outcome: str) -> None:
+        loop, store, _, sent, metrics = _loop()
+        done: list[int] = []
+
+        def event(seq: int) -> Inbound:
+            i = _in(loop, Event("d1", "e1", seq, "returned", seq % 4, "0B"), 11.0)
+            return Inbound(i.device, i.msg, i.reply, i.transport, i.received,
+                           lambda: done.append(seq))
+        async with _running(loop):
+            await _one_by_one(loop, _in(loop, HELLO, 10.0))
+            for seq in range(1, 6):
+                loop.inbound.put_nowait(event(seq))
+            loop.inbound.put_nowait(_in(loop, State("d1", 2, 1, "LLEE"), 11.5))
+            await _settle()
+            assert [type(i).__name__ for i in store.batches[-1]] == \
+                ["EventRecord"] * 5 + ["StateRecord"]
+            assert done == [] and not [m for m in sent if m.get("t") == "ack"]
+            futs = [f for i, f in store.items if i in store.batches[-1]]
+            for f in futs[:-1]:
+                f.set_result(True)
+            await _settle()
+            assert done == []  # one write still open: the transaction has not ended
+            if outcome == "committed":
+                futs[-1].set_result(True)
+            else:
+                futs[-1].set_exception(OSError(28, "database or disk is full"))
+            await _settle()
+            acks = [m["seq"] for m in sent if m.get("t") == "ack"]
+            assert done == [1, 2, 3, 4, 5]
+            if outcome == "committed":
+                assert acks == [1, 2, 3, 4, 5] and metrics.get("events.stored") == 5
+            else:
+                assert acks == [] and metrics.get("store.error") == 5
+                assert loop.alarms.get("disk_full") == 11.0
+    run(main("committed"))
+    run(main("failed"))

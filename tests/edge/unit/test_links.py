@@ -35,11 +35,8 @@ def test_one_devices_messages_keep_their_order_behind_a_commit() -> None:
         links.heard("dock-b", b.reply)
         committed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
-        async def stored() -> bool:
-            return await committed
-
         sender = asyncio.create_task(links.run())
-        links.post("dock-a", Ack("e1", 1), gate=stored)  # waits for its event's commit
+        links.post("dock-a", Ack("e1", 1), gate=committed)  # waits for its event's commit
         await links.send("dock-a", Near((("站", 1, 2),)))  # after the ack, so it waits too
         await links.send("dock-b", ClockSync(5))  # another device: not held back
         await asyncio.sleep(0.01)
@@ -60,9 +57,8 @@ def test_a_refused_gate_sends_nothing_and_the_queue_goes_on() -> None:
         a = Link(blocks=True)
         links.heard("dock-a", a.reply)
 
-        async def not_stored() -> bool:
-            return False
-
+        not_stored: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        not_stored.set_result(False)
         sender = asyncio.create_task(links.run())
         links.post("dock-a", Ack("e1", 1), gate=not_stored)
         links.post("dock-a", Ack("e1", 2))
