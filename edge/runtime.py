@@ -180,6 +180,10 @@ class Edge:
         live.add("dispatch", ingest.inbound.qsize, lambda: ingest.handled)
         live.add("device-sender", links.waiting, lambda: links.sent)
         live.add("store-writer", store.waiting, lambda: store.finished)
+        for t in self.transports:
+            if isinstance(t, MqttTransport):
+                # A worker that hangs (not one that ends: that one is started again).
+                live.add("mqtt-decoder", t.decoding, t.decoded)
         return live
 
     def status_line(self) -> str:

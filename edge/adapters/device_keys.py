@@ -106,8 +106,7 @@ class DeviceKeys:
         self._clock = clock
         self._mtime = path.stat().st_mtime if path is not None and path.exists() else -1.0
         self.devices = load_devices(path) if path is not None else {}
-        self._keys = {d: auth.Key(bytes.fromhex(e["command_key"]))
-                      for d, e in self.devices.items()}
+        self._set_keys()
         self._ctr_path = path.with_name(path.name + ".counter") if path is not None else None
         self._ceiling = self._read_ceiling()
         # Never below the wall clock in ms either: a lost counter file cannot
@@ -115,6 +114,10 @@ class DeviceKeys:
         self._next = max(self._ceiling, int(clock() * 1000))
         # Per device: the highest counter it accepted or we numbered for it.
         self._floors: dict[str, int] = {}
+
+    def _set_keys(self) -> None:
+        self._raw = {d: bytes.fromhex(e["command_key"]) for d, e in self.devices.items()}
+        self._keys = {d: auth.Key(raw) for d, raw in self._raw.items()}
 
     def _read_ceiling(self) -> int:
         if self._ctr_path is None or not self._ctr_path.exists():
@@ -130,7 +133,8 @@ class DeviceKeys:
 
     def add(self, dev: str, command_key: str, **extra: str) -> None:
         """Register or replace a device's secrets (provisioning), kept on disk."""
-        self._keys[dev] = auth.Key(bytes.fromhex(command_key))
+        self._raw[dev] = bytes.fromhex(command_key)
+        self._keys[dev] = auth.Key(self._raw[dev])
         self.devices[dev] = {"command_key": command_key, **extra}
         if self.path is not None:
             write_private(self.path, dump_devices(self.devices))
@@ -181,6 +185,15 @@ class DeviceKeys:
                 return None
         return bool(auth.verify(key, auth.UP, data))
 
+    def command_key(self, dev: str) -> bytes | None:
+        """The device's key as it stands now (for the decoding worker, which checks
+        messages with it); None if the edge has none."""
+        raw = self._raw.get(dev)
+        if raw is None:
+            self._reload_if_changed()
+            raw = self._raw.get(dev)
+        return raw
+
     def _reload_if_changed(self) -> None:
         # `huimin provision --keys-file` on the Pi writes the file while the
         # edge runs: a device it has not heard of may be new there.
@@ -195,8 +208,7 @@ class DeviceKeys:
         except (KeyFileError, ValueError) as exc:
             log.error("%s: %s", self.path, exc)
             return
-        self._keys = {d: auth.Key(bytes.fromhex(e["command_key"]))
-                      for d, e in self.devices.items()}
+        self._set_keys()
 
     def seal(self, dev: str, msg: dict[str, Any]) -> bytes:
         """The message's bytes as the device accepts them; KeyError if the

@@ -211,7 +211,8 @@ class IngestLoop:
                                len(writes.events), writes.events[0][1].device
                                if writes.events else "-", exc)
         else:
-            self.alarms.pop("disk_full", None)
+            if writes.events:  # an event stored again: there is room
+                self.alarms.pop("disk_full", None)
             results = fut.result()
             now = time.time()
             for i, ev, _ in writes.events:

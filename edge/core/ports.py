@@ -60,6 +60,9 @@ class DeviceAuth(Protocol):
     def verify(self, dev: str, data: bytes) -> bool | None:
         """Whether the device sealed these bytes; None if it has no key."""
 
+    def command_key(self, dev: str) -> bytes | None:
+        """The device's key, for a worker that checks its messages; None if none."""
+
 
 class FundsSource(Protocol):
     """The backend's fund records for a lookup token (an uplink that can ask)."""

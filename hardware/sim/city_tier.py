@@ -178,7 +178,13 @@ class CityTier:
                 url = f"http://127.0.0.1:{node.monitor_port}/healthz?js-enabled-only=true"
                 while True:
                     if not node.alive:
-                        raise RuntimeError(f"{node.name} exited; see {node.dir / 'nats.log'}")
+                        # Its last line says why (start() picks new ports for
+                        # "address already in use": another process took one).
+                        lines = (node.dir / "nats.log").read_text(
+                            errors="replace").splitlines()
+                        raise RuntimeError(f"{node.name} exited: "
+                                           f"{lines[-1] if lines else '(no log)'}; see "
+                                           f"{node.dir / 'nats.log'}")
                     with contextlib.suppress(aiohttp.ClientError):
                         async with s.get(url) as r:
                             if r.status == 200:

@@ -16,7 +16,7 @@ import pytest
 from edge.adapters.transports.mqtt_client import MqttConnection, MqttError
 from edge.adapters.transports.mqtt_codec import Publish
 from tests.conftest import needs_mosquitto, run, until
-from tools.broker import Broker
+from tools.broker import IN_FLIGHT, Broker
 
 pytestmark = needs_mosquitto
 
@@ -24,7 +24,7 @@ pytestmark = needs_mosquitto
 def _dock_publishes(port: int, password: str, n: int) -> None:
     c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="dock-a")
     c.username_pw_set("dock-a", password)
-    c.max_inflight_messages_set(1000)
+    c.max_inflight_messages_set(n)
     c.connect("127.0.0.1", port)
     c.loop_start()
     infos = [c.publish("huimin/t/dock-a/event", f"m{i}".encode(), qos=1) for i in range(n)]
@@ -78,31 +78,34 @@ def test_the_backlog_comes_in_batches_and_what_was_not_acked_comes_again(
             await conn.subscribe([("huimin/t/+/event", 1)])
             assert not conn.session_present
             await conn.close()
-            # 300 events queue at the broker for the edge's session while it is away.
-            await asyncio.to_thread(_dock_publishes, broker.port, dock_pw, 300)
+            # More events than the broker's window queue for the edge's session while
+            # it is away.
+            total = IN_FLIGHT + 200
+            await asyncio.to_thread(_dock_publishes, broker.port, dock_pw, total)
             conn = await session()
             assert conn.session_present
-            await until(lambda: sum(map(len, batches)) >= 100, 10, "the broker's window")
+            await until(lambda: sum(map(len, batches)) >= IN_FLIGHT, 10, "the broker's window")
             await asyncio.sleep(0.5)
             got = [p for b in batches for p in b]
             assert max(map(len, batches)) > 1  # many messages a read, not one each
             assert [p.payload for p in got] == [f"m{i}".encode() for i in range(len(got))]
             # None acknowledged: the broker stops at its window (max_inflight_messages).
-            assert len(got) == 100 == len(conn.unsettled)
+            assert len(got) == IN_FLIGHT == len(conn.unsettled)
             for p in got[:60]:
                 conn.ack(p.pid)  # "committed"
             conn.ack(got[0].pid)  # twice: nothing more is sent for it
-            await until(lambda: sum(map(len, batches)) >= 160, 10, "more, once some are acked")
+            await until(lambda: sum(map(len, batches)) >= IN_FLIGHT + 60, 10,
+                        "more, once some are acked")
             # The edge dies with the rest received and not acknowledged.
             await conn.close()
             batches.clear()
             conn = await session()
-            await until(lambda: sum(map(len, batches)) >= 300 - 60, 10, "the rest")
+            await until(lambda: sum(map(len, batches)) >= total - 60, 10, "the rest")
             for p in (p for b in batches for p in b):
                 conn.ack(p.pid)
             again = [p.payload for b in batches for p in b]
             # The 60 acked never again; the others again (the first marked DUP), in order.
-            assert again == [f"m{i}".encode() for i in range(60, 300)], again[:5]
+            assert again == [f"m{i}".encode() for i in range(60, total)], again[:5]
             assert batches[0][0].dup
             # Our own QoS 1 send: PUBACKed by the broker.
             await conn.wait_published(conn.publish("huimin/t/_edge/status", b'{"online":true}',

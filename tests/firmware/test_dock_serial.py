@@ -122,16 +122,17 @@ def test_a_full_journal_refuses_rentals_and_keeps_every_return(tmp_path: Path) -
             edge = town.edge
             assert edge is not None
             d = town.docks[0]
-            real_submit = edge.store.submit
+            real_submit = edge.store.submit_many
 
-            def disk_full(item):  # type: ignore[no-untyped-def]
-                if type(item).__name__ == "EventRecord":
+            def disk_full(items):  # type: ignore[no-untyped-def]
+                # A transaction with an event in it fails, as on a full disk.
+                if any(type(i).__name__ == "EventRecord" for i in items):
                     f = asyncio.get_running_loop().create_future()
                     f.set_exception(OSError(28, "No space left on device"))
                     return f
-                return real_submit(item)
+                return real_submit(items)
 
-            edge.store.submit = disk_full  # type: ignore[method-assign]
+            edge.store.submit_many = disk_full  # type: ignore[method-assign]
             taken = [await town.rent(d, 0), await town.rent(d, 1)]
             assert all(taken)  # two rentals accepted: two events wait on flash
             await until(lambda: d.log_path.read_text().count("event rented") == 2, 10)
@@ -144,7 +145,7 @@ def test_a_full_journal_refuses_rentals_and_keeps_every_return(tmp_path: Path) -
             # The heartbeat says how full the flash is; the edge raises the alarm.
             await until(lambda: f"flash_full:{d.dev}" in edge.alarms(), 10)
             assert "disk_full" in edge.alarms()  # the edge's own store refused them
-            edge.store.submit = real_submit  # type: ignore[method-assign]
+            edge.store.submit_many = real_submit  # type: ignore[method-assign]
             await until(lambda: edge.metrics.get("events.stored") == 3, 20)
             rows = await edge.store.events()
             assert sorted((r["kind"], r["slot"]) for r in rows) == [

@@ -246,9 +246,22 @@ def test_boot_record_of_any_text_picks_a_slot(record: str) -> None:
 
 
 # -- the edge's doors ----------------------------------------------------------
+DOCK_A_KEY = bytes(range(32))  # the fuzzed edge's key for dock-a
+
+
+def _sealed_by_dock_a(msg: dict[str, Any]) -> bytes:
+    from wire import auth
+    body = json.dumps(msg, separators=(",", ":")).encode()
+    return bytes(auth.seal(auth.Key(DOCK_A_KEY), auth.UP, body))
+
+
 @given(st.text(max_size=60), st.binary(max_size=1500))
 @example("huimin/t/dock-a/event", b'{"t":"ev"}')
 @example("huimin/t/_edge/event", b"x")
+@example("huimin/t/dock-a/event", _sealed_by_dock_a(
+    {"t": "ev", "dev": "dock-a", "epoch": "e", "seq": 1, "ev": "rented", "slot": 0}))
+@example("huimin/t/dock-a/state", _sealed_by_dock_a(
+    {"t": "ev", "dev": "dock-a", "epoch": "e", "seq": 1, "ev": "rented", "slot": 0}))
 def test_edge_mqtt_payload_path_of_any_topic_and_payload(topic: str, payload: bytes) -> None:
     import asyncio
 
@@ -261,7 +274,10 @@ def test_edge_mqtt_payload_path_of_any_topic_and_payload(topic: str, payload: by
             raise KeyError(dev)
 
         def verify(self, dev: str, data: bytes) -> bool | None:
-            return dev == "dock-a"
+            raise AssertionError("the MQTT transport checks with command_key")
+
+        def command_key(self, dev: str) -> bytes | None:
+            return DOCK_A_KEY if dev == "dock-a" else None
 
     async def main() -> None:
         q: asyncio.Queue[Any] = asyncio.Queue()

@@ -20,13 +20,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from wire import message, names
+from wire import names
 
-from edge.adapters.transports.authentic import authentic
+from edge.adapters.transports import decoder
+from edge.adapters.transports.decoder import DecoderError, DecoderProcess
 from edge.adapters.transports.mqtt_client import MqttConnection, MqttError
 from edge.adapters.transports.mqtt_codec import Publish
 from edge.config import MqttConfig
-from edge.core import messages
 from edge.core.backoff import Backoff
 from edge.core.budget import DeviceBudget
 from edge.core.metrics import Metrics
@@ -40,6 +40,7 @@ OFFLINE, ONLINE = b'{"online":false}', b'{"online":true}'
 # The broker takes at most 4,096 bytes a message (tools/broker.py); anything
 # much larger from it is not a device's message: the connection is dropped.
 MAX_PACKET = 64 * 1024
+DECODING = 8  # socket reads with the decoding worker at once, at most
 
 
 class MqttTransport:
@@ -60,6 +61,16 @@ class MqttTransport:
         self._replies: dict[str, _Reply] = {}
         self.session_started = 0.0  # perf_counter at the last CONNACK (bench/ingest.py)
         self.budget = DeviceBudget(cfg.device_rate_per_s, cfg.device_burst)
+        self.decoder: DecoderProcess | None = None  # the checking worker, while it runs
+        # Batches with the worker, in the order sent: whose each message is, and
+        # how to let it go. Bounded: the reading waits beyond it.
+        # (the worker's generation, its messages, when they came)
+        self._decoding: asyncio.Queue[tuple[int, list[tuple[str, Callable[[], None] | None]],
+                                            float]] = asyncio.Queue(DECODING)
+        self._ring = decoder.KeyRing()
+        self._answered = 0  # batches the worker answered (the watchdog's view of it)
+        self._restarting = False
+        self._tasks: set[asyncio.Future[None]] = set()  # a worker's restart
 
     def _tls(self) -> ssl.SSLContext | None:
         if not self.cfg.tls:
@@ -67,6 +78,23 @@ class MqttTransport:
         return ssl.create_default_context(cafile=str(self.cfg.ca) if self.cfg.ca else None)
 
     async def run(self) -> None:
+        decoder = DecoderProcess() if self.cfg.decode_workers else None
+        try:
+            if decoder is not None:
+                await decoder.start()
+                self.decoder = decoder
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._sessions(), name="mqtt:sessions")
+                if decoder is not None:
+                    tg.create_task(self._hand_over(decoder), name="mqtt:decoded")
+        finally:
+            self.decoder = None
+            for t in self._tasks:
+                t.cancel()  # a restart under way: no worker outlives the transport
+            if decoder is not None:
+                await asyncio.shield(decoder.close())
+
+    async def _sessions(self) -> None:
         backoff = Backoff()
         c = self.cfg
         while True:
@@ -102,10 +130,40 @@ class MqttTransport:
             await asyncio.sleep(backoff.next() if delay is None else delay)
 
     async def _take(self, conn: MqttConnection, batch: list[Publish]) -> None:
-        """One socket read's messages: each checked, then queued for the edge
+        """One socket read's messages: each admitted and checked (by the decoding
+        worker while the reading goes on, or here), then queued for the edge
         (waiting for room: the broker then holds the rest, at most its in-flight
         window sent), and acknowledged when the edge is done with it."""
         now = self.clock()
+        decoder = self.decoder
+        if decoder is not None:
+            if not decoder.running:
+                # It ended while idle: a new one, and a new session (nothing of
+                # this read is acknowledged: the broker sends it again).
+                await self._worker_ended(decoder.started, "the decoding worker ended")
+                return
+            admitted: list[tuple[str, Callable[[], None] | None]] = []
+            work: list[tuple[str, bytes, bytes]] = []
+            for p in batch:
+                done = functools.partial(conn.ack, p.pid) if p.qos else None
+                try:
+                    a = self._admit(p.topic, p.payload)
+                except Exception:  # a bug here must not stop the reading for everyone
+                    self.metrics.inc("rx.error")
+                    log.exception("mqtt: error taking a message on %s", p.topic[:120])
+                    a = None
+                if a is None:
+                    if done is not None:
+                        done()  # dropped and counted: nothing to wait for
+                    continue
+                admitted.append((a[0], done))
+                work.append((a[1], a[2], a[3]))
+            if work:
+                decoder.submit(work)
+                # Bounded: past DECODING batches the reading waits (and so the broker).
+                await self._decoding.put((decoder.started, admitted, now))
+                await decoder.drain()
+            return
         for p in batch:
             done = functools.partial(conn.ack, p.pid) if p.qos else None
             try:
@@ -118,16 +176,90 @@ class MqttTransport:
                 if done is not None:
                     done()  # dropped and counted: nothing to wait for
                 continue
+            await self._queue(item)
+
+    def decoded(self) -> int:
+        """Batches the worker has answered."""
+        return self._answered
+
+    def decoding(self) -> int:
+        """Batches with the worker, not yet answered."""
+        return self.decoder.in_flight if self.decoder is not None else 0
+
+    async def _queue(self, item: Inbound) -> None:
+        try:
+            self.inbound.put_nowait(item)
+        except asyncio.QueueFull:
+            await self.inbound.put(item)
+
+    async def _hand_over(self, decoder: DecoderProcess) -> None:
+        """The worker's results, in the order the batches went: each message
+        typed and queued for the edge, or dropped and counted. A worker that
+        ends is started again, and the session with it: what it held was not
+        acknowledged, so the broker sends it again."""
+        while True:
+            generation, admitted, now = await self._decoding.get()
+            if generation != decoder.started:
+                continue  # sent to a worker that ended: the broker sends it again
             try:
-                self.inbound.put_nowait(item)
-            except asyncio.QueueFull:
-                await self.inbound.put(item)
+                results = await decoder.result()
+            except DecoderError as exc:
+                await self._worker_ended(generation, str(exc))
+                continue
+            self._answered += 1
+            for (dev, done), checked in zip(admitted, results, strict=True):
+                item = self._checked(dev, checked, now, done)
+                if item is None:
+                    if done is not None:
+                        done()
+                    continue
+                await self._queue(item)
+
+    async def _worker_ended(self, generation: int, why: str) -> None:
+        """The worker of that generation ended (noticed here or by the hand-over,
+        once): start another, then a new session, so that what the old one held,
+        never acknowledged, comes again from the broker."""
+        decoder = self.decoder
+        if decoder is None or decoder.started != generation or self._restarting:
+            return  # already started again, or being started
+        self._restarting = True
+        self.metrics.inc("mqtt.decoder_restarts")
+        log.error("mqtt: %s; starting another and reconnecting (what it held comes again "
+                  "from the broker)", why)
+        while not self._decoding.empty():
+            self._decoding.get_nowait()
+        # Its own task: the caller may be the session's reader, which ending the
+        # session cancels.
+        restart = asyncio.ensure_future(self._restart(decoder))
+        self._tasks.add(restart)
+        restart.add_done_callback(self._tasks.discard)
+        await asyncio.shield(restart)
+
+    async def _restart(self, decoder: DecoderProcess) -> None:
+        try:
+            await decoder.close()
+            await decoder.start()
+        finally:
+            self._restarting = False
+            if self.conn is not None:
+                self.conn.abort("the decoding worker ended")
 
     def _inbound(self, topic: str, payload: Any, now: float | None = None,
                  done: Callable[[], None] | None = None) -> Inbound | None:
         """The checked, typed message a publish carries, or None (dropped and
         counted, with a rate-limited line saying why). `done`: how the edge lets
         it go once finished with it (a QoS 1 message's PUBACK)."""
+        a = self._admit(topic, payload)
+        if a is None:
+            return None
+        dev, expected, raw, data = a
+        return self._checked(dev, decoder.check(expected, self._ring(raw), data),
+                             self.clock() if now is None else now, done)
+
+    def _admit(self, topic: str, payload: Any) -> tuple[str, str, bytes, bytes] | None:
+        """What may be checked: (device, the type its topic says, its key, the
+        bytes), or None (dropped and counted: a bad topic, a device over its
+        budget or without a key, an empty payload)."""
         parts = topic.split("/")
         if len(parts) != 4 or parts[3] not in names.UP_LEAVES:
             self.metrics.inc("rx.rejected", "bad_topic")
@@ -148,21 +280,22 @@ class MqttTransport:
             return None
         if not payload:
             return None  # a cleared retained message
-        data = bytes(payload)
-        try:
-            msg: dict[str, Any] = message.decode(data)
-        except message.DecodeError as exc:
-            self.metrics.inc("rx.rejected", exc.reason)
-            _warn.warning(exc.reason, "mqtt: dropped message on %s: %s", topic, exc)
+        raw = self.keys.command_key(dev)
+        if raw is None:
+            self.metrics.inc("rx.rejected", "unregistered")
+            _warn.warning("unregistered", "mqtt: dropped a message from %r: no key for it "
+                          "(not provisioned)", dev[:64])
             return None
-        if msg["t"] != names.UP_LEAVES[leaf]:
-            self.metrics.inc("rx.rejected", "wrong_topic")
-            _warn.warning("wrong_topic", "mqtt: %s message on %s", msg["t"], topic)
+        return dev, names.UP_LEAVES[leaf], raw, bytes(payload)
+
+    def _checked(self, dev: str, checked: decoder.Checked, now: float,
+                 done: Callable[[], None] | None) -> Inbound | None:
+        ok, what, detail = checked
+        if not ok:
+            self.metrics.inc("rx.rejected", what)
+            _warn.warning(what, "mqtt: dropped a message from %r: %s", dev[:64], detail)
             return None
-        if not authentic(self.keys, dev, data, self.metrics, "mqtt"):
-            return None
-        return Inbound(dev, messages.parse(msg), self._replier(dev), self.name,
-                       self.clock() if now is None else now, done)
+        return Inbound(dev, decoder.typed(checked), self._replier(dev), self.name, now, done)
 
     def _replier(self, dev: str) -> _Reply:
         r = self._replies.get(dev)

@@ -282,6 +282,10 @@ class MqttConnection:
             if w is not None and not w.done():
                 w.cancel()
 
+    def abort(self, why: str) -> None:
+        """End the session now (unacknowledged messages stay the broker's)."""
+        self._end(why)
+
     async def wait_ended(self) -> None:
         """Returns never: raises MqttError with why the connection ended."""
         await asyncio.shield(self._ended)

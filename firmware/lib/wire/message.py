@@ -93,7 +93,7 @@ def decode(data):
         raise DecodeError("oversize", "%d bytes" % len(data))
     try:
         msg = json.loads(data)
-    except ValueError as exc:  # includes bad UTF-8 on CPython
+    except (ValueError, RuntimeError) as exc:  # bad UTF-8; nesting past CPython's recursion
         raise DecodeError("json", str(exc)[:40])
     return check(msg)
 

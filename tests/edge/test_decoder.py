@@ -1,0 +1,195 @@
+"""The check every device message gets (edge/adapters/transports/decoder.py),
+in the edge's process and in the decoding worker: the same verdicts both
+ways, whatever the bytes; a message sealed with one device's key is never
+believed as another's; the worker answers in order, and when it dies the
+transport starts another and the broker sends again what it held, so nothing
+is lost (a real Mosquitto, a real worker process)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import marshal
+import os
+import secrets
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from wire import auth, message
+
+from edge.adapters.transports import decoder
+from edge.adapters.transports.mqtt import MqttTransport
+from edge.config import MqttConfig
+from edge.core import messages
+from edge.core.metrics import Metrics
+from tests.conftest import needs_mosquitto, run, until
+from tools.broker import Broker
+
+
+def _sealed(key: bytes, msg: dict[str, Any]) -> bytes:
+    return bytes(auth.seal(auth.Key(key), auth.UP, message.encode(msg)))
+
+
+def _event(dev: str, seq: int) -> dict[str, Any]:
+    return {"t": "ev", "dev": dev, "epoch": "e1", "seq": seq, "ev": "returned",
+            "slot": seq % 12, "bike": f"0B{seq:08X}"}
+
+
+MESSAGES = st.one_of(
+    st.builds(lambda d, s: _event(d, s), st.just("dock-a"), st.integers(0, 1 << 40)),
+    st.builds(lambda n, slots: {"t": "state", "dev": "dock-a", "boot": 2, "n": n,
+                                "slots": slots},
+              st.integers(0, 1000), st.text("ELUFXDB", min_size=1, max_size=24)),
+    st.builds(lambda i, ok: {"t": "res", "dev": "dock-a", "id": i, "ok": ok},
+              st.integers(1, 1 << 30), st.booleans()),
+    st.just({"t": "hello", "dev": "dock-a", "kind": "dock", "fw": "1.0", "slots": 12,
+             "boot": 3, "epoch": "e1", "ctr": 7}),
+)
+
+
+@given(MESSAGES, st.binary(min_size=16, max_size=64))
+def test_a_sealed_message_is_believed_typed_as_the_codec_types_it(
+        msg: dict[str, Any], key: bytes) -> None:
+    data = _sealed(key, msg)
+    checked = decoder.check(msg["t"], auth.Key(key), data)
+    # What crosses the pipe from the worker is plain values, and comes back the same.
+    checked = marshal.loads(marshal.dumps(checked))
+    assert checked[0] is True
+    assert decoder.typed(checked) == messages.decode(data)
+
+
+@given(MESSAGES, st.binary(min_size=16, max_size=64), st.binary(min_size=16, max_size=64),
+       st.sampled_from(["dock-b", "kiosk-1", "dock-a2"]))
+def test_what_one_devices_key_seals_is_never_believed_as_anothers(
+        msg: dict[str, Any], key_a: bytes, key_b: bytes, other: str) -> None:
+    """A dock someone opened has its own key: whatever it seals and wherever it
+    sends it, checked with another device's key it is dropped (bad_mac)."""
+    if key_a == key_b:
+        return
+    forged = _sealed(key_a, {**msg, "dev": other})
+    assert decoder.check(msg["t"], auth.Key(key_b), forged) == (
+        False, "bad_mac", "its MAC is wrong")
+
+
+@given(st.binary(max_size=1200), st.sampled_from(["ev", "state", "hello", "res", "lookup"]))
+@settings(max_examples=300)
+def test_any_bytes_get_a_verdict_and_never_an_exception(data: bytes, expected: str) -> None:
+    ok, reason, detail = decoder.check(expected, auth.Key(b"k" * 32), data)
+    assert ok is False and isinstance(reason, str) and isinstance(detail, str)
+    marshal.dumps((ok, reason, detail))  # it crosses the pipe
+
+
+def test_nesting_past_the_interpreters_recursion_limit_is_bad_json_not_a_crash() -> None:
+    """Found writing these tests: 1,000 brackets (a 1 KB frame from a wired dock)
+    raised RecursionError out of the codec, through the serial reader and out of
+    the edge. The codec now calls it bad JSON, on both interpreters' terms."""
+    for data in (b"[" * 1000, b'{"a":' * 200):
+        try:
+            message.decode(data)
+        except message.DecodeError as exc:
+            assert exc.reason == "json"
+        else:
+            raise AssertionError(data[:20])
+        assert decoder.check("ev", auth.Key(b"k" * 32), data)[:2] == (False, "json")
+
+
+def test_a_message_on_another_types_topic_is_dropped_as_such() -> None:
+    key = secrets.token_bytes(32)
+    data = _sealed(key, _event("dock-a", 1))
+    assert decoder.check("state", auth.Key(key), data)[:2] == (False, "wrong_topic")
+    assert decoder.check("ev", auth.Key(key), b'{"t":"ev"')[:2] == (False, "json")
+    assert decoder.check("ev", auth.Key(key), b"x" * 2000)[:2] == (False, "oversize")
+
+
+def test_the_worker_answers_each_batch_in_order_as_the_edge_would() -> None:
+    async def main() -> None:
+        keys = {d: secrets.token_bytes(32) for d in ("dock-a", "dock-b")}
+        batches = [[("ev", keys[d], _sealed(keys[d], _event(d, seq)))
+                    for d in keys for seq in range(b * 10, b * 10 + 10)] for b in range(5)]
+        batches[2].append(("ev", keys["dock-a"], _sealed(keys["dock-b"], _event("dock-a", 99))))
+        batches[3].append(("ev", keys["dock-a"], b"\xff junk"))
+        worker = decoder.DecoderProcess()
+        await worker.start()
+        try:
+            for b in batches:
+                worker.submit(b)
+            assert worker.in_flight == 5
+            for b in batches:
+                got = await worker.result()
+                ring = decoder.KeyRing()
+                assert got == [decoder.check(t, ring(k), d) for t, k, d in b]
+            assert worker.in_flight == 0
+        finally:
+            await worker.close()
+        assert not worker.running
+    run(main())
+
+
+@needs_mosquitto
+def test_a_worker_that_dies_is_started_again_and_nothing_it_held_is_lost(
+        tmp_path: Path) -> None:
+    async def main() -> None:
+        broker = Broker(tmp_path / "broker", site="t")
+        edge_pw = broker.account("huimin-edge", "edge")
+        dock_pw = broker.account("dock-a")
+        await broker.start()
+        key = secrets.token_bytes(32)
+
+        class Keys:
+            def seal(self, dev: str, msg: dict[str, Any]) -> bytes:
+                return bytes(auth.seal(auth.Key(key), auth.DOWN, json.dumps(msg).encode()))
+
+            def verify(self, dev: str, data: bytes) -> bool | None:
+                raise AssertionError("the MQTT transport checks with command_key")
+
+            def command_key(self, dev: str) -> bytes | None:
+                return key if dev == "dock-a" else None
+
+        inbound: asyncio.Queue[Any] = asyncio.Queue(maxsize=50)
+        metrics = Metrics()
+        n = 600
+        t = MqttTransport(MqttConfig("127.0.0.1", broker.port, "huimin-edge", edge_pw,
+                                     device_burst=4 * n), "t", inbound, metrics, Keys())
+        task = asyncio.create_task(t.run())
+        try:
+            await until(t.connected.is_set, 10, "the edge's connection")
+            first = t.decoder
+            assert first is not None and first.running
+            got: list[int] = []
+
+            async def publish(seqs: range) -> None:
+                async with aiomqtt.Client("127.0.0.1", broker.port, username="dock-a",
+                                          password=dock_pw, identifier="dock-a",
+                                          max_inflight_messages=n) as dock:
+                    for seq in seqs:
+                        await dock.publish("huimin/t/dock-a/event",
+                                           _sealed(key, _event("dock-a", seq)), qos=1)
+
+            async def take(until_seen: int) -> None:
+                while len(set(got)) < until_seen:
+                    item = await inbound.get()
+                    got.append(item.msg.seq)
+                    item.done()
+            async with asyncio.timeout(60):
+                await publish(range(1, n // 2 + 1))
+                await take(50)
+                # The worker dies with messages in hand: decoded and waiting for room in
+                # the edge's queue, or not yet decoded.
+                await until(inbound.full, 10, "a full queue")
+                assert first._proc is not None
+                os.kill(first._proc.pid, signal.SIGKILL)
+                await publish(range(n // 2 + 1, n + 1))
+                await take(n)
+            assert sorted(set(got)) == list(range(1, n + 1))  # none lost
+            assert metrics.get("mqtt.decoder_restarts") == 1
+            assert t.decoder is not None and t.decoder.running and t.decoder.started == 2
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await broker.stop()
+        assert t.decoder is None  # closed with the transport
+    run(main())
