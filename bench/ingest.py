@@ -38,7 +38,7 @@ def _edge(work: Path, broker: Broker, docks: int, password: str, workers: int = 
     raw = {"edge": {"site": SITE, "http_port": free_port(), "db": str(work / "edge.db"),
                     "heartbeat_timeout_s": 3600},
            "mqtt": {"url": broker.url, "username": "huimin-edge", "password": password,
-                    "decode_workers": workers},
+                    "worker_processes": workers},
            "stations": [{"id": f"s{i:04d}", "name_zh": f"站{i}", "lat": 30.6 + i * 1e-4,
                          "lon": 119.6, "devices": [f"d{i:04d}"]} for i in range(docks)]}
     return Edge(parse(raw))
@@ -112,7 +112,7 @@ async def main(args: argparse.Namespace) -> None:
     if r.returncode != 0:
         print(f"WARNING: mosquitto_sub ended with {r.returncode}: {r.stderr.decode()[:200]}")
     # 4. The edge drains its backlog into the journal.
-    svc = _edge(work, broker, docks, edge_pw, args.decode_workers)
+    svc = _edge(work, broker, docks, edge_pw, args.worker_processes)
     if args.profile:
         from pyinstrument import Profiler
 
@@ -142,9 +142,9 @@ if __name__ == "__main__":
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--events", type=int, default=50000)
     ap.add_argument("--docks", type=int, default=1000)
-    ap.add_argument("--decode-workers", type=int, default=1, choices=(0, 1),
-                    help="[mqtt] decode_workers: 0 checks every message in the edge's own "
-                    "process (the profile before the worker)")
+    ap.add_argument("--worker-processes", type=int, default=1, choices=(0, 1),
+                    help="[mqtt] worker_processes: 0 checks and seals every message in the "
+                    "edge's own process (the profile before the worker)")
     ap.add_argument("--profile", type=Path, metavar="FILE",
                     help="profile the edge's drain with pyinstrument (the event loop's thread "
                     "and paho's) into FILE")

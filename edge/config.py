@@ -125,7 +125,7 @@ class MqttConfig:
     ca: Path | None = None
     device_rate_per_s: float = 20.0  # each device's budget (edge/core/budget.py)
     device_burst: int = 1000
-    decode_workers: int = 1  # 0: devices' messages checked in the edge's own process
+    worker_processes: int = 1  # 0: devices' messages checked and sealed in-process
 
 
 @dataclass(frozen=True)
@@ -142,10 +142,10 @@ class MqttSettings:  # [mqtt]
     # every 30 s) and comes at once (edge/core/budget.py). Beyond: dropped, counted.
     device_rate_per_s: float = setting(20.0, lo=1, hi=10000)
     device_burst: int = setting(1000, lo=10, hi=1_000_000)
-    # Devices' messages decoded and MAC-checked in a worker process beside the edge
-    # (1), or in the edge's own (0: a one-core board, where a second process only
-    # costs). A backlog drains about twice as fast with it (bench/ingest.py).
-    decode_workers: int = setting(1, lo=0, hi=1)
+    # Devices' messages checked (decoded, MAC) and replies sealed in a worker
+    # process beside the edge (1), or in the edge's own (0: a one-core board, where
+    # a second process only costs). See docs/scaling.md (bench/ingest.py).
+    worker_processes: int = setting(1, lo=0, hi=1)
 
 
 @dataclass(frozen=True)
@@ -478,7 +478,7 @@ def _mqtt(m: MqttSettings, site: str) -> MqttConfig:
                       username=m.username, password=m.password, tls=url.scheme == "mqtts",
                       ca=m.ca, client_id=m.client_id or f"huimin-edge-{site}",
                       keepalive=m.keepalive, device_rate_per_s=m.device_rate_per_s,
-                      device_burst=m.device_burst, decode_workers=m.decode_workers)
+                      device_burst=m.device_burst, worker_processes=m.worker_processes)
 
 
 def _placeholder(node: Any, where: str = "") -> str | None:

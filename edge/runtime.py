@@ -183,7 +183,7 @@ class Edge:
         for t in self.transports:
             if isinstance(t, MqttTransport):
                 # A worker that hangs (not one that ends: that one is started again).
-                live.add("mqtt-decoder", t.decoding, t.decoded)
+                live.add("mqtt-wire-worker", t.worker_waiting, t.worker_answered)
         return live
 
     def status_line(self) -> str:

@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-from wire import auth, message
+from wire import auth
+
+from edge.adapters.transports import device_wire
 
 log = logging.getLogger("edge.keys")
 
@@ -213,9 +215,16 @@ class DeviceKeys:
     def seal(self, dev: str, msg: dict[str, Any]) -> bytes:
         """The message's bytes as the device accepts them; KeyError if the
         device has no key (it was never provisioned)."""
+        _, msg = self.to_seal(dev, msg)
+        return device_wire.seal(self._keys[dev], msg)
+
+    def to_seal(self, dev: str, msg: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        """The device's key and the message as it is to be sealed (a command
+        numbered here: the counter is the edge's own), for a worker that seals
+        it; KeyError if the device has no key."""
         if dev not in self._keys:
             self._reload_if_changed()
-        key = self._keys[dev]
+        raw = self._raw[dev]
         if msg.get("t") == "cmd":
             msg = {**msg, "ctr": self._number(dev)}
-        return bytes(auth.seal(key, auth.DOWN, message.encode(msg)))
+        return raw, msg

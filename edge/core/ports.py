@@ -63,6 +63,10 @@ class DeviceAuth(Protocol):
     def command_key(self, dev: str) -> bytes | None:
         """The device's key, for a worker that checks its messages; None if none."""
 
+    def to_seal(self, dev: str, msg: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        """The device's key and the message as a worker is to seal it (a command
+        numbered); KeyError if the device has no key."""
+
 
 class FundsSource(Protocol):
     """The backend's fund records for a lookup token (an uplink that can ask)."""

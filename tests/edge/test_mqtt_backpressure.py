@@ -37,6 +37,9 @@ class Keys:
     def command_key(self, dev: str) -> bytes | None:
         return RAW_KEY if dev in ("dock-a", "dock-b") else None
 
+    def to_seal(self, dev: str, msg: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        return RAW_KEY, msg
+
 
 @needs_mosquitto
 def test_a_flood_waits_at_the_broker_and_arrives_whole_and_in_order(tmp_path: Path) -> None:

@@ -279,6 +279,9 @@ def test_edge_mqtt_payload_path_of_any_topic_and_payload(topic: str, payload: by
         def command_key(self, dev: str) -> bytes | None:
             return DOCK_A_KEY if dev == "dock-a" else None
 
+        def to_seal(self, dev: str, msg: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+            raise KeyError(dev)
+
     async def main() -> None:
         q: asyncio.Queue[Any] = asyncio.Queue()
         from edge.config import MqttConfig

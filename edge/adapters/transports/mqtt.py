@@ -7,7 +7,12 @@ that dies mid-batch gets the rest again from its persistent session (fixed
 client id, clean_session off). This supervisor reconnects with backoff and
 subscribes again. The broker's queue limits are in the configuration `huimin
 broker` writes (tools/broker.py), so it never drops them silently
-(docs/protocol.md)."""
+(docs/protocol.md).
+
+Checking each message and sealing each reply run in a worker process beside
+the edge ([mqtt] worker_processes, device_wire.py), in the order they came:
+the reading goes on meanwhile, and the event loop keeps the rules, the
+commits and the acks' bookkeeping."""
 
 from __future__ import annotations
 
@@ -22,8 +27,8 @@ from typing import Any
 
 from wire import names
 
-from edge.adapters.transports import decoder
-from edge.adapters.transports.decoder import DecoderError, DecoderProcess
+from edge.adapters.transports import device_wire
+from edge.adapters.transports.device_wire import CHECK, SEAL, WireWorker, WorkerError
 from edge.adapters.transports.mqtt_client import MqttConnection, MqttError
 from edge.adapters.transports.mqtt_codec import Publish
 from edge.config import MqttConfig
@@ -40,7 +45,7 @@ OFFLINE, ONLINE = b'{"online":false}', b'{"online":true}'
 # The broker takes at most 4,096 bytes a message (tools/broker.py); anything
 # much larger from it is not a device's message: the connection is dropped.
 MAX_PACKET = 64 * 1024
-DECODING = 8  # socket reads with the decoding worker at once, at most
+CHECKING = 8  # socket reads with the wire worker at once, at most
 
 
 class MqttTransport:
@@ -61,13 +66,15 @@ class MqttTransport:
         self._replies: dict[str, _Reply] = {}
         self.session_started = 0.0  # perf_counter at the last CONNACK (bench/ingest.py)
         self.budget = DeviceBudget(cfg.device_rate_per_s, cfg.device_burst)
-        self.decoder: DecoderProcess | None = None  # the checking worker, while it runs
-        # Batches with the worker, in the order sent: whose each message is, and
-        # how to let it go. Bounded: the reading waits beyond it.
-        # (the worker's generation, its messages, when they came)
-        self._decoding: asyncio.Queue[tuple[int, list[tuple[str, Callable[[], None] | None]],
-                                            float]] = asyncio.Queue(DECODING)
-        self._ring = decoder.KeyRing()
+        self.worker: WireWorker | None = None  # the wire worker, while it runs
+        # Requests with the worker, in the order sent: (CHECK or SEAL, the worker's
+        # generation, and per message: whose it is and how to let it go, or which
+        # reply at which QoS). Socket reads are bounded (CHECKING): beyond, the
+        # reading waits, and so the broker.
+        self._with_worker: asyncio.Queue[tuple[int, int, list[Any], float]] = asyncio.Queue()
+        self._checking = asyncio.Semaphore(CHECKING)
+        self._to_seal: list[tuple[_Reply, bytes, dict[str, Any], int]] = []
+        self._ring = device_wire.KeyRing()
         self._answered = 0  # batches the worker answered (the watchdog's view of it)
         self._restarting = False
         self._tasks: set[asyncio.Future[None]] = set()  # a worker's restart
@@ -78,21 +85,21 @@ class MqttTransport:
         return ssl.create_default_context(cafile=str(self.cfg.ca) if self.cfg.ca else None)
 
     async def run(self) -> None:
-        decoder = DecoderProcess() if self.cfg.decode_workers else None
+        worker = WireWorker() if self.cfg.worker_processes else None
         try:
-            if decoder is not None:
-                await decoder.start()
-                self.decoder = decoder
+            if worker is not None:
+                await worker.start()
+                self.worker = worker
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._sessions(), name="mqtt:sessions")
-                if decoder is not None:
-                    tg.create_task(self._hand_over(decoder), name="mqtt:decoded")
+                if worker is not None:
+                    tg.create_task(self._hand_over(worker), name="mqtt:wire-worker")
         finally:
-            self.decoder = None
+            self.worker = None
             for t in self._tasks:
                 t.cancel()  # a restart under way: no worker outlives the transport
-            if decoder is not None:
-                await asyncio.shield(decoder.close())
+            if worker is not None:
+                await asyncio.shield(worker.close())
 
     async def _sessions(self) -> None:
         backoff = Backoff()
@@ -135,12 +142,12 @@ class MqttTransport:
         (waiting for room: the broker then holds the rest, at most its in-flight
         window sent), and acknowledged when the edge is done with it."""
         now = self.clock()
-        decoder = self.decoder
-        if decoder is not None:
-            if not decoder.running:
+        worker = self.worker
+        if worker is not None:
+            if not worker.running:
                 # It ended while idle: a new one, and a new session (nothing of
                 # this read is acknowledged: the broker sends it again).
-                await self._worker_ended(decoder.started, "the decoding worker ended")
+                await self._worker_ended(worker.started, "the wire worker ended")
                 return
             admitted: list[tuple[str, Callable[[], None] | None]] = []
             work: list[tuple[str, bytes, bytes]] = []
@@ -158,11 +165,16 @@ class MqttTransport:
                     continue
                 admitted.append((a[0], done))
                 work.append((a[1], a[2], a[3]))
-            if work:
-                decoder.submit(work)
-                # Bounded: past DECODING batches the reading waits (and so the broker).
-                await self._decoding.put((decoder.started, admitted, now))
-                await decoder.drain()
+            if not work:
+                return
+            await self._checking.acquire()  # released once handed over
+            generation = worker.started
+            try:
+                worker.submit(CHECK, work)
+                self._with_worker.put_nowait((CHECK, generation, admitted, now))
+                await worker.drain()
+            except WorkerError as exc:
+                await self._worker_ended(generation, str(exc))
             return
         for p in batch:
             done = functools.partial(conn.ack, p.pid) if p.qos else None
@@ -178,13 +190,13 @@ class MqttTransport:
                 continue
             await self._queue(item)
 
-    def decoded(self) -> int:
-        """Batches the worker has answered."""
+    def worker_answered(self) -> int:
+        """Requests the wire worker has answered."""
         return self._answered
 
-    def decoding(self) -> int:
-        """Batches with the worker, not yet answered."""
-        return self.decoder.in_flight if self.decoder is not None else 0
+    def worker_waiting(self) -> int:
+        """Requests with the wire worker, not yet answered."""
+        return self.worker.in_flight if self.worker is not None else 0
 
     async def _queue(self, item: Inbound) -> None:
         try:
@@ -192,57 +204,98 @@ class MqttTransport:
         except asyncio.QueueFull:
             await self.inbound.put(item)
 
-    async def _hand_over(self, decoder: DecoderProcess) -> None:
-        """The worker's results, in the order the batches went: each message
-        typed and queued for the edge, or dropped and counted. A worker that
-        ends is started again, and the session with it: what it held was not
-        acknowledged, so the broker sends it again."""
+    async def _hand_over(self, worker: WireWorker) -> None:
+        """The worker's results, in the order the requests went: each message
+        typed and queued for the edge, or dropped and counted; each reply
+        published. A worker that ends is started again, and the session with it:
+        what it held was not acknowledged, so the broker sends it again."""
         while True:
-            generation, admitted, now = await self._decoding.get()
-            if generation != decoder.started:
-                continue  # sent to a worker that ended: the broker sends it again
+            kind, generation, what, now = await self._with_worker.get()
             try:
-                results = await decoder.result()
-            except DecoderError as exc:
-                await self._worker_ended(generation, str(exc))
-                continue
-            self._answered += 1
-            for (dev, done), checked in zip(admitted, results, strict=True):
-                item = self._checked(dev, checked, now, done)
-                if item is None:
-                    if done is not None:
-                        done()
+                if generation != worker.started:
+                    continue  # sent to a worker that ended
+                try:
+                    results = await worker.result()
+                except WorkerError as exc:
+                    await self._worker_ended(generation, str(exc))
                     continue
-                await self._queue(item)
+                self._answered += 1
+                if kind == SEAL:
+                    for (reply, qos), (ok, data) in zip(what, results, strict=True):
+                        if ok:
+                            reply.publish(data, qos)
+                        else:
+                            self.metrics.inc("tx.dropped", "not_encoded")
+                            _warn.warning("encode", "mqtt: reply to %s not sent: %s",
+                                          reply.dev, data)
+                    continue
+                for (dev, done), checked in zip(what, results, strict=True):
+                    item = self._checked(dev, checked, now, done)
+                    if item is None:
+                        if done is not None:
+                            done()
+                        continue
+                    await self._queue(item)
+            finally:
+                if kind == CHECK:
+                    self._checking.release()
+
+    def _seal_later(self, reply: _Reply, raw: bytes, msg: dict[str, Any], qos: int) -> None:
+        """A reply for the worker to seal: those of one turn of the loop go together
+        (a batch's acks), after whatever the worker has in hand, in order."""
+        if not self._to_seal:
+            asyncio.get_running_loop().call_soon(self._send_to_seal)
+        self._to_seal.append((reply, raw, msg, qos))
+
+    def _send_to_seal(self) -> None:
+        batch, self._to_seal = self._to_seal, []
+        worker = self.worker
+        if worker is not None and worker.running and not self._restarting:
+            try:
+                worker.submit(SEAL, [(raw, msg) for _, raw, msg, _ in batch])
+            except WorkerError:
+                pass
+            else:
+                self._with_worker.put_nowait((SEAL, worker.started,
+                                              [(r, q) for r, _, _, q in batch], 0.0))
+                return
+        for reply, raw, msg, qos in batch:  # no worker just now: here
+            try:
+                reply.publish(device_wire.seal(self._ring(raw), msg), qos)
+            except ValueError as exc:
+                self.metrics.inc("tx.dropped", "not_encoded")
+                _warn.warning("encode", "mqtt: reply to %s not sent: %s", reply.dev, exc)
 
     async def _worker_ended(self, generation: int, why: str) -> None:
         """The worker of that generation ended (noticed here or by the hand-over,
         once): start another, then a new session, so that what the old one held,
-        never acknowledged, comes again from the broker."""
-        decoder = self.decoder
-        if decoder is None or decoder.started != generation or self._restarting:
+        never acknowledged, comes again from the broker. Replies it held are
+        lost: an ack's dock sends its event again; a command runs out its time."""
+        worker = self.worker
+        if worker is None or worker.started != generation or self._restarting:
             return  # already started again, or being started
         self._restarting = True
-        self.metrics.inc("mqtt.decoder_restarts")
+        self.metrics.inc("mqtt.worker_restarts")
         log.error("mqtt: %s; starting another and reconnecting (what it held comes again "
                   "from the broker)", why)
-        while not self._decoding.empty():
-            self._decoding.get_nowait()
+        while not self._with_worker.empty():
+            if self._with_worker.get_nowait()[0] == CHECK:
+                self._checking.release()
         # Its own task: the caller may be the session's reader, which ending the
         # session cancels.
-        restart = asyncio.ensure_future(self._restart(decoder))
+        restart = asyncio.ensure_future(self._restart(worker))
         self._tasks.add(restart)
         restart.add_done_callback(self._tasks.discard)
         await asyncio.shield(restart)
 
-    async def _restart(self, decoder: DecoderProcess) -> None:
+    async def _restart(self, worker: WireWorker) -> None:
         try:
-            await decoder.close()
-            await decoder.start()
+            await worker.close()
+            await worker.start()
         finally:
             self._restarting = False
             if self.conn is not None:
-                self.conn.abort("the decoding worker ended")
+                self.conn.abort("the wire worker ended")
 
     def _inbound(self, topic: str, payload: Any, now: float | None = None,
                  done: Callable[[], None] | None = None) -> Inbound | None:
@@ -253,7 +306,7 @@ class MqttTransport:
         if a is None:
             return None
         dev, expected, raw, data = a
-        return self._checked(dev, decoder.check(expected, self._ring(raw), data),
+        return self._checked(dev, device_wire.check(expected, self._ring(raw), data),
                              self.clock() if now is None else now, done)
 
     def _admit(self, topic: str, payload: Any) -> tuple[str, str, bytes, bytes] | None:
@@ -288,14 +341,15 @@ class MqttTransport:
             return None
         return dev, names.UP_LEAVES[leaf], raw, bytes(payload)
 
-    def _checked(self, dev: str, checked: decoder.Checked, now: float,
+    def _checked(self, dev: str, checked: device_wire.Checked, now: float,
                  done: Callable[[], None] | None) -> Inbound | None:
         ok, what, detail = checked
         if not ok:
             self.metrics.inc("rx.rejected", what)
             _warn.warning(what, "mqtt: dropped a message from %r: %s", dev[:64], detail)
             return None
-        return Inbound(dev, decoder.typed(checked), self._replier(dev), self.name, now, done)
+        return Inbound(dev, device_wire.typed(checked), self._replier(dev), self.name, now,
+                       done)
 
     def _replier(self, dev: str) -> _Reply:
         r = self._replies.get(dev)
@@ -327,14 +381,27 @@ class _Reply:
         if conn is None or conn.ended:
             t.metrics.inc("tx.dropped", "mqtt_down")
             return
+        qos = 0 if msg.get("t") == names.ACK else 1
         try:
+            if t.worker is not None:
+                raw, msg = t.keys.to_seal(self.dev, msg)
+                t._seal_later(self, raw, msg, qos)
+                return
             data = t.keys.seal(self.dev, msg)
         except KeyError:
             t.metrics.inc("tx.dropped", "no_key")
             log.warning("mqtt: %s has no command key (not provisioned): not sent", self.dev)
             return
+        self.publish(data, qos)
+
+    def publish(self, data: bytes, qos: int) -> None:
+        t = self.transport
+        conn = t.conn
+        if conn is None or conn.ended:
+            t.metrics.inc("tx.dropped", "mqtt_down")
+            return
         try:
-            conn.publish(self.topic, data, 0 if msg.get("t") == names.ACK else 1)
+            conn.publish(self.topic, data, qos)
         except MqttError as exc:
             t.metrics.inc("tx.dropped", "mqtt_error")
             _warn.warning("reply", "mqtt: reply to %s not sent: %s", self.dev, exc)

@@ -1,25 +1,29 @@
-"""The check every device message gets before the edge believes it (decoded by
-the shared codec, of the type its topic says, sealed with its device's key),
-run in the edge's own process or in a worker process beside it.
+"""Device messages' bytes, both ways, as the edge handles them: a message in is
+believed only if the shared codec decodes it, it is of the type its topic
+says and its device's key sealed it (`check`); a message out is encoded and
+sealed with its device's key (`seal`). Each is written once, here, and runs
+in the edge's own process or in a worker process beside it (`WireWorker`).
 
-`check` is that check, once: both places call it. An outage's backlog comes
-tens of thousands of messages at a time; decoding and MAC-checking them is
-about a third of what the edge's event loop does per message (bench/ingest.py's
-profile), so on a Pi's four cores the MQTT transport hands whole socket reads
-to `DecoderProcess`, keeps reading meanwhile, and takes the results back in
-order. The worker holds nothing of its own: each message comes with its
-device's key, as the edge has it now (a re-provisioned key counts at once).
+Why a worker: an outage's backlog comes tens of thousands of messages at a
+time, and checking each and sealing its ack were over half of what the
+edge's event loop did per event (bench/ingest.py's profile). On a Pi's four
+cores the MQTT transport hands whole socket reads (and each turn's replies)
+to the worker, goes on reading, and takes the results back in order. The
+worker holds nothing of its own: each message comes with its device's key as
+the edge has it now (a re-provisioned key counts at once), and each command
+with the counter the edge numbered it with.
 
 Between the two processes: a 4-byte length, then `marshal` of plain tuples
-(our own processes, our own Python; marshal is several times faster than
-pickle and carries nothing but values).
+(our own processes, our own Python: marshal carries nothing but values, and is
+several times faster than pickle).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import hmac
+import json
 import marshal
 import os
 import struct
@@ -31,8 +35,6 @@ from wire import auth, message
 
 from edge.core import messages
 
-log = logging.getLogger("edge.mqtt")
-
 _LEN = struct.Struct(">I")
 # The up messages' classes, by their place here (what crosses the pipe).
 _CLASSES: tuple[type[messages.UpMessage], ...] = (
@@ -40,11 +42,14 @@ _CLASSES: tuple[type[messages.UpMessage], ...] = (
     messages.Lookup)
 _INDEX = {cls: i for i, cls in enumerate(_CLASSES)}
 _KEYS_MAX = 10_000  # keys kept ready (their HMAC pads made) per process
+CHECK, SEAL = 0, 1  # what a request to the worker asks
 
 # What `check` returns: (True, class index, fields) for a message to believe, or
 # (False, reason, detail) for one dropped ("json", "bad_field", "wrong_topic",
 # "bad_mac", ...: the counters' reasons).
 Checked = tuple[bool, Any, Any]
+# What `seal` gives in the worker: (True, the bytes) or (False, why not).
+Sealed = tuple[bool, Any]
 
 
 class KeyRing:
@@ -71,7 +76,7 @@ def check(expected_type: str, key: auth.Key, data: bytes) -> Checked:
         return False, exc.reason, str(exc)
     if msg["t"] != expected_type:
         return False, "wrong_topic", f"a {msg['t']} message"
-    if not auth.verify(key, auth.UP, data):
+    if not _verify(key, data):
         return False, "bad_mac", "its MAC is wrong"
     try:
         typed = messages.parse(msg)
@@ -85,43 +90,80 @@ def typed(checked: Checked) -> messages.UpMessage:
     return _CLASSES[checked[1]](*checked[2])
 
 
+def seal(key: auth.Key, msg: dict[str, Any]) -> bytes:
+    """A message to a device (the codec's dict, a command already numbered), as
+    the device accepts it. ValueError (DecodeError) for one the codec refuses."""
+    body = _COMPACT.encode(message.check(msg)).encode()
+    if len(body) > _MAX_MESSAGE:
+        raise ValueError(f"message too large: {len(body)}")
+    n = len(body) - 1
+    tag: bytes = key.tag(auth.DOWN, body[:n])
+    return body[:n] + _MARK + tag + b'"}'
+
+
+# The codec's encode and the seal (wire/message.py, wire/auth.py) write a device's
+# bytes with a JSON encoder made per message and a buffer filled piece by piece
+# (what a device can afford); here with CPython's own, the same bytes
+# (tests/edge/test_device_wire.py holds them equal for any message), a third faster.
+# The check compares tags in C, in constant time, as auth.verify does in Python.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_MARK = b',"mac":"'
+_TAG_HEX = 32
+_MAX_MESSAGE = 1024
+
+
+def _verify(key: auth.Key, data: bytes) -> bool:
+    i = data.rfind(_MARK)
+    end = len(data) - 2
+    if i < 1 or end - (i + len(_MARK)) != _TAG_HEX or data[end:] != b'"}':
+        return False
+    return hmac.compare_digest(key.tag(auth.UP, memoryview(data)[:i]),
+                               data[i + len(_MARK):end])
+
+
 # -- the worker process -------------------------------------------------------------
 
 
 def serve(inp: BinaryIO, out: BinaryIO) -> None:
     """The worker: requests in, results out, in order, until its input ends.
-    A request is a list of (expected type, key bytes, message bytes)."""
+    A request is (CHECK, [(expected type, key, bytes)]) or (SEAL, [(key, message)])."""
     keys = KeyRing()
     while True:
         head = inp.read(4)
         if len(head) < 4:
             return  # the edge is gone (or closed us): so are we
         (n,) = _LEN.unpack(head)
-        batch = marshal.loads(inp.read(n))
-        results = []
-        for expected, raw, data in batch:
+        kind, batch = marshal.loads(inp.read(n))
+        results: list[Any] = []
+        for item in batch:
             try:
-                results.append(check(expected, keys(raw), data))
+                if kind == CHECK:
+                    expected, raw, data = item
+                    results.append(check(expected, keys(raw), data))
+                else:
+                    raw, msg = item
+                    results.append((True, seal(keys(raw), msg)))
             except Exception as exc:  # a bug must not end the worker for everyone
-                results.append((False, "error", f"{type(exc).__name__}: {exc}"[:200]))
+                why = f"{type(exc).__name__}: {exc}"[:200]
+                results.append((False, "error", why) if kind == CHECK else (False, why))
         body = marshal.dumps(results)
         out.write(_LEN.pack(len(body)) + body)
         out.flush()
 
 
-class DecoderError(Exception):
-    """The worker ended or failed; the transport reconnects (unacked messages
-    come again) and starts another."""
+class WorkerError(Exception):
+    """The worker ended or failed; the transport starts another, with a new
+    session (unacknowledged messages come again from the broker)."""
 
 
-class DecoderProcess:
-    """The worker, seen from the edge: `submit` a batch, `result` gives each
-    batch's results back in the order submitted."""
+class WireWorker:
+    """The worker, seen from the edge: `submit` a request, `result` gives each
+    request's results back in the order submitted."""
 
     def __init__(self) -> None:
         self._proc: asyncio.subprocess.Process | None = None
-        self._waiting: deque[int] = deque()  # sizes of batches submitted, not yet answered
-        self.started = 0
+        self._waiting: deque[int] = deque()  # sizes of requests sent, not yet answered
+        self.started = 0  # its generation: how many times it was started
 
     @property
     def running(self) -> bool:
@@ -136,39 +178,42 @@ class DecoderProcess:
         # nothing secret on its command line or in its environment.
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edge.adapters.transports.decoder",
+            sys.executable, "-m", "edge.adapters.transports.device_wire",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
             limit=1 << 22)
         self._waiting.clear()
         self.started += 1
 
-    def submit(self, batch: list[tuple[str, bytes, bytes]]) -> None:
+    def submit(self, kind: int, batch: list[Any]) -> None:
         proc = self._proc
         if proc is None or proc.stdin is None or proc.returncode is not None:
-            raise DecoderError("the decoding worker is not running")
-        body = marshal.dumps(batch)
+            raise WorkerError("the wire worker is not running")
+        body = marshal.dumps((kind, batch))
         proc.stdin.write(_LEN.pack(len(body)) + body)
         self._waiting.append(len(batch))
 
-    async def result(self) -> list[Checked]:
-        """The oldest batch's results; DecoderError if the worker has ended."""
+    async def result(self) -> list[Any]:
+        """The oldest request's results; WorkerError if the worker has ended."""
         proc = self._proc
         if proc is None or proc.stdout is None:
-            raise DecoderError("the decoding worker is not running")
+            raise WorkerError("the wire worker is not running")
         try:
             head = await proc.stdout.readexactly(4)
             body = await proc.stdout.readexactly(_LEN.unpack(head)[0])
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            raise DecoderError(f"the decoding worker ended (exit {proc.returncode})") from exc
-        results: list[Checked] = marshal.loads(body)
+            raise WorkerError(f"the wire worker ended (exit {proc.returncode})") from exc
+        results: list[Any] = marshal.loads(body)
         if not self._waiting or len(results) != self._waiting.popleft():
-            raise DecoderError("the decoding worker's answer does not match its request")
+            raise WorkerError("the wire worker's answer does not match its request")
         return results
 
     async def drain(self) -> None:
         """Waits while the pipe to the worker is full (it is behind)."""
         if self._proc is not None and self._proc.stdin is not None:
-            await self._proc.stdin.drain()
+            try:
+                await self._proc.stdin.drain()
+            except ConnectionError as exc:
+                raise WorkerError("the wire worker ended") from exc
 
     async def close(self) -> None:
         proc, self._proc = self._proc, None

@@ -1,4 +1,4 @@
-"""The check every device message gets (edge/adapters/transports/decoder.py),
+"""The check every device message gets (edge/adapters/transports/device_wire.py),
 in the edge's process and in the decoding worker: the same verdicts both
 ways, whatever the bytes; a message sealed with one device's key is never
 believed as another's; the worker answers in order, and when it dies the
@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from wire import auth, message
 
-from edge.adapters.transports import decoder
+from edge.adapters.transports import device_wire
 from edge.adapters.transports.mqtt import MqttTransport
 from edge.config import MqttConfig
 from edge.core import messages
@@ -55,11 +55,11 @@ MESSAGES = st.one_of(
 def test_a_sealed_message_is_believed_typed_as_the_codec_types_it(
         msg: dict[str, Any], key: bytes) -> None:
     data = _sealed(key, msg)
-    checked = decoder.check(msg["t"], auth.Key(key), data)
+    checked = device_wire.check(msg["t"], auth.Key(key), data)
     # What crosses the pipe from the worker is plain values, and comes back the same.
     checked = marshal.loads(marshal.dumps(checked))
     assert checked[0] is True
-    assert decoder.typed(checked) == messages.decode(data)
+    assert device_wire.typed(checked) == messages.decode(data)
 
 
 @given(MESSAGES, st.binary(min_size=16, max_size=64), st.binary(min_size=16, max_size=64),
@@ -71,14 +71,62 @@ def test_what_one_devices_key_seals_is_never_believed_as_anothers(
     if key_a == key_b:
         return
     forged = _sealed(key_a, {**msg, "dev": other})
-    assert decoder.check(msg["t"], auth.Key(key_b), forged) == (
+    assert device_wire.check(msg["t"], auth.Key(key_b), forged) == (
         False, "bad_mac", "its MAC is wrong")
+
+
+DOWN_MESSAGES = st.one_of(
+    st.builds(lambda e, s, now: {"t": "ack", "epoch": e, "seq": s, "now": now},
+              st.text(max_size=40), st.integers(0, 1 << 52), st.integers(0, 1 << 40)),
+    st.builds(lambda i, slot, ctr: {"t": "cmd", "id": i, "op": "unlock", "slot": slot,
+                                    "ctr": ctr},
+              st.integers(1, 1 << 30), st.integers(0, 40), st.integers(0, 1 << 52)),
+    st.builds(lambda now: {"t": "time", "now": now}, st.integers(0, 1 << 40)),
+    st.builds(lambda i, rows: {"t": "funds", "id": i, "ok": True, "records": rows},
+              st.integers(1, 1 << 30),
+              st.lists(st.tuples(st.text(max_size=12), st.integers(0, 10**9),
+                                 st.text(max_size=10), st.text(max_size=6)).map(list),
+                       max_size=8)),
+)
+
+
+@given(DOWN_MESSAGES, st.binary(min_size=16, max_size=64))
+@settings(max_examples=300)
+def test_sealed_here_it_is_byte_for_byte_what_the_shared_codec_and_seal_write(
+        msg: dict[str, Any], key: bytes) -> None:
+    """The edge seals with CPython's faster paths; the device checks with the shared
+    code: the bytes must be the same, Chinese text and all, or refused alike."""
+    k = auth.Key(key)
+    try:
+        want = bytes(auth.seal(k, auth.DOWN, message.encode(msg)))
+    except ValueError:
+        try:
+            device_wire.seal(k, msg)
+        except ValueError:
+            return
+        raise AssertionError("sealed what the codec refuses") from None
+    assert device_wire.seal(k, msg) == want
+
+
+@given(st.binary(max_size=300), st.binary(min_size=16, max_size=32),
+       st.integers(0, 299), st.integers(0, 255))
+@settings(max_examples=300)
+def test_the_edges_mac_check_agrees_with_the_shared_one_on_any_bytes(
+        body: bytes, key: bytes, at: int, flip: int) -> None:
+    """A sealed body, as sealed and with one byte changed anywhere (the tag too):
+    the edge's check and the devices' shared one say the same."""
+    k = auth.Key(key)
+    raw = b'{"x":' + body.hex().encode() + b"}"
+    sealed = bytes(auth.seal(k, auth.UP, b'{"b":"' + body.hex().encode() + b'"}'))
+    for data in (sealed, raw, sealed[:at % len(sealed)] + bytes([flip])
+                 + sealed[at % len(sealed) + 1:]):
+        assert device_wire._verify(k, data) == bool(auth.verify(k, auth.UP, data))
 
 
 @given(st.binary(max_size=1200), st.sampled_from(["ev", "state", "hello", "res", "lookup"]))
 @settings(max_examples=300)
 def test_any_bytes_get_a_verdict_and_never_an_exception(data: bytes, expected: str) -> None:
-    ok, reason, detail = decoder.check(expected, auth.Key(b"k" * 32), data)
+    ok, reason, detail = device_wire.check(expected, auth.Key(b"k" * 32), data)
     assert ok is False and isinstance(reason, str) and isinstance(detail, str)
     marshal.dumps((ok, reason, detail))  # it crosses the pipe
 
@@ -94,15 +142,15 @@ def test_nesting_past_the_interpreters_recursion_limit_is_bad_json_not_a_crash()
             assert exc.reason == "json"
         else:
             raise AssertionError(data[:20])
-        assert decoder.check("ev", auth.Key(b"k" * 32), data)[:2] == (False, "json")
+        assert device_wire.check("ev", auth.Key(b"k" * 32), data)[:2] == (False, "json")
 
 
 def test_a_message_on_another_types_topic_is_dropped_as_such() -> None:
     key = secrets.token_bytes(32)
     data = _sealed(key, _event("dock-a", 1))
-    assert decoder.check("state", auth.Key(key), data)[:2] == (False, "wrong_topic")
-    assert decoder.check("ev", auth.Key(key), b'{"t":"ev"')[:2] == (False, "json")
-    assert decoder.check("ev", auth.Key(key), b"x" * 2000)[:2] == (False, "oversize")
+    assert device_wire.check("state", auth.Key(key), data)[:2] == (False, "wrong_topic")
+    assert device_wire.check("ev", auth.Key(key), b'{"t":"ev"')[:2] == (False, "json")
+    assert device_wire.check("ev", auth.Key(key), b"x" * 2000)[:2] == (False, "oversize")
 
 
 def test_the_worker_answers_each_batch_in_order_as_the_edge_would() -> None:
@@ -112,20 +160,43 @@ def test_the_worker_answers_each_batch_in_order_as_the_edge_would() -> None:
                     for d in keys for seq in range(b * 10, b * 10 + 10)] for b in range(5)]
         batches[2].append(("ev", keys["dock-a"], _sealed(keys["dock-b"], _event("dock-a", 99))))
         batches[3].append(("ev", keys["dock-a"], b"\xff junk"))
-        worker = decoder.DecoderProcess()
+        worker = device_wire.WireWorker()
         await worker.start()
         try:
             for b in batches:
-                worker.submit(b)
+                worker.submit(device_wire.CHECK, b)
             assert worker.in_flight == 5
             for b in batches:
                 got = await worker.result()
-                ring = decoder.KeyRing()
-                assert got == [decoder.check(t, ring(k), d) for t, k, d in b]
+                ring = device_wire.KeyRing()
+                assert got == [device_wire.check(t, ring(k), d) for t, k, d in b]
             assert worker.in_flight == 0
         finally:
             await worker.close()
         assert not worker.running
+    run(main())
+
+
+def test_the_worker_seals_replies_as_the_edge_does_and_refuses_what_the_codec_refuses() -> None:
+    async def main() -> None:
+        key = secrets.token_bytes(32)
+        replies = [{"t": "ack", "epoch": "e1", "seq": s, "now": 1_800_000_000 + s}
+                   for s in range(20)]
+        replies.append({"t": "cmd", "id": 7, "op": "unlock", "slot": 3, "ctr": 99})
+        replies.append({"t": "ack", "epoch": "e1"})  # no seq: the codec refuses it
+        worker = device_wire.WireWorker()
+        await worker.start()
+        try:
+            worker.submit(device_wire.SEAL, [(key, m) for m in replies])
+            got = await worker.result()
+        finally:
+            await worker.close()
+        for m, (ok, data) in zip(replies[:-1], got[:-1], strict=True):
+            assert ok and data == device_wire.seal(auth.Key(key), m)
+            # What the device does with it: its own key's check, then the codec.
+            assert auth.verify(auth.Key(key), auth.DOWN, data)
+            assert {k: v for k, v in message.decode(data).items() if k != "mac"} == m
+        assert got[-1][0] is False and "seq" in got[-1][1]
     run(main())
 
 
@@ -149,6 +220,9 @@ def test_a_worker_that_dies_is_started_again_and_nothing_it_held_is_lost(
             def command_key(self, dev: str) -> bytes | None:
                 return key if dev == "dock-a" else None
 
+            def to_seal(self, dev: str, msg: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+                return key, msg
+
         inbound: asyncio.Queue[Any] = asyncio.Queue(maxsize=50)
         metrics = Metrics()
         n = 600
@@ -157,7 +231,7 @@ def test_a_worker_that_dies_is_started_again_and_nothing_it_held_is_lost(
         task = asyncio.create_task(t.run())
         try:
             await until(t.connected.is_set, 10, "the edge's connection")
-            first = t.decoder
+            first = t.worker
             assert first is not None and first.running
             got: list[int] = []
 
@@ -185,11 +259,11 @@ def test_a_worker_that_dies_is_started_again_and_nothing_it_held_is_lost(
                 await publish(range(n // 2 + 1, n + 1))
                 await take(n)
             assert sorted(set(got)) == list(range(1, n + 1))  # none lost
-            assert metrics.get("mqtt.decoder_restarts") == 1
-            assert t.decoder is not None and t.decoder.running and t.decoder.started == 2
+            assert metrics.get("mqtt.worker_restarts") == 1
+            assert t.worker is not None and t.worker.running and t.worker.started == 2
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await broker.stop()
-        assert t.decoder is None  # closed with the transport
+        assert t.worker is None  # closed with the transport
     run(main())
