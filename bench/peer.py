@@ -14,9 +14,10 @@ Either way the events are interleaved round-robin over the docks, and:
     its key), storing each event (SQLite, committed) before its ack and
     forwarding it over its signed webhook to the development backend, which
     counts distinct (device, seq).
-CPU seconds (utime + stime of the process, from /proc) per 1,000 delivered
-events (delivered counted every 50 ms) and peak RSS (sampled every 0.25 s) are
-measured in the same phase.
+CPU seconds (utime + stime of the process and its children, from /proc: our
+edge's wire worker counts) per 1,000 delivered events (delivered counted every
+50 ms) and peak RSS (the same processes, sampled every 0.25 s) are measured in
+the same phase.
 
 The difference the numbers do not show: the gateway acks a dock's event when
 it is in its memory queue (README of the peer), our edge only after its
@@ -41,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.fleet import Fleet, secure_broker
-from bench.load import cpu_s
+from bench.load import family, family_cpu_s
 from bench.result import emit, row, scratch
 from edge.adapters.device_keys import write_private
 from hardware.sim.backend import DevBackend
@@ -54,6 +55,11 @@ SITE = "b"
 
 
 def rss_mb(pid: int) -> float:
+    """The process's resident set and its children's (the edge's wire worker)."""
+    return sum(_own_rss_mb(p) for p in family(pid))
+
+
+def _own_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
@@ -105,7 +111,7 @@ async def run_edge(docks: int, per_dock: int, backlog: bool = True) -> dict[str,
             total = docks * per_dock
             if backlog:
                 edge.send_signal(signal.SIGSTOP)  # away: the broker queues for its session
-            e0 = cpu_s(edge.pid)
+            e0 = family_cpu_s(edge.pid)
             peak = rss_mb(edge.pid)
             t0 = time.perf_counter()
             for k in range(total):
@@ -134,7 +140,7 @@ async def run_edge(docks: int, per_dock: int, backlog: bool = True) -> dict[str,
                     count, last_new = n, time.perf_counter()
                     quiet_since = last_new
             wall = last_new - t0
-            cpu = cpu_s(edge.pid) - e0
+            cpu = family_cpu_s(edge.pid) - e0
     finally:
         edge.terminate()
         await edge.wait()

@@ -289,9 +289,19 @@ def dock_event(root: PiRoot, http_port: int, tls_port: int, token: str,
 
 
 def peak_memory_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    m = re.search(r"VmHWM:\s+(\d+) kB", status)
-    return int(m.group(1)) / 1024 if m else float("nan")
+    """Peak resident memory of the process and its children (the edge's wire worker)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        m = re.search(r"VmHWM:\s+(\d+) kB", status)
+        total += int(m.group(1)) / 1024 if m else float("nan")
+    return total
 
 
 def main() -> int:
