@@ -25,6 +25,11 @@ def webhook_batch(site: str, sent_at: float, rows: list[OutboxRow]) -> bytes:
             + ",".join(map(item, rows)) + "]}").encode()
 
 
+# json.dumps(..., ensure_ascii=False), made once: dumps builds an encoder per call
+# when given any option, a sixth of the time of each event's row.
+_UTF8_JSON = json.JSONEncoder(ensure_ascii=False)
+
+
 class BackendFormat:
     def __init__(self, site: str) -> None:
         self.site = site
@@ -38,13 +43,11 @@ class BackendFormat:
         own previous one and "at" is the edge's bound)."""
         clock = "corrected" if rec.corrected else "dock" if rec.happened is not None \
             else "edge"
-        return json.dumps({"type": rec.kind, "site": self.site, "station": rec.station,
-                           "device": rec.device, "slot": rec.slot, "bike": rec.bike,
-                           "code": rec.code, "epoch": rec.epoch, "seq": rec.seq,
-                           "at": rec.happened if rec.happened is not None else rec.received,
-                           "clock": clock,
-                           "received": rec.received, "rental_id": rental_id},
-                          ensure_ascii=False)
+        return _UTF8_JSON.encode({
+            "type": rec.kind, "site": self.site, "station": rec.station, "device": rec.device,
+            "slot": rec.slot, "bike": rec.bike, "code": rec.code, "epoch": rec.epoch,
+            "seq": rec.seq, "at": rec.happened if rec.happened is not None else rec.received,
+            "clock": clock, "received": rec.received, "rental_id": rental_id})
 
     def station(self, status: StationStatus, version: int) -> str:
         """A station's availability; the outbox keeps only the newest per station."""

@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from edge.app.links import DeviceLinks
@@ -147,11 +147,11 @@ class IngestLoop:
             self.links.heard(e.device, item.reply)
         elif isinstance(e, StoreEvent):
             rec = e.record
-            if self.backend is not None:
-                rec = replace(rec, outbox=self.backend.event(rec, e.rental_id))
-            if e.rental_id is not None:
-                # The rental's completion goes in the event's own transaction.
-                rec = replace(rec, rental=self.rentals.completion(e.rental_id))
+            if self.backend is not None or e.rental_id is not None:
+                # Its outbox row and the rental's completion go in its own transaction.
+                rec = rec.to_deliver(
+                    self.backend.event(rec, e.rental_id) if self.backend is not None else None,
+                    self.rentals.completion(e.rental_id) if e.rental_id is not None else None)
             writes.events.append((len(writes.items), rec, item.done))
             writes.items.append(rec)
             self.links.post(item.device, e.ack, gate=writes.gate, reply=item.reply)
