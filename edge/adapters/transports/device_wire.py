@@ -173,6 +173,10 @@ class WireWorker:
     def in_flight(self) -> int:
         return len(self._waiting)
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     async def start(self) -> None:
         # The same interpreter and import path as the edge (a venv, a checkout);
         # nothing secret on its command line or in its environment.
