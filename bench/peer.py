@@ -66,13 +66,16 @@ def _own_rss_mb(pid: int) -> float:
     return 0.0
 
 
+BATCH = 1000  # rows per webhook POST ([[uplinks]] batch, at most 1,000)
+
+
 def _toml(work: Path, port: int, broker_url: str, password: str, backend_url: str,
           secret: str, docks: int) -> Path:
     lines = ["[edge]", f'site = "{SITE}"', f"http_port = {port}", f'db = "{work / "edge.db"}"',
              "heartbeat_timeout_s = 600", "", "[mqtt]", f'url = "{broker_url}"',
              'username = "huimin-edge"', f'password = "{password}"', "",
              "[[uplinks]]", 'name = "city"', 'kind = "webhook"', f'url = "{backend_url}/webhook"',
-             f'secret = "{secret}"', "batch = 500", ""]
+             f'secret = "{secret}"', f"batch = {BATCH}", ""]
     for i in range(docks):
         lines += ["[[stations]]", f'id = "s{i:04d}"', f'name_zh = "站{i}"',
                   f"lat = {30.6 + i * 1e-4:.6f}", "lon = 119.6", f'devices = ["d{i:04d}"]', ""]

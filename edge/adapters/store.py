@@ -95,8 +95,14 @@ class SqliteStore:
         self.path = path
         self.uplinks = uplinks
         self.max_mb = max_mb
-        # One thread owns the connection: every read and write is queued on it.
+        # One thread owns the connection: every write, and most reads, queued on it.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        # The uplinks' reads of the outbox on a second connection and thread: in WAL
+        # mode a reader sees the last commit without waiting for the writer, so an
+        # outage's backlog goes out while it is still coming in (bench/peer.py: the
+        # outbox's reads queued behind the events' commits held the drain to half).
+        self._read_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-read")
+        self._reader: sqlite3.Connection | None = None
         # One wake-up per uplink's sender (set when its outbox gains rows).
         self._outbox_changed = {u: asyncio.Event() for u in uplinks}
         self._db: sqlite3.Connection | None = None
@@ -149,8 +155,17 @@ class SqliteStore:
 
     async def open(self) -> None:
         await self._run(self._open)
+        await asyncio.get_running_loop().run_in_executor(self._read_pool, self._open_reader)
+
+    def _open_reader(self) -> None:
+        # After _open: the schema and the WAL exist. Read-only: it cannot write.
+        self._reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                       check_same_thread=False, isolation_level=None)
 
     async def close(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            await asyncio.get_running_loop().run_in_executor(self._read_pool, reader.close)
         if self._db is not None:
             db, self._db = self._db, None
             await self._run(db.close)
@@ -280,10 +295,14 @@ class SqliteStore:
 
     # -- outbox (cloud_bridge) -------------------------------------------------
     async def outbox_batch(self, uplink: str, limit: int) -> list[OutboxRow]:
-        rows = await self._run(
-            self._query, "SELECT id, version, kind, key, body, created FROM outbox"
-            " WHERE uplink = ? ORDER BY id LIMIT ?", (uplink, limit))
+        rows = await asyncio.get_running_loop().run_in_executor(
+            self._read_pool, self._read, "SELECT id, version, kind, key, body, created FROM"
+            " outbox WHERE uplink = ? ORDER BY id LIMIT ?", (uplink, limit))
         return [OutboxRow(*r) for r in rows]
+
+    def _read(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        assert self._reader is not None, "store not open"
+        return self._reader.execute(sql, args).fetchall()
 
     def _delete(self, uplink: str, done: list[tuple[int, int]]) -> None:
         assert self._db is not None, "store not open"
