@@ -13,10 +13,12 @@ import marshal
 import os
 import secrets
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wire import auth, message
@@ -266,4 +268,57 @@ def test_a_worker_that_dies_is_started_again_and_nothing_it_held_is_lost(
             await asyncio.gather(task, return_exceptions=True)
             await broker.stop()
         assert t.worker is None  # closed with the transport
+    run(main())
+
+
+@needs_mosquitto
+def test_with_no_worker_to_be_had_the_edge_checks_and_seals_in_its_own_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        broker = Broker(tmp_path / "broker", site="t")
+        edge_pw = broker.account("huimin-edge", "edge")
+        dock_pw = broker.account("dock-a")
+        await broker.start()
+        key = secrets.token_bytes(32)
+
+        class Keys:
+            def seal(self, dev: str, msg: dict[str, Any]) -> bytes:
+                return device_wire.seal(auth.Key(key), msg)
+
+            def verify(self, dev: str, data: bytes) -> bool | None:
+                raise AssertionError("the MQTT transport checks with command_key")
+
+            def command_key(self, dev: str) -> bytes | None:
+                return key if dev == "dock-a" else None
+
+            def to_seal(self, dev: str, msg: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+                raise AssertionError("no worker: sealed here")
+
+        inbound: asyncio.Queue[Any] = asyncio.Queue()
+        t = MqttTransport(MqttConfig("127.0.0.1", broker.port, "huimin-edge", edge_pw), "t",
+                          inbound, Metrics(), Keys())
+        monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python-here"))
+        task = asyncio.create_task(t.run())
+        try:
+            await until(t.connected.is_set, 10, "the edge's connection")
+            monkeypatch.undo()
+            assert t.worker is None
+            async with aiomqtt.Client("127.0.0.1", broker.port, username="dock-a",
+                                      password=dock_pw, identifier="dock-a") as dock:
+                await dock.subscribe("huimin/t/dock-a/down", qos=1)
+                await dock.publish("huimin/t/dock-a/event", _sealed(key, _event("dock-a", 1)),
+                                   qos=1)
+                async with asyncio.timeout(10):
+                    item = await inbound.get()
+                    assert item.msg == messages.Event("dock-a", "e1", 1, "returned", 1,
+                                                      "0B00000001")
+                    await item.reply({"t": "ack", "epoch": "e1", "seq": 1})
+                    down = await anext(dock.messages)
+                assert auth.verify(auth.Key(key), auth.DOWN, down.payload)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await broker.stop()
+        assert "the wire worker could not start" in caplog.text
     run(main())

@@ -75,7 +75,7 @@ class MqttTransport:
         self._checking = asyncio.Semaphore(CHECKING)
         self._to_seal: list[tuple[_Reply, bytes, dict[str, Any], int]] = []
         self._ring = device_wire.KeyRing()
-        self._answered = 0  # batches the worker answered (the watchdog's view of it)
+        self._answered = 0  # requests the worker answered (the watchdog's view of it)
         self._restarting = False
         self._tasks: set[asyncio.Future[None]] = set()  # a worker's restart
 
@@ -88,8 +88,13 @@ class MqttTransport:
         worker = WireWorker() if self.cfg.worker_processes else None
         try:
             if worker is not None:
-                await worker.start()
-                self.worker = worker
+                try:
+                    await worker.start()
+                    self.worker = worker
+                except OSError as exc:  # no process to be had: slower, not stopped
+                    log.error("mqtt: the wire worker could not start (%s); checking and "
+                              "sealing in the edge's own process", exc)
+                    worker = None
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._sessions(), name="mqtt:sessions")
                 if worker is not None:
@@ -137,7 +142,7 @@ class MqttTransport:
             await asyncio.sleep(backoff.next() if delay is None else delay)
 
     async def _take(self, conn: MqttConnection, batch: list[Publish]) -> None:
-        """One socket read's messages: each admitted and checked (by the decoding
+        """One socket read's messages: each admitted and checked (by the wire
         worker while the reading goes on, or here), then queued for the edge
         (waiting for room: the broker then holds the rest, at most its in-flight
         window sent), and acknowledged when the edge is done with it."""
@@ -292,6 +297,10 @@ class MqttTransport:
         try:
             await worker.close()
             await worker.start()
+        except OSError as exc:
+            log.error("mqtt: the wire worker could not start again (%s); checking and "
+                      "sealing in the edge's own process from now on", exc)
+            self.worker = None
         finally:
             self._restarting = False
             if self.conn is not None:
