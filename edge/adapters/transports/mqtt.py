@@ -91,6 +91,8 @@ class MqttTransport:
                 try:
                     await worker.start()
                     self.worker = worker
+                    log.info("mqtt: wire worker started (pid %s): devices' messages are "
+                             "checked and sealed beside the edge", worker.pid)
                 except OSError as exc:  # no process to be had: slower, not stopped
                     log.error("mqtt: the wire worker could not start (%s); checking and "
                               "sealing in the edge's own process", exc)
