@@ -1,8 +1,10 @@
 """Device messages' bytes, both ways, as the edge handles them: a message in is
 believed only if the shared codec decodes it, it is of the type its topic
 says and its device's key sealed it (`check`); a message out is encoded and
-sealed with its device's key (`seal`). Each is written once, here, and runs
-in the edge's own process or in a worker process beside it (`WireWorker`).
+sealed with its device's key (`seal`). Each is written once for the edge, here
+(on the shared codec; its faster paths are held byte-equal to the devices' own by
+tests), and runs in the edge's own process or in a worker process beside it
+(`WireWorker`).
 
 Why a worker: an outage's backlog comes tens of thousands of messages at a
 time, and checking each and sealing its ack were over half of what the
@@ -48,8 +50,7 @@ CHECK, SEAL = 0, 1  # what a request to the worker asks
 # (False, reason, detail) for one dropped ("json", "bad_field", "wrong_topic",
 # "bad_mac", ...: the counters' reasons).
 Checked = tuple[bool, Any, Any]
-# What `seal` gives in the worker: (True, the bytes) or (False, why not).
-Sealed = tuple[bool, Any]
+# What a SEAL request gives for each reply: (True, the bytes) or (False, why not).
 
 
 class KeyRing:
