@@ -25,6 +25,7 @@ import secrets
 import shutil
 import signal
 import socket
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,13 +167,22 @@ def free_port() -> int:
     low = _ephemeral_low()
     for _ in range(200):
         port = random.randrange(max(1024, low - 12000), low)
+        # Not one handed out lately: two picks before either listener binds are
+        # both free, and were once the same (a broker's plain and TLS listeners
+        # on one port: it exited, "Address already in use").
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _handed_out.append(port)
             return port
     raise OSError("no free port below the ephemeral range")
+
+
+_handed_out: deque[int] = deque(maxlen=1000)  # free_port's last answers in this process
 
 
 def _ephemeral_low() -> int:

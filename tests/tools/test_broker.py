@@ -156,6 +156,21 @@ def test_free_ports_come_from_below_the_ephemeral_range() -> None:
             s.bind(("127.0.0.1", port))  # and it is free
 
 
+def test_free_port_never_hands_out_a_port_twice_before_it_is_bound(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seen in CI: a broker's plain and TLS listeners got the same port (both picks
+    free, neither bound yet) and Mosquitto exited. The picks are forced to collide."""
+    import random
+
+    from tools import broker
+
+    picks = iter([20001, 20001, 20001, 20002])
+    monkeypatch.setattr(random, "randrange", lambda lo, hi: next(picks))
+    monkeypatch.setattr(broker, "_ephemeral_low", lambda: 32768)
+    monkeypatch.setattr(broker, "_handed_out", broker.deque(maxlen=1000))
+    assert [broker.free_port(), broker.free_port()] == [20001, 20002]
+
+
 def test_no_account_takes_over_another_clients_session(tmp_path: Path) -> None:
     """A dock's account connecting under another dock's client id, or under the edge's,
     does not close that client nor fire its will: a client's id is its username."""
