@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from tools import ui
-from tools.flash import FlashError, connect, reset
+from tools.flash import FlashError, connect, leave, reset
 
 
 def diag(port: str, reset_after: bool = True) -> list[dict[str, str]]:
@@ -35,8 +35,7 @@ def diag(port: str, reset_after: bool = True) -> list[dict[str, str]]:
     except TransportError as exc:
         raise FlashError(f"the self-test failed to run: {exc}") from None
     finally:
-        t.exit_raw_repl()
-        t.close()
+        leave(t)
     if reset_after:
         reset(port)
     rows = []

@@ -30,6 +30,21 @@ class FlashError(RuntimeError):
     """A clear, technician-facing reason; the CLI prints it and exits 1."""
 
 
+def leave(t: Any) -> None:
+    """Let go of a device's REPL. A device that dropped off meanwhile (reset, cable)
+    makes this fail too: what went wrong before is the error to report, not this."""
+    from mpremote.transport import TransportError
+
+    try:
+        t.exit_raw_repl()
+    except (TransportError, OSError):
+        pass
+    try:
+        t.close()
+    except (TransportError, OSError):
+        pass
+
+
 def connect(port: str, timeout_s: float = 5.0) -> Any:
     from mpremote.transport import TransportError
     from mpremote.transport_serial import SerialTransport
@@ -100,8 +115,7 @@ def detect_board(port: str) -> str:
 
             kind = json.loads(t.fs_readfile("config.json")).get("kind")
     finally:
-        t.exit_raw_repl()
-        t.close()
+        leave(t)
     if len(fits) > 1 and kind is not None:
         fits = [b for b in fits if (b.endswith("-kiosk")) == (kind == "kiosk")]
     if len(fits) == 1:

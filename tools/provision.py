@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.credentials import add_token_arg, edge_url
-from tools.flash import FlashError, connect, reset
+from tools.flash import FlashError, connect, leave, reset
 
 
 def device_config(dev: str, kind: str, site: str, link: str, slots: int, uart: str,
@@ -45,22 +45,29 @@ def provision(port: str, cfg: dict[str, Any], files: dict[str, bytes] | None = N
     """Write config.json (and `files`, e.g. the county CA as ca.der) to the
     device, and read them back."""
     t = connect(port)
+    step = "writing its files"
     try:
         for name, data in (files or {}).items():
+            step = f"writing {name}"
             t.fs_writefile(name, data)
             if bytes(t.fs_readfile(name)) != data:
                 raise FlashError(f"{name} on the device does not read back as written")
+        step = "writing config.json"
         t.fs_writefile("config.json", json.dumps(cfg).encode())
         back = json.loads(bytes(t.fs_readfile("config.json")))
         if back != cfg:
             raise FlashError("config.json on the device does not read back as written")
         # A new command key makes every command ever recorded invalid, so the counter
         # starts over (and a damaged counter file, which refuses commands, is mended).
+        step = "clearing its command counter"
         if t.fs_exists("cmd_ctr"):
             t.fs_rmfile("cmd_ctr")
+    except OSError as exc:
+        raise FlashError(f"the device on {port} stopped answering while {step} ({exc}): is "
+                         "its cable in, did it reset? Run provision again: it starts over") \
+            from None
     finally:
-        t.exit_raw_repl()
-        t.close()
+        leave(t)
 
 
 def board_slots(port: str) -> int | None:
@@ -79,8 +86,7 @@ def board_slots(port: str) -> int | None:
         except (TransportError, OSError, ValueError):
             return None
     finally:
-        t.exit_raw_repl()
-        t.close()
+        leave(t)
     locks = board.get("slots", {}).get("lock", []) if isinstance(board, dict) else []
     return len(locks) or None
 
