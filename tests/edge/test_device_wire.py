@@ -8,7 +8,6 @@ is lost (a real Mosquitto, a real worker process)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import marshal
 import os
 import secrets
@@ -34,6 +33,26 @@ from tools.broker import Broker
 
 def _sealed(key: bytes, msg: dict[str, Any]) -> bytes:
     return bytes(auth.seal(auth.Key(key), auth.UP, message.encode(msg)))
+
+
+class DockAKeys:
+    """The edge's keys as the MQTT transport uses them: dock-a's key, and no other."""
+
+    def __init__(self, key: bytes, worker: bool = True) -> None:
+        self.key, self.worker = key, worker
+
+    def seal(self, dev: str, msg: dict[str, Any]) -> bytes:
+        return device_wire.seal(auth.Key(self.key), msg)
+
+    def verify(self, dev: str, data: bytes) -> bool | None:
+        raise AssertionError("the MQTT transport checks with command_key")
+
+    def command_key(self, dev: str) -> bytes | None:
+        return self.key if dev == "dock-a" else None
+
+    def to_seal(self, dev: str, msg: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+        assert self.worker, "no worker: sealed in the edge's process"
+        return self.key, msg
 
 
 def _event(dev: str, seq: int) -> dict[str, Any]:
@@ -212,24 +231,12 @@ def test_a_worker_that_dies_is_started_again_and_nothing_it_held_is_lost(
         await broker.start()
         key = secrets.token_bytes(32)
 
-        class Keys:
-            def seal(self, dev: str, msg: dict[str, Any]) -> bytes:
-                return bytes(auth.seal(auth.Key(key), auth.DOWN, json.dumps(msg).encode()))
-
-            def verify(self, dev: str, data: bytes) -> bool | None:
-                raise AssertionError("the MQTT transport checks with command_key")
-
-            def command_key(self, dev: str) -> bytes | None:
-                return key if dev == "dock-a" else None
-
-            def to_seal(self, dev: str, msg: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
-                return key, msg
 
         inbound: asyncio.Queue[Any] = asyncio.Queue(maxsize=50)
         metrics = Metrics()
         n = 600
         t = MqttTransport(MqttConfig("127.0.0.1", broker.port, "huimin-edge", edge_pw,
-                                     device_burst=4 * n), "t", inbound, metrics, Keys())
+                                     device_burst=4 * n), "t", inbound, metrics, DockAKeys(key))
         task = asyncio.create_task(t.run())
         try:
             await until(t.connected.is_set, 10, "the edge's connection")
@@ -282,22 +289,10 @@ def test_with_no_worker_to_be_had_the_edge_checks_and_seals_in_its_own_process(
         await broker.start()
         key = secrets.token_bytes(32)
 
-        class Keys:
-            def seal(self, dev: str, msg: dict[str, Any]) -> bytes:
-                return device_wire.seal(auth.Key(key), msg)
-
-            def verify(self, dev: str, data: bytes) -> bool | None:
-                raise AssertionError("the MQTT transport checks with command_key")
-
-            def command_key(self, dev: str) -> bytes | None:
-                return key if dev == "dock-a" else None
-
-            def to_seal(self, dev: str, msg: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
-                raise AssertionError("no worker: sealed here")
 
         inbound: asyncio.Queue[Any] = asyncio.Queue()
         t = MqttTransport(MqttConfig("127.0.0.1", broker.port, "huimin-edge", edge_pw), "t",
-                          inbound, Metrics(), Keys())
+                          inbound, Metrics(), DockAKeys(key, worker=False))
         monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python-here"))
         task = asyncio.create_task(t.run())
         try:

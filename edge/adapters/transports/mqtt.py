@@ -150,52 +150,51 @@ class MqttTransport:
         window sent), and acknowledged when the edge is done with it."""
         now = self.clock()
         worker = self.worker
+        if worker is not None and not worker.running:
+            # It ended while idle: a new one, and a new session (nothing of this
+            # read is acknowledged: the broker sends it again).
+            await self._worker_ended(worker.started, "the wire worker ended")
+            return
+        admitted: list[tuple[tuple[str, str, bytes, bytes], Callable[[], None] | None]] = []
+        for p in batch:
+            done = functools.partial(conn.ack, p.pid) if p.qos else None
+            try:
+                a = self._admit(p.topic, p.payload)
+            except Exception:  # a bug here must not stop the reading for everyone
+                self.metrics.inc("rx.error")
+                log.exception("mqtt: error taking a message on %s", p.topic[:120])
+                a = None
+            if a is None:
+                if done is not None:
+                    done()  # dropped and counted: nothing to wait for
+                continue
+            admitted.append((a, done))
+        if not admitted:
+            return
         if worker is not None:
-            if not worker.running:
-                # It ended while idle: a new one, and a new session (nothing of
-                # this read is acknowledged: the broker sends it again).
-                await self._worker_ended(worker.started, "the wire worker ended")
-                return
-            admitted: list[tuple[str, Callable[[], None] | None]] = []
-            work: list[tuple[str, bytes, bytes]] = []
-            for p in batch:
-                done = functools.partial(conn.ack, p.pid) if p.qos else None
-                try:
-                    a = self._admit(p.topic, p.payload)
-                except Exception:  # a bug here must not stop the reading for everyone
-                    self.metrics.inc("rx.error")
-                    log.exception("mqtt: error taking a message on %s", p.topic[:120])
-                    a = None
-                if a is None:
-                    if done is not None:
-                        done()  # dropped and counted: nothing to wait for
-                    continue
-                admitted.append((a[0], done))
-                work.append((a[1], a[2], a[3]))
-            if not work:
-                return
             await self._checking.acquire()  # released once handed over
             generation = worker.started
             try:
-                worker.submit(CHECK, work)
-                self._with_worker.put_nowait((CHECK, generation, admitted, now))
+                worker.submit(CHECK, [(t, raw, data) for (_, t, raw, data), _ in admitted])
+                self._with_worker.put_nowait(
+                    (CHECK, generation, [(a[0], let_go) for a, let_go in admitted], now))
                 await worker.drain()
             except WorkerError as exc:
                 await self._worker_ended(generation, str(exc))
             return
-        for p in batch:
-            done = functools.partial(conn.ack, p.pid) if p.qos else None
-            try:
-                item = self._inbound(p.topic, p.payload, now, done)
-            except Exception:  # a bug here must not stop the reading for everyone
-                self.metrics.inc("rx.error")
-                log.exception("mqtt: error taking a message on %s", p.topic[:120])
-                item = None
-            if item is None:
-                if done is not None:
-                    done()  # dropped and counted: nothing to wait for
-                continue
-            await self._queue(item)
+        for (dev, expected, raw, data), let_go in admitted:
+            await self._hand_one(dev, device_wire.check(expected, self._ring(raw), data),
+                                 now, let_go)
+
+    async def _hand_one(self, dev: str, checked: device_wire.Checked, now: float,
+                        done: Callable[[], None] | None) -> None:
+        """A checked message to the edge, or let go of (dropped and counted)."""
+        item = self._checked(dev, checked, now, done)
+        if item is None:
+            if done is not None:
+                done()
+            return
+        await self._queue(item)
 
     def worker_answered(self) -> int:
         """Requests the wire worker has answered."""
@@ -237,12 +236,7 @@ class MqttTransport:
                                           reply.dev, data)
                     continue
                 for (dev, done), checked in zip(what, results, strict=True):
-                    item = self._checked(dev, checked, now, done)
-                    if item is None:
-                        if done is not None:
-                            done()
-                        continue
-                    await self._queue(item)
+                    await self._hand_one(dev, checked, now, done)
             finally:
                 if kind == CHECK:
                     self._checking.release()
@@ -307,18 +301,6 @@ class MqttTransport:
             self._restarting = False
             if self.conn is not None:
                 self.conn.abort("the wire worker ended")
-
-    def _inbound(self, topic: str, payload: Any, now: float | None = None,
-                 done: Callable[[], None] | None = None) -> Inbound | None:
-        """The checked, typed message a publish carries, or None (dropped and
-        counted, with a rate-limited line saying why). `done`: how the edge lets
-        it go once finished with it (a QoS 1 message's PUBACK)."""
-        a = self._admit(topic, payload)
-        if a is None:
-            return None
-        dev, expected, raw, data = a
-        return self._checked(dev, device_wire.check(expected, self._ring(raw), data),
-                             self.clock() if now is None else now, done)
 
     def _admit(self, topic: str, payload: Any) -> tuple[str, str, bytes, bytes] | None:
         """What may be checked: (device, the type its topic says, its key, the
