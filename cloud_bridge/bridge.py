@@ -7,6 +7,7 @@ and a gauge of each lane's backlog size and age."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -23,6 +24,7 @@ from edge.core import gbfs
 from edge.core.backoff import Backoff
 from edge.core.metrics import Metrics
 from edge.core.ports import Outbox
+from edge.core.records import OutboxRow
 from edge.core.stations import Stations
 
 log = logging.getLogger("bridge")
@@ -94,37 +96,73 @@ class Bridge:
             await up.close()
 
     async def _send(self, up: Uplink) -> None:
-        outbox, m = self.outbox, self.metrics
+        """The lane's sender. While one batch travels, the next is read, and the one
+        before is deleted: a backlog's batches follow each other without the store's
+        round trips between them, and keep up with what comes in (bench/peer.py).
+        Batches still go one at a time, in order."""
+        outbox, m, name, size = self.outbox, self.metrics, up.name, up.cfg.batch
         backoff = Backoff(cap=MAX_BACKOFF_S, jitter=1.0)
-        while True:
-            rows = await outbox.outbox_batch(up.name, up.cfg.batch)
-            if not rows:
-                await outbox.outbox_wait(up.name, 5.0)
-                continue
-            try:
-                await up.deliver(rows)
-            except UplinkError as exc:
-                m.inc(f"uplink.{up.name}.failed")
-                if exc.permanent:
-                    m.inc(f"uplink.{up.name}.dead_letter", n=len(rows))
-                    log.error("%s refused %d items (%s): moved to dead_letter for a person",
-                              up.name, len(rows), exc.reason)
-                    await outbox.outbox_dead_letter(up.name, rows, exc.reason)
+        after = 0  # rows up to this id are delivered: reads start past it
+        ahead: asyncio.Task[list[OutboxRow]] | None = None  # the next batch, being read
+        deleting: asyncio.Task[int] | None = None  # the last batch delivered, being deleted
+        try:
+            while True:
+                if ahead is not None:
+                    rows, ahead = await ahead, None
+                else:
+                    rows = await outbox.outbox_batch(name, size, after)
+                if not rows:
+                    if deleting is not None:
+                        await deleting
+                        deleting = None
+                    if after:
+                        after = 0  # caught up: from the lane's start, to be sure
+                        continue
+                    await outbox.outbox_wait(name, 5.0)
                     continue
-                delay = backoff.next()
-                if exc.retry_after is not None:  # the backend said when
-                    delay = exc.retry_after
-                log.warning("%s: %s; %d items wait, retry in %.1f s", up.name, exc.reason,
-                            len(rows), delay)
-                await asyncio.sleep(delay)
-                continue
-            backoff.reset()
-            await outbox.outbox_done(up.name, [(r.id, r.version) for r in rows])
-            m.inc(f"uplink.{up.name}.sent", n=len(rows))
-            now = time.time()
-            for r in rows:
-                if r.kind == "event":  # created: when the event reached the edge
-                    m.observe("event_to_backend", now - r.created, up.name)
+                ahead = asyncio.create_task(outbox.outbox_batch(name, size, rows[-1].id),
+                                            name=f"bridge:{name}:read")
+                try:
+                    await up.deliver(rows)
+                except UplinkError as exc:
+                    await _dropped(ahead)
+                    ahead, after = None, rows[0].id - 1  # these rows again, after the wait
+                    m.inc(f"uplink.{name}.failed")
+                    if exc.permanent:
+                        m.inc(f"uplink.{name}.dead_letter", n=len(rows))
+                        log.error("%s refused %d items (%s): moved to dead_letter for a "
+                                  "person", name, len(rows), exc.reason)
+                        await outbox.outbox_dead_letter(name, rows, exc.reason)
+                        continue
+                    delay = backoff.next()
+                    if exc.retry_after is not None:  # the backend said when
+                        delay = exc.retry_after
+                    log.warning("%s: %s; %d items wait, retry in %.1f s", name, exc.reason,
+                                len(rows), delay)
+                    await asyncio.sleep(delay)
+                    continue
+                backoff.reset()
+                changed = await deleting if deleting is not None else 0
+                deleting = asyncio.create_task(
+                    outbox.outbox_done(name, [(r.id, r.version) for r in rows]),
+                    name=f"bridge:{name}:delete")
+                after = rows[-1].id
+                if changed:
+                    # A row changed while it travelled (a station's newer status) and
+                    # stayed, behind `after`: read from the start, once the deletes are in.
+                    await _dropped(ahead)
+                    ahead = None
+                    await deleting
+                    deleting, after = None, 0
+                m.inc(f"uplink.{name}.sent", n=len(rows))
+                now = time.time()
+                for r in rows:
+                    if r.kind == "event":  # created: when the event reached the edge
+                        m.observe("event_to_backend", now - r.created, name)
+        finally:
+            for t in (ahead, deleting):
+                if t is not None:
+                    t.cancel()
 
     async def _gauges(self) -> None:
         while True:
@@ -133,3 +171,11 @@ class Bridge:
                 self.backlog[up.name] = (n, time.time() - oldest if oldest else 0.0)
             await asyncio.sleep(2)
 
+
+
+async def _dropped(read: asyncio.Task[list[OutboxRow]] | None) -> None:
+    """A read ahead that will not be used: cancelled, and let finish."""
+    if read is not None:
+        read.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await read

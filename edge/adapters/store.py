@@ -294,17 +294,17 @@ class SqliteStore:
         return [StateRecord(*r) for r in rows]
 
     # -- outbox (cloud_bridge) -------------------------------------------------
-    async def outbox_batch(self, uplink: str, limit: int) -> list[OutboxRow]:
+    async def outbox_batch(self, uplink: str, limit: int, after: int = 0) -> list[OutboxRow]:
         rows = await asyncio.get_running_loop().run_in_executor(
             self._read_pool, self._read, "SELECT id, version, kind, key, body, created FROM"
-            " outbox WHERE uplink = ? ORDER BY id LIMIT ?", (uplink, limit))
+            " outbox WHERE uplink = ? AND id > ? ORDER BY id LIMIT ?", (uplink, after, limit))
         return [OutboxRow(*r) for r in rows]
 
     def _read(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         assert self._reader is not None, "store not open"
         return self._reader.execute(sql, args).fetchall()
 
-    def _delete(self, uplink: str, done: list[tuple[int, int]]) -> None:
+    def _delete(self, uplink: str, done: list[tuple[int, int]]) -> int:
         assert self._db is not None, "store not open"
         # A status row updated while it was in flight has a new version: keep it.
         # Without a sync of its own: a power cut that loses this commit only has the
@@ -313,14 +313,15 @@ class SqliteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:
             with transaction(self._db):
-                self._db.executemany(
+                cur = self._db.executemany(
                     "DELETE FROM outbox WHERE uplink = ? AND id = ? AND version = ?",
                     [(uplink, i, v) for i, v in done])
+            return len(done) - cur.rowcount
         finally:
             self._db.execute("PRAGMA synchronous=FULL")
 
-    async def outbox_done(self, uplink: str, done: list[tuple[int, int]]) -> None:
-        await self._run(self._delete, uplink, done)
+    async def outbox_done(self, uplink: str, done: list[tuple[int, int]]) -> int:
+        return await self._run(self._delete, uplink, done)
 
     def _dead(self, uplink: str, rows: list[OutboxRow], reason: str) -> None:
         assert self._db is not None, "store not open"

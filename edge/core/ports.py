@@ -81,9 +81,12 @@ class FundsSource(Protocol):
 class Outbox(Protocol):
     """The durable queue to the backend, one lane per uplink."""
 
-    async def outbox_batch(self, uplink: str, limit: int) -> list[OutboxRow]: ...
+    async def outbox_batch(self, uplink: str, limit: int, after: int = 0) -> list[OutboxRow]:
+        """The lane's oldest rows with an id above `after`, in order."""
 
-    async def outbox_done(self, uplink: str, done: list[tuple[int, int]]) -> None: ...
+    async def outbox_done(self, uplink: str, done: list[tuple[int, int]]) -> int:
+        """Delete delivered rows by (id, version); returns how many stayed
+        because they changed while they travelled (a station's newer status)."""
 
     async def outbox_dead_letter(self, uplink: str, rows: list[OutboxRow],
                                  reason: str) -> None: ...
