@@ -106,6 +106,7 @@ class SqliteStore:
         # One wake-up per uplink's sender (set when its outbox gains rows).
         self._outbox_changed = {u: asyncio.Event() for u in uplinks}
         self._db: sqlite3.Connection | None = None
+        self._per_statement = 1  # rows in one INSERT or DELETE (_open)
         # Each entry: writes handed over together, their future, and whether it
         # takes one outcome (submit) or the list (submit_many).
         self._q: asyncio.Queue[tuple[list[StoreItem], asyncio.Future[Any], bool]] = \
@@ -131,6 +132,7 @@ class SqliteStore:
         db.executescript(SCHEMA)
         _migrate(db)
         self._db = db
+        self._per_statement = _per_statement(db)
         self._limit(self.max_mb)
 
     def _limit(self, max_mb: float) -> None:
@@ -225,25 +227,20 @@ class SqliteStore:
     def _write(self, items: list[StoreItem]) -> list[bool]:
         db = self._db
         assert db is not None, "store not open"
-        out = []
+        out: list[bool] = []
         with transaction(db):
+            run: list[EventRecord] = []  # events in a row, written together
             for it in items:
+                if isinstance(it, EventRecord) and it.rental is None:
+                    run.append(it)
+                    continue
+                if run:
+                    out += self._insert_events(db, run)
+                    run = []
                 if isinstance(it, EventRecord):
-                    cur = db.execute(
-                        "INSERT OR IGNORE INTO events (device, epoch, seq, station, kind, slot,"
-                        " bike, code, received, happened) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                        (it.device, it.epoch, it.seq, it.station, it.kind, it.slot, it.bike,
-                         it.code, it.received, it.happened))
-                    new = cur.rowcount == 1
-                    out.append(new)
-                    if new and it.outbox is not None:
-                        key = f"ev:{it.device}:{it.epoch}:{it.seq}"
-                        for up in self.uplinks:
-                            db.execute("INSERT OR IGNORE INTO outbox (uplink, kind, key, station,"
-                                       " body, created) VALUES (?,?,?,?,?,?)",
-                                       (up, "event", key, it.station, it.outbox, it.received))
-                    if it.rental is not None:
-                        self._complete(db, it.rental, it.received)
+                    out += self._insert_events(db, [it])
+                    assert it.rental is not None
+                    self._complete(db, it.rental, it.received)  # once, even for a resend
                 elif isinstance(it, OutboxRecord):
                     now = time.time()
                     for up in self.uplinks:
@@ -259,7 +256,39 @@ class SqliteStore:
                         " n=excluded.n, slots=excluded.slots, reported=excluded.reported",
                         (it.device, it.boot, it.n, it.slots, it.reported))
                     out.append(True)
+            if run:
+                out += self._insert_events(db, run)
         return out
+
+    def _insert_events(self, db: sqlite3.Connection, run: list[EventRecord]) -> list[bool]:
+        """Events, each stored once by (device, epoch, seq), and an outbox row for each
+        new one: whether each was new (False: stored before, or earlier in `run`).
+
+        A few statements of many rows each, not one each: sqlite3 lets go of the
+        GIL for every statement it steps, and while the event loop's thread is busy
+        (a backlog) taking it back waits up to the switch interval (5 ms). Row by
+        row, a batch's commit took seconds behind a busy loop (issue 27)."""
+        top = db.execute("SELECT max(id) FROM events").fetchone()[0] or 0
+        before = db.total_changes
+        _many_rows(db, self._per_statement, _EVENT_ROWS, 10, [
+            (e.device, e.epoch, e.seq, e.station, e.kind, e.slot, e.bike, e.code, e.received,
+             e.happened) for e in run])
+        if db.total_changes - before == len(run):
+            new = [True] * len(run)
+        else:  # some were stored already: the new ones are those past the old top id
+            fresh = set(db.execute("SELECT device, epoch, seq FROM events WHERE id > ?",
+                                   (top,)).fetchall())
+            new = []
+            for e in run:
+                key = (e.device, e.epoch, e.seq)
+                new.append(key in fresh)
+                fresh.discard(key)  # a second copy in this run is a duplicate
+        for up in self.uplinks:
+            _many_rows(db, self._per_statement, _OUTBOX_ROWS, 6, [
+                (up, "event", f"ev:{e.device}:{e.epoch}:{e.seq}", e.station, e.outbox,
+                 e.received) for e, n in zip(run, new, strict=True)
+                if n and e.outbox is not None])
+        return new
 
     def _complete(self, db: sqlite3.Connection, c: RentalCompletion, now: float) -> None:
         """A rental done by its event, in the event's transaction: once (a resent
@@ -306,19 +335,23 @@ class SqliteStore:
 
     def _delete(self, uplink: str, done: list[tuple[int, int]]) -> int:
         assert self._db is not None, "store not open"
+        db = self._db
         # A status row updated while it was in flight has a new version: keep it.
         # Without a sync of its own: a power cut that loses this commit only has the
         # rows sent again (the backend drops them by key); the next event's commit
         # syncs it anyway. It halved a backlog's drain (bench/peer.py) otherwise.
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA synchronous=NORMAL")
         try:
-            with transaction(self._db):
-                cur = self._db.executemany(
-                    "DELETE FROM outbox WHERE uplink = ? AND id = ? AND version = ?",
-                    [(uplink, i, v) for i, v in done])
-            return len(done) - cur.rowcount
+            with transaction(db):
+                before = db.total_changes
+                # Many rows a statement, as _insert_events does, for the same reason.
+                for chunk in _chunks(done, self._per_statement):
+                    db.execute(f"DELETE FROM outbox WHERE uplink = ? AND (id, version) IN"
+                               f" (VALUES {_values(len(chunk), 2)})",
+                               [uplink, *(x for pair in chunk for x in pair)])
+                return len(done) - (db.total_changes - before)
         finally:
-            self._db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA synchronous=FULL")
 
     async def outbox_done(self, uplink: str, done: list[tuple[int, int]]) -> int:
         return await self._run(self._delete, uplink, done)
@@ -502,3 +535,38 @@ def _migrate(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE rentals ADD COLUMN {col}")
         db.execute("UPDATE rentals SET state = 'done' WHERE result IS NOT NULL")
 
+
+
+_EVENT_ROWS = ("INSERT OR IGNORE INTO events (device, epoch, seq, station, kind, slot, bike,"
+               " code, received, happened) VALUES ")
+_OUTBOX_ROWS = "INSERT OR IGNORE INTO outbox (uplink, kind, key, station, body, created) VALUES "
+
+
+def _per_statement(db: sqlite3.Connection) -> int:
+    """Rows a statement at most: 256, or fewer where this SQLite allows fewer
+    variables (999 before 3.32), a power of two."""
+    rows = 256
+    while rows > 1 and rows * 10 > db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER):
+        rows //= 2
+    return rows
+
+
+def _chunks(rows: list[T], most: int) -> Iterator[list[T]]:
+    """`rows` in chunks of `most`, then of falling powers of two: a handful of
+    statement shapes, each prepared once and kept in sqlite3's cache."""
+    at, size = 0, most
+    while at < len(rows):
+        while size > len(rows) - at:
+            size //= 2
+        yield rows[at:at + size]
+        at += size
+
+
+def _values(rows: int, columns: int) -> str:
+    return ",".join(["(" + ",".join("?" * columns) + ")"] * rows)
+
+
+def _many_rows(db: sqlite3.Connection, most: int, insert: str, columns: int,
+               rows: list[tuple[Any, ...]]) -> None:
+    for chunk in _chunks(rows, most):
+        db.execute(insert + _values(len(chunk), columns), [x for row in chunk for x in row])

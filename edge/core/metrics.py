@@ -5,6 +5,7 @@ histograms (`observe`): event to store, event to backend."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 
 
@@ -56,11 +57,9 @@ class Histogram:
     def observe(self, value: float) -> None:
         value = max(value, 0.0)  # a clock stepped back is not a negative latency
         self.sum += value
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
-                return
-        self.counts[-1] += 1
+        # The first bucket whose bound is at or above it (+Inf past the last): a
+        # backlog's seconds-old events would walk every bound otherwise.
+        self.counts[bisect_left(self.bounds, value)] += 1
 
     @property
     def count(self) -> int:

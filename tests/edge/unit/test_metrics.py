@@ -3,7 +3,10 @@ and count, a negative latency (a clock stepped back) counted as zero."""
 
 from __future__ import annotations
 
-from edge.core.metrics import Histogram, Metrics
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge.core.metrics import LATENCY_BUCKETS, Histogram, Metrics
 
 
 def test_histogram_buckets_are_cumulative_and_bounded() -> None:
@@ -25,3 +28,14 @@ def test_metrics_keep_one_histogram_per_name_and_label() -> None:
     m.observe("event_to_backend", 9.0, "tier")
     assert m.histograms[("event_to_backend", "city")].count == 2
     assert m.histograms[("event_to_backend", "tier")].count == 1
+
+
+@given(st.lists(st.floats(-10, 5000, allow_nan=False) | st.sampled_from(LATENCY_BUCKETS),
+                max_size=50))
+def test_each_value_counts_in_every_bucket_at_or_above_it(values: list[float]) -> None:
+    # Prometheus's "le": a value equal to a bound is in that bound's bucket.
+    h = Histogram()
+    for v in values:
+        h.observe(v)
+    for bound, n in h.cumulative():
+        assert n == sum(1 for v in values if max(v, 0.0) <= bound)

@@ -8,8 +8,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from pathlib import Path
+from typing import Any
 
-from edge.adapters.store import SqliteStore
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge.adapters.store import SqliteStore, _chunks
 from edge.core.records import EventRecord, OutboxRecord, StateRecord
 from edge.core.rentals import CLAIMED, DONE, Outcome, Rental
 from tests.conftest import run
@@ -133,3 +137,54 @@ def test_a_commit_is_synced_and_a_failed_step_writes_nothing(tmp_path: Path) -> 
             writer.cancel()
             await store.close()
     run(main())
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.tuples(st.integers(1, 30), st.booleans()), max_size=300),
+                min_size=1, max_size=4))
+def test_events_written_many_a_statement_are_each_stored_once_in_order(
+        tmp_path_factory: Any, batches: list[list[tuple[int, bool]]]) -> None:
+    """Whatever mix of new events, resends and copies within one batch: each
+    item's outcome is whether it was new, and the outbox has each event once,
+    in the order it first came (the store writes runs of events a few
+    statements at a time; a status row between them keeps its place)."""
+    tmp = tmp_path_factory.mktemp("store")
+
+    async def main() -> None:
+        store = SqliteStore(tmp / "edge.db", ("city", "city-mqtt"))
+        await store.open()
+        writer = asyncio.create_task(store.run())
+        seen: set[int] = set()
+        order: list[str] = []
+        try:
+            for batch in batches:
+                items: list[Any] = []
+                expect: list[bool] = []
+                for seq, status_after in batch:
+                    items.append(_event(seq, outbox=f'{{"seq":{seq}}}'))
+                    expect.append(seq not in seen)
+                    if seq not in seen:
+                        order.append(f"ev:d1:e1:{seq}")
+                    seen.add(seq)
+                    if status_after:  # a station's status between the events
+                        items.append(OutboxRecord("status", f"status:s{seq}", "s1", "{}"))
+                        expect.append(True)
+                        if f"status:s{seq}" not in order:
+                            order.append(f"status:s{seq}")
+                assert await store.submit_many(items) == expect
+            for up in ("city", "city-mqtt"):
+                rows = await store.outbox_batch(up, 10_000)
+                assert [r.key for r in rows] == order
+        finally:
+            writer.cancel()
+            await store.close()
+    run(main())
+
+
+@given(st.integers(0, 3000), st.sampled_from([1, 2, 64, 256]))
+def test_chunks_cover_every_row_once_in_a_few_shapes(n: int, most: int) -> None:
+    rows = list(range(n))
+    chunks = list(_chunks(rows, most))
+    assert [x for c in chunks for x in c] == rows
+    assert {len(c) for c in chunks} <= {most >> k for k in range(most.bit_length())}
