@@ -40,7 +40,10 @@ from edge.core.stations import StationStatus
 
 log = logging.getLogger("edge")
 
-BATCH = 1000  # inbound messages handled in one store transaction, at most
+# Inbound messages handled in one store transaction, at most. 250, not 1,000: the
+# next batch is handled while the last one commits, and the turns of the loop stay
+# short for the reading and the bridge (bench/ingest.py and bench/peer.py, +6-14%).
+BATCH = 250
 
 
 class Store(Protocol):
