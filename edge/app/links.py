@@ -33,7 +33,8 @@ QUEUED_MAX = 100_000  # messages waiting behind commits, every device together
 Gate = asyncio.Future[bool]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed, as EventRecord (edge/core/records.py): one for every ack.
+@dataclass(slots=True)
 class _Queued:
     device: str
     reply: Reply

@@ -35,7 +35,8 @@ class ReplyBy:
         return self.send(msg)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, for speed, as EventRecord (edge/core/records.py): one for every message.
+@dataclass(slots=True)
 class Inbound:
     """What a transport hands the core: a typed message, who the link says sent
     it (topic, or the wired port's device list), and how to answer it."""
