@@ -17,7 +17,10 @@ def item(r: OutboxRow) -> str:
     """One outbox row as the backend takes it, {"key", "kind", "body"}: the body
     is the outbox's JSON already, so it is spliced in, not decoded and encoded
     again for every row (both uplinks send items so)."""
-    return f'{{"key":{json.dumps(r.key)},"kind":{json.dumps(r.kind)},"body":{r.body}}}'
+    try:
+        return f'{{"key":{_text(r.key)},"kind":{_text(r.kind)},"body":{r.body}}}'
+    except _Unusual:  # quoted as json.dumps quotes (ASCII only, escapes)
+        return f'{{"key":{json.dumps(r.key)},"kind":{json.dumps(r.kind)},"body":{r.body}}}'
 
 
 def webhook_batch(site: str, sent_at: float, rows: list[OutboxRow]) -> bytes:

@@ -132,7 +132,7 @@ class SqliteStore:
         db.executescript(SCHEMA)
         _migrate(db)
         self._db = db
-        self._per_statement = _per_statement(db)
+        self._per_statement = per_statement(db)
         self._limit(self.max_mb)
 
     def _limit(self, max_mb: float) -> None:
@@ -270,7 +270,7 @@ class SqliteStore:
         row, a batch's commit took seconds behind a busy loop (issue 27)."""
         top = db.execute("SELECT max(id) FROM events").fetchone()[0] or 0
         before = db.total_changes
-        _many_rows(db, self._per_statement, _EVENT_ROWS, 10, [
+        insert_rows(db, self._per_statement, _EVENT_ROWS, 10, [
             (e.device, e.epoch, e.seq, e.station, e.kind, e.slot, e.bike, e.code, e.received,
              e.happened) for e in run])
         if db.total_changes - before == len(run):
@@ -284,7 +284,7 @@ class SqliteStore:
                 new.append(key in fresh)
                 fresh.discard(key)  # a second copy in this run is a duplicate
         for up in self.uplinks:
-            _many_rows(db, self._per_statement, _OUTBOX_ROWS, 6, [
+            insert_rows(db, self._per_statement, _OUTBOX_ROWS, 6, [
                 (up, "event", f"ev:{e.device}:{e.epoch}:{e.seq}", e.station, e.outbox,
                  e.received) for e, n in zip(run, new, strict=True)
                 if n and e.outbox is not None])
@@ -542,7 +542,7 @@ _EVENT_ROWS = ("INSERT OR IGNORE INTO events (device, epoch, seq, station, kind,
 _OUTBOX_ROWS = "INSERT OR IGNORE INTO outbox (uplink, kind, key, station, body, created) VALUES "
 
 
-def _per_statement(db: sqlite3.Connection) -> int:
+def per_statement(db: sqlite3.Connection) -> int:
     """Rows a statement at most: 256, or fewer where this SQLite allows fewer
     variables (999 before 3.32), a power of two."""
     rows = 256
@@ -566,7 +566,7 @@ def _values(rows: int, columns: int) -> str:
     return ",".join(["(" + ",".join("?" * columns) + ")"] * rows)
 
 
-def _many_rows(db: sqlite3.Connection, most: int, insert: str, columns: int,
+def insert_rows(db: sqlite3.Connection, most: int, insert: str, columns: int,
                rows: list[tuple[Any, ...]]) -> None:
     for chunk in _chunks(rows, most):
         db.execute(insert + _values(len(chunk), columns), [x for row in chunk for x in row])

@@ -8,8 +8,8 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloud_bridge.backend_format import BackendFormat
-from edge.core.records import EventRecord
+from cloud_bridge.backend_format import BackendFormat, item
+from edge.core.records import EventRecord, OutboxRow
 
 _TEXT = st.text(max_size=12) | st.sampled_from(["s0001", "dock-007", "0B1A2B", 'a"b', "a\\b",
                                                 "站", "\x00", "e"])
@@ -33,3 +33,10 @@ def test_an_event_is_the_encoders_json_whatever_its_values(
         "at": happened if happened is not None else received, "clock": clock,
         "received": received, "rental_id": rental}, ensure_ascii=False)
     assert BackendFormat(site).event(rec, rental) == want
+
+
+@given(key=_TEXT, kind=_TEXT)
+def test_an_outbox_item_quotes_its_key_and_kind_as_json_does(key: str, kind: str) -> None:
+    row = OutboxRow(1, 0, kind, key, '{"a":1}', 0.0)
+    assert json.loads(item(row)) == {"key": key, "kind": kind, "body": {"a": 1}}
+    assert item(row) == f'{{"key":{json.dumps(key)},"kind":{json.dumps(kind)},"body":{{"a":1}}}}'
