@@ -20,7 +20,7 @@ import aiomqtt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from wire import auth, message
+from wire import auth, kiosk_messages, message  # noqa: F401 (the kiosk types)
 
 from edge.adapters.transports import device_wire
 from edge.adapters.transports.mqtt import MqttTransport
@@ -317,3 +317,89 @@ def test_with_no_worker_to_be_had_the_edge_checks_and_seals_in_its_own_process(
             await broker.stop()
         assert "the wire worker could not start" in caplog.text
     run(main())
+
+
+def _verdict(fn: Any, value: Any) -> tuple[str, str]:
+    try:
+        fn(value)
+    except message.DecodeError as exc:
+        return exc.reason, str(exc)
+    return "ok", ""
+
+
+_NAMES = st.sampled_from(["t", "dev", "epoch", "seq", "ev", "slot", "bike", "code", "at", "up",
+                          "kind", "fw", "slots", "boot", "ota", "ctr", "n", "mem", "low", "q",
+                          "qmax", "online", "id", "op", "enabled", "path", "off", "data",
+                          "mac", "now", "ok", "err", "token", "records", "as_of", "stale",
+                          "stations"])
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(1 << 54), 1 << 54),
+    st.sampled_from([(1 << 53) - 1, 1 << 53, -(1 << 53), -(1 << 53) + 1]),
+    st.text(max_size=3), st.text("ELUFXDBez", max_size=8), st.text(min_size=199, max_size=201),
+    st.sampled_from(["ev", "state", "hello", "res", "status", "cmd", "ack", "time", "lookup",
+                     "funds", "near", "nope", "rented", "returned", "fault", "unlock",
+                     "set_slot", "reboot", "ota", "RENTED"]),
+    st.floats(allow_nan=False), st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+
+
+def _whole_message(t: str) -> dict[str, Any]:
+    """A message of type t with every field of its schema, each of its kind."""
+    out: dict[str, Any] = {"t": t}
+    for field in message.SCHEMA[t].split(" "):
+        name = field.strip("#?*~")
+        out[name] = {"#": 1, "?": True, "*": [1]}.get(field[0], "x")
+    return out | {"ev": "rented", "op": "unlock", "slots": "ELU"}
+
+
+@st.composite
+def _near_messages(draw: Any) -> dict[str, Any]:
+    """A whole message of any type with a few of its fields changed or gone."""
+    msg = _whole_message(draw(st.sampled_from(sorted(message.SCHEMA))))
+    for _ in range(draw(st.integers(0, 2))):
+        name = draw(st.sampled_from(sorted(msg)))
+        if draw(st.booleans()):
+            msg[name] = draw(_VALUES)
+        else:
+            del msg[name]
+    return msg
+
+
+@given(st.one_of(st.dictionaries(_NAMES, _VALUES, max_size=12), MESSAGES, DOWN_MESSAGES,
+                 _VALUES, _near_messages(), _near_messages(), _near_messages()))
+@settings(max_examples=1500)
+def test_the_workers_schema_check_gives_the_codecs_verdict_on_any_value(value: Any) -> None:
+    """The worker's check works each type's schema out once (device_wire._check);
+    its verdict, reason and words are the shared codec's, whatever comes."""
+    assert _verdict(device_wire._check, value) == _verdict(message.check, value)
+
+
+_EDGES = [None, True, False, 0, 1, -1, (1 << 53) - 1, 1 << 53, -(1 << 53) + 1, -(1 << 53), 1.5,
+          "", "x" * 200, "x" * 201, "ELUFXDB", "ELUz", "站", [1], {"a": 1}, "rented",
+          "returned", "fault", "unlock", "set_slot", "reboot", "hello", "ota", "RENTED"]
+
+
+def test_the_workers_schema_check_agrees_on_every_field_of_every_type_at_its_edges() -> None:
+    """Every field of every type (kiosk types too), each value at a rule's edge:
+    the same verdict as the codec's, field by field."""
+    for t in sorted(message.SCHEMA):
+        whole = _whole_message(t)
+        for name in whole:
+            for value in _EDGES:
+                msg = whole | {name: value}
+                assert _verdict(device_wire._check, msg) == _verdict(message.check, msg), msg
+            msg = {k: v for k, v in whole.items() if k != name}
+            assert _verdict(device_wire._check, msg) == _verdict(message.check, msg), msg
+
+
+def _encoded(msg: dict[str, Any]) -> bytes:
+    try:
+        return bytes(message.encode(msg))
+    except ValueError:  # the codec refuses it (a field, or the size)
+        return b"{}"
+
+
+@given(st.binary(max_size=1100) | st.builds(_encoded, _near_messages()))
+@settings(max_examples=500)
+def test_the_workers_decode_gives_the_codecs_verdict_on_any_bytes(data: bytes) -> None:
+    assert _verdict(device_wire._decode, data) == _verdict(message.decode, data)
