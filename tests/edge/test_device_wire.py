@@ -403,3 +403,12 @@ def _encoded(msg: dict[str, Any]) -> bytes:
 @settings(max_examples=500)
 def test_the_workers_decode_gives_the_codecs_verdict_on_any_bytes(data: bytes) -> None:
     assert _verdict(device_wire._decode, data) == _verdict(message.decode, data)
+
+
+@given(st.binary(min_size=16, max_size=100), st.sampled_from([auth.UP, auth.DOWN]),
+       st.binary(max_size=1100))
+def test_the_edges_fast_key_tags_as_the_shared_key_does(raw: bytes, label: bytes,
+                                                         data: bytes) -> None:
+    fast, shared = device_wire.FastKey(raw), auth.Key(raw)
+    assert fast.tag(label, data) == shared.tag(label, data)
+    assert fast.tag(label, memoryview(data)) == shared.tag(label, data)  # as _verify calls it

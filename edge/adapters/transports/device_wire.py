@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import json
 import marshal
 import os
 import struct
 import sys
+from binascii import hexlify
 from collections import deque
 from typing import Any, BinaryIO
 
@@ -53,6 +55,26 @@ Checked = tuple[bool, Any, Any]
 # What a SEAL request gives for each reply: (True, the bytes) or (False, why not).
 
 
+class FastKey(auth.Key):  # type: ignore[misc]
+    """auth.Key's tag, from SHA-256 states of its two pads kept ready: two
+    compressions fewer a tag (1.4 -> 0.9 us; two tags an event). The devices'
+    own Key cannot keep hash states (MicroPython's cannot be copied);
+    tests/edge/test_device_wire.py holds the tags equal."""
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(key)
+        self._inner = hashlib.sha256(self._i)
+        self._outer = hashlib.sha256(self._o)
+
+    def tag(self, label: bytes, data: bytes | memoryview) -> bytes:
+        h = self._inner.copy()
+        h.update(label)
+        h.update(data)
+        o = self._outer.copy()
+        o.update(h.digest())
+        return hexlify(o.digest()[:_TAG_HEX // 2])
+
+
 class KeyRing:
     """Device keys ready for HMAC, by their bytes (made once, bounded)."""
 
@@ -64,7 +86,7 @@ class KeyRing:
         if key is None:
             if len(self._ready) >= _KEYS_MAX:
                 self._ready.clear()
-            key = self._ready[raw] = auth.Key(raw)
+            key = self._ready[raw] = FastKey(raw)
         return key
 
 
