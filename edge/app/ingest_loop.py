@@ -218,15 +218,16 @@ class IngestLoop:
                 self.alarms.pop("disk_full", None)
             results = fut.result()
             now = time.time()
-            for i, ev, _ in writes.events:
-                if results[i]:
-                    self.metrics.inc("events.stored")
-                    # From the dock's own stamp where its clock is synced, else from arrival.
-                    self.metrics.observe("event_to_store", now - (ev.happened or ev.received))
-                    self._events_log.info("event", "event %s %s slot %d bike %s (seq %d)",
-                                          ev.device, ev.kind, ev.slot, ev.bike, ev.seq)
-                else:
-                    self.metrics.inc("events.duplicate")
+            stored = [ev for i, ev, _ in writes.events if results[i]]
+            if stored:
+                self.metrics.inc("events.stored", n=len(stored))
+            if len(stored) < len(writes.events):
+                self.metrics.inc("events.duplicate", n=len(writes.events) - len(stored))
+            for ev in stored:
+                # From the dock's own stamp where its clock is synced, else from arrival.
+                self.metrics.observe("event_to_store", now - (ev.happened or ev.received))
+            self._events_log.info_each("event", "event %s %s slot %d bike %s (seq %d)", [
+                (ev.device, ev.kind, ev.slot, ev.bike, ev.seq) for ev in stored])
         if not writes.gate.done():
             writes.gate.set_result(ok)
         for _, ev, done in writes.events:

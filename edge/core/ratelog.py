@@ -26,6 +26,16 @@ class RateLimitedLog:
         lines, and formatting them was a tenth of the edge's time)."""
         self._emit(logging.INFO, "lines", reason, msg, *args)
 
+    def info_each(self, reason: str, msg: str, each: list[tuple[Any, ...]]) -> None:
+        """info() for each arguments in `each`, in order: a committed batch's
+        events; past the burst they are only counted, in one step."""
+        for i, args in enumerate(each):
+            start, n = self._seen.get(reason, (0.0, 0))
+            if n > self.burst and time.monotonic() - start < self.window_s:
+                self._seen[reason] = (start, n + len(each) - i)  # held back, all of them
+                return
+            self._emit(logging.INFO, "lines", reason, msg, *args)
+
     def _emit(self, level: int, what: str, reason: str, msg: str, *args: Any) -> None:
         now = time.monotonic()
         start, n = self._seen.get(reason, (now, 0))

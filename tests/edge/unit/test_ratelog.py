@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge.core import ratelog
 
@@ -64,3 +66,38 @@ def test_someone_elses_text_is_one_readable_line(caplog: pytest.LogCaptureFixtur
     assert len(got[2]) == ratelog.SHOWN_MAX + 3
     for line in got:
         line.encode("utf-8")  # writable as it is
+
+
+@given(st.lists(st.tuples(st.floats(0, 30), st.integers(0, 8)), max_size=12))
+def test_a_batchs_lines_at_once_are_what_they_would_be_one_by_one(
+        steps: list[tuple[float, int]]) -> None:
+    """info_each (a committed batch's events) logs and counts exactly as info()
+    called for each would: the same lines, the same held-back counts after."""
+    def lines(each: bool) -> list[str]:
+        now = [1000.0]
+        got: list[str] = []
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                got.append(record.getMessage())
+        logger = logging.getLogger(f"t.each.{each}")
+        logger.handlers[:] = [Keep()]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ratelog.time, "monotonic", lambda: now[0])
+            log = ratelog.RateLimitedLog(logger, burst=3, window_s=10)
+            k = 0
+            for advance, n in steps:
+                now[0] += advance
+                batch = [(k + i,) for i in range(n)]
+                k += n
+                if each:
+                    log.info_each("event", "event %d", batch)
+                else:
+                    for args in batch:
+                        log.info("event", "event %d", *args)
+            now[0] += 11
+            log.info("event", "the last")
+        return got
+    assert lines(each=True) == lines(each=False)
