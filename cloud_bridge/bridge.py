@@ -172,7 +172,6 @@ class Bridge:
             await asyncio.sleep(2)
 
 
-
 async def _dropped(read: asyncio.Task[list[OutboxRow]] | None) -> None:
     """A read ahead that will not be used: cancelled, and let finish."""
     if read is not None:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tools.broker import mosquitto_path
+from tools.broker import Broker, mosquitto_path
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
@@ -33,6 +33,16 @@ async def until(pred: Callable[[], Any], timeout: float = 15.0, what: str = "") 
             if v:
                 return v
             await asyncio.sleep(0.05)
+
+
+async def broker_for_dock_a(tmp_path: Path) -> tuple[Broker, str, str]:
+    """A started Mosquitto of site "t" with two accounts: the edge's and dock-a's;
+    returns it and their passwords (edge's, dock's)."""
+    broker = Broker(tmp_path / "broker", site="t")
+    edge_pw = broker.account("huimin-edge", "edge")
+    dock_pw = broker.account("dock-a")
+    await broker.start()
+    return broker, edge_pw, dock_pw
 
 
 needs_mosquitto = pytest.mark.skipif(mosquitto_path() is None,

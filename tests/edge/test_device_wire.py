@@ -27,8 +27,7 @@ from edge.adapters.transports.mqtt import MqttTransport
 from edge.config import MqttConfig
 from edge.core import messages
 from edge.core.metrics import Metrics
-from tests.conftest import needs_mosquitto, run, until
-from tools.broker import Broker
+from tests.conftest import broker_for_dock_a, needs_mosquitto, run, until
 
 
 def _sealed(key: bytes, msg: dict[str, Any]) -> bytes:
@@ -92,8 +91,12 @@ def test_what_one_devices_key_seals_is_never_believed_as_anothers(
     if key_a == key_b:
         return
     forged = _sealed(key_a, {**msg, "dev": other})
-    assert device_wire.check(msg["t"], auth.Key(key_b), forged) == (
-        False, "bad_mac", "its MAC is wrong")
+    ring = device_wire.KeyRing()  # as the wire worker keeps keys: key_a's made ready first
+    assert ring(key_a) is not ring(key_b)
+    for key in (auth.Key(key_b), ring(key_b)):
+        assert device_wire.check(msg["t"], key, forged) == (
+            False, "bad_mac", "its MAC is wrong")
+    assert device_wire.check(msg["t"], ring(key_a), forged)[0]  # its own key believes it
 
 
 DOWN_MESSAGES = st.one_of(
@@ -225,10 +228,7 @@ def test_the_worker_seals_replies_as_the_edge_does_and_refuses_what_the_codec_re
 def test_a_worker_that_dies_is_started_again_and_nothing_it_held_is_lost(
         tmp_path: Path) -> None:
     async def main() -> None:
-        broker = Broker(tmp_path / "broker", site="t")
-        edge_pw = broker.account("huimin-edge", "edge")
-        dock_pw = broker.account("dock-a")
-        await broker.start()
+        broker, edge_pw, dock_pw = await broker_for_dock_a(tmp_path)
         key = secrets.token_bytes(32)
 
 
@@ -283,10 +283,7 @@ def test_with_no_worker_to_be_had_the_edge_checks_and_seals_in_its_own_process(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     async def main() -> None:
-        broker = Broker(tmp_path / "broker", site="t")
-        edge_pw = broker.account("huimin-edge", "edge")
-        dock_pw = broker.account("dock-a")
-        await broker.start()
+        broker, edge_pw, dock_pw = await broker_for_dock_a(tmp_path)
         key = secrets.token_bytes(32)
 
 

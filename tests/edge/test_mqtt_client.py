@@ -15,7 +15,7 @@ import pytest
 
 from edge.adapters.transports.mqtt_client import MqttConnection, MqttError
 from edge.adapters.transports.mqtt_codec import Publish
-from tests.conftest import needs_mosquitto, run, until
+from tests.conftest import broker_for_dock_a, needs_mosquitto, run, until
 from tools.broker import IN_FLIGHT, Broker
 
 pytestmark = needs_mosquitto
@@ -59,10 +59,7 @@ def test_a_wrong_password_is_one_line_that_says_so(tmp_path: Path) -> None:
 def test_the_backlog_comes_in_batches_and_what_was_not_acked_comes_again(
         tmp_path: Path) -> None:
     async def main() -> None:
-        broker = Broker(tmp_path / "broker", site="t")
-        edge_pw = broker.account("huimin-edge", "edge")
-        dock_pw = broker.account("dock-a")
-        await broker.start()
+        broker, edge_pw, dock_pw = await broker_for_dock_a(tmp_path)
         batches: list[list[Publish]] = []
 
         async def take(conn: MqttConnection, batch: list[Publish]) -> None:
@@ -121,10 +118,7 @@ def test_an_edge_busy_with_a_batch_is_not_taken_for_a_dead_broker(tmp_path: Path
     that is not the broker's silence. The pings still go, and the connection
     lives through a wait of twice the keepalive."""
     async def main() -> None:
-        broker = Broker(tmp_path / "broker", site="t")
-        edge_pw = broker.account("huimin-edge", "edge")
-        dock_pw = broker.account("dock-a")
-        await broker.start()
+        broker, edge_pw, dock_pw = await broker_for_dock_a(tmp_path)
         held = asyncio.Event()
 
         async def slow(conn: MqttConnection, batch: list[Publish]) -> None:
